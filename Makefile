@@ -1,0 +1,41 @@
+# The two commands of the README: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The embedded default: a SQLite file in this folder.
+export SINERGI_DATABASE_URL ?= sqlite+aiosqlite:///./sinergi.db
+
+.PHONY: run test install migrate demo bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(BIN)/sinergi db upgrade
+
+demo: migrate
+	$(BIN)/sinergi demo > demo-credentials.json
+	@echo "demo clients and their secrets: demo-credentials.json"
+
+## Serve on http://$(HOST):$(PORT) with demo data (SQLite file ./sinergi.db).
+run: demo
+	$(BIN)/sinergi serve --host $(HOST) --port $(PORT)
+
+## The whole suite, on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`).
+test: install
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) sinergi.db sinergi.db-* demo-credentials.json

@@ -1,0 +1,1 @@
+"""Sinergi: the HTTP service."""

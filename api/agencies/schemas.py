@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.auth import SCOPES
+from models import AgencyKind
+from models.regions import is_region
+
+
+class AgencyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=2, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9_-]*$",
+                      examples=["POLRES-BENGKAYANG"])
+    name: str = Field(min_length=2, max_length=200)
+    kind: AgencyKind = AgencyKind.other
+    jurisdiction: str = Field(examples=["61.07"], description="Kemendagri region code")
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _known_region(cls, v: str) -> str:
+        if not is_region(v):
+            raise ValueError(f"'{v}' is not a Kalimantan Barat region code")
+        return v
+
+
+class AgencyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    name: str
+    kind: AgencyKind
+    jurisdiction: str
+    created_at: datetime
+
+
+class ClientCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scopes: list[str] = Field(min_length=1, examples=[["referrals:read", "referrals:respond"]])
+    name: str = Field(default="", max_length=200)
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        return v.split() if isinstance(v, str) else v
+
+    @field_validator("scopes")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in SCOPES]
+        if unknown:
+            raise ValueError(f"unknown scopes: {' '.join(unknown)}")
+        return sorted(set(v))
+
+
+class ClientCreated(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="shown once; only its hash is stored")
+    agency: str
+    scopes: list[str]
+
+
+class AgencyList(BaseModel):
+    items: list[AgencyPublic]
+    next_cursor: str | None = None

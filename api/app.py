@@ -1,0 +1,51 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.agencies.routes import router as agencies_router
+from api.audit.routes import router as audit_router
+from api.db import Database
+from api.deps import Services
+from api.logs import configure as configure_logs
+from api.middleware import RequestMiddleware
+from api.oauth.routes import router as oauth_router
+from api.ops.routes import router as ops_router
+from api.security.keys import KeyStore, ensure_active_key
+from api.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    if configure_logging:
+        configure_logs(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        keys = KeyStore(db, settings.access_token_ttl)
+        await ensure_active_key(db)  # first start: make and persist the signing key
+        await keys.load()
+        app.state.services = Services(settings=settings, db=db, keys=keys)
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="Sinergi",
+        version="1.0.0",
+        summary="Inter-agency data exchange for preventing and handling human trafficking (TPPO) "
+        "in Kalimantan Barat",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (ops_router, oauth_router, agencies_router, audit_router):
+        app.include_router(router)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

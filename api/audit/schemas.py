@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from models import AuditEvent
+
+
+class AuditEventPublic(BaseModel):
+    seq: int
+    chain: str
+    id: str
+    occurred_at: datetime
+    client_id: str | None
+    agency: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    subjects: list[dict[str, str]]
+    outcome: str
+    request_id: str | None
+    detail: dict[str, Any]
+    hash: str
+    prev_hash: str
+
+    @classmethod
+    def of(cls, e: AuditEvent) -> "AuditEventPublic":
+        # What is shown is the hashed content itself, so what verify checks is what is read.
+        doc = orjson.loads(e.body)
+        return cls(
+            seq=e.seq,
+            chain=e.chain,
+            id=doc["id"],
+            occurred_at=e.occurred_at,
+            client_id=doc["client_id"],
+            agency=doc["agency"],
+            action=doc["action"],
+            resource_type=doc["resource_type"],
+            resource_id=doc["resource_id"],
+            subjects=[{"type": t, "id": i} for t, i in doc.get("subjects", [])],
+            outcome=doc["outcome"],
+            request_id=doc["request_id"],
+            detail=doc.get("detail", {}),
+            hash=e.hash,
+            prev_hash=e.prev_hash,
+        )
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventPublic]
+    next_cursor: str | None
+
+
+class VerifyHead(BaseModel):
+    seq: int
+    hash: str
+
+
+class VerifyReply(BaseModel):
+    ok: bool
+    chain: str
+    checked: int
+    head: VerifyHead
+    first_bad_seq: int | None
+    reason: str | None = None

@@ -1,0 +1,350 @@
+"""The audit chain: recording, appending, verifying, listing.
+
+Each entry's hash is ``sha256(prev_hash "\\n" seq "\\n" body)``, ``body`` being the canonical
+JSON (sorted keys, orjson) of everything the entry says. One chain per province (``chain``):
+appenders serialise on the chain's head row inside the business transaction, so chain order is
+commit order, and appenders of different provinces never wait on each other.
+
+On PostgreSQL an append is ONE statement: the head is advanced, hashed (``sha256()`` in the
+database) and the entry inserted in the same round trip, so the head's row lock is held only
+for that statement and the commit. On SQLite every transaction already holds the database's
+write lock (``BEGIN IMMEDIATE``), so the hash is computed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.context import AuditRecord, RequestContext, context_of
+from api.db import Database
+from api.errors import Problem
+from api.settings import get_settings
+from models import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome, utcnow
+from models.regions import province_of
+
+
+def record(
+    session: AsyncSession,
+    action: str,
+    *,
+    resource_type: str | None = None,
+    resource_id: Any = None,
+    subjects: Sequence[tuple[str, Any]] = (),
+    outcome: Outcome = Outcome.allowed,
+    **detail: Any,
+) -> None:
+    """Record an audit entry; it is written with the request's transaction."""
+    rid = None if resource_id is None else str(resource_id)
+    subs = [(t, str(i)) for t, i in subjects]
+    if resource_type and rid and (resource_type, rid) not in subs:
+        subs.insert(0, (resource_type, rid))
+    context_of(session).audit.append(
+        AuditRecord(action, outcome, resource_type, rid, subs, {k: v for k, v in detail.items() if v is not None})
+    )
+
+
+def chain_of(ctx: RequestContext) -> str:
+    if ctx.caller is not None:
+        return province_of(ctx.caller.jurisdiction) or get_settings().audit_chain
+    return get_settings().audit_chain
+
+
+def chain_hash(prev_hash: str, seq: int, body: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{seq}\n{body}".encode()).hexdigest()
+
+
+def _iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(slots=True)
+class _Row:
+    id: uuid.UUID
+    occurred_at: datetime
+    client_id: str | None
+    agency: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    outcome: str
+    request_id: str | None
+    body: str
+
+
+def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime) -> _Row:
+    caller = ctx.caller
+    client_id = caller.client_id if caller else ctx.claimed_client_id
+    agency = caller.agency if caller else None
+    detail = dict(rec.detail)
+    if ctx.scope_used and "scope" not in detail:
+        detail["scope"] = ctx.scope_used
+    if ctx.ip:
+        detail.setdefault("ip", ctx.ip)
+    row = _Row(uuid.uuid4(), now, client_id, agency, rec.action, rec.resource_type, rec.resource_id,
+               str(rec.outcome), ctx.request_id, "")
+    row.body = orjson.dumps(
+        {
+            "id": str(row.id),
+            "chain": chain,
+            "occurred_at": _iso(now),
+            "client_id": client_id,
+            "agency": agency,
+            "action": rec.action,
+            "resource_type": rec.resource_type,
+            "resource_id": rec.resource_id,
+            "outcome": row.outcome,
+            "request_id": ctx.request_id,
+            "subjects": [list(s) for s in rec.subjects],
+            "detail": detail,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    ).decode()
+    return row
+
+
+_PG_APPEND = text(
+    """
+    WITH h AS (
+        UPDATE audit_head
+           SET seq = seq + 1,
+               prev_hash = hash,
+               hash = encode(sha256(convert_to(
+                   hash || E'\\n' || (seq + 1)::text || E'\\n' || CAST(:body AS text), 'UTF8')), 'hex')
+         WHERE chain = :chain
+     RETURNING seq, prev_hash, hash
+    )
+    INSERT INTO audit_event (chain, seq, id, occurred_at, client_id, agency, action,
+                             resource_type, resource_id, outcome, request_id, body, prev_hash, hash)
+    SELECT :chain, h.seq, :id, :occurred_at, :client_id, :agency, :action,
+           :resource_type, :resource_id, :outcome, :request_id, :body, h.prev_hash, h.hash
+      FROM h
+    RETURNING seq
+    """
+)
+
+
+async def _ensure_head(session: AsyncSession, chain: str) -> None:
+    table = AuditHead.__table__
+    dialect = session.bind.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    await session.execute(
+        insert(table).values(chain=chain, seq=0, hash=GENESIS_HASH, prev_hash=GENESIS_HASH).on_conflict_do_nothing()
+    )
+
+
+async def append(session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord]) -> None:
+    """Append ``records`` to the caller's chain inside ``session``'s transaction."""
+    if not records:
+        return
+    chain = chain_of(ctx)
+    now = utcnow()
+    rows = [_build(chain, ctx, r, now) for r in records]
+    subjects = [
+        {"event_id": row.id, "resource_type": t, "resource_id": i}
+        for row, rec in zip(rows, records, strict=True)
+        for t, i in dict.fromkeys(rec.subjects)
+    ]
+    if subjects:  # written before the head is locked: they need no order
+        await session.execute(sa.insert(AuditSubject.__table__), subjects)
+    postgres = session.bind.dialect.name == "postgresql"
+    for row in rows:
+        params = {
+            "chain": chain,
+            "id": row.id,
+            "occurred_at": row.occurred_at,
+            "client_id": row.client_id,
+            "agency": row.agency,
+            "action": row.action,
+            "resource_type": row.resource_type,
+            "resource_id": row.resource_id,
+            "outcome": row.outcome,
+            "request_id": row.request_id,
+            "body": row.body,
+        }
+        if postgres:
+            for _attempt in range(2):
+                done = (await session.execute(_PG_APPEND, params)).first()
+                if done is not None:
+                    break
+                await _ensure_head(session, chain)
+            else:  # pragma: no cover - the head was just created
+                raise RuntimeError("audit head missing")
+        else:
+            head = (await session.execute(
+                sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == chain))).first()
+            if head is None:
+                await _ensure_head(session, chain)
+                head = (0, GENESIS_HASH)
+            seq, prev = head[0] + 1, head[1]
+            digest = chain_hash(prev, seq, row.body)
+            await session.execute(
+                sa.update(AuditHead.__table__).where(AuditHead.chain == chain).values(seq=seq, prev_hash=prev, hash=digest)
+            )
+            await session.execute(
+                sa.insert(AuditEvent.__table__).values(
+                    **{k: v for k, v in params.items()}, seq=seq, prev_hash=prev, hash=digest
+                )
+            )
+
+
+def outcome_of(exc: BaseException) -> tuple[Outcome, int]:
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    if status is None:
+        from fastapi.exceptions import RequestValidationError
+
+        status = 422 if isinstance(exc, RequestValidationError) else 500
+    return (Outcome.denied if status in (401, 403, 404) else Outcome.failed), int(status)
+
+
+async def record_failure(db: Database, ctx: RequestContext, exc: BaseException) -> None:
+    """After a request failed and its transaction rolled back: record only the failure."""
+    outcome, status = outcome_of(exc)
+    detail: dict[str, Any] = {"status": status}
+    if isinstance(exc, Problem):
+        detail["problem"] = exc.slug
+    rid = ctx.path_params.get("id") or ctx.path_params.get("code")
+    rec = AuditRecord(
+        action=ctx.route or "request",
+        outcome=outcome,
+        resource_id=None if rid is None else str(rid),
+        detail=detail,
+    )
+    # What the request had recorded before it failed names the resources it was about.
+    for earlier in ctx.audit:
+        rec.resource_type = rec.resource_type or earlier.resource_type
+        rec.resource_id = rec.resource_id or earlier.resource_id
+        rec.subjects.extend(s for s in earlier.subjects if s not in rec.subjects)
+    async with db.transaction() as session:
+        await append(session, ctx, [rec])
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    chain: str
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None
+    reason: str | None
+
+
+_COLUMNS = ("id", "occurred_at", "client_id", "agency", "action", "resource_type", "resource_id", "outcome", "request_id")
+
+
+async def _stream_rows(db: Database, chain: str, upto: int) -> AsyncIterator[tuple[Any, ...]]:
+    stmt = (
+        sa.select(
+            AuditEvent.seq, AuditEvent.prev_hash, AuditEvent.hash, AuditEvent.body,
+            *(getattr(AuditEvent, c) for c in _COLUMNS),
+        )
+        .where(AuditEvent.chain == chain, AuditEvent.seq <= upto)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=5000)
+    )
+    async with db.read() as conn:
+        result = await conn.stream(stmt)
+        async for row in result:
+            yield tuple(row)
+
+
+async def verify(db: Database, chain: str) -> VerifyResult:
+    """Walk the chain: contiguous sequence numbers, each ``prev_hash`` equal to the previous
+    entry's hash, each hash recomputed from its body, the indexed columns equal to what the
+    body says, and the last entry equal to the head (a deleted tail is noticed too)."""
+    async with db.read() as conn:  # the head first: what is appended after it is not checked
+        head = (await conn.execute(sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == chain))).first()
+    head_seq, head_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
+    prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
+    bad: tuple[int, str] | None = None
+    async for row in _stream_rows(db, chain, head_seq):
+        seq, row_prev, row_hash, body = row[0], row[1], row[2], row[3]
+        checked += 1
+        if seq != expected_seq:
+            bad = (expected_seq, f"entry {expected_seq} is missing (found {seq})")
+            break
+        if row_prev != prev_hash:
+            bad = (seq, "prev_hash does not match the previous entry")
+            break
+        if chain_hash(row_prev, seq, body) != row_hash:
+            bad = (seq, "hash does not match the entry's content")
+            break
+        doc = orjson.loads(body)
+        values = row[4:]
+        for name, value in zip(_COLUMNS, values, strict=True):
+            if name == "occurred_at":
+                value = _iso(value) if value else None
+            elif name == "id":
+                value = str(value)
+            if doc.get(name) != value:
+                bad = (seq, f"column {name} differs from the hashed content")
+                break
+        if bad or doc.get("chain") != chain:
+            bad = bad or (seq, "entry belongs to another chain")
+            break
+        prev_hash, expected_seq = row_hash, seq + 1
+    if bad is None and (head_seq != expected_seq - 1 or head_hash != prev_hash):
+        bad = (expected_seq, f"the chain ends at {expected_seq - 1} but its head is at {head_seq}")
+    return VerifyResult(chain, bad is None, checked, head_seq, head_hash,
+                        bad[0] if bad else None, bad[1] if bad else None)
+
+
+async def chains(db: Database) -> list[str]:
+    async with db.read() as conn:
+        return list((await conn.execute(sa.select(AuditHead.chain).order_by(AuditHead.chain))).scalars())
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    chain: str,
+    after_seq: int | None,
+    limit: int,
+    client_id: str | None = None,
+    agency: str | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[AuditEvent]:
+    """Newest first; ``after_seq`` continues below that sequence number."""
+    stmt = select(AuditEvent).where(AuditEvent.chain == chain)
+    if after_seq is not None:
+        stmt = stmt.where(AuditEvent.seq < after_seq)
+    if client_id:
+        stmt = stmt.where(AuditEvent.client_id == client_id)
+    if agency:
+        stmt = stmt.where(AuditEvent.agency == agency)
+    if action:
+        stmt = stmt.where(AuditEvent.action == action)
+    if resource_type or resource_id:
+        sub = select(AuditSubject.event_id)
+        if resource_type:
+            sub = sub.where(AuditSubject.resource_type == resource_type)
+        if resource_id:
+            sub = sub.where(AuditSubject.resource_id == resource_id)
+        stmt = stmt.where(col(AuditEvent.id).in_(sub))
+    if since:
+        stmt = stmt.where(AuditEvent.occurred_at >= since)
+    if until:
+        stmt = stmt.where(AuditEvent.occurred_at < until)
+    stmt = stmt.order_by(col(AuditEvent.seq).desc()).limit(limit)
+    return list((await session.exec(stmt)).all())

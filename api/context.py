@@ -1,0 +1,75 @@
+"""What one request carries through its transaction: who calls, what it audits, what it emits.
+
+The session dependency puts a :class:`RequestContext` in ``session.info["ctx"]``; services
+record audit entries and events there, and the session dependency writes them in the same
+transaction just before it commits (see :mod:`api.deps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import OVERSIGHT_KINDS, AgencyKind, Outcome
+from models.regions import covers
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    client_id: str
+    agency: str
+    agency_kind: AgencyKind
+    jurisdiction: str
+    scopes: frozenset[str]
+    token_id: str
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def is_oversight(self) -> bool:
+        return self.agency_kind in OVERSIGHT_KINDS
+
+    def covers(self, region_code: str | None) -> bool:
+        """Whether a region code lies in the caller's jurisdiction."""
+        return covers(self.jurisdiction, region_code)
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    action: str
+    outcome: Outcome = Outcome.allowed
+    resource_type: str | None = None
+    resource_id: str | None = None
+    subjects: list[tuple[str, str]] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    type: str
+    data: dict[str, Any]
+    region: str | None
+    audience: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str | None = None
+    ip: str | None = None
+    route: str | None = None
+    path_params: dict[str, Any] = field(default_factory=dict)
+    caller: Caller | None = None
+    scope_used: str | None = None
+    claimed_client_id: str | None = None
+    audit: list[AuditRecord] = field(default_factory=list)
+    events: list[PendingEvent] = field(default_factory=list)
+
+
+def context_of(session: AsyncSession) -> RequestContext:
+    ctx = session.info.get("ctx")
+    if ctx is None:
+        ctx = session.info["ctx"] = RequestContext()
+    return ctx

@@ -1,0 +1,103 @@
+"""Database engine and sessions.
+
+SQLite (the embedded default) runs every transaction as ``BEGIN IMMEDIATE``: every request
+writes at least its audit event, so taking the write lock up front avoids the
+``SQLITE_BUSY`` that upgrading a read transaction would hit. PostgreSQL runs at READ COMMITTED;
+the chain heads (audit, events) are the rows writers serialise on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.settings import Settings
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` / ``sqlite://`` URLs and pick the async drivers."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.drivername == "sqlite":
+        u = u.set(drivername="sqlite+aiosqlite")
+    return u.render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    """The synchronous twin of a database URL (Alembic and the benchmark use it)."""
+    u = make_url(normalise_url(url))
+    if u.drivername == "sqlite+aiosqlite":
+        u = u.set(drivername="sqlite")
+    return u.render_as_string(hide_password=False)
+
+
+def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
+    url = normalise_url(settings.database_url)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kw)
+        _sqlite_setup(engine)
+    else:
+        kw.setdefault("pool_size", settings.db_pool_size)
+        kw.setdefault("max_overflow", 0)
+        kw.setdefault("pool_timeout", 30)
+        kw.setdefault("pool_pre_ping", True)
+        engine = create_async_engine(url, **kw)
+    return engine
+
+
+def _sqlite_setup(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Read-only work (key loading, chain verification) must not take the write lock: it
+        # may run while a request's own transaction holds it.
+        readonly = conn.get_execution_options().get("sinergi_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+class Database:
+    """The engine and session factory of one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False, autoflush=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading only (on SQLite it does not take the write lock)."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(sinergi_readonly=True)
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

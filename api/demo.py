@@ -1,0 +1,91 @@
+"""Demo data: the agencies of the design's table with clients of their typical scopes.
+
+Safe to run again: existing agencies are kept, and each demo client gets a fresh secret (a
+secret is stored only as a hash, so printing the credentials means issuing new ones). Later
+parts of the demo (records) register a loader in :data:`LOADERS`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api import crypto
+from api.audit import service as audit
+from api.db import Database
+from api.deps import operator_unit
+from api.settings import get_settings
+from models import Agency, AgencyKind, ApiClient
+
+AGENCIES: list[dict[str, Any]] = [
+    {"code": "BP3MI-KALBAR", "name": "BP3MI Kalimantan Barat", "kind": AgencyKind.migrant_protection,
+     "jurisdiction": "61",
+     "scopes": "returnees:write returnees:read pii:read notices:write notices:read referrals:write referrals:read events:read"},
+    {"code": "POLRES-BENGKAYANG", "name": "Polres Bengkayang", "kind": AgencyKind.police, "jurisdiction": "61.07",
+     "scopes": "referrals:read referrals:write referrals:respond returnees:read events:read"},
+    {"code": "DP3A-KALBAR", "name": "DP3A Provinsi Kalimantan Barat", "kind": AgencyKind.women_child_protection,
+     "jurisdiction": "61", "scopes": "stats:read notices:read"},
+    {"code": "DP3A-BENGKAYANG", "name": "DP3A Kabupaten Bengkayang", "kind": AgencyKind.women_child_protection,
+     "jurisdiction": "61.07",
+     "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read"},
+    {"code": "DINSOS-BENGKAYANG", "name": "Dinas Sosial Kabupaten Bengkayang", "kind": AgencyKind.social_services,
+     "jurisdiction": "61.07",
+     "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read"},
+    {"code": "GUGUS-TPPO-BENGKAYANG", "name": "Gugus Tugas TPPO Kabupaten Bengkayang", "kind": AgencyKind.task_force,
+     "jurisdiction": "61.07", "scopes": "referrals:read stats:read events:read"},
+    {"code": "INSPEKTORAT-KALBAR", "name": "Inspektorat Provinsi Kalimantan Barat", "kind": AgencyKind.inspectorate,
+     "jurisdiction": "61", "scopes": "audit:read"},
+    {"code": "DP3A-SAMBAS", "name": "DP3A Kabupaten Sambas", "kind": AgencyKind.women_child_protection,
+     "jurisdiction": "61.01",
+     "scopes": "notices:read notices:ack referrals:read referrals:respond returnees:read events:read"},
+    {"code": "SINERGI-OPERATOR", "name": "Sinergi operator", "kind": AgencyKind.operator, "jurisdiction": "61",
+     "scopes": "admin"},
+]
+
+Loader = Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
+LOADERS: list[Loader] = []
+
+
+def demo_client_id(code: str) -> str:
+    return f"demo-{code.lower()}"
+
+
+async def load_agencies(session: AsyncSession) -> dict[str, dict[str, str]]:
+    creds: dict[str, dict[str, str]] = {}
+    for spec in AGENCIES:
+        agency = await session.get(Agency, spec["code"])
+        if agency is None:
+            agency = Agency(code=spec["code"], name=spec["name"], kind=spec["kind"], jurisdiction=spec["jurisdiction"])
+            session.add(agency)
+            await session.flush()
+        cid = demo_client_id(spec["code"])
+        secret = "sk_demo_" + secrets.token_urlsafe(24)
+        client = await session.get(ApiClient, cid)
+        if client is None:
+            client = ApiClient(client_id=cid, agency_code=agency.code, name="demo", scopes=spec["scopes"],
+                               secret_hash=crypto.hash_secret(secret))
+        else:
+            client.secret_hash = crypto.hash_secret(secret)
+            client.scopes = spec["scopes"]
+            client.disabled_at = None
+        session.add(client)
+        creds[spec["code"]] = {"client_id": cid, "client_secret": secret, "scopes": spec["scopes"]}
+    audit.record(session, "demo.load", resource_type="agency", subjects=[("agency", a["code"]) for a in AGENCIES])
+    return creds
+
+
+async def load(db: Database) -> dict[str, Any]:
+    if get_settings().mode == "production":
+        raise SystemExit("refusing to load demo data in production mode")
+    async with operator_unit(db, "demo") as session:
+        creds = await load_agencies(session)
+    out: dict[str, Any] = {"clients": creds}
+    for loader in LOADERS:
+        async with operator_unit(db, "demo") as session:
+            extra = await loader(session)
+        if extra:
+            out.update(extra)
+    return out

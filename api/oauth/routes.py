@@ -1,0 +1,95 @@
+"""``/oauth/token``, ``/oauth/revoke`` and ``/.well-known/jwks.json``.
+
+Errors here follow RFC 6749 §5.2 (``{"error", "error_description"}``), as OAuth clients expect,
+not problem+json.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import ServicesDep, SessionDep
+from api.oauth import service
+from api.oauth.service import OAuthError
+
+router = APIRouter(tags=["oauth"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _oauth_error(err: OAuthError, basic: bool) -> JSONResponse:
+    headers = dict(_NO_STORE)
+    if err.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="sinergi"' if basic else 'Bearer realm="sinergi"'
+    return JSONResponse({"error": err.error, "error_description": err.description}, err.status, headers)
+
+
+async def _form(request: Request) -> dict[str, Any]:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("application/x-www-form-urlencoded"):
+        raise OAuthError("invalid_request", "Send the parameters as application/x-www-form-urlencoded")
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _client_credentials(request: Request, form: dict[str, Any]) -> tuple[str | None, str | None, bool]:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            raw = base64.b64decode(value.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise OAuthError("invalid_client", "Malformed Basic credentials", 401) from None
+        cid, sep, secret = raw.partition(":")
+        if not sep:
+            raise OAuthError("invalid_client", "Malformed Basic credentials", 401)
+        return unquote_plus(cid), unquote_plus(secret), True
+    return form.get("client_id"), form.get("client_secret"), False
+
+
+@router.post("/oauth/token", name="token.issue", responses={400: {}, 401: {}})
+async def token(request: Request, session: SessionDep, svc: ServicesDep) -> JSONResponse:
+    """OAuth2 client credentials grant (``client_secret_basic`` or ``client_secret_post``)."""
+    basic = request.headers.get("authorization", "").lower().startswith("basic ")
+    try:
+        form = await _form(request)
+        client_id, secret, basic = _client_credentials(request, form)
+        grant = form.get("grant_type")
+        if not grant:
+            raise OAuthError("invalid_request", "grant_type is required")
+        if grant != "client_credentials":
+            raise OAuthError("unsupported_grant_type", "Only client_credentials is supported")
+        client, agency = await service.authenticate_client(session, client_id, secret)
+        body = await service.issue_token(session, svc.keys, svc.settings, client, agency, form.get("scope"))
+    except OAuthError as err:
+        return _oauth_error(err, basic)
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+@router.post("/oauth/revoke", name="token.revoke", responses={401: {}})
+async def revoke(request: Request, session: SessionDep, svc: ServicesDep) -> JSONResponse:
+    """RFC 7009 token revocation: the token stops working at once."""
+    basic = request.headers.get("authorization", "").lower().startswith("basic ")
+    try:
+        form = await _form(request)
+        client_id, secret, basic = _client_credentials(request, form)
+        client, _agency = await service.authenticate_client(session, client_id, secret, "token.revoke")
+        token = form.get("token")
+        if not token:
+            raise OAuthError("invalid_request", "token is required")
+        await service.revoke_token(session, svc.keys, svc.settings, client, token)
+    except OAuthError as err:
+        return _oauth_error(err, basic)
+    return JSONResponse({}, headers=_NO_STORE)
+
+
+@router.get("/.well-known/jwks.json", name="jwks")
+async def jwks(svc: ServicesDep) -> JSONResponse:
+    """The public keys that verify access tokens (current and recently retired)."""
+    return JSONResponse(await svc.keys.jwks(), headers={"Cache-Control": "public, max-age=60"})

@@ -1,0 +1,156 @@
+"""Signing keys: generated on first start, persisted (private half encrypted with the data key),
+rotated with overlap.
+
+Each process keeps the keys it needs in memory, built once into verification objects (building
+them per request would double the cost of every call). It reloads them from the database when
+a token names a ``kid`` it does not know (another process rotated) and every
+:data:`REFRESH_SECONDS`, so a rotation reaches every process of a cluster.
+
+A retired key stays in the JWKS, and keeps verifying, until every token it signed has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jose import jwk
+from jose.backends.base import Key
+from sqlalchemy import text
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api import crypto
+from api.db import Database
+from models import SigningKey, utcnow
+
+REFRESH_SECONDS = 30
+_MIN_RELOAD_INTERVAL = 2.0
+_CONTEXT = "signing_key.private"
+
+
+@dataclass(frozen=True)
+class LoadedKey:
+    kid: str
+    public_jwk: dict[str, Any]
+    verifier: Key
+    retired_at: datetime | None
+
+
+def _b64u_uint(n: int) -> str:
+    return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+
+
+def generate_key() -> SigningKey:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    numbers = private.public_key().public_numbers()
+    kid = uuid.uuid4().hex[:16]
+    public = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": _b64u_uint(numbers.n), "e": _b64u_uint(numbers.e)}
+    return SigningKey(kid=kid, private_key_enc=crypto.encrypt(pem, context=_CONTEXT), public_jwk=json.dumps(public))
+
+
+async def _lock_keys(session: AsyncSession) -> None:
+    """Serialise key creation and rotation across processes."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
+    # SQLite: the transaction is BEGIN IMMEDIATE already.
+
+
+async def ensure_active_key(db: Database) -> None:
+    """Create the first signing key if there is none (first start)."""
+    async with db.transaction() as session:
+        await _lock_keys(session)
+        active = (await session.exec(select(SigningKey).where(SigningKey.retired_at.is_(None)))).first()
+        if active is None:
+            session.add(generate_key())
+
+
+async def rotate(db: Database) -> str:
+    """Retire the active key(s) and make a new one; returns the new ``kid``."""
+    async with db.transaction() as session:
+        await _lock_keys(session)
+        now = utcnow()
+        for key in (await session.exec(select(SigningKey).where(SigningKey.retired_at.is_(None)))).all():
+            key.retired_at = now
+            session.add(key)
+        new = generate_key()
+        new.created_at = now
+        session.add(new)
+        return new.kid
+
+
+class KeyStore:
+    def __init__(self, db: Database, token_ttl: int) -> None:
+        self.db = db
+        self.token_ttl = token_ttl
+        self._keys: dict[str, LoadedKey] = {}
+        self._signing: tuple[str, str] | None = None  # kid, private PEM
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _keep_until(self, retired_at: datetime) -> datetime:
+        # Tokens signed just before retirement (by a process that had not refreshed yet) live
+        # token_ttl past the refresh window.
+        return retired_at + timedelta(seconds=self.token_ttl + REFRESH_SECONDS + 60)
+
+    async def load(self) -> None:
+        async with self._lock:
+            async with self.db.read() as conn:
+                result = await conn.execute(
+                    select(SigningKey.kid, SigningKey.public_jwk, SigningKey.private_key_enc, SigningKey.retired_at)
+                    .order_by(SigningKey.created_at)
+                )
+                rows = result.all()
+            now = utcnow()
+            keys: dict[str, LoadedKey] = {}
+            signing = None
+            for row in rows:
+                if row.retired_at is not None and self._keep_until(row.retired_at) < now:
+                    continue
+                public = json.loads(row.public_jwk)
+                keys[row.kid] = LoadedKey(row.kid, public, jwk.construct(public, "RS256"), row.retired_at)
+                if row.retired_at is None:
+                    signing = (row.kid, row.private_key_enc)
+            self._keys = keys
+            if signing is not None and (self._signing is None or self._signing[0] != signing[0]):
+                self._signing = (signing[0], crypto.decrypt(signing[1], context=_CONTEXT))
+            self._loaded_at = time.monotonic()
+
+    async def _fresh(self) -> None:
+        if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+            await self.load()
+
+    async def signing_key(self) -> tuple[str, str]:
+        await self._fresh()
+        if self._signing is None:
+            await ensure_active_key(self.db)
+            await self.load()
+        assert self._signing is not None
+        return self._signing
+
+    async def verifier(self, kid: str) -> Key | None:
+        await self._fresh()
+        key = self._keys.get(kid)
+        if key is None and time.monotonic() - self._loaded_at > _MIN_RELOAD_INTERVAL:
+            await self.load()  # perhaps rotated by another process
+            key = self._keys.get(kid)
+        if key is None:
+            return None
+        if key.retired_at is not None and self._keep_until(key.retired_at) < utcnow():
+            return None
+        return key.verifier
+
+    async def jwks(self) -> dict[str, Any]:
+        await self._fresh()
+        return {"keys": [k.public_jwk for k in self._keys.values()]}

@@ -1,0 +1,159 @@
+"""The only module that touches python-jose: issuing and verifying RFC 9068 access tokens.
+
+python-jose's defaults are unsafe (no algorithm allowlist, ``aud`` skipped when absent, ``typ``
+unchecked). Here every check of the JWT BCP (RFC 8725) is pinned:
+
+* the algorithm allowlist is ``RS256`` only (``none`` and HMAC are refused before any key is
+  touched, so the public key can never be used as an HMAC secret);
+* the header must say ``typ: at+jwt`` and name a ``kid`` of the service's own key set; ``jku``,
+  ``x5u``, ``jwk`` and ``x5c`` headers are refused, keys never come from the token;
+* ``iss``, ``aud``, ``sub``, ``client_id``, ``exp``, ``iat``, ``jti`` are required and checked,
+  ``nbf`` when present; clock skew tolerated is :data:`LEEWAY` seconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jose import jwt
+from jose.backends.base import Key
+from jose.exceptions import JOSEError
+
+ALGORITHM = "RS256"
+TOKEN_TYPE = "at+jwt"
+LEEWAY = 10
+_FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
+_REQUIRED = ("iss", "aud", "sub", "client_id", "exp", "iat", "jti", "scope")
+
+
+class InvalidToken(Exception):
+    """The token is not one this service issued, or no longer valid. The message is safe to
+    show to the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    client_id: str
+    agency: str
+    jurisdiction: str | None
+    scopes: frozenset[str]
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+def issue(
+    *,
+    private_pem: str,
+    kid: str,
+    issuer: str,
+    audience: str,
+    client_id: str,
+    agency: str,
+    jurisdiction: str | None,
+    scopes: list[str],
+    now: datetime,
+    ttl: int,
+) -> tuple[str, TokenClaims]:
+    iat = int(now.timestamp())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": client_id,
+        "client_id": client_id,
+        "agency": agency,
+        "jurisdiction": jurisdiction,
+        "scope": " ".join(sorted(scopes)),
+        "iat": iat,
+        "nbf": iat,
+        "exp": iat + ttl,
+        "jti": uuid.uuid4().hex,
+    }
+    token = jwt.encode(claims, private_pem, algorithm=ALGORITHM, headers={"kid": kid, "typ": TOKEN_TYPE})
+    return token, _claims(claims)
+
+
+def peek_kid(token: str) -> str:
+    """The ``kid`` of a token whose header is otherwise acceptable (no key is used yet)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except JOSEError:
+        raise InvalidToken("The token is malformed") from None
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken("The token's algorithm is not accepted")
+    typ = str(header.get("typ", "")).lower()
+    if typ not in (TOKEN_TYPE, "application/" + TOKEN_TYPE):
+        raise InvalidToken("The token is not an access token (typ)")
+    if _FORBIDDEN_HEADERS & header.keys():
+        raise InvalidToken("The token carries a key reference this service does not accept")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("The token names no key (kid)")
+    return kid
+
+
+def verify(token: str, key: Key, *, issuer: str, audience: str) -> TokenClaims:
+    """Verify a token against ``key``, the service key its ``kid`` named (see :func:`peek_kid`)."""
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            options={
+                "verify_signature": True,
+                "verify_aud": True,
+                "verify_iat": True,
+                "verify_exp": True,
+                "verify_nbf": True,
+                "verify_iss": True,
+                "verify_sub": True,
+                "verify_jti": True,
+                "require_aud": True,
+                "require_iat": True,
+                "require_exp": True,
+                "require_iss": True,
+                "require_sub": True,
+                "require_jti": True,
+                "leeway": LEEWAY,
+            },
+        )
+    except JOSEError as exc:
+        raise InvalidToken(_reason(exc)) from None
+    missing = [c for c in _REQUIRED if c not in claims]
+    if missing:
+        raise InvalidToken(f"The token lacks required claims: {', '.join(missing)}")
+    if claims["client_id"] != claims["sub"] or not isinstance(claims["scope"], str):
+        raise InvalidToken("The token's claims are inconsistent")
+    return _claims(claims)
+
+
+def _claims(c: dict[str, Any]) -> TokenClaims:
+    return TokenClaims(
+        client_id=c["client_id"],
+        agency=c.get("agency", ""),
+        jurisdiction=c.get("jurisdiction"),
+        scopes=frozenset(c["scope"].split()),
+        jti=c["jti"],
+        issued_at=int(c["iat"]),
+        expires_at=int(c["exp"]),
+    )
+
+
+def _reason(exc: JOSEError) -> str:
+    text = str(exc).lower()
+    if "expired" in text:
+        return "The token has expired"
+    if "not yet valid" in text or "nbf" in text:
+        return "The token is not yet valid"
+    if "audience" in text:
+        return "The token is not meant for this service (aud)"
+    if "issuer" in text:
+        return "The token was not issued by this service (iss)"
+    if "signature" in text:
+        return "The token's signature does not verify"
+    return "The token is not valid"

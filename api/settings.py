@@ -1,0 +1,82 @@
+"""Service settings: environment variables with the ``SINERGI_`` prefix, or a ``.env`` file.
+
+In ``development`` mode (the default, for ``make run`` and the tests) the service may fall back
+to well-known development keys. Any other mode refuses to start without real ones, so a
+production deployment can never run on a key that is printed in this repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only keys. They are public by being here; production mode rejects them.
+DEV_DATA_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"sinergi development data key").digest()).decode()
+DEV_INDEX_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"sinergi development index key").digest()).decode()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SINERGI_", env_file=".env", extra="ignore")
+
+    mode: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./sinergi.db"
+    db_pool_size: int = 20
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "sinergi"
+    access_token_ttl: int = Field(default=900, ge=60, le=86_400, description="seconds")
+    # Key that encrypts personal data and the signing keys at rest (32 bytes, urlsafe base64).
+    data_key: str | None = None
+    # Key of the keyed blind index (HMAC) that matches NIK / passport / phone without decrypting.
+    index_key: str | None = None
+    audit_chain: str = Field(
+        default="61",
+        description="chain key for events of callers without a jurisdiction (the operator)",
+    )
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    log_json: bool = True
+    suppression_threshold: int = 5
+
+    @model_validator(mode="after")
+    def _no_insecure_defaults(self) -> "Settings":
+        if self.mode == "production":
+            missing = [n for n in ("data_key", "index_key") if not getattr(self, n)]
+            if missing:
+                names = ", ".join(f"SINERGI_{n.upper()}" for n in missing)
+                raise ValueError(f"production mode needs {names}; refusing the development keys")
+            if self.data_key == DEV_DATA_KEY or self.index_key == DEV_INDEX_KEY:
+                raise ValueError("production mode refuses the development keys")
+        for name in ("data_key", "index_key"):
+            value = getattr(self, name)
+            if value is not None and len(_b64(value)) != 32:
+                raise ValueError(f"SINERGI_{name.upper()} must be 32 bytes in urlsafe base64")
+        return self
+
+    @property
+    def data_key_bytes(self) -> bytes:
+        return _b64(self.data_key or DEV_DATA_KEY)
+
+    @property
+    def index_key_bytes(self) -> bytes:
+        return _b64(self.index_key or DEV_INDEX_KEY)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _b64(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        return b""
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

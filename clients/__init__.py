@@ -1,0 +1,1 @@
+"""Typed HTTP clients for partner systems (see :mod:`clients.sinergi`)."""

@@ -1,0 +1,27 @@
+"""Every table model, imported here so that ``SQLModel.metadata`` is complete when used."""
+
+from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
+from models.agency import OVERSIGHT_KINDS, Agency, AgencyKind, ApiClient
+from models.audit import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
+from models.event import Event, EventHead
+from models.security import RevokedToken, SigningKey
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "OVERSIGHT_KINDS",
+    "GENESIS_HASH",
+    "Agency",
+    "AgencyKind",
+    "ApiClient",
+    "AuditEvent",
+    "AuditHead",
+    "AuditSubject",
+    "Event",
+    "EventHead",
+    "Outcome",
+    "RevokedToken",
+    "SigningKey",
+    "UTCDateTime",
+    "new_id",
+    "utcnow",
+]

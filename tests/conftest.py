@@ -1,0 +1,217 @@
+"""Test fixtures: every test runs on SQLite and on PostgreSQL, each database built by running
+the migrations, against the real app (ASGI) or a real server process (``tests/e2e``).
+
+* SQLite: the migrated template file is copied for each test (a clean database in ~1 ms).
+* PostgreSQL: one database per test session (``sinergi_test_<pid>``), emptied between tests.
+  Its URL comes from ``SINERGI_TEST_POSTGRES`` (default: the local ``test`` server). When the
+  server is not reachable the PostgreSQL half is skipped, unless ``SINERGI_TEST_REQUIRE_POSTGRES``
+  is set (CI sets it), in which case it fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+os.environ.setdefault("SINERGI_MODE", "test")
+os.environ.setdefault("SINERGI_LOG_JSON", "false")
+os.environ.setdefault("SINERGI_LOG_LEVEL", "WARNING")
+
+from api.agencies import service as agencies  # noqa: E402
+from api.agencies.schemas import AgencyCreate, ClientCreate  # noqa: E402
+from api.app import create_app  # noqa: E402
+from api.db import Database, sync_url  # noqa: E402
+from api.deps import operator_unit  # noqa: E402
+from api.migrate import upgrade  # noqa: E402
+from api.settings import Settings  # noqa: E402
+from models import AgencyKind  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("SINERGI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("SINERGI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")
+
+# Tables kept between tests: the schema version and the signing keys (made once per database).
+_KEEP = {"alembic_version", "signing_key"}
+
+
+def _pg_reachable() -> bool:
+    try:
+        eng = sa.create_engine(sync_url(PG_ADMIN_URL), connect_args={"connect_timeout": 3})
+        with eng.connect() as c:
+            c.execute(sa.text("SELECT 1"))
+        eng.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    template: Path | None = None  # SQLite only
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "template.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        upgrade(url)
+        _make_signing_key(url)
+        yield Backend("sqlite", url, path)
+        return
+    if not _pg_reachable():
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required but not reachable at {PG_ADMIN_URL}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    name = f"sinergi_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(sync_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = make_url(sync_url(PG_ADMIN_URL)).set(database=name).set(drivername="postgresql+psycopg")
+    url_s = url.render_as_string(hide_password=False)
+    try:
+        upgrade(url_s)
+        _make_signing_key(url_s)
+        yield Backend("postgresql", url_s)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _make_signing_key(url: str) -> None:
+    import asyncio
+
+    from api.security.keys import ensure_active_key
+
+    async def go() -> None:
+        db = Database(Settings(database_url=url))
+        await ensure_active_key(db)
+        await db.dispose()
+
+    asyncio.run(go())
+
+
+def _empty_pg(url: str) -> None:
+    eng = sa.create_engine(sync_url(url))
+    with eng.begin() as c:
+        tables = [
+            r[0]
+            for r in c.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+            if r[0] not in _KEEP
+        ]
+        if tables:
+            c.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
+    eng.dispose()
+
+
+@pytest.fixture
+def database_url(backend: Backend, tmp_path: Path) -> str:
+    """A clean, migrated database for this test."""
+    if backend.template is not None:
+        path = tmp_path / "sinergi.db"
+        shutil.copyfile(backend.template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    _empty_pg(backend.url)
+    return backend.url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, mode="test", db_pool_size=10)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings, configure_logging=False)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def db(app: Any) -> Database:
+    """The app's own database handle (for arranging data and inspecting what was stored)."""
+    return app.state.services.db
+
+
+@dataclass
+class Party:
+    """An agency with one API client, and a way to get tokens for it."""
+
+    agency: str
+    jurisdiction: str
+    client_id: str
+    client_secret: str
+    scopes: list[str]
+    http: httpx.AsyncClient
+
+    async def token(self, scope: str | None = None) -> str:
+        data = {"grant_type": "client_credentials"}
+        if scope is not None:
+            data["scope"] = scope
+        r = await self.http.post("/oauth/token", data=data, auth=(self.client_id, self.client_secret))
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+    async def headers(self, scope: str | None = None, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token(scope)}", **extra}
+
+    def basic(self) -> dict[str, str]:
+        raw = f"{self.client_id}:{self.client_secret}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+MakeParty = Callable[..., Any]
+
+
+@pytest.fixture
+def make_party(db: Database, client: httpx.AsyncClient) -> MakeParty:
+    """``await make_party("POLRES-BENGKAYANG", "61.07", ["referrals:read"], kind=...)``"""
+
+    async def make(
+        code: str, jurisdiction: str, scopes: list[str] | str, kind: AgencyKind = AgencyKind.other, name: str | None = None
+    ) -> Party:
+        scope_list = scopes.split() if isinstance(scopes, str) else list(scopes)
+        async with operator_unit(db, "test") as session:
+            from models import Agency
+
+            if await session.get(Agency, code) is None:
+                await agencies.create_agency(
+                    session, AgencyCreate(code=code, name=name or code.title(), kind=kind, jurisdiction=jurisdiction)
+                )
+            created = await agencies.create_client(session, code, ClientCreate(scopes=scope_list))
+        return Party(code, jurisdiction, created.client_id, created.client_secret, created.scopes, client)
+
+    return make
+
+
+def assert_problem(r: httpx.Response, status: int, type_suffix: str | None = None) -> dict[str, Any]:
+    """The reply is an RFC 9457 problem with this status (and type)."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    body = r.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= body.keys()
+    if type_suffix:
+        assert body["type"].endswith(type_suffix), body
+    assert "Traceback" not in r.text
+    return body

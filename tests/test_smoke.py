@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from tests.conftest import assert_problem
+
+
+async def test_health_and_ready(client):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    r = await client.get("/readyz")
+    assert r.status_code == 200 and r.json()["database"] == "ok"
+
+
+async def test_token_and_scoped_call(make_party, client):
+    auditor = await make_party("INSPEKTORAT-KALBAR", "61", ["audit:read"])
+    r = await client.get("/v1/audit/verify", headers=await auditor.headers())
+    assert r.status_code == 200, r.text
+    assert r.json()["ok"] is True
+    assert r.headers["x-request-id"]
+    r = await client.get("/v1/agencies", headers=await auditor.headers())
+    body = assert_problem(r, 403, "insufficient-scope")
+    assert r.headers["www-authenticate"] == 'Bearer error="insufficient_scope", scope="admin"'
+    assert body["required_scope"] == "admin"
