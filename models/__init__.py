@@ -4,6 +4,17 @@ from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.agency import OVERSIGHT_KINDS, Agency, AgencyKind, ApiClient
 from models.audit import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
 from models.event import Event, EventHead
+from models.idempotency import IdempotencyRecord
+from models.returnee import (
+    ControlMethod,
+    ExploitationType,
+    Person,
+    RecruiterRelationship,
+    Returnee,
+    ReturnType,
+    Sex,
+    TraffickingStatus,
+)
 from models.security import RevokedToken, SigningKey
 
 __all__ = [
@@ -16,7 +27,16 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuditSubject",
+    "ControlMethod",
     "Event",
+    "ExploitationType",
+    "IdempotencyRecord",
+    "Person",
+    "RecruiterRelationship",
+    "ReturnType",
+    "Returnee",
+    "Sex",
+    "TraffickingStatus",
     "EventHead",
     "Outcome",
     "RevokedToken",

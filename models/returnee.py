@@ -1,0 +1,138 @@
+"""Returnees: migrant workers (PMI) deported or repatriated, as pushed by BP3MI.
+
+Trafficking indicators follow IOM's Human Trafficking Case Data Standard (HTCDS):
+``vic_TraffickingStatus`` (possible / actual / not a victim), methods of control, type of
+exploitation, recruiter relationship. NIK, passport and phone numbers are stored only
+encrypted (``*_enc``) with a keyed blind index (``*_index``) to match them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import new_id, ts_column, utcnow
+
+
+class Sex(StrEnum):
+    F = "F"
+    M = "M"
+
+
+class ReturnType(StrEnum):
+    deported = "deported"
+    repatriated = "repatriated"
+    self_returned = "self_returned"
+
+
+class TraffickingStatus(StrEnum):
+    possible = "possible"
+    actual = "actual"
+    not_victim = "not_victim"
+    unknown = "unknown"
+
+
+class ControlMethod(StrEnum):
+    """HTCDS methods of control (``meth_*``)."""
+
+    debt_bondage = "debt_bondage"
+    takes_earnings = "takes_earnings"
+    threats = "threats"
+    psychological_abuse = "psychological_abuse"
+    physical_abuse = "physical_abuse"
+    sexual_abuse = "sexual_abuse"
+    false_promises = "false_promises"
+    psychoactive_substances = "psychoactive_substances"
+    restricts_movement = "restricts_movement"
+    restricts_medical_care = "restricts_medical_care"
+    excessive_working_hours = "excessive_working_hours"
+    threat_to_family = "threat_to_family"
+    withholds_documents = "withholds_documents"
+    withholds_necessities = "withholds_necessities"
+    other = "other"
+
+
+class ExploitationType(StrEnum):
+    """HTCDS types of exploitation (``type_*``)."""
+
+    forced_labour = "forced_labour"
+    sexual_exploitation = "sexual_exploitation"
+    domestic_servitude = "domestic_servitude"
+    forced_marriage = "forced_marriage"
+    forced_begging = "forced_begging"
+    forced_criminality = "forced_criminality"
+    organ_removal = "organ_removal"
+    other = "other"
+
+
+class RecruiterRelationship(StrEnum):
+    """HTCDS ``rec_`` relationship of the recruiter to the victim."""
+
+    intimate_partner = "intimate_partner"
+    friend = "friend"
+    family = "family"
+    neighbour = "neighbour"
+    agency = "agency"
+    employer = "employer"
+    other = "other"
+    unknown = "unknown"
+
+
+class Person(SQLModel, table=True):
+    """One person, as far as an identifier tells: the same NIK under two records is one person."""
+
+    __tablename__ = "person"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    nik_index: str | None = Field(default=None, max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
+
+
+class Returnee(SQLModel, table=True):
+    __tablename__ = "returnee"
+    __table_args__ = (
+        sa.UniqueConstraint("source_agency", "source_ref"),
+        sa.Index("ix_returnee_district_date", "origin_district", "return_date"),
+    )
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    source_agency: str = Field(foreign_key="agency.code", max_length=64)
+    source_ref: str = Field(max_length=100)
+    person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
+    version: int = Field(default=1)
+    content_hash: str = Field(max_length=64)
+
+    full_name: str = Field(max_length=200)
+    sex: Sex = Field(sa_type=sa.String(1))
+    birth_date: date | None = None
+    nik_enc: str | None = None
+    nik_index: str | None = Field(default=None, max_length=64, index=True)
+    passport_enc: str | None = None
+    passport_index: str | None = Field(default=None, max_length=64, index=True)
+    phone_enc: str | None = None
+    phone_index: str | None = Field(default=None, max_length=64, index=True)
+
+    origin_district: str = Field(max_length=16)
+    origin_subdistrict: str | None = Field(default=None, max_length=16)
+    address: str | None = Field(default=None, max_length=500)
+
+    returned_from_country: str = Field(default="MY", max_length=2)
+    returned_from_region: str | None = Field(default=None, max_length=100)
+    return_type: ReturnType = Field(sa_type=sa.String(20))
+    return_date: date
+    entry_point: str | None = Field(default=None, max_length=200)
+    employer: str | None = Field(default=None, max_length=200)
+    sector: str | None = Field(default=None, max_length=100)
+    documented: bool | None = None
+
+    trafficking_status: TraffickingStatus = Field(default=TraffickingStatus.unknown, sa_type=sa.String(20), index=True)
+    control_methods: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    exploitation_types: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    recruiter_relationship: str | None = Field(default=None, max_length=30)
+
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
