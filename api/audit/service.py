@@ -85,7 +85,8 @@ class _Row:
 def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime) -> _Row:
     caller = ctx.caller
     client_id = caller.client_id if caller else ctx.claimed_client_id
-    agency = caller.agency if caller else None
+    # Before a caller exists (the token endpoint), the client's agency is in the record itself.
+    agency = caller.agency if caller else rec.detail.get("agency_code")
     detail = dict(rec.detail)
     if ctx.scope_used and "scope" not in detail:
         detail["scope"] = ctx.scope_used
