@@ -24,3 +24,4 @@ def configure(level: str = "INFO", json_format: bool = True) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our access log has the request id
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # /readyz asks for the revision
