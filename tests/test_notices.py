@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
 
 import sqlalchemy as sa
 
@@ -247,3 +248,23 @@ async def test_raise_for_batch(client, make_party, db):
     assert [x["returnee_count"] for x in r.json()["items"]] == [3]
     r = await client.get("/v1/notices", headers=await sambas.headers())
     assert [x["district"] for x in r.json()["items"]] == ["61.01"]
+
+
+async def test_demo_notices_load_twice(db):
+    from api import demo
+    from models import NoticeFollowUp
+
+    await demo.load(db)  # the agencies first
+    await insert_returnees(db, "BP3MI-KALBAR", "61.07", 4, return_date=date(2025, 5, 3))
+    await insert_returnees(db, "BP3MI-KALBAR", "61.07", 3)
+    await insert_returnees(db, "BP3MI-KALBAR", "61.01", 2)
+    out = await demo.load(db)
+    assert out["notices"] == {"created": 3, "acknowledged": 1}
+    again = await demo.load(db)
+    assert "notices" not in again
+    async with db.sessionmaker() as s:
+        rows = (await s.execute(sa.select(Notice.district, Notice.acknowledged_by).order_by(Notice.created_at))).all()
+        assert len(rows) == 3
+        assert sorted(rows, key=str) == sorted([("61.07", "DP3A-BENGKAYANG"), ("61.07", None), ("61.01", None)], key=str)
+        assert (await s.execute(sa.select(sa.func.count()).select_from(NoticeFollowUp))).scalar() == 1
+        assert (await s.execute(sa.select(sa.func.count()).select_from(NoticeReturnee))).scalar() == 9
