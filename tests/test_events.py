@@ -50,7 +50,8 @@ async def test_feed_shows_notice_to_district_and_issuer_only(client, make_party,
     # acknowledgements and follow-ups reach the issuer too
     r = await client.post(f"/v1/notices/{n['id']}/acknowledge", headers=await bengkayang.headers(**{"If-Match": '"1"'}))
     assert r.status_code == 200, r.text
-    r = await client.post(f"/v1/notices/{n['id']}/follow-ups", json={"action": "counselling", "occurred_on": "2025-07-01"},
+    r = await client.post(f"/v1/notices/{n['id']}/follow-ups",
+                          json={"action": "counselling", "occurred_on": "2025-07-01"},
                           headers=await bengkayang.headers())
     assert r.status_code == 201, r.text
     types = [e["type"] for e in (await _feed(client, bp3mi))["items"]]

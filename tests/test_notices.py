@@ -235,7 +235,8 @@ async def test_raise_for_batch(client, make_party, db):
     caller = Caller(client_id="batch", agency="BP3MI-KALBAR", agency_kind=AgencyKind.migrant_protection,
                     jurisdiction="61", scopes=frozenset({"returnees:write"}), token_id="t")
     async with operator_unit(db, "test") as session:
-        raised = await notices.raise_for_batch(session, caller, {"61.07": b_ids + b_ids[:1], "61.01": s_ids, "61.05": []})
+        touched = {"61.07": b_ids + b_ids[:1], "61.01": s_ids, "61.05": []}
+        raised = await notices.raise_for_batch(session, caller, touched)
         assert [(n.district, n.returnee_count) for n in raised] == [("61.01", 2), ("61.07", 3)]
         assert all(n.issued_by == "BP3MI-KALBAR" and n.entry_point == "PLBN Jagoi Babang" for n in raised)
     async with db.sessionmaker() as s:
@@ -265,6 +266,7 @@ async def test_demo_notices_load_twice(db):
     async with db.sessionmaker() as s:
         rows = (await s.execute(sa.select(Notice.district, Notice.acknowledged_by).order_by(Notice.created_at))).all()
         assert len(rows) == 3
-        assert sorted(rows, key=str) == sorted([("61.07", "DP3A-BENGKAYANG"), ("61.07", None), ("61.01", None)], key=str)
+        expected = [("61.07", "DP3A-BENGKAYANG"), ("61.07", None), ("61.01", None)]
+        assert sorted(rows, key=str) == sorted(expected, key=str)
         assert (await s.execute(sa.select(sa.func.count()).select_from(NoticeFollowUp))).scalar() == 1
         assert (await s.execute(sa.select(sa.func.count()).select_from(NoticeReturnee))).scalar() == 9
