@@ -12,8 +12,10 @@ from api.agencies.routes import router as agencies_router
 from api.audit.routes import router as audit_router
 from api.db import Database
 from api.deps import Services
+from api.events.routes import router as events_router
 from api.logs import configure as configure_logs
 from api.middleware import RequestMiddleware
+from api.notices.routes import router as notices_router
 from api.oauth.routes import router as oauth_router
 from api.ops.routes import router as ops_router
 from api.security.keys import KeyStore, ensure_active_key
@@ -45,7 +47,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (ops_router, oauth_router, agencies_router, audit_router):
+    for router in (ops_router, oauth_router, agencies_router, audit_router, notices_router, events_router):
         app.include_router(router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -5,6 +5,7 @@ from models.agency import OVERSIGHT_KINDS, Agency, AgencyKind, ApiClient
 from models.audit import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
 from models.event import Event, EventHead
 from models.idempotency import IdempotencyRecord
+from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee
 from models.returnee import (
     ControlMethod,
     ExploitationType,
@@ -30,7 +31,11 @@ __all__ = [
     "ControlMethod",
     "Event",
     "ExploitationType",
+    "FollowUpAction",
     "IdempotencyRecord",
+    "Notice",
+    "NoticeFollowUp",
+    "NoticeReturnee",
     "Person",
     "RecruiterRelationship",
     "ReturnType",

@@ -1,0 +1,68 @@
+"""The change feed: events a caller may see, in commit order, from a cursor.
+
+A caller sees the events of its province's feed (:func:`api.events.outbox.feed_key`) whose
+region its jurisdiction covers or whose audience names its agency, and only of the families it
+holds the read scope for (``notice.*`` needs ``notices:read``...). Positions are assigned at
+commit, in commit order, so ``pos > cursor`` never skips an event that commits later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.audit import service as audit
+from api.auth import in_jurisdiction
+from api.context import Caller
+from api.events.outbox import feed_key
+from models import Event
+
+# event family (type prefix) -> the scope needed to see it; other families need no extra scope
+FAMILY_SCOPES = {
+    "returnee.": "returnees:read",
+    "notice.": "notices:read",
+    "referral.": "referrals:read",
+}
+
+
+@dataclass(slots=True)
+class FeedItem:
+    pos: int
+    id: str
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+def visible(caller: Caller) -> sa.ColumnElement[bool]:
+    """SQL condition: the caller may see the event."""
+    audience = (sa.literal(" ") + col(Event.audience) + sa.literal(" ")).contains(
+        f" {caller.agency} ", autoescape=True
+    )
+    cond = sa.and_(sa.or_(in_jurisdiction(caller, col(Event.region)), audience))
+    for prefix, scope in FAMILY_SCOPES.items():
+        if not caller.has(scope):
+            cond = sa.and_(cond, sa.not_(col(Event.type).startswith(prefix, autoescape=True)))
+    return cond
+
+
+async def read_feed(session: AsyncSession, caller: Caller, *, after: int, limit: int) -> list[FeedItem]:
+    """Up to ``limit`` events after position ``after``, oldest first (audited as one read)."""
+    key = feed_key(caller.jurisdiction)
+    rows = (
+        await session.execute(
+            sa.select(Event.pos, Event.id, Event.type, Event.occurred_at, Event.data)
+            .where(col(Event.key) == key, col(Event.pos) > after, visible(caller))
+            .order_by(col(Event.pos))
+            .limit(limit)
+        )
+    ).all()
+    items = [FeedItem(r[0], str(r[1]), r[2], r[3], orjson.loads(r[4])) for r in rows]
+    audit.record(session, "event.list", resource_type="event_feed", resource_id=key, after=after, count=len(items))
+    return items

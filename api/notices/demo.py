@@ -1,0 +1,66 @@
+"""Demo notices: one per district and return month for the demo returnees not yet on a notice,
+issued by BP3MI Kalimantan Barat. Bengkayang acknowledges its older notices and records some
+follow-up. Safe to run again: returnees already on a notice are not noticed twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.notices import service
+from api.notices.schemas import FollowUpCreate
+from models import Agency, FollowUpAction, NoticeReturnee, Returnee
+
+ISSUER = "BP3MI-KALBAR"
+BENGKAYANG = "61.07"
+ACKNOWLEDGER = "DP3A-BENGKAYANG"
+
+FOLLOW_UPS = [
+    (FollowUpAction.home_visit, "Kunjungan rumah bersama perangkat desa; keluarga menerima kepulangan."),
+    (FollowUpAction.counselling, "Konseling psikososial oleh UPTD PPA."),
+    (FollowUpAction.referral_made, "Dirujuk ke Dinas Sosial untuk rehabilitasi sosial."),
+    (FollowUpAction.reintegration, "Didaftarkan pada pelatihan kerja BLK Bengkayang."),
+]
+
+
+async def load_notices(session: AsyncSession) -> dict[str, Any] | None:
+    if await session.get(Agency, ISSUER) is None:
+        return None
+    on_notice = sa.select(NoticeReturnee.returnee_id).where(col(NoticeReturnee.returnee_id) == col(Returnee.id))
+    rows = (
+        await session.execute(
+            sa.select(Returnee.id, Returnee.origin_district, Returnee.return_date)
+            .where(~on_notice.exists())
+            .order_by(col(Returnee.return_date), col(Returnee.id))
+        )
+    ).all()
+    if not rows:
+        return None
+    by_month: dict[tuple[int, int], dict[str, list[uuid.UUID]]] = {}
+    for rid, district, returned in rows:
+        by_month.setdefault((returned.year, returned.month), {}).setdefault(district, []).append(rid)
+    notices = []
+    for month in sorted(by_month):
+        notices += await service.raise_for(session, ISSUER, by_month[month], source="demo")
+
+    acknowledger = await session.get(Agency, ACKNOWLEDGER)
+    bengkayang = [n for n in notices if n.district == BENGKAYANG]
+    acknowledged = 0
+    if acknowledger is not None:
+        for i, notice in enumerate(bengkayang[:-1]):  # the latest one still waits
+            await service.acknowledge_as(session, ACKNOWLEDGER, notice)
+            acknowledged += 1
+            if i < 3:
+                action, note = FOLLOW_UPS[i % len(FOLLOW_UPS)]
+                await service.follow_up_as(
+                    session, ACKNOWLEDGER, notice,
+                    FollowUpCreate(action=action, note=note,
+                                   occurred_on=(notice.arrival_date or date.today()) + timedelta(days=7)),
+                )
+    return {"notices": {"created": len(notices), "acknowledged": acknowledged}}

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from api import auth, idempotency
+from api.deps import SessionDep
+from api.errors import BadRequest
+from api.notices import service
+from api.notices.schemas import (
+    FollowUpCreate,
+    FollowUpPublic,
+    NoticeCreate,
+    NoticeList,
+    NoticePublic,
+    NoticeReturneePublic,
+    NoticeSummary,
+)
+from api.pagination import decode_cursor, encode_cursor
+from api.preconditions import etag
+
+router = APIRouter(prefix="/v1/notices", tags=["notices"])
+
+
+def _location(notice_id: object) -> str:
+    return f"/v1/notices/{notice_id}"
+
+
+def _public(detail: service.NoticeDetail) -> NoticePublic:
+    return NoticePublic(
+        **NoticeSummary.model_validate(detail.notice).model_dump(),
+        returnee_ids=[r["id"] for r in detail.returnees],
+        returnees=[NoticeReturneePublic(**r) for r in detail.returnees],
+        follow_ups=[FollowUpPublic.model_validate(f) for f in detail.follow_ups],
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=NoticePublic, name="notice.create",
+             responses={422: {"description": "a returnee is unknown, not visible, or from another district"}})
+async def create_notice(
+    caller: auth.NoticesWrite, session: SessionDep, request: Request, response: Response, body: NoticeCreate
+) -> NoticePublic | Response:
+    """Issue a deportation notice to one district, listing its returnees."""
+    idem = await idempotency.begin(session, caller, request)
+    if idem.replay is not None:
+        replayed = orjson.loads(idem.replay.body)
+        if isinstance(replayed, dict) and "id" in replayed:
+            idem.replay.headers["Location"] = _location(replayed["id"])
+        return idem.replay
+    notice = await service.create_notice(session, caller, body)
+    reply = _public(await service.describe(session, notice))  # the create entry names the returnees
+    idem.remember(session, status.HTTP_201_CREATED, reply.model_dump(mode="json"))
+    response.headers["Location"] = _location(notice.id)
+    response.headers["ETag"] = etag(notice.version)
+    return reply
+
+
+@router.get("", response_model=NoticeList, name="notice.list")
+async def list_notices(
+    caller: auth.NoticesRead,
+    session: SessionDep,
+    acknowledged: bool | None = None,
+    district: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> NoticeList:
+    """Notices addressed to a district in the caller's jurisdiction, or issued by its agency;
+    newest first."""
+    after = None
+    if cursor:
+        c = decode_cursor(cursor)
+        try:
+            after = (datetime.fromisoformat(c["t"]), uuid.UUID(c["id"]))
+        except (KeyError, TypeError, ValueError):
+            raise BadRequest("The cursor is not valid; use next_cursor from a previous reply") from None
+    rows = await service.list_notices(
+        session, caller, acknowledged=acknowledged, district=district, after=after, limit=limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return NoticeList(
+        items=[NoticeSummary.model_validate(n) for n in rows],
+        next_cursor=encode_cursor({"t": rows[-1].created_at.isoformat(), "id": str(rows[-1].id)}) if more else None,
+    )
+
+
+@router.get("/{id}", response_model=NoticePublic, name="notice.get")
+async def get_notice(caller: auth.NoticesRead, session: SessionDep, response: Response, id: uuid.UUID) -> NoticePublic:
+    """One notice, with its returnees and follow-ups."""
+    detail = await service.get_notice(session, caller, id)
+    response.headers["ETag"] = etag(detail.notice.version)
+    return _public(detail)
+
+
+@router.post("/{id}/acknowledge", response_model=NoticePublic, name="notice.acknowledge",
+             responses={409: {"description": "already acknowledged"}, 412: {"description": "stale If-Match"},
+                        428: {"description": "If-Match missing"}})
+async def acknowledge(
+    caller: auth.NoticesAck,
+    session: SessionDep,
+    response: Response,
+    id: uuid.UUID,
+    if_match: Annotated[str | None, Header()] = None,
+) -> NoticePublic:
+    """The addressed district acknowledges the notice. Send ``If-Match`` with its ETag."""
+    notice = await service.acknowledge(session, caller, id, if_match)
+    response.headers["ETag"] = etag(notice.version)
+    return _public(await service.get_notice(session, caller, notice.id))
+
+
+@router.post("/{id}/follow-ups", status_code=status.HTTP_201_CREATED, response_model=FollowUpPublic,
+             name="notice.follow_up")
+async def record_follow_up(
+    caller: auth.NoticesAck,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+    id: uuid.UUID,
+    body: FollowUpCreate,
+) -> FollowUpPublic | Response:
+    """The addressed district records a follow-up action (home visit, reintegration, ...)."""
+    idem = await idempotency.begin(session, caller, request)
+    if idem.replay is not None:
+        return idem.replay
+    follow_up = await service.record_follow_up(session, caller, id, body)
+    reply = FollowUpPublic.model_validate(follow_up)
+    idem.remember(session, status.HTTP_201_CREATED, reply.model_dump(mode="json"))
+    response.headers["Location"] = _location(id)
+    return reply

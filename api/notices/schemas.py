@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models import FollowUpAction, ReturnType, Sex, TraffickingStatus
+from models.regions import is_region
+
+MAX_RETURNEES = 1000
+
+
+class NoticeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    district: str = Field(examples=["61.07"], description="district-level region code the notice is addressed to")
+    returnee_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_RETURNEES)
+    summary: str | None = Field(default=None, max_length=2000)
+    arrival_date: date | None = None
+    entry_point: str | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
+
+    @field_validator("district")
+    @classmethod
+    def _district(cls, v: str) -> str:
+        if not is_region(v, "district"):
+            raise ValueError(f"'{v}' is not a Kalimantan Barat district code")
+        return v
+
+    @field_validator("returnee_ids")
+    @classmethod
+    def _unique(cls, v: list[uuid.UUID]) -> list[uuid.UUID]:
+        if len(set(v)) != len(v):
+            raise ValueError("returnee ids must not repeat")
+        return v
+
+
+class FollowUpCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: FollowUpAction
+    note: str | None = Field(default=None, max_length=2000)
+    occurred_on: date
+
+
+class FollowUpPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    notice_id: uuid.UUID
+    action: FollowUpAction
+    note: str | None
+    occurred_on: date
+    recorded_by: str
+    created_at: datetime
+
+
+class NoticeReturneePublic(BaseModel):
+    """A returnee as a notice shows it: enough to act on, no identity numbers."""
+
+    id: uuid.UUID
+    name: str
+    sex: Sex
+    origin_subdistrict: str | None
+    return_type: ReturnType
+    return_date: date
+    trafficking_status: TraffickingStatus
+
+
+class NoticeSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    district: str
+    issued_by: str
+    summary: str | None
+    arrival_date: date | None
+    entry_point: str | None
+    returnee_count: int
+    created_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+class NoticePublic(NoticeSummary):
+    returnee_ids: list[uuid.UUID]
+    returnees: list[NoticeReturneePublic]
+    follow_ups: list[FollowUpPublic]
+
+
+class NoticeList(BaseModel):
+    items: list[NoticeSummary]
+    next_cursor: str | None
