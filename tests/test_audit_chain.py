@@ -241,3 +241,13 @@ async def test_denied_calls_are_audited(client, auditor, make_party, database_ur
     assert ("audit.verify", None, 401) in got
     assert ("client.create", admin.client_id, 404) in got
     assert len(denied) == 3
+
+
+async def test_times_without_an_offset_are_a_validation_error(client, auditor):
+    headers = await auditor.headers()
+    for name in ("from", "to"):
+        r = await client.get("/v1/audit", headers=headers, params={name: "2026-01-01T00:00:00"})
+        body = assert_problem(r, 422)
+        assert [e["field"] for e in body["errors"]] == [f"query.{name}"]
+        r = await client.get("/v1/audit", headers=headers, params={name: "2026-01-01T07:00:00+07:00"})
+        assert r.status_code == 200, r.text

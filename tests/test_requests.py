@@ -208,6 +208,31 @@ async def test_a_success_is_committed_before_the_reply(app, client, db):
     assert [(x.action, x.outcome) for x in rows] == [("ghost.create", "allowed")]
 
 
+async def test_the_commit_happens_before_the_reply_starts(app, client, db):
+    # Look at the database at the moment the response starts, from another connection: over
+    # ASGI the whole app has finished before the client gets the reply, so checking after
+    # the reply would not tell.
+    _add_test_routes(app)
+    seen: list[bool] = []
+    inner = app.middleware_stack or app.build_middleware_stack()
+
+    async def probe(scope, receive, send):
+        async def watching_send(message):
+            if message["type"] == "http.response.start" and scope["path"].startswith("/test/write"):
+                seen.append(await _agency_exists(db, "GHOST"))
+            await send(message)
+
+        await inner(scope, receive, watching_send)
+
+    app.middleware_stack = probe
+    try:
+        r = await client.post("/test/write/ok")
+    finally:
+        app.middleware_stack = inner
+    assert r.status_code == 200
+    assert seen == [True]
+
+
 async def test_an_admin_create_is_visible_right_after_the_reply(client, admin):
     headers = await admin.headers()
     r = await client.post("/v1/agencies", headers=headers,

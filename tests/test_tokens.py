@@ -271,3 +271,17 @@ async def test_every_token_issued_is_an_audit_event(client, auditor, db):
     assert all(any(j in r.body for r in allowed) for j in jtis)
     denied = [r for r in rows if r.outcome == "denied"]
     assert len(denied) == 1 and "invalid_scope" in denied[0].body
+
+
+async def test_oauth_errors_follow_rfc_6749(client, auditor):
+    r = await client.post("/oauth/token", json={"grant_type": "client_credentials"}, headers=auditor.basic())
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    r = await client.post("/oauth/token", data={}, headers=auditor.basic())
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    r = await client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                          headers={"Authorization": "Basic !!!"})
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    assert r.headers["www-authenticate"].startswith("Basic")
+    for r in (r,):
+        assert set(r.json()) == {"error", "error_description"}
+        assert r.headers["cache-control"] == "no-store"
