@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,13 +49,15 @@ def server(database_url: str, *command: str) -> Iterator[str]:
     }
     args = list(command) or [sys.executable, "-m", "uvicorn", "api.main:app"]
     args += ["--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    log = tempfile.TemporaryFile()  # not a pipe: a chatty server must never block on it
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):  # up to ~30 s
             if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                raise AssertionError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
                 if httpx.get(url + "/readyz", timeout=1).status_code == 200:
                     break
@@ -72,7 +75,7 @@ def server(database_url: str, *command: str) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        proc.stderr.close()
+        log.close()
 
 
 def chain_seqs(database_url: str) -> list[int]:
