@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import PROBLEM_JSON, TYPE_BASE, PayloadTooLarge
@@ -28,8 +29,13 @@ LATENCY = Histogram(
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a body without Content-Length grows past the limit. It is
+    an HTTPException because FastAPI lets only those out of its body parsing (anything else
+    becomes a 400 "error parsing the body"); the problem handler renders it as the 413."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
 
 
 class RequestMiddleware:
@@ -71,7 +77,7 @@ class RequestMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self._too_large())
             return message
 
         try:

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from api import auth
 from api.audit import service
@@ -33,8 +33,8 @@ async def list_audit(
     resource_type: str | None = None,
     resource_id: str | None = None,
     action: str | None = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[AwareDatetime | None, Query(alias="from", description="RFC 3339, with an offset")] = None,
+    to: Annotated[AwareDatetime | None, Query(description="RFC 3339, with an offset")] = None,
     chain: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,

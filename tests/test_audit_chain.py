@@ -1,0 +1,253 @@
+"""The audit chain: every call leaves an entry, and any rewrite of the log is detected."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from api.cli import main as cli
+from api.db import sync_url
+from models import AgencyKind
+from tests.conftest import assert_problem
+
+
+@contextmanager
+def as_attacker(database_url: str) -> Iterator[sa.Connection]:
+    """A connection with the rights of a database superuser: the append-only triggers are
+    out of the way (on SQLite they are dropped from this test's own copy)."""
+    eng = sa.create_engine(sync_url(database_url))
+    try:
+        with eng.begin() as c:
+            if c.dialect.name == "postgresql":
+                c.execute(sa.text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+            else:
+                c.execute(sa.text("DROP TRIGGER IF EXISTS audit_event_no_update"))
+                c.execute(sa.text("DROP TRIGGER IF EXISTS audit_event_no_delete"))
+            yield c
+            if c.dialect.name == "postgresql":
+                c.execute(sa.text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
+    finally:
+        eng.dispose()
+
+
+def entries(database_url: str) -> list[dict]:
+    eng = sa.create_engine(sync_url(database_url))
+    with eng.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(sa.text(
+            "SELECT seq, action, outcome, client_id, body FROM audit_event WHERE chain = '61' ORDER BY seq"))]
+    eng.dispose()
+    return rows
+
+
+@pytest.fixture
+async def auditor(make_party):
+    return await make_party("INSPEKTORAT-KALBAR", "61", ["audit:read"], kind=AgencyKind.inspectorate)
+
+
+@pytest.fixture
+async def busy_chain(client, auditor):
+    """Some history: tokens, reads, a denied call. Returns the auditor's headers."""
+    headers = await auditor.headers()
+    for _ in range(3):
+        assert (await client.get("/v1/audit", headers=headers)).status_code == 200
+    await client.get("/v1/agencies", headers=headers)  # 403
+    r = await client.get("/v1/audit/verify", headers=headers)
+    assert r.json()["ok"] is True, r.json()
+    return headers
+
+
+async def verify(client, headers) -> dict:
+    r = await client.get("/v1/audit/verify", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_an_untouched_chain_verifies(client, busy_chain, database_url):
+    body = await verify(client, busy_chain)
+    rows = entries(database_url)
+    assert body["ok"] is True and body["first_bad_seq"] is None
+    # The head is read first, so the reply covers everything before this very call.
+    assert body["checked"] == body["head"]["seq"] == len(rows) - 1
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+
+
+async def test_an_edited_body_is_detected(client, busy_chain, database_url):
+    with as_attacker(database_url) as c:
+        c.execute(sa.text("UPDATE audit_event SET body = replace(body, '\"allowed\"', '\"denied\"') "
+                          "WHERE chain = '61' AND seq = 3"))
+    body = await verify(client, busy_chain)
+    assert body["ok"] is False and body["first_bad_seq"] == 3
+
+
+async def test_an_edited_indexed_column_is_detected(client, busy_chain, database_url):
+    # The body still hashes right; the column that searches use says something else.
+    with as_attacker(database_url) as c:
+        c.execute(sa.text("UPDATE audit_event SET action = 'healthz' WHERE chain = '61' AND seq = 4"))
+    body = await verify(client, busy_chain)
+    assert body["ok"] is False and body["first_bad_seq"] == 4
+
+
+async def test_an_edited_client_column_is_detected(client, busy_chain, database_url):
+    with as_attacker(database_url) as c:
+        c.execute(sa.text("UPDATE audit_event SET client_id = 'someone-else' WHERE chain = '61' AND seq = 2"))
+    body = await verify(client, busy_chain)
+    assert body["ok"] is False and body["first_bad_seq"] == 2
+
+
+async def test_a_deleted_middle_entry_is_detected(client, busy_chain, database_url):
+    with as_attacker(database_url) as c:
+        c.execute(sa.text("DELETE FROM audit_event WHERE chain = '61' AND seq = 3"))
+    body = await verify(client, busy_chain)
+    assert body["ok"] is False and body["first_bad_seq"] == 3
+
+
+async def test_a_deleted_last_entry_is_detected(client, busy_chain, database_url):
+    last = entries(database_url)[-1]["seq"]
+    with as_attacker(database_url) as c:
+        c.execute(sa.text("DELETE FROM audit_event WHERE chain = '61' AND seq = :s"), {"s": last})
+    body = await verify(client, busy_chain)
+    assert body["ok"] is False and body["first_bad_seq"] == last
+
+
+async def test_reordered_entries_are_detected(client, busy_chain, database_url):
+    with as_attacker(database_url) as c:
+        c.execute(sa.text("UPDATE audit_event SET seq = -1 WHERE chain = '61' AND seq = 2"))
+        c.execute(sa.text("UPDATE audit_event SET seq = 2 WHERE chain = '61' AND seq = 4"))
+        c.execute(sa.text("UPDATE audit_event SET seq = 4 WHERE chain = '61' AND seq = -1"))
+    body = await verify(client, busy_chain)
+    assert body["ok"] is False and body["first_bad_seq"] == 2
+
+
+async def test_the_table_refuses_update_and_delete(client, busy_chain, database_url):
+    eng = sa.create_engine(sync_url(database_url))
+    try:
+        for stmt in ("UPDATE audit_event SET action = 'x' WHERE seq = 1", "DELETE FROM audit_event WHERE seq = 1"):
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+                with eng.begin() as c:
+                    c.execute(sa.text(stmt))
+    finally:
+        eng.dispose()
+    assert (await verify(client, busy_chain))["ok"] is True
+
+
+@pytest.fixture
+def sinergi(database_url, monkeypatch):
+    """Run the ``sinergi`` command against this test's database."""
+    from api.settings import get_settings
+
+    monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(cli, list(args))
+    get_settings.cache_clear()
+
+
+def test_audit_verify_command(sinergi, database_url):
+    assert sinergi("agency", "add", "POLRES-BENGKAYANG", "--name", "Polres Bengkayang",
+                   "--jurisdiction", "61.07").exit_code == 0
+    for _ in range(3):
+        assert sinergi("client", "create", "--agency", "POLRES-BENGKAYANG", "--scopes", "referrals:read").exit_code == 0
+    ok = sinergi("audit", "verify")
+    assert ok.exit_code == 0, ok.output
+    assert "ok" in ok.output and "4 entries" in ok.output
+    with as_attacker(database_url) as c:
+        c.execute(sa.text("UPDATE audit_event SET body = replace(body, 'client.create', 'client.delete') "
+                          "WHERE seq = 3"))
+    broken = sinergi("audit", "verify")
+    assert broken.exit_code == 1
+    assert "entry 3" in broken.output
+
+
+# --- reading the log -------------------------------------------------------------------------
+
+
+async def test_filters_and_pagination(client, auditor, make_party, database_url):
+    admin = await make_party("OPERATOR", "61", ["admin"], kind=AgencyKind.operator)
+    admin_h = await admin.headers()
+    for code in ("DINSOS-BENGKAYANG", "POLRES-BENGKAYANG"):
+        r = await client.post("/v1/agencies", headers=admin_h,
+                              json={"code": code, "name": code.title(), "jurisdiction": "61.07"})
+        assert r.status_code == 201, r.text
+    headers = await auditor.headers()
+
+    async def page(**params) -> dict:
+        r = await client.get("/v1/audit", headers=headers, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    everything = (await page(limit=500))["items"]
+    seqs = [e["seq"] for e in everything]
+    assert seqs == sorted(seqs, reverse=True)  # newest first
+    e = everything[0]
+    assert {"seq", "occurred_at", "client_id", "agency", "action", "resource_type", "resource_id", "outcome",
+            "request_id", "hash", "prev_hash"} <= e.keys()
+
+    by_actor = (await page(actor=admin.client_id))["items"]
+    assert by_actor and all(e["client_id"] == admin.client_id for e in by_actor)
+    assert {e["action"] for e in by_actor} >= {"token.issue", "agency.create"}
+
+    creates = (await page(action="agency.create"))["items"]
+    assert {e["action"] for e in creates} == {"agency.create"}
+    assert {"DINSOS-BENGKAYANG", "POLRES-BENGKAYANG", "OPERATOR"} <= {e["resource_id"] for e in creates}
+    creates = (await page(action="agency.create", actor=admin.client_id))["items"]
+    assert sorted(e["resource_id"] for e in creates) == ["DINSOS-BENGKAYANG", "POLRES-BENGKAYANG"]
+
+    one = (await page(resource_type="agency", resource_id="POLRES-BENGKAYANG"))["items"]
+    assert [e["action"] for e in one] == ["agency.create"]
+    assert (await page(resource_type="agency"))["items"] and not (await page(resource_id="NOPE"))["items"]
+
+    later = datetime.now(UTC) + timedelta(hours=1)
+    earlier = datetime.now(UTC) - timedelta(hours=1)
+    assert not (await page(**{"from": later.isoformat()}))["items"]
+    assert (await page(**{"from": earlier.isoformat()}))["items"]
+    assert not (await page(to=earlier.isoformat()))["items"]
+
+    # Pages of 2 walk the whole log once, newest first.
+    seen, cursor = [], None
+    for _ in range(100):
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        body = await page(**params)
+        assert len(body["items"]) <= 2
+        seen += [e["seq"] for e in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    # Each page read is itself recorded, above the cursor: the walk neither repeats nor skips.
+    assert seen[0] > seqs[0]
+    assert seen == list(range(seen[0], 0, -1))
+
+    r = await client.get("/v1/audit", headers=headers, params={"cursor": "!!not-a-cursor"})
+    assert_problem(r, 400)
+    assert_problem(await client.get("/v1/audit", headers=headers, params={"limit": 501}), 422)
+
+
+async def test_denied_calls_are_audited(client, auditor, make_party, database_url):
+    stranger = await make_party("DP3A-KALBAR", "61", ["stats:read"])
+    admin = await make_party("OPERATOR", "61", ["admin"], kind=AgencyKind.operator)
+    assert_problem(await client.get("/v1/audit/verify", headers=await stranger.headers()), 403)
+    assert_problem(await client.get("/v1/audit/verify", headers={"Authorization": "Bearer nope"}), 401)
+    r = await client.post("/v1/agencies/NO-SUCH-AGENCY/clients", headers=await admin.headers(),
+                          json={"scopes": ["audit:read"]})
+    assert_problem(r, 404)
+    r = await client.get("/v1/audit", headers=await auditor.headers(), params={"outcome": "denied", "limit": 500})
+    denied = [e for e in r.json()["items"] if e["outcome"] == "denied"]
+    got = {(e["action"], e["client_id"], e["detail"].get("status")) for e in denied}
+    assert ("audit.verify", stranger.client_id, 403) in got
+    assert ("audit.verify", None, 401) in got
+    assert ("client.create", admin.client_id, 404) in got
+    assert len(denied) == 3
+
+
+async def test_times_without_an_offset_are_a_validation_error(client, auditor):
+    headers = await auditor.headers()
+    for name in ("from", "to"):
+        r = await client.get("/v1/audit", headers=headers, params={name: "2026-01-01T00:00:00"})
+        body = assert_problem(r, 422)
+        assert [e["field"] for e in body["errors"]] == [f"query.{name}"]
+        r = await client.get("/v1/audit", headers=headers, params={name: "2026-01-01T07:00:00+07:00"})
+        assert r.status_code == 200, r.text
