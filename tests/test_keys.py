@@ -76,6 +76,9 @@ async def test_rotation_keeps_old_tokens_working(keep_keys, client, auditor, set
         for token in (old_token, new_token):
             r = await c2.get("/v1/audit/verify", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200, r.text
+    # The instance that was running during the rotation accepts the new key's tokens at once.
+    r = await client.get("/v1/audit/verify", headers={"Authorization": f"Bearer {new_token}"})
+    assert r.status_code == 200, r.text
     # The instance that was running during the rotation, once it has refreshed its keys (it
     # does so periodically and when a token names a key it does not know), signs with the new
     # key and still accepts the old tokens.

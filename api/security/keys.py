@@ -33,7 +33,6 @@ from api.db import Database
 from models import SigningKey, utcnow
 
 REFRESH_SECONDS = 30
-_MIN_RELOAD_INTERVAL = 2.0
 _CONTEXT = "signing_key.private"
 
 
@@ -142,14 +141,21 @@ class KeyStore:
     async def verifier(self, kid: str) -> Key | None:
         await self._fresh()
         key = self._keys.get(kid)
-        if key is None and time.monotonic() - self._loaded_at > _MIN_RELOAD_INTERVAL:
-            await self.load()  # perhaps rotated by another process
+        if key is None and await self._stored(kid):
+            await self.load()  # made by a rotation in another process
             key = self._keys.get(kid)
         if key is None:
             return None
         if key.retired_at is not None and self._keep_until(key.retired_at) < utcnow():
             return None
         return key.verifier
+
+    async def _stored(self, kid: str) -> bool:
+        """One primary-key lookup: an unknown ``kid`` costs no more than a normal call's
+        client lookup, and a key rotated in by another process is picked up at once."""
+        async with self.db.read() as conn:
+            found = await conn.execute(select(SigningKey.kid).where(SigningKey.kid == kid[:64]))
+            return found.first() is not None
 
     async def jwks(self) -> dict[str, Any]:
         await self._fresh()
