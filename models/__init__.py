@@ -15,11 +15,22 @@ from models.returnee import (
     Sex,
     TraffickingStatus,
 )
+from models.referral import (
+    OPEN_STATUSES,
+    ConsentMethod,
+    ProcessingBasis,
+    Referral,
+    ReferralHistory,
+    ReferralReason,
+    ReferralStatus,
+    Urgency,
+)
 from models.security import RevokedToken, SigningKey
 
 __all__ = [
     "NAMING_CONVENTION",
     "OVERSIGHT_KINDS",
+    "OPEN_STATUSES",
     "GENESIS_HASH",
     "Agency",
     "AgencyKind",
@@ -27,12 +38,18 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuditSubject",
+    "ConsentMethod",
     "ControlMethod",
     "Event",
     "ExploitationType",
     "IdempotencyRecord",
     "Person",
+    "ProcessingBasis",
     "RecruiterRelationship",
+    "Referral",
+    "ReferralHistory",
+    "ReferralReason",
+    "ReferralStatus",
     "ReturnType",
     "Returnee",
     "Sex",
@@ -42,6 +59,7 @@ __all__ = [
     "RevokedToken",
     "SigningKey",
     "UTCDateTime",
+    "Urgency",
     "new_id",
     "utcnow",
 ]
