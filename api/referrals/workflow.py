@@ -121,7 +121,7 @@ def next_status(status: ReferralStatus | str, action: Action) -> ReferralStatus:
         raise TransitionNotAllowed(
             f"A referral that is '{current.value}' does not allow '{action.value}'",
             action=action.value,
-            status=current.value,
+            current_status=current.value,
             allowed=allowed_actions(current, move.party),
         )
     return move.target
