@@ -89,3 +89,8 @@ async def load(db: Database) -> dict[str, Any]:
         if extra:
             out.update(extra)
     return out
+
+
+from api.referrals.demo import load_referrals  # noqa: E402  (after LOADERS: it runs after the returnee loader)
+
+LOADERS.append(load_referrals)

@@ -534,3 +534,26 @@ async def test_denied_move_is_audited(client, world, db):
         history = (await s.execute(sa.select(sa.func.count()).select_from(ReferralHistory))).scalar()
     assert ("referral.transition", "failed") in [(a, str(o)) for a, o in rows]
     assert history == 1
+
+
+# --- demo data -----------------------------------------------------------------------------
+
+
+async def test_demo_referrals_load_once(db):
+    from api import demo
+
+    async with operator_unit(db, "test") as s:
+        await demo.load_agencies(s)
+    rid = await add_returnee(db, district="61.07")
+    out = await demo.load(db)
+    assert out["referrals"]["loaded"] >= 30
+    again = await demo.load(db)
+    assert again["referrals"]["loaded"] == 0
+    async with db.sessionmaker() as s:
+        rows = (await s.execute(sa.select(Referral.status, Referral.due_at, Referral.returnee_id))).all()
+    assert len(rows) == out["referrals"]["loaded"]
+    assert {r[0] for r in rows} == {"requested", "received", "accepted", "rejected", "in-progress", "on-hold",
+                                    "completed", "failed", "cancelled"}
+    now = clock.now()
+    assert any(r[0] in ("requested", "received", "accepted", "in-progress", "on-hold") and r[1] < now for r in rows)
+    assert any(r[2] == rid for r in rows) and any(r[2] is None for r in rows)
