@@ -9,7 +9,7 @@ referrals carry ``sender_ref`` ``DEMO-…``, and their presence means they are l
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 import sqlalchemy as sa

@@ -8,7 +8,7 @@ consent) are checked in :mod:`api.referrals.service`.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -86,6 +86,8 @@ class ConsentIn(BaseModel):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             v = v.replace(tzinfo=UTC)
+        if v is not None and v > clock.now() + timedelta(minutes=5):
+            raise ValueError("given_at is in the future")
         return v
 
     def missing(self) -> list[str]:

@@ -171,7 +171,7 @@ async def create_referral(
     outbox.emit(
         session, "referral.requested",
         {"id": str(ref.id), "from_agency": ref.from_agency, "to_agency": ref.to_agency, "reason": ref.reason,
-         "urgency": ref.urgency, "due_at": ref.due_at.isoformat(), "status": ref.status},
+         "urgency": ref.urgency, "due_at": ref.due_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "status": ref.status},
         region=ref.region, audience=[ref.from_agency, ref.to_agency],
     )
     return ref, [first]
