@@ -2,7 +2,7 @@
 
 Safe to run again: existing agencies are kept, and each demo client gets a fresh secret (a
 secret is stored only as a hash, so printing the credentials means issuing new ones). Later
-parts of the demo (records) register a loader in :data:`LOADERS`.
+parts of the demo (records) are the loaders of :func:`loaders`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,15 @@ AGENCIES: list[dict[str, Any]] = [
 ]
 
 Loader = Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
-LOADERS: list[Loader] = []
+
+
+def loaders() -> list[Loader]:
+    """The record loaders, in order: notices are raised for the returnees loaded before them,
+    referrals are about those returnees."""
+    from api.notices.demo import load_notices
+    from api.referrals.demo import load_referrals
+
+    return [load_notices, load_referrals]
 
 
 def demo_client_id(code: str) -> str:
@@ -83,15 +91,10 @@ async def load(db: Database) -> dict[str, Any]:
     async with operator_unit(db, "demo") as session:
         creds = await load_agencies(session)
     out: dict[str, Any] = {"clients": creds}
-    for loader in LOADERS:
+    for loader in loaders():
         async with operator_unit(db, "demo") as session:
             extra = await loader(session)
         if extra:
             out.update(extra)
     return out
 
-
-# Notices come last: they are raised for the returnees the loaders before them wrote.
-from api.notices.demo import load_notices  # noqa: E402
-
-LOADERS.append(load_notices)

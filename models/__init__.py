@@ -16,11 +16,22 @@ from models.returnee import (
     Sex,
     TraffickingStatus,
 )
+from models.referral import (
+    OPEN_STATUSES,
+    ConsentMethod,
+    ProcessingBasis,
+    Referral,
+    ReferralHistory,
+    ReferralReason,
+    ReferralStatus,
+    Urgency,
+)
 from models.security import RevokedToken, SigningKey
 
 __all__ = [
     "NAMING_CONVENTION",
     "OVERSIGHT_KINDS",
+    "OPEN_STATUSES",
     "GENESIS_HASH",
     "Agency",
     "AgencyKind",
@@ -28,6 +39,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuditSubject",
+    "ConsentMethod",
     "ControlMethod",
     "Event",
     "ExploitationType",
@@ -37,7 +49,12 @@ __all__ = [
     "NoticeFollowUp",
     "NoticeReturnee",
     "Person",
+    "ProcessingBasis",
     "RecruiterRelationship",
+    "Referral",
+    "ReferralHistory",
+    "ReferralReason",
+    "ReferralStatus",
     "ReturnType",
     "Returnee",
     "Sex",
@@ -47,6 +64,7 @@ __all__ = [
     "RevokedToken",
     "SigningKey",
     "UTCDateTime",
+    "Urgency",
     "new_id",
     "utcnow",
 ]
