@@ -560,3 +560,27 @@ async def test_demo_referrals_load_once(db):
     now = clock.now()
     assert any(r[0] in ("requested", "received", "accepted", "in-progress", "on-hold") and r[1] < now for r in rows)
     assert any(r[2] == rid for r in rows) and any(r[2] is None for r in rows)
+
+
+async def test_referral_events_reach_parties_and_oversight_only(client, world, make_party):
+    """The change feed shows a referral's events to the same agencies that may read it."""
+    bystander = await make_party("DINSOS-BENGKAYANG", "61.07", "referrals:read events:read",
+                                 kind=AgencyKind.social_services)
+    feed_scopes = "referrals:read events:read"
+    receiver = await make_party("POLRES-BENGKAYANG", "61.07", feed_scopes, kind=AgencyKind.police)
+    oversight = await make_party("GUGUS-TPPO-BENGKAYANG", "61.07", feed_scopes, kind=AgencyKind.task_force)
+    other_oversight = await make_party("GUGUS-TPPO-SAMBAS", "61.01", feed_scopes, kind=AgencyKind.task_force)
+    ref = await create(client, world.sender)
+
+    async def seen(party: Party) -> set[str]:
+        r = await client.get("/v1/events", headers=await party.headers())
+        assert r.status_code == 200, r.text
+        return {e["data"].get("id") for e in r.json()["items"] if e["type"].startswith("referral.")}
+
+    assert ref["id"] in await seen(receiver)
+    assert ref["id"] in await seen(oversight)
+    assert ref["id"] not in await seen(bystander)
+    assert ref["id"] not in await seen(other_oversight)
+    # the feed agrees with the resource itself
+    r = await client.get(f"/v1/referrals/{ref['id']}", headers=await bystander.headers())
+    assert_problem(r, 404)

@@ -2,7 +2,8 @@
 
 A caller sees the events of its province's feed (:func:`api.events.outbox.feed_key`) whose
 region its jurisdiction covers or whose audience names its agency, and only of the families it
-holds the read scope for (``notice.*`` needs ``notices:read``...). Positions are assigned at
+holds the read scope for (``notice.*`` needs ``notices:read``...). Referral events, like
+referrals, are seen by their two parties and by oversight agencies over their region only. Positions are assigned at
 commit, in commit order, so ``pos > cursor`` never skips an event that commits later.
 """
 
@@ -30,6 +31,9 @@ FAMILY_SCOPES = {
     "referral.": "referrals:read",
 }
 
+# families whose region makes them visible only to oversight agencies (the parties are the audience)
+PARTY_ONLY_FAMILIES = ("referral.",)
+
 
 @dataclass(slots=True)
 class FeedItem:
@@ -45,7 +49,12 @@ def visible(caller: Caller) -> sa.ColumnElement[bool]:
     audience = (sa.literal(" ") + col(Event.audience) + sa.literal(" ")).contains(
         f" {caller.agency} ", autoescape=True
     )
-    cond = sa.and_(sa.or_(in_jurisdiction(caller, col(Event.region)), audience))
+    by_region = in_jurisdiction(caller, col(Event.region))
+    if not caller.is_oversight:
+        # A referral is seen by its two parties, and by oversight agencies over its region.
+        for prefix in PARTY_ONLY_FAMILIES:
+            by_region = sa.and_(by_region, sa.not_(col(Event.type).startswith(prefix, autoescape=True)))
+    cond = sa.or_(by_region, audience)
     for prefix, scope in FAMILY_SCOPES.items():
         if not caller.has(scope):
             cond = sa.and_(cond, sa.not_(col(Event.type).startswith(prefix, autoescape=True)))
