@@ -89,3 +89,9 @@ async def load(db: Database) -> dict[str, Any]:
         if extra:
             out.update(extra)
     return out
+
+
+# Records of each resource, loaded in this order after the agencies.
+from api.returnees.demo import load_returnees  # noqa: E402  (it needs nothing from here)
+
+LOADERS.append(load_returnees)

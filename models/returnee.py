@@ -97,6 +97,7 @@ class Returnee(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("source_agency", "source_ref"),
         sa.Index("ix_returnee_district_date", "origin_district", "return_date"),
+        sa.Index("ix_returnee_updated_at_id", "updated_at", "id"),  # keyset order of the list
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
