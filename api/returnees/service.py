@@ -23,11 +23,12 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from pydantic import ValidationError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import clock, crypto
+from api import bulk, clock, crypto
 from api.audit import service as audit
 from api.auth import in_jurisdiction
 from api.context import Caller
@@ -88,14 +89,26 @@ def _errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
-def content_hash(item: ReturneeIn) -> str:
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    data: bytes
+    index: bytes
+
+    @classmethod
+    def current(cls) -> _Keys:
+        settings = get_settings()
+        return cls(settings.data_key_bytes, settings.index_key_bytes)
+
+
+def content_hash(item: ReturneeIn, keys: _Keys | None = None) -> str:
     """Keyed hash of the normalised record: equal input, equal hash; not reversible to the PII
     it covers without the index key."""
     doc = orjson.dumps(item.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hmac.new(get_settings().index_key_bytes, b"returnee\x00" + doc, hashlib.sha256).hexdigest()
+    return hmac.new((keys or _Keys.current()).index, b"returnee\x00" + doc, hashlib.sha256).hexdigest()
 
 
-def _columns(item: ReturneeIn, digest: str) -> dict[str, Any]:
+def _columns(item: ReturneeIn, digest: str, keys: _Keys | None = None) -> dict[str, Any]:
+    keys = keys or _Keys.current()
     row = {name: getattr(item, name) for name in PLAIN_FIELDS}
     row["sex"] = str(item.sex)
     row["return_type"] = str(item.return_type)
@@ -105,25 +118,28 @@ def _columns(item: ReturneeIn, digest: str) -> dict[str, Any]:
     row["recruiter_relationship"] = None if item.recruiter_relationship is None else str(item.recruiter_relationship)
     for fname, prefix, enc_ctx, idx_ctx in PII_FIELDS:
         value = getattr(item, fname)
-        row[f"{prefix}_enc"] = None if value is None else crypto.encrypt(value, context=enc_ctx)
-        row[f"{prefix}_index"] = None if value is None else crypto.blind_index(value, context=idx_ctx)
+        if value is None:
+            row[f"{prefix}_enc"] = row[f"{prefix}_index"] = None
+        else:
+            row[f"{prefix}_enc"] = crypto.encrypt(value, context=enc_ctx, key=keys.data)
+            row[f"{prefix}_index"] = crypto.blind_index(value, context=idx_ctx, key=keys.index)
     row["content_hash"] = digest
     return row
 
 
-def _insert(session: AsyncSession, table: sa.Table) -> Any:
+def _one_of(session: AsyncSession, column: Any, values: list[str]) -> sa.ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL as ``= ANY(:array)``, one parameter whatever the
+    count (a statement of a hundred placeholders is parsed again on every call)."""
     if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(sa.String)))
+    return column.in_(values)
 
 
 async def _persons_by_nik(session: AsyncSession, indexes: set[str]) -> dict[str, uuid.UUID]:
     if not indexes:
         return {}
     rows = await session.execute(
-        sa.select(Person.id, Person.nik_index).where(col(Person.nik_index).in_(sorted(indexes)))
+        sa.select(Person.id, Person.nik_index).where(_one_of(session, col(Person.nik_index), sorted(indexes)))
     )
     return {r.nik_index: r.id for r in rows}
 
@@ -139,14 +155,9 @@ async def _ensure_persons(
     rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in missing]
     rows += [{"id": pid, "nik_index": None, "created_at": now} for pid in fresh]
     if rows:
-        stmt = _insert(session, Person.__table__).values(rows).on_conflict_do_nothing(index_elements=["nik_index"])
-        inserted = await session.execute(stmt.returning(Person.__table__.c.id, Person.__table__.c.nik_index))
-        for r in inserted:
-            if r.nik_index is not None:
-                by_nik[r.nik_index] = r.id
-        lost = set(missing) - by_nik.keys()
-        if lost:  # inserted meanwhile by a concurrent batch: theirs is the person
-            by_nik.update(await _persons_by_nik(session, lost))
+        await bulk.insert_rows(session, Person.__table__, rows, on_conflict_do_nothing=["nik_index"])
+        if missing:  # a concurrent batch may have created some first: theirs is the person
+            by_nik.update(await _persons_by_nik(session, set(missing)))
     return by_nik, fresh
 
 
@@ -190,20 +201,22 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
         rows = await session.execute(
             sa.select(table.c.id, table.c.source_ref, table.c.content_hash, table.c.version, table.c.person_id,
                       table.c.nik_index)
-            .where(table.c.source_agency == agency, table.c.source_ref.in_([it.source_ref for _, it in accepted]))
+            .where(table.c.source_agency == agency, _one_of(session, table.c.source_ref,
+                                                            [it.source_ref for _, it in accepted]))
             .with_for_update()
         )
         existing = {r.source_ref: r for r in rows}
 
     creates: list[tuple[dict[str, Any], dict[str, Any]]] = []
     updates: list[tuple[dict[str, Any], dict[str, Any], Any]] = []
+    keys = _Keys.current()
     for res, item in accepted:
-        digest = content_hash(item)
+        digest = content_hash(item, keys)
         old = existing.get(item.source_ref)
         if old is not None and old.content_hash == digest:
             res["status"], res["id"] = "unchanged", old.id
             continue
-        row = _columns(item, digest)
+        row = _columns(item, digest, keys)
         if old is None:
             creates.append((res, row))
         else:
@@ -226,7 +239,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
             res["status"], res["id"] = "created", row["id"]
             written.append(("returnee.created", row))
         try:
-            await session.execute(sa.insert(table), [row for _, row in creates])
+            await bulk.insert_rows(session, table, [row for _, row in creates])
         except sa.exc.IntegrityError:
             # Only a concurrent batch creating the same source_ref gets here (all else was
             # checked): the whole batch rolls back and the sender retries.
