@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Jsonb
@@ -153,24 +154,24 @@ async def push_all(base: str, client_id: str, secret: str, batches: list[list[di
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
         r = await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
         r.raise_for_status()
-        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
-        for b in batches:
-            queue.put_nowait(b)
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}", "Content-Type": "application/json"}
+        # bodies encoded before the clock starts, as the baseline's rows are
+        bodies = [orjson.dumps({"records": b}) for b in batches]
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        for body in bodies:
+            queue.put_nowait(body)
 
         async def worker() -> None:
             while not queue.empty():
-                batch = queue.get_nowait()
-                resp = await http.post("/v1/returnees/batch", json={"records": batch}, headers=headers)
+                body = queue.get_nowait()
+                resp = await http.post("/v1/returnees/batch", content=body, headers=headers)
                 resp.raise_for_status()
                 statuses = {x["status"] for x in resp.json()["results"]}
                 if statuses != {"created"}:
                     raise SystemExit(f"unexpected results: {statuses}")
 
         # warm-up: one batch, not timed (connections, caches, the audit and event heads)
-        first = batches[0]
-        await http.post("/v1/returnees/batch", json={"records": first}, headers=headers)
-        queue.get_nowait()
+        await http.post("/v1/returnees/batch", content=queue.get_nowait(), headers=headers)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - started
@@ -210,15 +211,15 @@ def baseline_rows(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def raw_executemany(url: str, rows: list[tuple[Any, ...]], batch: int) -> float:
+def raw_executemany(url: str, rows: list[tuple[Any, ...]], batch: int, table: str) -> float:
     placeholders = ", ".join(["%s"] * len(rows[0]))
     with psycopg.connect(libpq(url)) as conn:
-        conn.execute(f"CREATE TABLE bench_plain ({_PLAIN_COLUMNS})")
+        conn.execute(f"CREATE TABLE {table} ({_PLAIN_COLUMNS})")
         conn.commit()
         started = time.perf_counter()
         with conn.cursor() as cur:
             for i in range(0, len(rows), batch):
-                cur.executemany(f"INSERT INTO bench_plain VALUES ({placeholders})", rows[i : i + batch])
+                cur.executemany(f"INSERT INTO {table} VALUES ({placeholders})", rows[i : i + batch])
                 conn.commit()
         return time.perf_counter() - started
 
@@ -244,10 +245,16 @@ def main() -> None:
         batches = [recs[i : i + args.batch] for i in range(0, len(recs), args.batch)]
         rows = baseline_rows(recs[args.batch :])
 
-        base_s = raw_executemany(url, rows, args.batch)
+        # The baseline runs before and after (the machine may be busier in one of them); the
+        # better of the two is the one compared with.
+        base_s = raw_executemany(url, rows, args.batch, "bench_plain_1")
         port = _free_port()
         proc = start_server(url, port, args.workers)
         e2e_s = asyncio.run(push_all(f"http://127.0.0.1:{port}", client_id, secret, batches, args.concurrency))
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc = None
+        base_s = min(base_s, raw_executemany(url, rows, args.batch, "bench_plain_2"))
     finally:
         if proc is not None:
             proc.terminate()

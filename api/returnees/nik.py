@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from api import clock
 from models import Sex
@@ -60,7 +61,11 @@ def _birth_date(dd: int, mm: int, yy: int, today: date) -> date:
 
 def parse(value: str, *, today: date | None = None) -> NikInfo:
     """Check an NIK's structure; return what it says. Raises :class:`InvalidNik`."""
-    nik = normalise(value)
+    return _parse(normalise(value), today or clock.now().date())
+
+
+@lru_cache(maxsize=4096)  # a batch asks about each NIK twice (validation, then warnings)
+def _parse(nik: str, today: date) -> NikInfo:
     if len(nik) != 16 or not nik.isascii() or not nik.isdigit():
         raise InvalidNik("an NIK is 16 digits")
     province, regency, sub = nik[0:2], nik[2:4], nik[4:6]
@@ -77,7 +82,7 @@ def parse(value: str, *, today: date | None = None) -> NikInfo:
     if day > 40:
         sex, day = Sex.F, day - 40
     try:
-        born = _birth_date(day, month, yy, today or clock.now().date())
+        born = _birth_date(day, month, yy, today)
     except ValueError:
         raise InvalidNik(f"digits 7-12 ('{nik[6:12]}') are not a date of birth (DDMMYY, women: day + 40)") from None
     serial = int(nik[12:16])

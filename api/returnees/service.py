@@ -127,6 +127,16 @@ def _columns(item: ReturneeIn, digest: str, keys: _Keys | None = None) -> dict[s
     return row
 
 
+_PG_PERSONS = sa.text(
+    """
+    INSERT INTO person (id, nik_index, created_at)
+    SELECT id, nik_index, created_at FROM json_populate_recordset(NULL::person, :rows)
+    ON CONFLICT (nik_index) DO UPDATE SET nik_index = EXCLUDED.nik_index
+    RETURNING id, nik_index
+    """
+)
+
+
 def _one_of(session: AsyncSession, column: Any, values: list[str]) -> sa.ColumnElement[bool]:
     """``column IN (values)``; on PostgreSQL as ``= ANY(:array)``, one parameter whatever the
     count (a statement of a hundred placeholders is parsed again on every call)."""
@@ -149,11 +159,19 @@ async def _ensure_persons(
 ) -> tuple[dict[str, uuid.UUID], list[uuid.UUID]]:
     """Persons for these NIK indexes (found or created) and ``anonymous`` new persons without
     one. A person created at the same moment by a concurrent batch is found, not duplicated."""
+    fresh = [uuid.uuid4() for _ in range(anonymous)]
+    anon_rows = [{"id": pid, "nik_index": None, "created_at": now} for pid in fresh]
+    if session.bind.dialect.name == "postgresql":
+        # One statement: new persons inserted, existing ones (whoever created them) returned.
+        rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in sorted(nik_indexes)] + anon_rows
+        by_nik = {}
+        if rows:
+            result = await session.execute(_PG_PERSONS, {"rows": orjson.dumps(rows).decode()})
+            by_nik = {r.nik_index: r.id for r in result if r.nik_index is not None}
+        return by_nik, fresh
     by_nik = await _persons_by_nik(session, nik_indexes)
     missing = sorted(nik_indexes - by_nik.keys())
-    fresh = [uuid.uuid4() for _ in range(anonymous)]
-    rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in missing]
-    rows += [{"id": pid, "nik_index": None, "created_at": now} for pid in fresh]
+    rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in missing] + anon_rows
     if rows:
         await bulk.insert_rows(session, Person.__table__, rows, on_conflict_do_nothing=["nik_index"])
         if missing:  # a concurrent batch may have created some first: theirs is the person
