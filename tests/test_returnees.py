@@ -315,3 +315,51 @@ async def test_batch_limits(client, make_party):
     assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
     r = await push(client, party, [])
     assert r.status_code == 200 and r.json() == {"results": [], "notices": []}
+
+
+async def test_idempotency_key_in_flight_is_409_on_postgresql(client, make_party, db, backend):
+    if backend.name != "postgresql":
+        return  # SQLite runs one writer at a time: a second request waits instead
+    import zlib
+
+    party = await bp3mi(make_party)
+    key = "k-busy"
+    lock_id = zlib.crc32(f"{party.client_id}\x00{key}".encode()) - 2**31
+    async with db.engine.connect() as holder:  # as if the first request were still running
+        await holder.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        body = assert_problem(await push(client, party, [rec("B-1")], headers={"Idempotency-Key": key}), 409,
+                              "conflict")
+        assert "still being processed" in body["detail"]
+        await holder.rollback()
+    r = await push(client, party, [rec("B-1")], headers={"Idempotency-Key": key})
+    assert r.status_code == 200 and r.json()["results"][0]["status"] == "created"
+
+
+async def test_notify_hook_and_event_content(client, make_party, db):
+    import orjson
+
+    party = await bp3mi(make_party)
+    r = await push(client, party, [rec("N-1"), rec("N-2", nik=None, origin_district="61.01",
+                                                    origin_subdistrict=None)], notify="true")
+    assert r.status_code == 200 and r.json()["notices"] == []
+    async with db.read() as conn:
+        rows = (await conn.execute(sa.select(Event.type, Event.data, Event.region).order_by(Event.pos))).all()
+    assert {row.region for row in rows} == {"61.07", "61.01"}
+    for row in rows:
+        assert set(orjson.loads(row.data)) == {"id", "source_ref", "origin_district", "trafficking_status"}
+
+
+async def test_batch_outcome_names_the_districts_touched(make_party, db):
+    from api.deps import operator_unit
+    from api.returnees import service
+
+    await bp3mi(make_party)
+    records = [rec("T-1"), rec("T-2", nik=None, origin_district="61.01", origin_subdistrict=None), rec("T-3", nik="x")]
+    async with operator_unit(db, "test") as session:
+        outcome = await service.upsert_batch(session, "BP3MI-KALBAR", records)
+    ids = [r["id"] for r in outcome.results]
+    assert outcome.touched == {"61.07": [ids[0]], "61.01": [ids[1]]}
+    assert outcome.counts == {"created": 2, "updated": 0, "unchanged": 0, "rejected": 1}
+    async with operator_unit(db, "test") as session:
+        again = await service.upsert_batch(session, "BP3MI-KALBAR", records[:2])
+    assert again.touched == {} and again.counts["unchanged"] == 2

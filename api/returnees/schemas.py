@@ -154,6 +154,13 @@ class ReturneeIn(BaseModel):
         return [f"nik: {m}" for m in nikmod.mismatches(info, sex=self.sex, birth_date=self.birth_date)]
 
 
+def _record_schema() -> dict[str, Any]:
+    """ReturneeIn's schema inlined in the batch's (its enums are components through ReturneeOut)."""
+    schema = ReturneeIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
 class BatchIn(BaseModel):
     """Up to 1,000 records; each is validated on its own (see :class:`ReturneeIn`)."""
 
@@ -162,7 +169,7 @@ class BatchIn(BaseModel):
     records: list[Any] = Field(
         max_length=MAX_BATCH,
         description="returnee records (see ReturneeIn); at most 1,000",
-        json_schema_extra={"items": {"$ref": "#/components/schemas/ReturneeIn"}},
+        json_schema_extra=lambda schema: schema.update(items=_record_schema()),
     )
 
 
