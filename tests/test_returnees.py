@@ -363,3 +363,15 @@ async def test_batch_outcome_names_the_districts_touched(make_party, db):
     async with operator_unit(db, "test") as session:
         again = await service.upsert_batch(session, "BP3MI-KALBAR", records[:2])
     assert again.touched == {} and again.counts["unchanged"] == 2
+
+
+async def test_blank_optional_fields_are_absent_and_nul_is_refused(client, make_party):
+    party = await bp3mi(make_party)
+    res = (await push(client, party, [rec("E-1", nik="", passport_number=" ", origin_subdistrict="", entry_point=""),
+                                      rec("E-2", nik=None, full_name="Siti\u0000Aminah"),
+                                      rec("E-3", nik=None, full_name="  ")])).json()["results"]
+    assert [x["status"] for x in res] == ["created", "rejected", "rejected"]
+    assert [e["field"] for e in res[1]["errors"]] == ["full_name"]
+    assert [e["field"] for e in res[2]["errors"]] == ["full_name"]
+    body = (await client.get(f"/v1/returnees/{res[0]['id']}", headers=await party.headers())).json()
+    assert body["nik"] is None and body["passport_number"] is None and body["origin_subdistrict"] is None

@@ -84,7 +84,7 @@ def _parse(nik: str, today: date) -> NikInfo:
     try:
         born = _birth_date(day, month, yy, today)
     except ValueError:
-        raise InvalidNik(f"digits 7-12 ('{nik[6:12]}') are not a date of birth (DDMMYY, women: day + 40)") from None
+        raise InvalidNik("digits 7-12 are not a date of birth (DDMMYY, women: day + 40)") from None
     serial = int(nik[12:16])
     if serial == 0:
         raise InvalidNik("the serial (digits 13-16) starts at 0001")
@@ -101,5 +101,5 @@ def mismatches(info: NikInfo, *, sex: Sex | None, birth_date: date | None) -> li
     if birth_date is not None and (birth_date.day, birth_date.month, birth_date.year % 100) != (
         info.birth_date.day, info.birth_date.month, info.birth_date.year % 100
     ):
-        out.append(f"the NIK gives birth date {info.birth_date:%d-%m-%y} but birth_date is {birth_date.isoformat()}")
+        out.append("the birth date in the NIK (digits 7-12) differs from birth_date")
     return out

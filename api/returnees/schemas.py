@@ -26,13 +26,10 @@ _PHONE = re.compile(r"^\+?[0-9]{6,20}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
-def _strip(v: Any) -> Any:
-    return v.strip() if isinstance(v, str) else v
-
-
-def _blank_to_none(v: Any) -> Any:
-    v = _strip(v)
-    return None if v == "" else v
+_BLANK_IS_NONE = frozenset({
+    "nik", "passport_number", "phone", "birth_date", "origin_subdistrict", "address", "returned_from_region",
+    "entry_point", "employer", "sector", "recruiter_relationship",
+})
 
 
 class ReturneeIn(BaseModel):
@@ -63,14 +60,15 @@ class ReturneeIn(BaseModel):
     exploitation_types: list[ExploitationType] = Field(default_factory=list, max_length=len(ExploitationType))
     recruiter_relationship: RecruiterRelationship | None = None
 
-    @field_validator(
-        "nik", "passport_number", "phone", "birth_date", "origin_subdistrict", "address",
-        "returned_from_region", "entry_point", "employer", "sector", "recruiter_relationship",
-        mode="before",
-    )
+    @field_validator("*", mode="before")
     @classmethod
-    def _blank(cls, v: Any) -> Any:
-        return _blank_to_none(v)
+    def _text(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise ValueError("text may not contain NUL characters")
+            if info.field_name in _BLANK_IS_NONE and not v.strip():
+                return None  # senders write "" for "not known"
+        return v
 
     @field_validator("nik")
     @classmethod
