@@ -2,10 +2,10 @@
 
 The batch upsert works on the whole batch with a fixed number of statements, whatever its
 size: one SELECT of the sender's existing records by ``source_ref`` (locked on PostgreSQL, so
-two batches updating the same record queue up), one SELECT and one multi-row INSERT of the
-persons matched by NIK blind index, one executemany INSERT of new records, one executemany
-UPDATE of changed ones. Records whose content did not change (same keyed hash of the
-normalised input) are not written at all and raise no event.
+two batches updating the same record queue up), one statement matching or creating the persons
+by NIK blind index, one INSERT of the new records (:mod:`api.bulk`), one executemany UPDATE of
+the changed ones. Records whose content did not change (same keyed hash of the normalised
+input) are not written at all and raise no event.
 
 Visibility lives in :func:`visible` / :func:`get_visible` only: a record is visible to callers
 whose jurisdiction covers its origin district or sub-district, and to the agency that pushed it.
