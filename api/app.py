@@ -19,6 +19,7 @@ from api.notices.routes import router as notices_router
 from api.oauth.routes import router as oauth_router
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
+from api.returnees.routes import router as returnees_router
 from api.security.keys import KeyStore, ensure_active_key
 from api.settings import Settings, get_settings
 
@@ -48,8 +49,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (ops_router, oauth_router, agencies_router, audit_router, notices_router, referrals_router,
-                   events_router):
+    for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
+                   referrals_router, events_router):
         app.include_router(router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

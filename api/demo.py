@@ -53,8 +53,9 @@ def loaders() -> list[Loader]:
     referrals are about those returnees."""
     from api.notices.demo import load_notices
     from api.referrals.demo import load_referrals
+    from api.returnees.demo import load_returnees
 
-    return [load_notices, load_referrals]
+    return [load_returnees, load_notices, load_referrals]
 
 
 def demo_client_id(code: str) -> str:

@@ -97,6 +97,7 @@ class Returnee(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("source_agency", "source_ref"),
         sa.Index("ix_returnee_district_date", "origin_district", "return_date"),
+        sa.Index("ix_returnee_updated_at_id", "updated_at", "id"),  # keyset order of the list
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -110,11 +111,13 @@ class Returnee(SQLModel, table=True):
     sex: Sex = Field(sa_type=sa.String(1))
     birth_date: date | None = None
     nik_enc: str | None = None
+    # Only the NIK's index is indexed: it is what records are matched on. Passport and phone
+    # indexes get one when a query needs it (each index is paid on every batch insert).
     nik_index: str | None = Field(default=None, max_length=64, index=True)
     passport_enc: str | None = None
-    passport_index: str | None = Field(default=None, max_length=64, index=True)
+    passport_index: str | None = Field(default=None, max_length=64)
     phone_enc: str | None = None
-    phone_index: str | None = Field(default=None, max_length=64, index=True)
+    phone_index: str | None = Field(default=None, max_length=64)
 
     origin_district: str = Field(max_length=16)
     origin_subdistrict: str | None = Field(default=None, max_length=16)
@@ -129,7 +132,7 @@ class Returnee(SQLModel, table=True):
     sector: str | None = Field(default=None, max_length=100)
     documented: bool | None = None
 
-    trafficking_status: TraffickingStatus = Field(default=TraffickingStatus.unknown, sa_type=sa.String(20), index=True)
+    trafficking_status: TraffickingStatus = Field(default=TraffickingStatus.unknown, sa_type=sa.String(20))
     control_methods: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     exploitation_types: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     recruiter_relationship: str | None = Field(default=None, max_length=30)

@@ -255,14 +255,21 @@ async def test_demo_notices_load_twice(db):
     from api import demo
     from models import NoticeFollowUp
 
-    await demo.load(db)  # the agencies first
+    from api.deps import operator_unit
+    from api.notices.demo import load_notices
+
+    async def load_notices_once() -> dict | None:
+        async with operator_unit(db, "demo") as session:
+            return await load_notices(session)
+
+    async with operator_unit(db, "demo") as session:
+        await demo.load_agencies(session)
     await insert_returnees(db, "BP3MI-KALBAR", "61.07", 4, return_date=date(2025, 5, 3))
     await insert_returnees(db, "BP3MI-KALBAR", "61.07", 3)
     await insert_returnees(db, "BP3MI-KALBAR", "61.01", 2)
-    out = await demo.load(db)
-    assert out["notices"] == {"created": 3, "acknowledged": 1}
-    again = await demo.load(db)
-    assert "notices" not in again
+    out = await load_notices_once()
+    assert out is not None and out["notices"] == {"created": 3, "acknowledged": 1}
+    assert not await load_notices_once()
     async with db.sessionmaker() as s:
         rows = (await s.execute(sa.select(Notice.district, Notice.acknowledged_by).order_by(Notice.created_at))).all()
         assert len(rows) == 3

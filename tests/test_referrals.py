@@ -12,7 +12,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from api import clock
+from api import clock, crypto
 from api.deps import operator_unit
 from api.referrals import service as referrals
 from models import AgencyKind, AuditEvent, AuditSubject, Event, Person, Referral, ReferralHistory, Returnee
@@ -50,7 +50,7 @@ async def add_returnee(db, *, source: str = "BP3MI-KALBAR", district: str = "61.
         await session.flush()
         r = Returnee(source_agency=source, source_ref=uuid.uuid4().hex[:12], person_id=person.id, content_hash="x" * 64,
                      full_name="Siti Aminah", sex="F", birth_date=birth or date(1995, 5, 15),
-                     nik_enc="secret", origin_district=district, origin_subdistrict=f"{district}.07",
+                     nik_enc=crypto.encrypt("6101075505950001", context="returnee.nik"), origin_district=district, origin_subdistrict=f"{district}.07",
                      return_type="deported", return_date=date(2025, 6, 1), entry_point="PLBN Aruk")
         session.add(r)
         await session.flush()
@@ -429,6 +429,37 @@ async def test_referred_returnee(client, world, db):
         assert await referrals.open_referral_for(s, "POLRES-BENGKAYANG", rid) is None
 
 
+async def test_receiver_reads_the_referred_returnee_record_while_open(client, world, db, make_party):
+    """GET /v1/returnees/{id}: outside its jurisdiction, the receiver of an open referral reads
+    the record, audited with the referral as the purpose; nobody else does, and not after."""
+    rid = await add_returnee(db, district="61.01")
+    receiver = await make_party("POLRES-BENGKAYANG", "61.07", "returnees:read referrals:read referrals:respond",
+                                kind=AgencyKind.police)
+    bystander = await make_party("DINSOS-BENGKAYANG", "61.07", "returnees:read", kind=AgencyKind.social_services)
+    url = f"/v1/returnees/{rid}"
+    assert_problem(await client.get(url, headers=await receiver.headers()), 404)  # no referral yet
+    ref = await create(client, world.sender, subject=None, returnee_id=str(rid))
+    r = await client.get(url, headers=await receiver.headers())
+    assert r.status_code == 200, r.text
+    assert r.json()["full_name"] == "Siti Aminah" and r.json()["pii_masked"] is True
+    async with db.sessionmaker() as s:
+        rows = (await s.execute(sa.select(AuditEvent.body).where(
+            AuditEvent.action == "returnee.read", AuditEvent.outcome == "allowed"))).scalars().all()
+    detail = orjson.loads(rows[-1])["detail"]
+    assert detail["purpose"] == f"referral:{ref['id']}"
+    assert_problem(await client.get(url, headers=await bystander.headers()), 404)
+    await _walk(client, receiver, ref, ["receive"])
+    r = await move(client, world.sender, await _get(client, world.sender, ref), "cancel")
+    assert r.status_code == 200, r.text
+    assert_problem(await client.get(url, headers=await receiver.headers()), 404)
+
+
+async def _get(client, party, ref):
+    r = await client.get(f"/v1/referrals/{ref['id']}", headers=await party.headers())
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 async def _walk(client, party, ref, actions):
     for action in actions:
         r = await move(client, party, ref, action)
@@ -547,7 +578,6 @@ async def test_demo_referrals_load_once(db):
 
     async with operator_unit(db, "test") as s:
         await demo.load_agencies(s)
-    rid = await add_returnee(db, district="61.07")
     out = await demo.load(db)
     assert out["referrals"]["loaded"] >= 30
     again = await demo.load(db)
@@ -559,7 +589,10 @@ async def test_demo_referrals_load_once(db):
                                     "completed", "failed", "cancelled"}
     now = clock.now()
     assert any(r[0] in ("requested", "received", "accepted", "in-progress", "on-hold") and r[1] < now for r in rows)
-    assert any(r[2] == rid for r in rows) and any(r[2] is None for r in rows)
+    # about the demo returnees (loaded first) and about people described inline
+    async with db.sessionmaker() as s:
+        returnee_ids = set((await s.execute(sa.select(Returnee.id))).scalars())
+    assert any(r[2] in returnee_ids for r in rows) and any(r[2] is None for r in rows)
 
 
 async def test_referral_events_reach_parties_and_oversight_only(client, world, make_party):

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api import bulk
 from api.context import AuditRecord, RequestContext, context_of
 from api.db import Database
 from api.errors import Problem
@@ -160,7 +161,7 @@ async def append(session: AsyncSession, ctx: RequestContext, records: Sequence[A
         for t, i in dict.fromkeys(rec.subjects)
     ]
     if subjects:  # written before the head is locked: they need no order
-        await session.execute(sa.insert(AuditSubject.__table__), subjects)
+        await bulk.insert_rows(session, AuditSubject.__table__, subjects)
     postgres = session.bind.dialect.name == "postgresql"
     for row in rows:
         params = {

@@ -16,6 +16,7 @@ import orjson
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api import bulk
 from api.context import PendingEvent, RequestContext, context_of
 from api.settings import get_settings
 from models import Event, EventHead, utcnow
@@ -70,8 +71,9 @@ async def flush(session: AsyncSession, ctx: RequestContext) -> None:
         events: Sequence[PendingEvent] = by_key[key]
         last = await _advance(session, key, len(events))
         first = last - len(events) + 1
-        await session.execute(
-            sa.insert(Event.__table__),
+        await bulk.insert_rows(
+            session,
+            Event.__table__,
             [
                 {
                     "key": key,

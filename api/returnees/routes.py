@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from api import auth, idempotency
+from api.deps import SessionDep
+from api.errors import BadRequest, Forbidden
+from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from api.preconditions import etag
+from api.returnees import service
+from api.returnees.schemas import BatchIn, BatchOut, ReturneeList, ReturneeOut
+from models import TraffickingStatus
+
+router = APIRouter(prefix="/v1/returnees", tags=["returnees"])
+
+
+def _json(body: object, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), status_code=status_code, media_type="application/json", headers=headers)
+
+
+@router.post("/batch", response_model=BatchOut, name="returnee.batch")
+async def push_batch(
+    caller: auth.ReturneesWrite,
+    session: SessionDep,
+    request: Request,
+    body: BatchIn,
+    notify: bool = False,
+) -> Response:
+    """Create or update up to 1,000 of the caller's returnee records, keyed by its
+    ``source_ref``. Each record gets its own result (``created``, ``updated``, ``unchanged``,
+    or ``rejected`` with field errors); one bad record does not stop the others. Takes an
+    optional ``Idempotency-Key``. ``notify=true`` raises deportation notices for the districts
+    touched."""
+    if notify and not caller.has("notices:write"):
+        raise Forbidden("notices:write")
+    idem = await idempotency.begin(session, caller, request)
+    if idem.replay is not None:
+        return idem.replay
+    outcome = await service.upsert_batch(session, caller.agency, body.records)
+    notices = await service.notify_districts(session, caller, outcome.touched) if notify else []
+    reply = {"results": outcome.results, "notices": notices}
+    reply = orjson.loads(orjson.dumps(reply, option=orjson.OPT_UTC_Z))  # UUIDs and dates as the client will read them
+    idem.remember(session, 200, reply)
+    return _json(reply)
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts
+
+
+@router.get("", response_model=ReturneeList, name="returnee.list")
+async def list_returnees(
+    caller: auth.ReturneesRead,
+    session: SessionDep,
+    district: Annotated[str | None, Query(description="region code: a district, a sub-district, or the province")] = None,
+    returned_from: Annotated[date | None, Query(description="return_date on or after")] = None,
+    returned_to: Annotated[date | None, Query(description="return_date on or before")] = None,
+    trafficking_status: TraffickingStatus | None = None,
+    updated_since: Annotated[datetime | None, Query(description="changed at or after (RFC 3339)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Response:
+    """Returnees in the caller's jurisdiction, and those its agency pushed, in order of last
+    change. NIK, passport and phone are masked unless the caller holds ``pii:read``."""
+    after = None
+    if cursor:
+        data = decode_cursor(cursor)
+        try:
+            after = (datetime.fromisoformat(data["u"]), uuid.UUID(data["i"]))
+        except (KeyError, TypeError, ValueError):
+            raise BadRequest("The cursor is not valid; use next_cursor from a previous reply") from None
+    filters = service.ListFilter(district, returned_from, returned_to,
+                                 trafficking_status and str(trafficking_status), _aware(updated_since))
+    items, next_after = await service.list_visible(session, caller, filters, after=after, limit=limit)
+    next_cursor = None
+    if next_after is not None:
+        next_cursor = encode_cursor({"u": next_after[0].isoformat(), "i": str(next_after[1])})
+    return _json({"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/{id}", response_model=ReturneeOut, name="returnee.get")
+async def get_returnee(caller: auth.ReturneesRead, session: SessionDep, id: uuid.UUID) -> Response:
+    """One returnee (404 outside the caller's view), with its ``ETag``."""
+    r, body = await service.read(session, caller, id)
+    return _json(body, headers={"ETag": etag(r.version)})

@@ -1,0 +1,229 @@
+"""What partners send and receive about returnees.
+
+A batch is validated record by record: the body's ``records`` are taken as plain objects and
+each is validated through :class:`ReturneeIn` on its own, so one bad record is reported in its
+result and never fails the others.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from api import clock
+from api.returnees import nik as nikmod
+from models import ControlMethod, ExploitationType, RecruiterRelationship, ReturnType, Sex, TraffickingStatus
+from models.regions import is_region
+
+MAX_BATCH = 1000
+
+_PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
+_PHONE = re.compile(r"^\+?[0-9]{6,20}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+_BLANK_IS_NONE = frozenset({
+    "nik", "passport_number", "phone", "birth_date", "origin_subdistrict", "address", "returned_from_region",
+    "entry_point", "employer", "sector", "recruiter_relationship",
+})
+
+
+class ReturneeIn(BaseModel):
+    """One returnee record as a sending agency pushes it (keyed by its ``source_ref``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    source_ref: str = Field(min_length=1, max_length=100, description="the sender's own id, unique per agency")
+    full_name: str = Field(min_length=1, max_length=200)
+    nik: str | None = Field(default=None, description="16-digit NIK; stored encrypted", examples=["6107074505900001"])
+    passport_number: str | None = Field(default=None, description="stored encrypted")
+    phone: str | None = Field(default=None, description="stored encrypted")
+    sex: Sex
+    birth_date: date | None = None
+    origin_district: str = Field(examples=["61.07"], description="district region code")
+    origin_subdistrict: str | None = Field(default=None, examples=["61.07.07"])
+    address: str | None = Field(default=None, max_length=500)
+    returned_from_country: str = Field(default="MY", description="ISO 3166-1 alpha-2", examples=["MY"])
+    returned_from_region: str | None = Field(default=None, max_length=100, examples=["Sarawak"])
+    return_type: ReturnType
+    return_date: date
+    entry_point: str | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
+    employer: str | None = Field(default=None, max_length=200)
+    sector: str | None = Field(default=None, max_length=100)
+    documented: bool | None = None
+    trafficking_status: TraffickingStatus = TraffickingStatus.unknown
+    control_methods: list[ControlMethod] = Field(default_factory=list, max_length=len(ControlMethod))
+    exploitation_types: list[ExploitationType] = Field(default_factory=list, max_length=len(ExploitationType))
+    recruiter_relationship: RecruiterRelationship | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise ValueError("text may not contain NUL characters")
+            if info.field_name in _BLANK_IS_NONE and not v.strip():
+                return None  # senders write "" for "not known"
+        return v
+
+    @field_validator("nik")
+    @classmethod
+    def _nik(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            return nikmod.parse(v).nik
+        except nikmod.InvalidNik as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("passport_number")
+    @classmethod
+    def _passport(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = re.sub(r"[\s-]", "", v).upper()
+        if not _PASSPORT.match(v):
+            raise ValueError("a passport number is 5 to 20 letters and digits")
+        return v
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = re.sub(r"[\s().-]", "", v)
+        if not _PHONE.match(v):
+            raise ValueError("a phone number is 6 to 20 digits, optionally after '+'")
+        return v
+
+    @field_validator("origin_district")
+    @classmethod
+    def _district(cls, v: str) -> str:
+        if not is_region(v, "district"):
+            raise ValueError(f"'{v}' is not a district code of the region reference")
+        return v
+
+    @field_validator("returned_from_country")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        if not _COUNTRY.match(v):
+            raise ValueError("an ISO 3166-1 alpha-2 code: two upper-case letters, e.g. 'MY'")
+        return v
+
+    @field_validator("birth_date")
+    @classmethod
+    def _born(cls, v: date | None) -> date | None:
+        if v is not None and (v > clock.now().date() or v.year < 1900):
+            raise ValueError("the birth date is in the future or before 1900")
+        return v
+
+    @field_validator("return_date")
+    @classmethod
+    def _returned(cls, v: date) -> date:
+        # A day's slack: the sender's clock is in WIB (UTC+7), ours in UTC.
+        if v > clock.now().date() + timedelta(days=1) or v.year < 1990:
+            raise ValueError("the return date is in the future or before 1990")
+        return v
+
+    @field_validator("control_methods", "exploitation_types")
+    @classmethod
+    def _dedupe(cls, v: list[Any]) -> list[Any]:
+        return sorted(set(v))
+
+    @field_validator("origin_subdistrict")
+    @classmethod
+    def _subdistrict(cls, v: str | None, info: ValidationInfo) -> str | None:
+        district = info.data.get("origin_district")
+        if v is not None and district is not None and not (
+            is_region(v, "subdistrict") and v.startswith(district + ".")
+        ):
+            raise ValueError(f"'{v}' is not a sub-district of {district} in the region reference")
+        return v
+
+    def warnings(self) -> list[str]:
+        """Where the NIK disagrees with the declared sex or birth date (not a rejection)."""
+        if self.nik is None:
+            return []
+        info = nikmod.parse(self.nik)
+        return [f"nik: {m}" for m in nikmod.mismatches(info, sex=self.sex, birth_date=self.birth_date)]
+
+
+def _record_schema() -> dict[str, Any]:
+    """ReturneeIn's schema inlined in the batch's (its enums are components through ReturneeOut)."""
+    schema = ReturneeIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+class BatchIn(BaseModel):
+    """Up to 1,000 records; each is validated on its own (see :class:`ReturneeIn`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[Any] = Field(
+        max_length=MAX_BATCH,
+        description="returnee records (see ReturneeIn); at most 1,000",
+        json_schema_extra=lambda schema: schema.update(items=_record_schema()),
+    )
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ItemResult(BaseModel):
+    index: int
+    source_ref: str | None
+    id: uuid.UUID | None
+    status: Literal["created", "updated", "unchanged", "rejected"]
+    errors: list[FieldError] = []
+    warnings: list[str] = []
+
+
+class BatchOut(BaseModel):
+    results: list[ItemResult]
+    notices: list[dict[str, Any]] = []
+
+
+class ReturneeOut(BaseModel):
+    """A returnee as a reader sees it: NIK, passport and phone masked unless it holds ``pii:read``."""
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    source_agency: str
+    source_ref: str
+    version: int
+    full_name: str
+    nik: str | None
+    passport_number: str | None
+    phone: str | None
+    pii_masked: bool
+    sex: Sex
+    birth_date: date | None
+    origin_district: str
+    origin_subdistrict: str | None
+    address: str | None
+    returned_from_country: str
+    returned_from_region: str | None
+    return_type: ReturnType
+    return_date: date
+    entry_point: str | None
+    employer: str | None
+    sector: str | None
+    documented: bool | None
+    trafficking_status: TraffickingStatus
+    control_methods: list[ControlMethod]
+    exploitation_types: list[ExploitationType]
+    recruiter_relationship: RecruiterRelationship | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReturneeList(BaseModel):
+    items: list[ReturneeOut]
+    next_cursor: str | None
