@@ -202,6 +202,20 @@ def audit_verify(chain: str | None) -> None:
 
 
 @main.command()
+def purge() -> None:
+    """Delete expired idempotency records and revocations (run daily, e.g. from cron)."""
+    from api import clock
+    from api.deps import operator_unit
+    from api.maintenance import purge_expired
+
+    async def go(db: Any) -> dict[str, int]:
+        async with operator_unit(db) as session:
+            return await purge_expired(session, clock.now())
+
+    click.echo(json.dumps(_run(go)))
+
+
+@main.command()
 def demo() -> None:
     """Load the demo agencies and records; print their client credentials."""
     from api.demo import load

@@ -1,0 +1,24 @@
+"""Housekeeping: what the service keeps only for a while (run ``sinergi purge`` daily)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.audit import service as audit
+from api.security.tokens import LEEWAY
+from models import IdempotencyRecord, RevokedToken
+
+
+async def purge_expired(session: AsyncSession, now: datetime) -> dict[str, int]:
+    """Delete idempotency records past their retention and revocations of tokens that have
+    expired anyway (an expired token is refused without them)."""
+    keys = await session.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
+    revoked = await session.execute(
+        sa.delete(RevokedToken).where(RevokedToken.expires_at < now - timedelta(seconds=LEEWAY + 60))
+    )
+    counts = {"idempotency_records": keys.rowcount or 0, "revoked_tokens": revoked.rowcount or 0}
+    audit.record(session, "maintenance.purge", **counts)
+    return counts
