@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from sqlalchemy import exc as sa_exc
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -172,6 +173,16 @@ def install(app: FastAPI) -> None:
             "instance": request.url.path,
         }
         return problem_response(body, dict(exc.headers or {}))
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _database_unavailable(request: Request, exc: Exception) -> Response:
+        # The database is down or out of connections: nothing was written (the transaction did
+        # not commit), so the caller can safely retry.
+        log.warning("database unavailable: %s", type(exc).__name__, extra={"path": request.url.path})
+        p = ServiceUnavailable("The database is not reachable right now; nothing was changed, retry shortly")
+        return problem_response(p.body(request.url.path), {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
