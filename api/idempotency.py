@@ -4,7 +4,8 @@ The same key and the same request from the same client replays the first reply (
 ``Idempotent-Replayed: true``); the same key with a different request is ``422``; the same key
 while the first request is still running is ``409``. The record is written in the request's own
 transaction, so a request that fails leaves no record and can simply be retried. Records are
-kept :data:`RETENTION` (at least 24 hours).
+kept :data:`RETENTION` (at least 24 hours); the stored reply is encrypted like personal data,
+since it may contain some.
 
 Usage in a route::
 
@@ -29,13 +30,14 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import clock
+from api import clock, crypto
 from api.context import Caller
 from api.errors import Conflict, Problem
 from models import IdempotencyRecord
 
 RETENTION = timedelta(hours=48)
 HEADER = "Idempotency-Key"
+_CONTEXT = "idempotency.response"
 
 
 class IdempotencyMismatch(Problem):
@@ -63,7 +65,8 @@ class Idempotency:
                 key=self.key,
                 request_hash=self.request_hash,
                 status_code=status_code,
-                response_body=orjson.dumps(body).decode(),
+                # the reply may hold personal data (a caller with pii:read sees it): encrypted
+                response_body=crypto.encrypt(orjson.dumps(body).decode(), context=_CONTEXT),
                 created_at=now,
                 expires_at=now + RETENTION,
             )
@@ -100,7 +103,7 @@ async def begin(session: AsyncSession, caller: Caller, request: Request) -> Idem
         raise IdempotencyMismatch("This Idempotency-Key was used with a different request")
     idem.key = None  # nothing new to remember
     idem.replay = Response(
-        record.response_body,
+        crypto.decrypt(record.response_body, context=_CONTEXT),
         status_code=record.status_code,
         media_type="application/json",
         headers={"Idempotent-Replayed": "true"},

@@ -215,3 +215,28 @@ def assert_problem(r: httpx.Response, status: int, type_suffix: str | None = Non
         assert body["type"].endswith(type_suffix), body
     assert "Traceback" not in r.text
     return body
+
+
+async def assert_not_stored(db: Database, backend: Backend, secrets: list[str], visible: str) -> None:
+    """None of ``secrets`` is anywhere in the database in plain text (every table, and on
+    SQLite the file and its write-ahead log). ``visible`` is a stored plain value, which proves
+    the check can see stored text."""
+    if backend.name == "sqlite":
+        path = Path(db.settings.database_url.split("///", 1)[1])
+        async with db.read() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        wal = path.with_name(path.name + "-wal")
+        raw = path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+        assert visible.encode() in raw
+        for secret in secrets:
+            assert secret.encode() not in raw, secret
+        return
+    async with db.read() as conn:
+        tables = [r[0] for r in await conn.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        text = ""
+        for table in tables:
+            text += " ".join(str(r[0]) for r in await conn.exec_driver_sql(f'SELECT t::text FROM "{table}" t'))
+    assert visible in text
+    for secret in secrets:
+        assert secret not in text, secret

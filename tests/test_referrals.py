@@ -16,7 +16,7 @@ from api import clock, crypto
 from api.deps import operator_unit
 from api.referrals import service as referrals
 from models import AgencyKind, AuditEvent, AuditSubject, Event, Person, Referral, ReferralHistory, Returnee
-from tests.conftest import Party, assert_problem
+from tests.conftest import Party, assert_not_stored, assert_problem
 
 CONSENT = {"given": True, "given_by": "Siti (the subject)", "given_at": "2025-05-20T03:00:00Z", "method": "written"}
 
@@ -617,3 +617,17 @@ async def test_referral_events_reach_parties_and_oversight_only(client, world, m
     # the feed agrees with the resource itself
     r = await client.get(f"/v1/referrals/{ref['id']}", headers=await bystander.headers())
     assert_problem(r, 404)
+
+
+async def test_subject_phone_is_never_stored_in_clear(client, world, make_party, db, backend):
+    """The sender holds pii:read, so its reply shows the phone: the reply kept for its
+    Idempotency-Key must not hold it in clear either."""
+    sender = await make_party("BP3MI-KALBAR", "61", "referrals:write referrals:read pii:read",
+                              kind=AgencyKind.migrant_protection)
+    headers = await sender.headers(**{"Idempotency-Key": "ref-phone-1"})
+    r = await client.post("/v1/referrals", json=referral_body(), headers=headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["subject"]["phone"] == "+62 812 3456 7890"
+    replay = await client.post("/v1/referrals", json=referral_body(), headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json() == r.json()
+    await assert_not_stored(db, backend, ["81234567890", "812 3456 7890"], visible="Deported via PLBN Aruk")
