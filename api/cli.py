@@ -180,15 +180,32 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--chain", default=None, help="one chain (province code); default: every chain")
-def audit_verify(chain: str | None) -> None:
+@click.option("--checkpoint", default=None,
+              help="a signed checkpoint (GET /v1/audit/checkpoint), or @FILE holding one")
+def audit_verify(chain: str | None, checkpoint: str | None) -> None:
     """Verify the audit chain; exit 1 naming the first bad entry if it is broken."""
     from api.audit import service
+    from api.errors import Problem
+    from api.security.keys import KeyStore
+
+    settings = get_settings()
+    if checkpoint and checkpoint.startswith("@"):
+        with open(checkpoint[1:], encoding="utf-8") as fh:
+            checkpoint = fh.read().strip()
 
     async def go(db: Any) -> list[Any]:
-        names = [chain] if chain else await service.chains(db)
-        return [await service.verify(db, name) for name in names]
+        expect: dict[str, tuple[int, str]] = {}
+        if checkpoint:
+            cp = await service.read_checkpoint(KeyStore(db, settings.access_token_ttl), settings.issuer, checkpoint)
+            expect[cp.chain] = (cp.seq, cp.hash)
+        names = [chain] if chain else sorted(set(await service.chains(db)) | expect.keys())
+        return [await service.verify(db, name, expect.get(name)) for name in names]
 
-    results = _run(go)
+    try:
+        results = _run(go)
+    except Problem as exc:
+        _fail(exc.detail)
+
     broken = False
     for r in results:
         if r.ok:

@@ -251,3 +251,92 @@ async def test_times_without_an_offset_are_a_validation_error(client, auditor):
         assert [e["field"] for e in body["errors"]] == [f"query.{name}"]
         r = await client.get("/v1/audit", headers=headers, params={name: "2026-01-01T07:00:00+07:00"})
         assert r.status_code == 200, r.text
+
+
+# --- checkpoints: a rewrite of the whole chain --------------------------------------------
+
+
+def rewrite_from(database_url: str, seq: int, new_action: str) -> None:
+    """What an attacker with the database, but without the service's keys, can do best: change
+    an entry and recompute every hash after it, and the head, so the chain is consistent."""
+    import orjson
+
+    from api.audit.service import chain_hash
+
+    with as_attacker(database_url) as c:
+        rows = c.execute(sa.text("SELECT seq, prev_hash, body FROM audit_event WHERE chain = '61' ORDER BY seq")).all()
+        prev = None
+        for row_seq, row_prev, body in rows:
+            prev = row_prev if prev is None else prev
+            if row_seq == seq:
+                doc = orjson.loads(body)
+                doc["action"] = new_action
+                body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()
+            digest = chain_hash(prev, row_seq, body)
+            c.execute(sa.text("UPDATE audit_event SET body = :b, prev_hash = :p, hash = :h, action = :a "
+                              "WHERE chain = '61' AND seq = :s"),
+                      {"b": body, "p": prev, "h": digest, "a": orjson.loads(body)["action"], "s": row_seq})
+            prev = digest
+        c.execute(sa.text("UPDATE audit_head SET hash = :h WHERE chain = '61'"), {"h": prev})
+
+
+async def test_a_checkpoint_catches_a_rewrite_of_the_whole_chain(client, busy_chain, database_url):
+    r = await client.get("/v1/audit/checkpoint", headers=busy_chain)
+    assert r.status_code == 200, r.text
+    cp = r.json()
+    assert cp["seq"] >= 5 and len(cp["hash"]) == 64 and cp["checkpoint"].count(".") == 2
+    await client.get("/v1/audit", headers=busy_chain)  # the chain goes on after the checkpoint
+    good = (await client.get("/v1/audit/verify", params={"checkpoint": cp["checkpoint"]}, headers=busy_chain)).json()
+    assert good["ok"] is True and good["checkpoint"] == {"seq": cp["seq"], "hash": cp["hash"]}
+
+    rewrite_from(database_url, 2, "token.issue.hidden")
+    # Recomputed hashes fool a verification without the checkpoint...
+    assert (await verify(client, busy_chain))["ok"] is True
+    # ...but not one against the checkpoint kept elsewhere.
+    bad = (await client.get("/v1/audit/verify", params={"checkpoint": cp["checkpoint"]}, headers=busy_chain)).json()
+    assert bad["ok"] is False and bad["first_bad_seq"] == cp["seq"] and "rewritten" in bad["reason"]
+
+
+async def test_a_checkpoint_catches_a_truncated_chain(client, busy_chain, database_url):
+    cp = (await client.get("/v1/audit/checkpoint", headers=busy_chain)).json()
+    with as_attacker(database_url) as c:
+        last = c.execute(sa.text("SELECT seq, hash FROM audit_event WHERE chain = '61' AND seq = 3")).one()
+        c.execute(sa.text("DELETE FROM audit_event WHERE chain = '61' AND seq > 3"))
+        c.execute(sa.text("UPDATE audit_head SET seq = 3, hash = :h WHERE chain = '61'"), {"h": last.hash})
+    body = (await client.get("/v1/audit/verify", params={"checkpoint": cp["checkpoint"]}, headers=busy_chain)).json()
+    assert body["ok"] is False and "before the checkpoint" in body["reason"]
+
+
+async def test_a_forged_or_foreign_checkpoint_is_refused(client, busy_chain):
+    from tests import forge
+
+    cp = (await client.get("/v1/audit/checkpoint", headers=busy_chain)).json()
+    header, payload, signature = cp["checkpoint"].split(".")
+    tampered = ".".join([header, forge.b64u(b'{"chain":"61","seq":1,"hash":"' + b"0" * 64 + b'"}'), signature])
+    r = await client.get("/v1/audit/verify", params={"checkpoint": tampered}, headers=busy_chain)
+    assert_problem(r, 422, "bad-checkpoint")
+    # an access token is not a checkpoint
+    token = busy_chain["Authorization"].split()[1]
+    assert_problem(await client.get("/v1/audit/verify", params={"checkpoint": token}, headers=busy_chain), 422)
+
+
+def test_cli_verifies_against_a_checkpoint_file(client, database_url, tmp_path, monkeypatch, busy_chain_sync):
+    from api.settings import get_settings
+
+    path = tmp_path / "checkpoint.jws"
+    path.write_text(busy_chain_sync)
+    monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        ok = CliRunner().invoke(cli, ["audit", "verify", "--checkpoint", f"@{path}"])
+        assert ok.exit_code == 0, ok.output
+        rewrite_from(database_url, 2, "token.issue.hidden")
+        broken = CliRunner().invoke(cli, ["audit", "verify", "--checkpoint", f"@{path}"])
+        assert broken.exit_code == 1 and "rewritten" in broken.output
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+async def busy_chain_sync(client, busy_chain):
+    return (await client.get("/v1/audit/checkpoint", headers=busy_chain)).json()["checkpoint"]

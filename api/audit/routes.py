@@ -7,7 +7,7 @@ from pydantic import AwareDatetime
 
 from api import auth
 from api.audit import service
-from api.audit.schemas import AuditEventPublic, AuditPage, VerifyHead, VerifyReply
+from api.audit.schemas import AuditEventPublic, AuditPage, CheckpointReply, VerifyHead, VerifyReply
 from api.deps import ServicesDep, SessionDep
 from api.errors import NotFound
 from api.pagination import decode_cursor, encode_cursor
@@ -58,12 +58,40 @@ async def list_audit(
 
 
 @router.get("/verify", response_model=VerifyReply, name="audit.verify")
-async def verify(caller: auth.AuditRead, session: SessionDep, svc: ServicesDep, chain: str | None = None) -> VerifyReply:
-    """Recompute the chain: any edited, deleted or reordered entry is reported."""
+async def verify(
+    caller: auth.AuditRead,
+    session: SessionDep,
+    svc: ServicesDep,
+    chain: str | None = None,
+    checkpoint: Annotated[str | None, Query(description="a checkpoint from GET /v1/audit/checkpoint, kept "
+                                            "outside the database: the chain must still hold it")] = None,
+) -> VerifyReply:
+    """Recompute the chain: any edited, deleted or reordered entry is reported, and with a
+    ``checkpoint`` also a rewrite of the whole chain since it was taken."""
     key = _chain(caller, chain)
-    result = await service.verify(svc.db, key)
+    expect = None
+    if checkpoint is not None:
+        cp = await service.read_checkpoint(svc.keys, svc.settings.issuer, checkpoint)
+        if cp.chain != key:
+            raise service.BadCheckpoint(f"The checkpoint is of chain {cp.chain}, not {key}")
+        expect = (cp.seq, cp.hash)
+    result = await service.verify(svc.db, key, expect)
     service.record(session, "audit.verify", resource_type="audit_chain", resource_id=key,
-                   ok=result.ok, checked=result.checked, first_bad_seq=result.first_bad_seq)
+                   ok=result.ok, checked=result.checked, first_bad_seq=result.first_bad_seq,
+                   checkpoint_seq=expect[0] if expect else None)
     return VerifyReply(ok=result.ok, chain=key, checked=result.checked,
                        head=VerifyHead(seq=result.head_seq, hash=result.head_hash),
-                       first_bad_seq=result.first_bad_seq, reason=result.reason)
+                       first_bad_seq=result.first_bad_seq, reason=result.reason,
+                       checkpoint=None if expect is None else VerifyHead(seq=expect[0], hash=expect[1]))
+
+
+@router.get("/checkpoint", response_model=CheckpointReply, name="audit.checkpoint")
+async def checkpoint(caller: auth.AuditRead, session: SessionDep, svc: ServicesDep,
+                     chain: str | None = None) -> CheckpointReply:
+    """The chain's head, signed by the service. Keep ``checkpoint`` outside Sinergi (the
+    Inspektorat's own records); ``GET /v1/audit/verify?checkpoint=…`` later proves that the
+    chain was not rewritten since, even by someone able to recompute every hash."""
+    key = _chain(caller, chain)
+    cp, signed = await service.make_checkpoint(svc.db, svc.keys, svc.settings.issuer, key)
+    service.record(session, "audit.checkpoint", resource_type="audit_chain", resource_id=key, seq=cp.seq)
+    return CheckpointReply(chain=cp.chain, seq=cp.seq, hash=cp.hash, checkpoint=signed)

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from models import AuditEvent
 
@@ -66,3 +66,12 @@ class VerifyReply(BaseModel):
     head: VerifyHead
     first_bad_seq: int | None
     reason: str | None = None
+    checkpoint: VerifyHead | None = None
+
+
+class CheckpointReply(BaseModel):
+    chain: str
+    seq: int
+    hash: str
+    checkpoint: str = Field(description="JWS (RS256, typ sinergi-audit-checkpoint+jwt) over chain, seq, hash, iat; "
+                                        "verifiable with the keys of /.well-known/jwks.json")

@@ -30,6 +30,8 @@ from api import bulk
 from api.context import AuditRecord, RequestContext, context_of
 from api.db import Database
 from api.errors import Problem
+from api.security import tokens
+from api.security.keys import KeyStore
 from api.settings import get_settings
 from models import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome, utcnow
 from models.regions import province_of
@@ -267,10 +269,13 @@ async def _stream_rows(db: Database, chain: str, upto: int) -> AsyncIterator[tup
             yield tuple(row)
 
 
-async def verify(db: Database, chain: str) -> VerifyResult:
+async def verify(db: Database, chain: str, expect: tuple[int, str] | None = None) -> VerifyResult:
     """Walk the chain: contiguous sequence numbers, each ``prev_hash`` equal to the previous
     entry's hash, each hash recomputed from its body, the indexed columns equal to what the
-    body says, and the last entry equal to the head (a deleted tail is noticed too)."""
+    body says, and the last entry equal to the head (a deleted tail is noticed too).
+
+    ``expect`` is a checkpoint ``(seq, hash)`` kept elsewhere: the chain must still hold that
+    hash at that position, which catches a rewrite that recomputed every hash."""
     async with db.read() as conn:  # the head first: what is appended after it is not checked
         head = (await conn.execute(sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == chain))).first()
     head_seq, head_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
@@ -288,6 +293,9 @@ async def verify(db: Database, chain: str) -> VerifyResult:
         if chain_hash(row_prev, seq, body) != row_hash:
             bad = (seq, "hash does not match the entry's content")
             break
+        if expect is not None and seq == expect[0] and row_hash != expect[1]:
+            bad = (seq, "the entry differs from the checkpoint: the chain was rewritten")
+            break
         doc = orjson.loads(body)
         values = row[4:]
         for name, value in zip(_COLUMNS, values, strict=True):
@@ -304,8 +312,16 @@ async def verify(db: Database, chain: str) -> VerifyResult:
         prev_hash, expected_seq = row_hash, seq + 1
     if bad is None and (head_seq != expected_seq - 1 or head_hash != prev_hash):
         bad = (expected_seq, f"the chain ends at {expected_seq - 1} but its head is at {head_seq}")
+    if bad is None and expect is not None and head_seq < expect[0]:
+        bad = (head_seq + 1, f"the chain ends at {head_seq}, before the checkpoint at {expect[0]}")
     return VerifyResult(chain, bad is None, checked, head_seq, head_hash,
                         bad[0] if bad else None, bad[1] if bad else None)
+
+
+async def head(db: Database, chain: str) -> tuple[int, str]:
+    async with db.read() as conn:
+        row = (await conn.execute(sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == chain))).first()
+    return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
 async def chains(db: Database) -> list[str]:
@@ -350,3 +366,30 @@ async def list_events(
         stmt = stmt.where(AuditEvent.occurred_at < until)
     stmt = stmt.order_by(col(AuditEvent.seq).desc()).limit(limit)
     return list((await session.exec(stmt)).all())
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+async def make_checkpoint(db: Database, keys: KeyStore, issuer: str, chain: str) -> tuple[tokens.Checkpoint, str]:
+    """The chain's head now, signed: keep it outside the database and verify against it later."""
+    seq, digest = await head(db, chain)
+    kid, pem = await keys.signing_key()
+    now = utcnow()
+    signed = tokens.sign_checkpoint(private_pem=pem, kid=kid, issuer=issuer, chain=chain, seq=seq, hash=digest, now=now)
+    return tokens.Checkpoint(chain, seq, digest, int(now.timestamp())), signed
+
+
+async def read_checkpoint(keys: KeyStore, issuer: str, signed: str) -> tokens.Checkpoint:
+    """A checkpoint this service signed (with any key it ever had), else :class:`BadCheckpoint`."""
+    try:
+        key = await keys.archived_verifier(tokens.checkpoint_kid(signed))
+        if key is None:
+            raise tokens.InvalidToken("The checkpoint was signed by a key this service never had")
+        return tokens.verify_checkpoint(signed, key, issuer=issuer)
+    except tokens.InvalidToken as exc:
+        raise BadCheckpoint(str(exc)) from None
+
+
+class BadCheckpoint(Problem):
+    status, slug, title = 422, "bad-checkpoint", "The checkpoint is not valid"

@@ -150,6 +150,13 @@ class KeyStore:
             return None
         return key.verifier
 
+    async def archived_verifier(self, kid: str) -> Key | None:
+        """The public key ``kid`` even long after it was retired (audit checkpoints outlive
+        the tokens of their key)."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(SigningKey.public_jwk).where(SigningKey.kid == kid[:64]))).first()
+        return None if row is None else jwk.construct(json.loads(row[0]), "RS256")
+
     async def _stored(self, kid: str) -> bool:
         """One primary-key lookup: an unknown ``kid`` costs no more than a normal call's
         client lookup, and a key rotated in by another process is picked up at once."""

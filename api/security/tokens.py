@@ -13,12 +13,13 @@ unchecked). Here every check of the JWT BCP (RFC 8725) is pinned:
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jose import jwt
+from jose import jws, jwt
 from jose.backends.base import Key
 from jose.exceptions import JOSEError
 
@@ -157,3 +158,51 @@ def _reason(exc: JOSEError) -> str:
     if "signature" in text:
         return "The token's signature does not verify"
     return "The token is not valid"
+
+
+# --- audit checkpoints ---------------------------------------------------------------------
+#
+# A checkpoint is the head of an audit chain (chain, seq, hash) signed with the service's key.
+# An auditor keeps it outside the database; later, the chain must still hold that hash at that
+# position, which a rewrite of the whole database (recomputing every hash) cannot fake without
+# the signing key, which is itself encrypted with the data key that the database does not hold.
+
+CHECKPOINT_TYPE = "sinergi-audit-checkpoint+jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    chain: str
+    seq: int
+    hash: str
+    issued_at: int
+
+
+def sign_checkpoint(*, private_pem: str, kid: str, issuer: str, chain: str, seq: int, hash: str, now: datetime) -> str:
+    claims = {"iss": issuer, "iat": int(now.timestamp()), "chain": chain, "seq": seq, "hash": hash}
+    return jwt.encode(claims, private_pem, algorithm=ALGORITHM, headers={"kid": kid, "typ": CHECKPOINT_TYPE})
+
+
+def checkpoint_kid(token: str) -> str:
+    try:
+        header = jwt.get_unverified_header(token)
+    except JOSEError:
+        raise InvalidToken("The checkpoint is malformed") from None
+    if header.get("alg") != ALGORITHM or header.get("typ") != CHECKPOINT_TYPE:
+        raise InvalidToken("This is not an audit checkpoint of this service")
+    if _FORBIDDEN_HEADERS & header.keys() or not isinstance(header.get("kid"), str):
+        raise InvalidToken("The checkpoint names no key of this service")
+    return header["kid"]
+
+
+def verify_checkpoint(token: str, key: Key, *, issuer: str) -> Checkpoint:
+    try:
+        payload = json.loads(jws.verify(token, key, algorithms=[ALGORITHM]))
+    except (JOSEError, ValueError):
+        raise InvalidToken("The checkpoint's signature does not verify") from None
+    try:
+        if payload["iss"] != issuer:
+            raise InvalidToken("The checkpoint was not issued by this service")
+        return Checkpoint(str(payload["chain"]), int(payload["seq"]), str(payload["hash"]), int(payload["iat"]))
+    except (KeyError, TypeError, ValueError):
+        raise InvalidToken("The checkpoint lacks chain, seq, hash or iat") from None
