@@ -15,39 +15,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from api.context import Caller
-from api.deps import RequireAnyScope, RequireScope
+from api.deps import require_scope
 from api.errors import NotFound
+from api.scopes import SCOPES as SCOPE_DESCRIPTIONS
 
-SCOPES = (
-    "returnees:write",
-    "returnees:read",
-    "pii:read",
-    "notices:write",
-    "notices:read",
-    "notices:ack",
-    "referrals:write",
-    "referrals:read",
-    "referrals:respond",
-    "stats:read",
-    "audit:read",
-    "events:read",
-    "webhooks:manage",
-    "admin",
-)
+SCOPES = tuple(SCOPE_DESCRIPTIONS)
 
-Admin = Annotated[Caller, Depends(RequireScope("admin"))]
-AuditRead = Annotated[Caller, Depends(RequireScope("audit:read"))]
-ReturneesWrite = Annotated[Caller, Depends(RequireScope("returnees:write"))]
-ReturneesRead = Annotated[Caller, Depends(RequireScope("returnees:read"))]
-NoticesWrite = Annotated[Caller, Depends(RequireScope("notices:write"))]
-NoticesRead = Annotated[Caller, Depends(RequireScope("notices:read"))]
-NoticesAck = Annotated[Caller, Depends(RequireScope("notices:ack"))]
-ReferralsWrite = Annotated[Caller, Depends(RequireScope("referrals:write"))]
-ReferralsRead = Annotated[Caller, Depends(RequireScope("referrals:read"))]
-ReferralsAct = Annotated[Caller, Depends(RequireAnyScope("referrals:respond", "referrals:write"))]
-StatsRead = Annotated[Caller, Depends(RequireScope("stats:read"))]
-EventsRead = Annotated[Caller, Depends(RequireScope("events:read"))]
-WebhooksManage = Annotated[Caller, Depends(RequireScope("webhooks:manage"))]
+Admin = Annotated[Caller, Depends(require_scope("admin"))]
+AuditRead = Annotated[Caller, Depends(require_scope("audit:read"))]
+ReturneesWrite = Annotated[Caller, Depends(require_scope("returnees:write"))]
+ReturneesRead = Annotated[Caller, Depends(require_scope("returnees:read"))]
+NoticesWrite = Annotated[Caller, Depends(require_scope("notices:write"))]
+NoticesRead = Annotated[Caller, Depends(require_scope("notices:read"))]
+NoticesAck = Annotated[Caller, Depends(require_scope("notices:ack"))]
+ReferralsWrite = Annotated[Caller, Depends(require_scope("referrals:write"))]
+ReferralsRead = Annotated[Caller, Depends(require_scope("referrals:read"))]
+ReferralsAct = Annotated[Caller, Depends(require_scope("referrals:respond", "referrals:write"))]
+StatsRead = Annotated[Caller, Depends(require_scope("stats:read"))]
+EventsRead = Annotated[Caller, Depends(require_scope("events:read"))]
+WebhooksManage = Annotated[Caller, Depends(require_scope("webhooks:manage"))]
 
 
 def in_jurisdiction(caller: Caller, column: Any) -> sa.ColumnElement[bool]:

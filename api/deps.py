@@ -14,13 +14,15 @@ Per-scope callers (Polar's habit) make a route's signature say who may call it::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
+from fastapi.security import OAuth2
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.audit import service as audit
@@ -28,6 +30,7 @@ from api.context import Caller, RequestContext
 from api.db import Database
 from api.errors import Forbidden, Unauthorized
 from api.events import outbox
+from api.scopes import SCOPES
 from api.security import tokens
 from api.security.keys import KeyStore
 from api.settings import Settings
@@ -168,30 +171,29 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller:
     return caller
 
 
-class RequireScope:
-    """A dependency yielding the caller, who must hold ``scope`` (else 403)."""
+# Documents the token flow in the OpenAPI document (the "Authorize" button of /docs, and the
+# scopes each operation needs). It only reads the header; :func:`authenticate` does the checking.
+oauth2_scheme = OAuth2(
+    flows=OAuthFlowsModel(clientCredentials={"tokenUrl": "/oauth/token", "scopes": SCOPES}),
+    scheme_name="client_credentials",
+    auto_error=False,
+)
 
-    def __init__(self, scope: str) -> None:
-        self.scope = scope
 
-    async def __call__(self, request: Request, session: SessionDep) -> Caller:
+def require_scope(*scopes: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency yielding the caller, who must hold one of ``scopes`` (else 403); with more
+    than one, the route decides what each allows."""
+
+    async def dependency(
+        request: Request,
+        session: SessionDep,
+        _header: str | None = Security(oauth2_scheme, scopes=list(scopes)),  # a default: the scopes are local
+    ) -> Caller:
         caller = await authenticate(request, session)
-        if not caller.has(self.scope):
-            raise Forbidden(self.scope)
-        request_context(request).scope_used = self.scope
-        return caller
-
-
-class RequireAnyScope:
-    """The caller must hold at least one of ``scopes``; the route decides what each allows."""
-
-    def __init__(self, *scopes: str) -> None:
-        self.scopes = scopes
-
-    async def __call__(self, request: Request, session: SessionDep) -> Caller:
-        caller = await authenticate(request, session)
-        held = [s for s in self.scopes if caller.has(s)]
+        held = [s for s in scopes if caller.has(s)]
         if not held:
-            raise Forbidden(" ".join(self.scopes))
+            raise Forbidden(" ".join(scopes))
         request_context(request).scope_used = " ".join(held)
         return caller
+
+    return dependency

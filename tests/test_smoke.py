@@ -19,3 +19,13 @@ async def test_token_and_scoped_call(make_party, client):
     body = assert_problem(r, 403, "insufficient-scope")
     assert r.headers["www-authenticate"] == 'Bearer error="insufficient_scope", scope="admin"'
     assert body["required_scope"] == "admin"
+
+
+async def test_openapi_document_names_the_scope_of_each_operation(client):
+    spec = (await client.get("/openapi.json")).json()
+    flow = spec["components"]["securitySchemes"]["client_credentials"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "/oauth/token" and "pii:read" in flow["scopes"]
+    assert spec["paths"]["/v1/returnees/batch"]["post"]["security"] == [{"client_credentials": ["returnees:write"]}]
+    assert spec["paths"]["/v1/referrals/{id}/transitions"]["post"]["security"] == [
+        {"client_credentials": ["referrals:respond", "referrals:write"]}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
