@@ -56,6 +56,12 @@ class Idempotency:
     def remember(self, session: AsyncSession, status_code: int, body: Any) -> None:
         if self.key is None:
             return
+        self.remember_encoded(session, status_code, orjson.dumps(body))
+
+    def remember_encoded(self, session: AsyncSession, status_code: int, body: bytes) -> None:
+        """:meth:`remember` of a reply already encoded as JSON."""
+        if self.key is None:
+            return
         now = clock.now()
         session.add(
             IdempotencyRecord(
@@ -63,7 +69,7 @@ class Idempotency:
                 key=self.key,
                 request_hash=self.request_hash,
                 status_code=status_code,
-                response_body=orjson.dumps(body).decode(),
+                response_body=body.decode(),
                 created_at=now,
                 expires_at=now + RETENTION,
             )
