@@ -27,13 +27,19 @@ def _aead(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
+@lru_cache(maxsize=4)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 already keyed with ``key``: ``.copy()`` of it skips the key schedule."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def encrypt(plaintext: str, *, context: str, key: bytes | None = None) -> str:
     """Encrypt; ``context`` (e.g. ``"returnee.nik"``) is bound as associated data, so a value
     copied into another column no longer decrypts."""
     key = key or get_settings().data_key_bytes
     nonce = os.urandom(12)
     ct = _aead(key).encrypt(nonce, plaintext.encode("utf-8"), context.encode())
-    return _PREFIX + base64.urlsafe_b64encode(nonce + ct).decode()
+    return _PREFIX + base64.urlsafe_b64encode(nonce + ct).decode("ascii")
 
 
 def decrypt(token: str, *, context: str, key: bytes | None = None) -> str:
@@ -44,14 +50,42 @@ def decrypt(token: str, *, context: str, key: bytes | None = None) -> str:
     return _aead(key).decrypt(raw[:12], raw[12:], context.encode()).decode("utf-8")
 
 
+_IDENTIFIER_NOISE = re.compile(r"[\s.\-/]")
+
+
 def normalise_identifier(value: str) -> str:
-    return re.sub(r"[\s.\-/]", "", value).upper()
+    return _IDENTIFIER_NOISE.sub("", value).upper()
 
 
 def blind_index(value: str, *, context: str, key: bytes | None = None) -> str:
     key = key or get_settings().index_key_bytes
-    msg = context.encode() + b"\x00" + normalise_identifier(value).encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+    mac = _keyed(key).copy()
+    mac.update(context.encode() + b"\x00" + normalise_identifier(value).encode())
+    return mac.hexdigest()
+
+
+class FieldCipher:
+    """:func:`encrypt` and :func:`blind_index` of one kind of value (one encryption context,
+    one index context) for many values: the AES key schedule and the keyed HMAC are set up
+    once, not per value. Produces exactly what the two functions produce."""
+
+    __slots__ = ("_aead", "_aad", "_mac", "_prefix")
+
+    def __init__(self, *, data_key: bytes, index_key: bytes, context: str, index_context: str) -> None:
+        self._aead = _aead(data_key)
+        self._aad = context.encode()
+        self._mac = _keyed(index_key)
+        self._prefix = index_context.encode() + b"\x00"
+
+    def encrypt(self, plaintext: str) -> str:
+        nonce = os.urandom(12)
+        ct = self._aead.encrypt(nonce, plaintext.encode("utf-8"), self._aad)
+        return _PREFIX + base64.urlsafe_b64encode(nonce + ct).decode("ascii")
+
+    def blind_index(self, value: str) -> str:
+        mac = self._mac.copy()
+        mac.update(self._prefix + normalise_identifier(value).encode())
+        return mac.hexdigest()
 
 
 def mask(value: str | None, keep: int = 4) -> str | None:

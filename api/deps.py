@@ -87,10 +87,12 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 
 async def commit(session: AsyncSession, ctx: RequestContext) -> None:
     """Write the unit's events and audit entries, then commit. The chain heads are advanced
-    last (events, then audit: always in that order, so two units never deadlock)."""
+    last (events, then audit: always in that order, so two units never deadlock); what needs
+    no head (the audit subjects) is written before either is locked."""
     await session.flush()
+    staged = await audit.stage(session, ctx, ctx.audit)  # audit subjects: no lock needed
     await outbox.flush(session, ctx)
-    await audit.append(session, ctx, ctx.audit)
+    await audit.append_staged(session, staged)
     ctx.audit.clear()
     await session.commit()
 

@@ -58,6 +58,12 @@ class Idempotency:
     def remember(self, session: AsyncSession, status_code: int, body: Any) -> None:
         if self.key is None:
             return
+        self.remember_encoded(session, status_code, orjson.dumps(body))
+
+    def remember_encoded(self, session: AsyncSession, status_code: int, body: bytes) -> None:
+        """:meth:`remember` of a reply already encoded as JSON."""
+        if self.key is None:
+            return
         now = clock.now()
         session.add(
             IdempotencyRecord(
@@ -66,7 +72,7 @@ class Idempotency:
                 request_hash=self.request_hash,
                 status_code=status_code,
                 # the reply may hold personal data (a caller with pii:read sees it): encrypted
-                response_body=crypto.encrypt(orjson.dumps(body).decode(), context=_CONTEXT),
+                response_body=crypto.encrypt(body.decode(), context=_CONTEXT),
                 created_at=now,
                 expires_at=now + RETENTION,
             )

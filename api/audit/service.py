@@ -150,10 +150,17 @@ async def _ensure_head(session: AsyncSession, chain: str) -> None:
     )
 
 
-async def append(session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord]) -> None:
-    """Append ``records`` to the caller's chain inside ``session``'s transaction."""
-    if not records:
-        return
+@dataclass(slots=True)
+class Staged:
+    """Entries built and their subjects written, not yet on the chain (see :func:`stage`)."""
+
+    chain: str
+    rows: list[_Row]
+
+
+async def stage(session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord]) -> Staged:
+    """First half of :func:`append`: build the entries and write their subjects. Needs no
+    chain lock, so a unit does it before it takes any head (events', then audit's)."""
     chain = chain_of(ctx)
     now = utcnow()
     rows = [_build(chain, ctx, r, now) for r in records]
@@ -164,6 +171,19 @@ async def append(session: AsyncSession, ctx: RequestContext, records: Sequence[A
     ]
     if subjects:  # written before the head is locked: they need no order
         await bulk.insert_rows(session, AuditSubject.__table__, subjects)
+    return Staged(chain, rows)
+
+
+async def append(session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord]) -> None:
+    """Append ``records`` to the caller's chain inside ``session``'s transaction."""
+    if not records:
+        return
+    await append_staged(session, await stage(session, ctx, records))
+
+
+async def append_staged(session: AsyncSession, staged: Staged) -> None:
+    """Second half of :func:`append`: put the staged entries on the chain (locks its head)."""
+    chain, rows = staged.chain, staged.rows
     postgres = session.bind.dialect.name == "postgresql"
     for row in rows:
         params = {

@@ -44,10 +44,9 @@ async def push_batch(
         return idem.replay
     outcome = await service.upsert_batch(session, caller.agency, body.records)
     notices = await service.notify_districts(session, caller, outcome.touched) if notify else []
-    reply = {"results": outcome.results, "notices": notices}
-    reply = orjson.loads(orjson.dumps(reply, option=orjson.OPT_UTC_Z))  # UUIDs and dates as the client will read them
-    idem.remember(session, 200, reply)
-    return _json(reply)
+    body = orjson.dumps({"results": outcome.results, "notices": notices}, option=orjson.OPT_UTC_Z)
+    idem.remember_encoded(session, 200, body)  # the reply exactly as sent
+    return Response(body, media_type="application/json")
 
 
 def _aware(ts: datetime | None) -> datetime | None:

@@ -24,6 +24,8 @@ MAX_BATCH = 1000
 _PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
 _PHONE = re.compile(r"^\+?[0-9]{6,20}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+_PASSPORT_NOISE = re.compile(r"[\s-]")
+_PHONE_NOISE = re.compile(r"[\s().-]")
 
 
 _BLANK_IS_NONE = frozenset({
@@ -85,7 +87,7 @@ class ReturneeIn(BaseModel):
     def _passport(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        v = re.sub(r"[\s-]", "", v).upper()
+        v = _PASSPORT_NOISE.sub("", v).upper()
         if not _PASSPORT.match(v):
             raise ValueError("a passport number is 5 to 20 letters and digits")
         return v
@@ -95,7 +97,7 @@ class ReturneeIn(BaseModel):
     def _phone(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        v = re.sub(r"[\s().-]", "", v)
+        v = _PHONE_NOISE.sub("", v)
         if not _PHONE.match(v):
             raise ValueError("a phone number is 6 to 20 digits, optionally after '+'")
         return v
