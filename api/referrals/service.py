@@ -311,7 +311,8 @@ async def transition(
     await session.flush()
 
     audit.record(session, f"referral.{action.value}", resource_type="referral", resource_id=ref.id,
-                 subjects=_subjects(ref), **{"from": before.value, "to": after.value, "note": note})
+                 subjects=_subjects(ref), **{"from": before.value, "to": after.value, "with_note": bool(note)})
+    # (the note itself stays in the referral's history: the audit chain cannot forget it)
     outbox.emit(
         session, "referral.status_changed",
         {"id": str(ref.id), "from": before.value, "to": after.value, "action": action.value,
