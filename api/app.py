@@ -21,6 +21,7 @@ from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
 from api.returnees.routes import router as returnees_router
 from api.security.keys import KeyStore, ensure_active_key
+from api.stats.routes import router as stats_router
 from api.settings import Settings, get_settings
 
 
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     )
     errors.install(app)
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
-                   referrals_router, events_router):
+                   referrals_router, stats_router, events_router):
         app.include_router(router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
