@@ -54,14 +54,14 @@ def _csv_cell(value: Any) -> str:
 def _reply(request: Request, table: service.Table) -> Response:
     if not _wants_csv(request):
         body = StatsReply(group_by=table.group_by, threshold=table.threshold, rows=table.rows, total=table.total)
-        return JSONResponse(body.model_dump(mode="json"))
+        return JSONResponse(body.model_dump(mode="json"), headers={"Vary": "Accept"})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     header = [*table.group_by, "count", *table.extra, "suppressed"]
     writer.writerow(header)
     for row in table.rows:
         writer.writerow([_csv_cell(row[name]) for name in header])
-    return Response(out.getvalue(), media_type="text/csv")
+    return Response(out.getvalue(), media_type="text/csv", headers={"Vary": "Accept"})
 
 
 _RETURNEES = (
