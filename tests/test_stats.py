@@ -198,6 +198,14 @@ async def test_month_format(client, db, province):
     assert [r["month"] for r in out["rows"]] == ["2024-12", "2025-01"]
 
 
+async def test_month_with_age_group(client, db, province):
+    await insert_returnees(db, SOURCE, "61.07", 6, birth_date=date(2000, 1, 1), return_date=date(2025, 6, 1))
+    await insert_returnees(db, SOURCE, "61.07", 5, birth_date=date(1990, 1, 1), return_date=date(2025, 7, 1))
+    out = await stats(client, province, group_by="month,age_group,district")
+    assert [(r["month"], r["age_group"], r["district"], r["count"]) for r in out["rows"]] == [
+        ("2025-06", "25-34", "61.07", 6), ("2025-07", "35-44", "61.07", 5)]
+
+
 # --- CSV, validation, scopes, audit ----------------------------------------------------------------
 
 

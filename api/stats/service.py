@@ -15,7 +15,10 @@ Suppression (protects victims from re-identification)
 * A referral row's ``overdue`` is null whenever its ``count`` is.
 
 Not prevented: differencing across queries with different filters (say two date windows a day
-apart). That needs query auditing; every call is audited with its filters for that reason.
+apart), which needs query auditing (every call is audited with its filters for that reason);
+and, in tables of two or more dimensions, a complementary cell that is alone in another line of
+the table, whose count that line's total (a query with one dimension fewer) then shows. The
+rule is a protection by lines, not an optimal (linear-programming) cell suppression.
 
 The threshold is :attr:`api.settings.Settings.suppression_threshold`; a caller may ask for a
 higher one, never a lower one.
