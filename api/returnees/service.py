@@ -226,6 +226,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
     one audit entry naming every record written. Never commits.
     """
     now = clock.now()
+    context = {"today": now.date()}  # one clock reading for the whole batch's date checks
     results: list[dict[str, Any]] = []
     accepted: list[tuple[dict[str, Any], ReturneeIn]] = []
     first_index: dict[str, int] = {}
@@ -237,7 +238,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
         results.append(res)
         item: ReturneeIn | None
         try:
-            item = ReturneeIn.model_validate(raw)
+            item = ReturneeIn.model_validate(raw, context=context)
         except ValidationError as exc:
             item = None
             res["errors"] = _errors(exc)
@@ -248,7 +249,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
                 res["errors"].insert(0, {"field": "source_ref",
                                          "message": f"duplicate of record {first} in this batch ('{ref}')"})
         if item is not None:
-            res["warnings"] = item.warnings()
+            res["warnings"] = item.warnings(context["today"])
             accepted.append((res, item))
 
     table = Returnee.__table__
