@@ -31,6 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api import bulk, clock, crypto
 from api.audit import service as audit
+from api.db import execute_text
 from api.auth import in_jurisdiction
 from api.context import Caller
 from api.errors import Conflict, NotFound
@@ -204,7 +205,7 @@ async def _ensure_persons(
         rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in sorted(nik_indexes)] + anon_rows
         by_nik = {}
         if rows:
-            result = await session.execute(_PG_PERSONS, {"rows": orjson.dumps(rows).decode()})
+            result = await execute_text(session, _PG_PERSONS, {"rows": orjson.dumps(rows).decode()})
             by_nik = {r.nik_index: r.id for r in result if r.nik_index is not None}
         return by_nik, fresh
     by_nik = await _persons_by_nik(session, nik_indexes)
@@ -257,7 +258,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
     if accepted:
         refs = sorted({it.source_ref for _, it in accepted})
         if session.bind.dialect.name == "postgresql":
-            rows = await session.execute(_PG_EXISTING, {"agency": agency, "refs": refs})
+            rows = await execute_text(session, _PG_EXISTING, {"agency": agency, "refs": refs})
         else:
             rows = await session.execute(
                 sa.select(table.c.id, table.c.source_ref, table.c.content_hash, table.c.version, table.c.person_id,
