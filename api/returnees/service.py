@@ -115,14 +115,16 @@ def _keys(data: bytes, index: bytes) -> _Keys:
          crypto.FieldCipher(data_key=data, index_key=index, context=enc_ctx, index_context=idx_ctx))
         for fname, prefix, enc_ctx, idx_ctx in PII_FIELDS
     )
-    return _Keys(data, index, ciphers, hmac.new(index, b"returnee\x00", hashlib.sha256))
+    return _Keys(data, index, ciphers, crypto.unwrap_hmac(hmac.new(index, b"returnee\x00", hashlib.sha256)))
 
 
 def content_hash(item: ReturneeIn, keys: _Keys | None = None) -> str:
     """Keyed hash of the normalised record: equal input, equal hash; not reversible to the PII
     it covers without the index key."""
     mac = (keys or _Keys.current()).content_mac.copy()
-    mac.update(orjson.dumps(item.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
+    # The validated fields as item.model_dump(mode="json") gives them, in the same bytes:
+    # orjson writes enums as their values and dates as ISO 8601 itself.
+    mac.update(orjson.dumps(item.__dict__, option=orjson.OPT_SORT_KEYS))
     return mac.hexdigest()
 
 
