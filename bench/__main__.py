@@ -3,10 +3,10 @@
 Row "batch push": 10,000 returnees pushed end to end (HTTP, token, validation, encryption,
 person matching, audit chain, outbox) to a real uvicorn server on a fresh PostgreSQL database,
 in batches of 100; baseline: raw psycopg ``executemany`` of the same rows (the same columns,
-encrypted values computed beforehand) in 100-row transactions into a plain table. An informational second row inserts the same rows the
-same way into a copy of ``returnee`` (its indexes, unique key and foreign keys, the persons
-inserted beforehand), to show how much of the gap is the schema; the target is against the
-plain table.
+encrypted values computed beforehand) in 100-row transactions into a plain table. An
+informational second row inserts the same rows the same way into a copy of ``returnee`` (its
+indexes, unique key and foreign keys, the persons inserted beforehand), to show how much of the
+gap is the schema; the target is against the plain table.
 
 Environment: ``SINERGI_BENCH_POSTGRES`` (an admin URL of the server to create the scratch
 database on; default ``postgresql://postgres@127.0.0.1:5432/test``).
