@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.db import execute_text
+
 _PG = postgresql.dialect()
 
 
@@ -50,7 +52,7 @@ async def insert_rows(
     conflict = None if on_conflict_do_nothing is None else tuple(on_conflict_do_nothing)
     if session.bind.dialect.name == "postgresql":
         doc = orjson.dumps(rows if isinstance(rows, list) else list(rows)).decode()
-        await session.execute(sa.text(_pg_sql(table, columns, conflict)), {"rows": doc})
+        await execute_text(session, _pg_sql(table, columns, conflict), {"rows": doc})
         return
     if conflict is not None:
         from sqlalchemy.dialects.sqlite import insert

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -101,3 +105,22 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+_PSYCOPG = PGDialect_psycopg()
+
+
+@lru_cache(maxsize=256)
+def _driver_sql(sql: str) -> str:
+    """A ``text()`` statement as psycopg takes it (``:name`` -> ``%(name)s``, ``%`` escaped)."""
+    return str(sa.text(sql).compile(dialect=_PSYCOPG))
+
+
+async def execute_text(session: AsyncSession, stmt: sa.TextClause | str, params: dict[str, Any]) -> CursorResult[Any]:
+    """``session.execute(text(...), params)`` on PostgreSQL without SQLAlchemy's per-call
+    statement handling (compiled once, handed to psycopg as it is): the hot statements of the
+    batch push. Same connection and transaction as the session's; like ``session.execute`` of a
+    ``text()`` it does no autoflush and no type processing of parameters or results."""
+    sql = stmt if isinstance(stmt, str) else stmt.text
+    conn = await session.connection()
+    return await conn.exec_driver_sql(_driver_sql(sql), params)

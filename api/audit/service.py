@@ -28,7 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api import bulk
 from api.context import AuditRecord, RequestContext, context_of
-from api.db import Database
+from api.db import Database, execute_text
 from api.errors import Problem
 from api.security import tokens
 from api.security.keys import KeyStore
@@ -201,7 +201,7 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
         }
         if postgres:
             for _attempt in range(2):
-                done = (await session.execute(_PG_APPEND, params)).first()
+                done = (await execute_text(session, _PG_APPEND, params)).first()
                 if done is not None:
                     break
                 await _ensure_head(session, chain)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api import bulk
+from api.db import execute_text
 from api.context import PendingEvent, RequestContext, context_of
 from api.settings import get_settings
 from models import Event, EventHead, utcnow
@@ -105,7 +106,7 @@ async def flush(session: AsyncSession, ctx: RequestContext) -> None:
         if postgres:
             params = {"key": key, "n": len(rows), "rows": orjson.dumps(rows).decode()}
             for _attempt in range(2):
-                if (await session.execute(_PG_FLUSH, params)).rowcount:
+                if (await execute_text(session, _PG_FLUSH, params)).rowcount:
                     break
                 await _ensure_head(session, key)  # the feed's first event
             else:  # pragma: no cover - the head was just created

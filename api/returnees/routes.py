@@ -11,13 +11,14 @@ from fastapi.responses import Response
 from api import auth, idempotency
 from api.deps import SessionDep
 from api.errors import BadRequest, Forbidden
+from api.jsonbody import OrjsonRoute
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from api.preconditions import etag
 from api.returnees import service
 from api.returnees.schemas import BatchIn, BatchOut, ReturneeList, ReturneeOut
 from models import TraffickingStatus
 
-router = APIRouter(prefix="/v1/returnees", tags=["returnees"])
+router = APIRouter(prefix="/v1/returnees", tags=["returnees"], route_class=OrjsonRoute)  # batch bodies are large
 
 
 def _json(body: object, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -12,7 +12,7 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from api import clock
 from api.returnees import nik as nikmod
@@ -34,8 +34,18 @@ _BLANK_IS_NONE = frozenset({
 })
 
 
-class ReturneeIn(BaseModel):
-    """One returnee record as a sending agency pushes it (keyed by its ``source_ref``)."""
+def _today(info: ValidationInfo) -> date:
+    """The day validated against: the batch's (validation context), else the clock's."""
+    ctx = info.context
+    if ctx is not None:
+        today = ctx.get("today")
+        if today is not None:
+            return today
+    return clock.now().date()
+
+
+class _ReturneeFields(BaseModel):
+    """A returnee record's fields and per-field checks (see :class:`ReturneeIn`)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -62,23 +72,13 @@ class ReturneeIn(BaseModel):
     exploitation_types: list[ExploitationType] = Field(default_factory=list, max_length=len(ExploitationType))
     recruiter_relationship: RecruiterRelationship | None = None
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _text(cls, v: Any, info: ValidationInfo) -> Any:
-        if isinstance(v, str):
-            if "\x00" in v:
-                raise ValueError("text may not contain NUL characters")
-            if info.field_name in _BLANK_IS_NONE and not v.strip():
-                return None  # senders write "" for "not known"
-        return v
-
     @field_validator("nik")
     @classmethod
-    def _nik(cls, v: str | None) -> str | None:
+    def _nik(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return None
         try:
-            return nikmod.parse(v).nik
+            return nikmod.parse(v, today=_today(info)).nik
         except nikmod.InvalidNik as exc:
             raise ValueError(str(exc)) from None
 
@@ -118,23 +118,18 @@ class ReturneeIn(BaseModel):
 
     @field_validator("birth_date")
     @classmethod
-    def _born(cls, v: date | None) -> date | None:
-        if v is not None and (v > clock.now().date() or v.year < 1900):
+    def _born(cls, v: date | None, info: ValidationInfo) -> date | None:
+        if v is not None and (v > _today(info) or v.year < 1900):
             raise ValueError("the birth date is in the future or before 1900")
         return v
 
     @field_validator("return_date")
     @classmethod
-    def _returned(cls, v: date) -> date:
+    def _returned(cls, v: date, info: ValidationInfo) -> date:
         # A day's slack: the sender's clock is in WIB (UTC+7), ours in UTC.
-        if v > clock.now().date() + timedelta(days=1) or v.year < 1990:
+        if v > _today(info) + timedelta(days=1) or v.year < 1990:
             raise ValueError("the return date is in the future or before 1990")
         return v
-
-    @field_validator("control_methods", "exploitation_types")
-    @classmethod
-    def _dedupe(cls, v: list[Any]) -> list[Any]:
-        return sorted(set(v))
 
     @field_validator("origin_subdistrict")
     @classmethod
@@ -146,12 +141,71 @@ class ReturneeIn(BaseModel):
             raise ValueError(f"'{v}' is not a sub-district of {district} in the region reference")
         return v
 
-    def warnings(self) -> list[str]:
+
+class _StrictReturnee(_ReturneeFields):
+    """:class:`ReturneeIn` checked field by field: a "before" check of every field. Only a
+    record with a NUL character in a field goes this way, for its errors (:class:`ReturneeIn`
+    stops at the first such field; this reports every field's errors, as they are)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise ValueError("text may not contain NUL characters")
+            if info.field_name in _BLANK_IS_NONE and not v.strip():
+                return None  # senders write "" for "not known"
+        return v
+
+
+class ReturneeIn(_ReturneeFields):
+    """One returnee record as a sending agency pushes it (keyed by its ``source_ref``)."""
+
+    # Text fields may not hold NUL characters, and "" (or blanks) in an optional field means
+    # "not known" (None): one pass over the record before its fields are validated, not a
+    # validator call per field. Dates are checked against "today" from the validation context
+    # (model_validate(raw, context={"today": d}): one clock reading for a whole batch), or the
+    # clock's when none is given.
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = None
+        for name, v in data.items():
+            if not isinstance(v, str):
+                continue
+            if name not in _FIELD_NAMES:
+                continue  # reported as an extra field, as it is
+            if "\x00" in v:
+                # Every field's errors, as the field-by-field check reports them.
+                _StrictReturnee.model_validate(data, context=info.context)
+                raise AssertionError("unreachable: a NUL character passed the field check")  # pragma: no cover
+            if name in _BLANK_IS_NONE and not v.strip():
+                if out is None:
+                    out = dict(data)
+                out[name] = None  # senders write "" for "not known"
+        return data if out is None else out
+
+    @model_validator(mode="after")
+    def _dedupe(self) -> ReturneeIn:
+        values = self.__dict__
+        for name in ("control_methods", "exploitation_types"):
+            v = values[name]
+            if v:
+                values[name] = sorted(set(v))
+        return self
+
+    def warnings(self, today: date | None = None) -> list[str]:
         """Where the NIK disagrees with the declared sex or birth date (not a rejection)."""
         if self.nik is None:
             return []
-        info = nikmod.parse(self.nik)
+        info = nikmod.parse(self.nik, today=today)
         return [f"nik: {m}" for m in nikmod.mismatches(info, sex=self.sex, birth_date=self.birth_date)]
+
+
+_FIELD_NAMES = frozenset(_ReturneeFields.model_fields)
 
 
 def _record_schema() -> dict[str, Any]:

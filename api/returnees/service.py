@@ -31,6 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api import bulk, clock, crypto
 from api.audit import service as audit
+from api.db import execute_text
 from api.auth import in_jurisdiction
 from api.context import Caller
 from api.errors import Conflict, NotFound
@@ -114,14 +115,16 @@ def _keys(data: bytes, index: bytes) -> _Keys:
          crypto.FieldCipher(data_key=data, index_key=index, context=enc_ctx, index_context=idx_ctx))
         for fname, prefix, enc_ctx, idx_ctx in PII_FIELDS
     )
-    return _Keys(data, index, ciphers, hmac.new(index, b"returnee\x00", hashlib.sha256))
+    return _Keys(data, index, ciphers, crypto.unwrap_hmac(hmac.new(index, b"returnee\x00", hashlib.sha256)))
 
 
 def content_hash(item: ReturneeIn, keys: _Keys | None = None) -> str:
     """Keyed hash of the normalised record: equal input, equal hash; not reversible to the PII
     it covers without the index key."""
     mac = (keys or _Keys.current()).content_mac.copy()
-    mac.update(orjson.dumps(item.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
+    # The validated fields as item.model_dump(mode="json") gives them, in the same bytes:
+    # orjson writes enums as their values and dates as ISO 8601 itself.
+    mac.update(orjson.dumps(item.__dict__, option=orjson.OPT_SORT_KEYS))
     return mac.hexdigest()
 
 
@@ -204,7 +207,7 @@ async def _ensure_persons(
         rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in sorted(nik_indexes)] + anon_rows
         by_nik = {}
         if rows:
-            result = await session.execute(_PG_PERSONS, {"rows": orjson.dumps(rows).decode()})
+            result = await execute_text(session, _PG_PERSONS, {"rows": orjson.dumps(rows).decode()})
             by_nik = {r.nik_index: r.id for r in result if r.nik_index is not None}
         return by_nik, fresh
     by_nik = await _persons_by_nik(session, nik_indexes)
@@ -226,6 +229,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
     one audit entry naming every record written. Never commits.
     """
     now = clock.now()
+    context = {"today": now.date()}  # one clock reading for the whole batch's date checks
     results: list[dict[str, Any]] = []
     accepted: list[tuple[dict[str, Any], ReturneeIn]] = []
     first_index: dict[str, int] = {}
@@ -237,7 +241,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
         results.append(res)
         item: ReturneeIn | None
         try:
-            item = ReturneeIn.model_validate(raw)
+            item = ReturneeIn.model_validate(raw, context=context)
         except ValidationError as exc:
             item = None
             res["errors"] = _errors(exc)
@@ -248,7 +252,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
                 res["errors"].insert(0, {"field": "source_ref",
                                          "message": f"duplicate of record {first} in this batch ('{ref}')"})
         if item is not None:
-            res["warnings"] = item.warnings()
+            res["warnings"] = item.warnings(context["today"])
             accepted.append((res, item))
 
     table = Returnee.__table__
@@ -256,7 +260,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
     if accepted:
         refs = sorted({it.source_ref for _, it in accepted})
         if session.bind.dialect.name == "postgresql":
-            rows = await session.execute(_PG_EXISTING, {"agency": agency, "refs": refs})
+            rows = await execute_text(session, _PG_EXISTING, {"agency": agency, "refs": refs})
         else:
             rows = await session.execute(
                 sa.select(table.c.id, table.c.source_ref, table.c.content_hash, table.c.version, table.c.person_id,
