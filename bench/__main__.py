@@ -8,6 +8,14 @@ informational second row inserts the same rows the same way into a copy of ``ret
 indexes, unique key and foreign keys, the persons inserted beforehand), to show how much of the
 gap is the schema; the target is against the plain table.
 
+Row "verify": the audit chain verification (``api.audit.service.verify``) of a chain of
+500,000 entries loaded with COPY; baseline: the same rows and columns read through a psycopg
+server-side cursor without hashing. Row "stats": ``GET /v1/stats/returnees?group_by=district,month``
+as a province-level agency over 1,000,000 returnees loaded with COPY (in process, through the
+ASGI app); baseline: the bare ``GROUP BY`` of district and month. See ``bench/README.md``.
+
+``--only push,verify,stats`` picks rows (default: all).
+
 Environment: ``SINERGI_BENCH_POSTGRES`` (an admin URL of the server to create the scratch
 database on; default ``postgresql://postgres@127.0.0.1:5432/test``).
 """
@@ -250,57 +258,106 @@ def schema_executemany(url: str, rows: list[tuple[Any, ...]], batch: int, table:
         return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="server processes")
-    parser.add_argument("--concurrency", type=int, default=2 * (os.cpu_count() or 2), help="clients pushing at once")
-    args = parser.parse_args()
+BENCHMARKS = ("push", "verify", "stats")
 
-    os.environ.setdefault("SINERGI_MODE", "development")
-    name, url = create_database()
-    proc = None
+
+def run_push(args: argparse.Namespace, url: str) -> list[str]:
+    client_id, secret = asyncio.run(make_client(url))
+    run = uuid.uuid4().hex[:6]
+    recs = records(args.rows + args.batch, run)  # + the untimed warm-up batch
+    batches = [recs[i : i + args.batch] for i in range(0, len(recs), args.batch)]
+    rows = baseline_rows(recs[args.batch :])
+
+    # The baseline runs before and after (the machine may be busier in one of them); the
+    # better of the two is the one compared with.
+    base_s = raw_executemany(url, rows, args.batch, "bench_plain_1")
+    schema_s = schema_executemany(url, rows, args.batch, "bench_schema_1")
+    port = _free_port()
+    proc = start_server(url, port, args.workers)
     try:
-        from api.migrate import upgrade
-
-        upgrade(url)
-        client_id, secret = asyncio.run(make_client(url))
-        run = uuid.uuid4().hex[:6]
-        recs = records(args.rows + args.batch, run)  # + the untimed warm-up batch
-        batches = [recs[i : i + args.batch] for i in range(0, len(recs), args.batch)]
-        rows = baseline_rows(recs[args.batch :])
-
-        # The baseline runs before and after (the machine may be busier in one of them); the
-        # better of the two is the one compared with.
-        base_s = raw_executemany(url, rows, args.batch, "bench_plain_1")
-        schema_s = schema_executemany(url, rows, args.batch, "bench_schema_1")
-        port = _free_port()
-        proc = start_server(url, port, args.workers)
         e2e_s = asyncio.run(push_all(f"http://127.0.0.1:{port}", client_id, secret, batches, args.concurrency))
+    finally:
         proc.terminate()
         proc.wait(timeout=30)
-        proc = None
-        base_s = min(base_s, raw_executemany(url, rows, args.batch, "bench_plain_2"))
-        schema_s = min(schema_s, schema_executemany(url, rows, args.batch, "bench_schema_2"))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
-        drop_database(name)
+    base_s = min(base_s, raw_executemany(url, rows, args.batch, "bench_plain_2"))
+    schema_s = min(schema_s, schema_executemany(url, rows, args.batch, "bench_schema_2"))
 
     base_rate, e2e_rate = args.rows / base_s, args.rows / e2e_s
     ratio = e2e_rate / base_rate
     schema_rate = args.rows / schema_s
+    return [
+        f"| batch push of {args.rows:,} returnees on PostgreSQL, end to end, batches of {args.batch} "
+        f"({args.workers} server processes, {args.concurrency} clients) | {base_rate:,.0f} rows/s | "
+        f"{e2e_rate:,.0f} rows/s | {ratio:.2f} | ≥ 0.50 | {'ok' if ratio >= 0.5 else 'BELOW TARGET'} |",
+        f"| informational: the baseline's rows into a copy of `returnee` (its indexes, unique key and "
+        f"foreign keys) instead of the plain table | {schema_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | "
+        f"{e2e_rate / schema_rate:.2f} | (none) | informational |",
+    ]
+
+
+def run_verify(args: argparse.Namespace, url: str) -> list[str]:
+    from bench import reads
+
+    base_rate, rate = reads.bench_verify(url, libpq(url), args.audit_rows)
+    ratio = rate / base_rate
+    return [
+        f"| audit chain verification of {args.audit_rows:,} entries, reading from PostgreSQL "
+        f"(baseline: server-side cursor, no hashing) | {base_rate:,.0f} rows/s | {rate:,.0f} rows/s | "
+        f"{ratio:.2f} | ≥ 0.70 | {'ok' if ratio >= 0.7 else 'BELOW TARGET'} |"
+    ]
+
+
+def run_stats(args: argparse.Namespace, url: str) -> list[str]:
+    from bench import reads
+
+    asyncio.run(make_client(url))  # the source agency of the records
+    base_s, ours_s = reads.bench_stats(url, libpq(url), args.returnees, AGENCY)
+    ratio = ours_s / base_s
+    return [
+        f"| district × month statistics over {args.returnees:,} returnees, province caller, in process "
+        f"(baseline: bare SQL GROUP BY) | {base_s * 1000:,.0f} ms | {ours_s * 1000:,.0f} ms | "
+        f"{ratio:.2f} × | ≤ 1.50 × | {'ok' if ratio <= 1.5 else 'ABOVE TARGET'} |"
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help=f"comma list of benchmarks to run, of {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument("--rows", type=int, default=10_000, help="push: returnees pushed")
+    parser.add_argument("--batch", type=int, default=100, help="push: records per batch")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="push: server processes")
+    parser.add_argument("--concurrency", type=int, default=2 * (os.cpu_count() or 2),
+                        help="push: clients pushing at once")
+    parser.add_argument("--audit-rows", type=int, default=500_000, help="verify: entries on the chain")
+    parser.add_argument("--returnees", type=int, default=1_000_000, help="stats: returnees in the table")
+    args = parser.parse_args()
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = [x for x in only if x not in BENCHMARKS]
+    if unknown or not only:
+        parser.error(f"--only takes a comma list of {', '.join(BENCHMARKS)}")
+
+    os.environ.setdefault("SINERGI_MODE", "development")
+    runners = {"push": run_push, "verify": run_verify, "stats": run_stats}
+    lines: list[str] = []
+    for which in BENCHMARKS:
+        if which not in only:
+            continue
+        # each benchmark on its own scratch database: the tables one fills do not slow another
+        name, url = create_database()
+        try:
+            from api.migrate import upgrade
+
+            upgrade(url)
+            lines += runners[which](args, url)
+        finally:
+            drop_database(name)
+
     print()
-    print(f"| what | baseline (rows/s) | Sinergi (rows/s) | ratio | target | |")
-    print(f"|---|---:|---:|---:|---:|---|")
-    print(f"| batch push of {args.rows:,} returnees on PostgreSQL, end to end, batches of {args.batch} "
-          f"({args.workers} server processes, {args.concurrency} clients) | {base_rate:,.0f} | {e2e_rate:,.0f} | "
-          f"{ratio:.2f} | ≥ 0.50 | {'ok' if ratio >= 0.5 else 'BELOW TARGET'} |")
-    print(f"| informational: the baseline's rows into a copy of `returnee` (its indexes, unique key and "
-          f"foreign keys) instead of the plain table | {schema_rate:,.0f} | {e2e_rate:,.0f} | "
-          f"{e2e_rate / schema_rate:.2f} | (none) | informational |")
+    print("| what | baseline | Sinergi | ratio | target | |")
+    print("|---|---:|---:|---:|---:|---|")
+    for line in lines:
+        print(line)
 
 
 if __name__ == "__main__":

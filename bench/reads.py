@@ -1,0 +1,269 @@
+"""The read benchmarks: audit chain verification and district x month statistics.
+
+Both fill a migrated scratch database with COPY (untimed), then time Sinergi's code against the
+bare read of the same data in the same run, best of a few repetitions each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+
+CHAIN = "61"
+STATS_AGENCY = "DP3A-KALBAR"
+
+# --- audit chain -------------------------------------------------------------------------------
+
+_ACTIONS = (
+    # (action, resource_type, scope, share of entries in 50)
+    ("returnees.read", "returnee", "returnees:read"),
+    ("referrals.read", "referral", "referrals:read"),
+    ("referrals.update", "referral", "referrals:write"),
+    ("stats.returnees", "stats", "stats:read"),
+    ("notices.read", "notice", "notices:read"),
+)
+_CLIENTS = [(f"cl_{i:02d}{'x' * 20}", agency) for i, agency in enumerate(
+    ("BP3MI-KALBAR", "POLDA-KALBAR", "DP3A-KALBAR", "DINSOS-SAMBAS", "POLRES-BENGKAYANG", "GUGUS-TPPO-SAMBAS"))]
+
+
+def fill_audit_chain(conninfo: str, n: int) -> None:
+    """``n`` entries on chain ``61`` whose bodies are built as :func:`api.audit.service._build`
+    builds them (sorted-key orjson of the same fields) and hashed with ``chain_hash``; one in 50
+    is a batch push naming 100 returnees (a ≈ 5 kB body), the others single reads and updates.
+    Loaded with COPY (an INSERT: the append-only trigger does not fire) and the head set."""
+    from api.audit.service import _iso, chain_hash
+    from models import GENESIS_HASH
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    prev = last_prev = GENESIS_HASH
+    cols = ("chain, seq, id, occurred_at, client_id, agency, action, resource_type, resource_id, outcome, "
+            "request_id, body, prev_hash, hash")
+    with psycopg.connect(conninfo) as conn:
+        with conn.cursor() as cur, cur.copy(f"COPY audit_event ({cols}) FROM STDIN") as copy:
+            for seq in range(1, n + 1):
+                at = start + timedelta(microseconds=seq * 137_911)
+                client_id, agency = _CLIENTS[seq % len(_CLIENTS)]
+                eid = uuid.uuid4()
+                request_id = uuid.uuid4().hex
+                if seq % 50 == 0:
+                    action, rtype, scope = "returnees.batch", None, "returnees:write"
+                    rid = None
+                    subjects = [["returnee", str(uuid.uuid4())] for _ in range(100)]
+                    detail: dict[str, Any] = {"created": 100, "updated": 0, "unchanged": 0, "scope": scope,
+                                              "ip": "10.61.0.7"}
+                    outcome = "allowed"
+                else:
+                    action, rtype, scope = _ACTIONS[seq % len(_ACTIONS)]
+                    rid = str(uuid.uuid4()) if rtype != "stats" else None
+                    subjects = [[rtype, rid]] if rid else []
+                    detail = {"scope": scope, "ip": f"10.61.{seq % 200}.{seq % 250}"}
+                    if rtype == "stats":
+                        detail.update(group_by=["district", "month"], threshold=5, filters={})
+                    outcome = "denied" if seq % 97 == 0 else "allowed"
+                    if outcome == "denied":
+                        detail = {"status": 403, "problem": "forbidden"}
+                body = orjson.dumps({
+                    "id": str(eid), "chain": CHAIN, "occurred_at": _iso(at), "client_id": client_id,
+                    "agency": agency, "action": action, "resource_type": rtype, "resource_id": rid,
+                    "outcome": outcome, "request_id": request_id, "subjects": subjects, "detail": detail,
+                }, option=orjson.OPT_SORT_KEYS).decode()
+                digest = chain_hash(prev, seq, body)
+                copy.write_row((CHAIN, seq, eid, at, client_id, agency, action, rtype, rid, outcome, request_id,
+                                body, prev, digest))
+                last_prev, prev = prev, digest
+        conn.execute("INSERT INTO audit_head (chain, seq, prev_hash, hash) VALUES (%s, %s, %s, %s) "
+                     "ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, prev_hash = excluded.prev_hash, "
+                     "hash = excluded.hash", (CHAIN, n, last_prev, prev))
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE audit_event")
+
+
+def raw_chain_read(conninfo: str) -> tuple[float, int]:
+    """The baseline: the columns verify reads, in seq order, through a server-side cursor, no hashing."""
+    with psycopg.connect(conninfo) as conn:
+        started = time.perf_counter()
+        count = 0
+        with conn.cursor(name="bench_chain") as cur:
+            cur.itersize = 5000
+            cur.execute(
+                "SELECT seq, prev_hash, hash, body, id, occurred_at, client_id, agency, action, resource_type, "
+                "resource_id, outcome, request_id FROM audit_event WHERE chain = %s ORDER BY seq", (CHAIN,))
+            for _row in cur:
+                count += 1
+        conn.rollback()
+        return time.perf_counter() - started, count
+
+
+def sinergi_verify(url: str) -> tuple[float, int]:
+    from api.audit.service import verify
+    from api.db import Database
+    from api.settings import Settings
+
+    async def run() -> tuple[float, int]:
+        db = Database(Settings(database_url=url))
+        try:
+            async with db.read() as conn:  # a warm pool: connecting is not what is measured
+                await conn.exec_driver_sql("SELECT 1")
+            started = time.perf_counter()
+            result = await verify(db, CHAIN)
+            elapsed = time.perf_counter() - started
+        finally:
+            await db.dispose()
+        if not result.ok:
+            raise SystemExit(f"the bench chain did not verify: {result}")
+        return elapsed, result.checked
+
+    return asyncio.run(run())
+
+
+def bench_verify(url: str, conninfo: str, n: int, repeat: int = 3) -> tuple[float, float]:
+    """Rows per second: (baseline, Sinergi). Alternating runs, best of ``repeat`` each."""
+    fill_audit_chain(conninfo, n)
+    raw_chain_read(conninfo)  # warm the cache
+    base, ours = [], []
+    for _ in range(repeat):
+        s, count = raw_chain_read(conninfo)
+        assert count == n, count
+        base.append(s)
+        s, count = sinergi_verify(url)
+        assert count == n, count
+        ours.append(s)
+    return n / min(base), n / min(ours)
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+# Kalimantan Barat's districts and cities
+_DISTRICTS = [f"61.{d:02d}" for d in range(1, 13)] + ["61.71", "61.72"]
+_RETURNEE_COLS = (
+    "id", "source_agency", "source_ref", "person_id", "version", "content_hash", "full_name", "sex", "birth_date",
+    "nik_enc", "nik_index", "passport_enc", "passport_index", "phone_enc", "phone_index", "origin_district",
+    "origin_subdistrict", "address", "returned_from_country", "returned_from_region", "return_type", "return_date",
+    "entry_point", "employer", "sector", "documented", "trafficking_status", "control_methods",
+    "exploitation_types", "recruiter_relationship", "created_at", "updated_at",
+)
+
+
+def fill_returnees(conninfo: str, n: int, agency: str) -> None:
+    """``n`` returnees (each with its person) of ``agency``, spread over Kalimantan Barat's 14
+    districts (unevenly) and three years of return dates; COPY, then VACUUM ANALYZE (so the
+    visibility map allows index-only scans, as on a table autovacuum has been through)."""
+    base_day = date(2023, 1, 1)
+    chunk = 50_000
+    with psycopg.connect(conninfo) as conn:
+        for lo in range(0, n, chunk):
+            hi = min(n, lo + chunk)
+            pids = [uuid.uuid4() for _ in range(hi - lo)]
+            with conn.cursor() as cur:
+                with cur.copy("COPY person (id, nik_index, created_at) FROM STDIN") as copy:
+                    copy.write("".join(f"{p}\t\\N\t2026-01-01 00:00:00+00\n" for p in pids))
+                buf = io.StringIO()
+                for i, pid in zip(range(lo, hi), pids, strict=True):
+                    h = uuid.uuid4().hex
+                    # uneven: the border districts (Sambas 61.01, Bengkayang 61.07, Sanggau 61.03) send most
+                    d = _DISTRICTS[(i * i) % 7 if i % 3 else i % 14]
+                    day = base_day + timedelta(days=(i * 7919) % 1095)
+                    born = date(1970, 1, 1) + timedelta(days=(i * 104729) % 14000)
+                    typ = ("deported", "repatriated", "self_returned")[i % 3]
+                    ts = ("unknown", "not_victim", "possible", "confirmed")[i % 4]
+                    ctl = '["withholds_documents"]' if ts == "confirmed" else "[]"
+                    buf.write(
+                        f"{uuid.uuid4()}\t{agency}\tLOAD-{i:07d}\t{pid}\t1\t{h}{h}\tPeserta {i}\t{'FM'[i % 2]}\t"
+                        f"{born}\tv1.{h}{h[:20]}\t{h}{h}\tv1.{h[:40]}\t{h}{h}\tv1.{h[:36]}\t{h}{h}\t{d}\t"
+                        f"{d}.{1 + i % 9:02d}\tJalan {i} RT 001/RW 002\tMY\tSarawak\t{typ}\t{day}\t"
+                        f"PLBN Jagoi Babang\tLadang Sdn Bhd\tperkebunan\t{'tf'[i % 2]}\t{ts}\t{ctl}\t{ctl}\t\\N\t"
+                        f"2026-01-01 00:00:00+00\t2026-01-01 00:00:00+00\n")
+                with cur.copy(f"COPY returnee ({', '.join(_RETURNEE_COLS)}) FROM STDIN") as copy:
+                    copy.write(buf.getvalue())
+            conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE person")
+        conn.execute("VACUUM ANALYZE returnee")
+
+
+BARE_STATS = ("SELECT origin_district, date_trunc('month', return_date), count(*) FROM returnee GROUP BY 1, 2")
+
+
+def bare_stats(conninfo: str, repeat: int) -> float:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(BARE_STATS).fetchall()  # warm
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            rows = conn.execute(BARE_STATS).fetchall()
+            best = min(best, time.perf_counter() - started)
+            assert rows
+        conn.rollback()
+        return best
+
+
+async def _make_stats_client(url: str) -> tuple[str, str]:
+    from api.agencies import service as agencies
+    from api.agencies.schemas import AgencyCreate, ClientCreate
+    from api.db import Database
+    from api.deps import operator_unit
+    from api.settings import Settings
+    from models import AgencyKind
+
+    db = Database(Settings(database_url=url))
+    try:
+        async with operator_unit(db, "bench") as session:
+            await agencies.create_agency(session, AgencyCreate(
+                code=STATS_AGENCY, name="DP3A Kalimantan Barat", kind=AgencyKind.women_child_protection,
+                jurisdiction="61"))
+            created = await agencies.create_client(session, STATS_AGENCY, ClientCreate(scopes=["stats:read"]))
+        return created.client_id, created.client_secret
+    finally:
+        await db.dispose()
+
+
+def sinergi_stats(url: str, n: int, repeat: int) -> float:
+    """``GET /v1/stats/returnees?group_by=district,month`` as DP3A Kalimantan Barat (province 61),
+    in process: the ASGI app (routing, token check, the service's query, suppression, audit
+    entry, JSON reply) called through httpx's ASGI transport."""
+    from api.app import create_app
+    from api.settings import Settings
+
+    client_id, secret = asyncio.run(_make_stats_client(url))
+
+    async def run() -> float:
+        app = create_app(Settings(database_url=url), configure_logging=False)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+                r = await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
+                r.raise_for_status()
+                headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+                best = float("inf")
+                for i in range(repeat + 1):  # the first one warms up
+                    started = time.perf_counter()
+                    resp = await http.get("/v1/stats/returnees", params={"group_by": "district,month"},
+                                          headers=headers)
+                    elapsed = time.perf_counter() - started
+                    resp.raise_for_status()
+                    out = resp.json()
+                    if out["total"] != n:
+                        raise SystemExit(f"unexpected total {out['total']}")
+                    if i:
+                        best = min(best, elapsed)
+                return best
+
+    return asyncio.run(run())
+
+
+def bench_stats(url: str, conninfo: str, n: int, agency: str, repeat: int = 5) -> tuple[float, float]:
+    """Seconds: (bare GROUP BY, Sinergi), best of ``repeat`` each."""
+    fill_returnees(conninfo, n, agency)
+    base = bare_stats(conninfo, repeat)
+    ours = sinergi_stats(url, n, repeat)
+    base = min(base, bare_stats(conninfo, repeat))
+    return base, ours
