@@ -156,10 +156,26 @@ _RETURNEE_COLS = (
 def fill_returnees(conninfo: str, n: int, agency: str) -> None:
     """``n`` returnees (each with its person) of ``agency``, spread over Kalimantan Barat's 14
     districts (unevenly) and three years of return dates; COPY, then VACUUM ANALYZE (so the
-    visibility map allows index-only scans, as on a table autovacuum has been through)."""
+    visibility map allows index-only scans, as on a table autovacuum has been through).
+
+    As a bulk restore does, the table's secondary indexes and foreign keys are dropped for the
+    load and then created again from their own definitions (the keys validated over all rows
+    at once): the same table, indexes and constraints, in a fraction of the time."""
     base_day = date(2023, 1, 1)
     chunk = 50_000
     with psycopg.connect(conninfo) as conn:
+        indexes = conn.execute(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "WHERE x.indrelid = 'returnee'::regclass AND NOT x.indisprimary "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)").fetchall()
+        constraints = conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'returnee'::regclass AND contype IN ('f', 'u')").fetchall()
+        for name, _ in constraints:
+            conn.execute(f'ALTER TABLE returnee DROP CONSTRAINT "{name}"')
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        conn.commit()
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)
             pids = [uuid.uuid4() for _ in range(hi - lo)]
@@ -185,6 +201,11 @@ def fill_returnees(conninfo: str, n: int, agency: str) -> None:
                 with cur.copy(f"COPY returnee ({', '.join(_RETURNEE_COLS)}) FROM STDIN") as copy:
                     copy.write(buf.getvalue())
             conn.commit()
+        for _, ddl in indexes:
+            conn.execute(ddl)
+        for name, ddl in constraints:
+            conn.execute(f'ALTER TABLE returnee ADD CONSTRAINT "{name}" {ddl}')
+        conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE person")
         conn.execute("VACUUM ANALYZE returnee")
