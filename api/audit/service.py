@@ -13,6 +13,7 @@ write lock (``BEGIN IMMEDIATE``), so the hash is computed here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import operator
 import uuid
@@ -420,6 +421,9 @@ _PG_VERIFY_SQL = """
 """
 
 
+_VERIFY_BATCH = 10_000
+
+
 async def _walk_postgres(db: Database, chain: str, upto: int, walker: _Walker) -> None:
     """The chain's rows through a psycopg server-side cursor on the driver's connection, in
     batches of 10,000, the columns as text (no UUID or datetime objects to build per row)."""
@@ -430,9 +434,22 @@ async def _walk_postgres(db: Database, chain: str, upto: int, walker: _Walker) -
             cur = driver.cursor(name=f"sinergi_verify_{uuid.uuid4().hex[:8]}")
             try:
                 await cur.execute(_PG_VERIFY_SQL, {"chain": chain, "upto": upto})
-                while rows := await cur.fetchmany(10_000):
-                    if not walker.check_text(rows):
+                size = _VERIFY_BATCH
+                rows = await cur.fetchmany(size)
+                while rows:
+                    # PostgreSQL reads and sends the next batch while this one is checked in a
+                    # worker thread (the hashing and parsing are Python work; the wait is not)
+                    following = asyncio.ensure_future(cur.fetchmany(size)) if len(rows) == size else None
+                    try:
+                        ok = await asyncio.to_thread(walker.check_text, rows)
+                    finally:
+                        if following is not None and not following.done():
+                            await asyncio.wait([following])
+                    if not ok:
+                        if following is not None:
+                            following.exception()  # retrieved: the walk stops at the first bad entry
                         break
+                    rows = following.result() if following is not None else []
             finally:
                 await cur.close()
 
