@@ -35,3 +35,10 @@ def covers(jurisdiction: str | None, code: str | None) -> bool:
 
 def province_of(code: str | None) -> str | None:
     return code.split(".", 1)[0] if code else None
+
+
+def district_code(code: str) -> str:
+    """A field validator: ``code`` must be a district (kabupaten / kota) code of the reference."""
+    if not is_region(code, "district"):
+        raise ValueError(f"'{code}' is not a Kalimantan Barat district code")
+    return code

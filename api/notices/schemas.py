@@ -6,7 +6,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models import FollowUpAction, ReturnType, Sex, TraffickingStatus
-from models.regions import is_region
+from models.regions import district_code
 
 MAX_RETURNEES = 1000
 
@@ -20,12 +20,7 @@ class NoticeCreate(BaseModel):
     arrival_date: date | None = None
     entry_point: str | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
 
-    @field_validator("district")
-    @classmethod
-    def _district(cls, v: str) -> str:
-        if not is_region(v, "district"):
-            raise ValueError(f"'{v}' is not a Kalimantan Barat district code")
-        return v
+    _district = field_validator("district")(district_code)
 
     @field_validator("returnee_ids")
     @classmethod

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from api import clock
 from api.returnees import nik as nikmod
 from models import ControlMethod, ExploitationType, RecruiterRelationship, ReturnType, Sex, TraffickingStatus
-from models.regions import is_region
+from models.regions import district_code, is_region
 
 MAX_BATCH = 1000
 
@@ -102,12 +102,7 @@ class _ReturneeFields(BaseModel):
             raise ValueError("a phone number is 6 to 20 digits, optionally after '+'")
         return v
 
-    @field_validator("origin_district")
-    @classmethod
-    def _district(cls, v: str) -> str:
-        if not is_region(v, "district"):
-            raise ValueError(f"'{v}' is not a district code of the region reference")
-        return v
+    _district = field_validator("origin_district")(district_code)
 
     @field_validator("returned_from_country")
     @classmethod
