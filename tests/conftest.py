@@ -180,6 +180,21 @@ class Party:
         return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
+@pytest.fixture
+def sinergi(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """Run the ``sinergi`` command against this test's database: ``sinergi("audit", "verify")``."""
+    from click.testing import CliRunner
+
+    from api.cli import main as cli
+    from api.settings import get_settings
+
+    monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    yield lambda *args: runner.invoke(cli, list(args))
+    get_settings.cache_clear()
+
+
 MakeParty = Callable[..., Any]
 
 

@@ -6,9 +6,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from api.cli import main as cli
 from api.db import sync_url
 from models import AgencyKind
 from tests.conftest import assert_problem
@@ -98,18 +96,6 @@ async def test_create_a_client_shows_its_secret_once(client, admin, database_url
     body = assert_problem(await client.post("/v1/agencies/POLRES-BENGKAYANG/clients", headers=headers,
                                             json={"scopes": ["referrals:read", "root"]}), 422)
     assert body["errors"][0]["field"] == "scopes" and "root" in body["errors"][0]["message"]
-
-
-@pytest.fixture
-def sinergi(database_url, monkeypatch):
-    """Run the ``sinergi`` command against this test's database."""
-    from api.settings import get_settings
-
-    monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(cli, list(args))
-    get_settings.cache_clear()
 
 
 def test_the_agency_and_client_commands(sinergi, database_url):

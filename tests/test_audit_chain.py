@@ -8,9 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from api.cli import main as cli
 from api.db import sync_url
 from models import AgencyKind
 from tests.conftest import assert_problem
@@ -133,18 +131,6 @@ async def test_the_table_refuses_update_and_delete(client, busy_chain, database_
     finally:
         eng.dispose()
     assert (await verify(client, busy_chain))["ok"] is True
-
-
-@pytest.fixture
-def sinergi(database_url, monkeypatch):
-    """Run the ``sinergi`` command against this test's database."""
-    from api.settings import get_settings
-
-    monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    runner = CliRunner()
-    yield lambda *args: runner.invoke(cli, list(args))
-    get_settings.cache_clear()
 
 
 def test_audit_verify_command(sinergi, database_url):
@@ -320,21 +306,14 @@ async def test_a_forged_or_foreign_checkpoint_is_refused(client, busy_chain):
     assert_problem(await client.get("/v1/audit/verify", params={"checkpoint": token}, headers=busy_chain), 422)
 
 
-def test_cli_verifies_against_a_checkpoint_file(client, database_url, tmp_path, monkeypatch, busy_chain_sync):
-    from api.settings import get_settings
-
+def test_cli_verifies_against_a_checkpoint_file(sinergi, database_url, tmp_path, busy_chain_sync):
     path = tmp_path / "checkpoint.jws"
     path.write_text(busy_chain_sync)
-    monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    try:
-        ok = CliRunner().invoke(cli, ["audit", "verify", "--checkpoint", f"@{path}"])
-        assert ok.exit_code == 0, ok.output
-        rewrite_from(database_url, 2, "token.issue.hidden")
-        broken = CliRunner().invoke(cli, ["audit", "verify", "--checkpoint", f"@{path}"])
-        assert broken.exit_code == 1 and "rewritten" in broken.output
-    finally:
-        get_settings.cache_clear()
+    ok = sinergi("audit", "verify", "--checkpoint", f"@{path}")
+    assert ok.exit_code == 0, ok.output
+    rewrite_from(database_url, 2, "token.issue.hidden")
+    broken = sinergi("audit", "verify", "--checkpoint", f"@{path}")
+    assert broken.exit_code == 1 and "rewritten" in broken.output
 
 
 @pytest.fixture
