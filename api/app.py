@@ -7,22 +7,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import errors
+from api.http import problems
 from api.agencies.routes import router as agencies_router
 from api.audit.routes import router as audit_router
-from api.db import Database
-from api.deps import Services
+from api.core.db import Database
+from api.http.session import Services
 from api.events.routes import router as events_router
-from api.logs import configure as configure_logs
-from api.middleware import RequestMiddleware
+from api.http.logs import configure as configure_logs
+from api.http.middleware import RequestMiddleware
 from api.notices.routes import router as notices_router
 from api.oauth.routes import router as oauth_router
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
 from api.returnees.routes import router as returnees_router
-from api.security.keys import KeyStore, ensure_active_key
+from api.core.keys import KeyStore, ensure_active_key
 from api.stats.routes import router as stats_router
-from api.settings import Settings, get_settings
+from api.core.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> FastAPI:
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         "in Kalimantan Barat",
         lifespan=lifespan,
     )
-    errors.install(app)
+    problems.install(app)
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
                    referrals_router, stats_router, events_router):
         app.include_router(router)

@@ -91,7 +91,7 @@ def records(n: int, run: str) -> list[dict[str, Any]]:
 
 
 def create_database() -> tuple[str, str]:
-    from api.db import sync_url
+    from api.core.db import sync_url
 
     name = f"sinergi_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(sync_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
@@ -103,7 +103,7 @@ def create_database() -> tuple[str, str]:
 
 
 def drop_database(name: str) -> None:
-    from api.db import sync_url
+    from api.core.db import sync_url
 
     admin = sa.create_engine(sync_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
@@ -118,9 +118,9 @@ def libpq(url: str) -> str:
 async def make_client(url: str) -> tuple[str, str]:
     from api.agencies import service as agencies
     from api.agencies.schemas import AgencyCreate, ClientCreate
-    from api.db import Database
-    from api.deps import operator_unit
-    from api.settings import Settings
+    from api.core.db import Database
+    from api.core.unit import operator_unit
+    from api.core.settings import Settings
     from models import AgencyKind
 
     db = Database(Settings(database_url=url))
@@ -202,7 +202,7 @@ _PLAIN_COLUMNS = (
 
 
 def baseline_rows(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    from api import clock
+    from api.core import clock
     from api.returnees.schemas import ReturneeIn
     from api.returnees.service import _columns, content_hash
 
@@ -348,7 +348,7 @@ def main() -> None:
         # each benchmark on its own scratch database: the tables one fills do not slow another
         name, url = create_database()
         try:
-            from api.migrate import upgrade
+            from api.core.migrate import upgrade
 
             upgrade(url)
             lines += runners[which](args, url)

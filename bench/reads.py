@@ -39,7 +39,7 @@ def fill_audit_chain(conninfo: str, n: int) -> None:
     builds them (sorted-key orjson of the same fields) and hashed with ``chain_hash``; one in 50
     is a batch push naming 100 returnees (a ≈ 5 kB body), the others single reads and updates.
     Loaded with COPY (an INSERT: the append-only trigger does not fire) and the head set."""
-    from api.audit.service import _iso, chain_hash
+    from api.core.audit import _iso, chain_hash
     from models import GENESIS_HASH
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -106,7 +106,7 @@ def raw_chain_read(conninfo: str) -> tuple[float, int]:
 def raw_chain_read_text(conninfo: str) -> tuple[float, int]:
     """Informational: the statement verify runs on PostgreSQL (``id`` and ``occurred_at`` as
     text), through the same kind of cursor, no hashing."""
-    from api.audit.service import _PG_VERIFY_SQL
+    from api.core.audit import _PG_VERIFY_SQL
 
     with psycopg.connect(conninfo) as conn:
         started = time.perf_counter()
@@ -121,9 +121,9 @@ def raw_chain_read_text(conninfo: str) -> tuple[float, int]:
 
 
 def sinergi_verify(url: str) -> tuple[float, int]:
-    from api.audit.service import verify
-    from api.db import Database
-    from api.settings import Settings
+    from api.core.audit import verify
+    from api.core.db import Database
+    from api.core.settings import Settings
 
     async def run() -> tuple[float, int]:
         db = Database(Settings(database_url=url))
@@ -249,9 +249,9 @@ def bare_stats(conninfo: str, repeat: int) -> float:
 async def _make_stats_client(url: str) -> tuple[str, str]:
     from api.agencies import service as agencies
     from api.agencies.schemas import AgencyCreate, ClientCreate
-    from api.db import Database
-    from api.deps import operator_unit
-    from api.settings import Settings
+    from api.core.db import Database
+    from api.core.unit import operator_unit
+    from api.core.settings import Settings
     from models import AgencyKind
 
     db = Database(Settings(database_url=url))
@@ -271,7 +271,7 @@ def sinergi_stats(url: str, n: int, repeat: int) -> float:
     in process: the ASGI app (routing, token check, the service's query, suppression, audit
     entry, JSON reply) called through httpx's ASGI transport."""
     from api.app import create_app
-    from api.settings import Settings
+    from api.core.settings import Settings
 
     client_id, secret = asyncio.run(_make_stats_client(url))
 

@@ -9,8 +9,8 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (every table registered on the metadata)
-from api.db import sync_url
-from api.settings import get_settings
+from api.core.db import sync_url
+from api.core.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):

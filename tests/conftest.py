@@ -31,10 +31,10 @@ os.environ.setdefault("SINERGI_LOG_LEVEL", "WARNING")
 from api.agencies import service as agencies  # noqa: E402
 from api.agencies.schemas import AgencyCreate, ClientCreate  # noqa: E402
 from api.app import create_app  # noqa: E402
-from api.db import Database, sync_url  # noqa: E402
-from api.deps import operator_unit  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
-from api.settings import Settings  # noqa: E402
+from api.core.db import Database, sync_url  # noqa: E402
+from api.core.unit import operator_unit  # noqa: E402
+from api.core.migrate import upgrade  # noqa: E402
+from api.core.settings import Settings  # noqa: E402
 from models import AgencyKind  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("SINERGI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -94,7 +94,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def _make_signing_key(url: str) -> None:
     import asyncio
 
-    from api.security.keys import ensure_active_key
+    from api.core.keys import ensure_active_key
 
     async def go() -> None:
         db = Database(Settings(database_url=url))
@@ -186,7 +186,7 @@ def sinergi(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
     from click.testing import CliRunner
 
     from api.cli import main as cli
-    from api.settings import get_settings
+    from api.core.settings import get_settings
 
     monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
     get_settings.cache_clear()

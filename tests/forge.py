@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from jose import jwt
 
-from api import crypto
-from api.db import Database
+from api.core import crypto
+from api.core.db import Database
 from models import SigningKey
 
 

@@ -7,8 +7,8 @@ import uuid
 from datetime import date
 from typing import Any
 
-from api.db import Database
-from api.deps import operator_unit
+from api.core.db import Database
+from api.core.unit import operator_unit
 from models import Person, Returnee, ReturnType, Sex, TraffickingStatus
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from api.db import sync_url
+from api.core.db import sync_url
 from models import AgencyKind
 from tests.conftest import assert_problem
 

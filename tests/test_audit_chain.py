@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from api.db import sync_url
+from api.core.db import sync_url
 from models import AgencyKind
 from tests.conftest import assert_problem
 
@@ -247,7 +247,7 @@ def rewrite_from(database_url: str, seq: int, new_action: str) -> None:
     an entry and recompute every hash after it, and the head, so the chain is consistent."""
     import orjson
 
-    from api.audit.service import chain_hash
+    from api.core.audit import chain_hash
 
     with as_attacker(database_url) as c:
         rows = c.execute(sa.text("SELECT seq, prev_hash, body FROM audit_event WHERE chain = '61' ORDER BY seq")).all()

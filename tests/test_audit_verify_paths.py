@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from api.audit import service
-from api.db import sync_url
+from api.core import audit as service
+from api.core.db import sync_url
 from models import GENESIS_HASH
 from tests.test_audit_chain import as_attacker, auditor, busy_chain  # noqa: F401 (fixtures)
 

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from api.db import sync_url
+from api.core.db import sync_url
 from tests.conftest import PG_ADMIN_URL, assert_problem
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from api.app import create_app
 from api.cli import main as cli
-from api.security.keys import rotate
+from api.core.keys import rotate
 from models import AgencyKind
 from tests import forge
 
@@ -31,7 +31,7 @@ def keep_keys(database_url):
     """Put the signing keys back as they were: on PostgreSQL they are kept between tests."""
     import sqlalchemy as sa
 
-    from api.db import sync_url
+    from api.core.db import sync_url
 
     eng = sa.create_engine(sync_url(database_url))
     with eng.connect() as c:
@@ -93,7 +93,7 @@ async def test_rotation_keeps_old_tokens_working(keep_keys, client, auditor, set
 
 
 def test_keys_rotate_command(keep_keys, database_url, monkeypatch):
-    from api.settings import get_settings
+    from api.core.settings import get_settings
 
     monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
     get_settings.cache_clear()
@@ -106,7 +106,7 @@ def test_keys_rotate_command(keep_keys, database_url, monkeypatch):
         assert kid1 != kid2
         import sqlalchemy as sa
 
-        from api.db import sync_url
+        from api.core.db import sync_url
 
         eng = sa.create_engine(sync_url(database_url))
         with eng.connect() as c:

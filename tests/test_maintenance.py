@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from api import clock
-from api.deps import operator_unit
-from api.maintenance import purge_expired
+from api.core import clock
+from api.core.unit import operator_unit
+from api.ops.service import purge_expired
 from models import IdempotencyRecord, RevokedToken, utcnow
 
 

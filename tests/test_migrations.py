@@ -8,8 +8,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (every table on the metadata)
-from api.db import sync_url
-from api.migrate import alembic_config, head_revision, upgrade
+from api.core.db import sync_url
+from api.core.migrate import alembic_config, head_revision, upgrade
 
 
 def _diff(url: str) -> list:

@@ -6,7 +6,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from api.deps import operator_unit
+from api.core.unit import operator_unit
 from api.notices import service as notices
 from models import AgencyKind, AuditEvent, AuditSubject, Notice, NoticeReturnee
 from tests.conftest import assert_problem
@@ -230,7 +230,7 @@ async def test_raise_for_batch(client, make_party, db):
     bp3mi, bengkayang, sambas = await _parties(make_party)
     b_ids = await insert_returnees(db, "BP3MI-KALBAR", "61.07", 3)
     s_ids = await insert_returnees(db, "BP3MI-KALBAR", "61.01", 2)
-    from api.context import Caller
+    from api.core.context import Caller
 
     caller = Caller(client_id="batch", agency="BP3MI-KALBAR", agency_kind=AgencyKind.migrant_protection,
                     jurisdiction="61", scopes=frozenset({"returnees:write"}), token_id="t")
@@ -252,10 +252,10 @@ async def test_raise_for_batch(client, make_party, db):
 
 
 async def test_demo_notices_load_twice(db):
-    from api import demo
+    from api.cli import demo_data as demo
     from models import NoticeFollowUp
 
-    from api.deps import operator_unit
+    from api.core.unit import operator_unit
     from api.notices.demo import load_notices
 
     async def load_notices_once() -> dict | None:

@@ -12,8 +12,8 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from api import clock, crypto
-from api.deps import operator_unit
+from api.core import clock, crypto
+from api.core.unit import operator_unit
 from api.referrals import service as referrals
 from models import AgencyKind, AuditEvent, AuditSubject, Event, Person, Referral, ReferralHistory, Returnee
 from tests.conftest import Party, assert_not_stored, assert_problem
@@ -574,7 +574,7 @@ async def test_denied_move_is_audited(client, world, db):
 
 
 async def test_demo_referrals_load_once(db):
-    from api import demo
+    from api.cli import demo_data as demo
 
     async with operator_unit(db, "test") as s:
         await demo.load_agencies(s)

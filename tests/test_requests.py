@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from fastapi import HTTPException
 
-from api.audit import service as audit
-from api.deps import SessionDep
-from api.errors import Conflict
+from api.core import audit
+from api.http.session import SessionDep
+from api.core.errors import Conflict
 from models import Agency, AgencyKind, AuditEvent
 from tests.conftest import assert_problem
 
@@ -259,13 +259,13 @@ async def test_metrics_and_readiness(client):
     assert "sinergi_http_request_duration_seconds_bucket" in r.text
     r = await client.get("/readyz")
     assert r.status_code == 200, r.text
-    from api.migrate import head_revision
+    from api.core.migrate import head_revision
 
     assert r.json() == {"status": "ok", "database": "ok", "migration": head_revision()}
 
 
 async def test_readyz_is_503_when_the_schema_is_behind(client, database_url):
-    from api.db import sync_url
+    from api.core.db import sync_url
 
     eng = sa.create_engine(sync_url(database_url))
     with eng.begin() as c:

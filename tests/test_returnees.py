@@ -361,7 +361,7 @@ async def test_notify_needs_notices_write(client, make_party, db):
 
 
 async def test_batch_outcome_names_the_districts_touched(make_party, db):
-    from api.deps import operator_unit
+    from api.core.unit import operator_unit
     from api.returnees import service
 
     await bp3mi(make_party)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from api import demo
+from api.cli import demo_data as demo
 from api.returnees.demo import generate
 from models import Returnee
 

@@ -8,7 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from api.settings import DEV_DATA_KEY, DEV_INDEX_KEY, Settings
+from api.core.settings import DEV_DATA_KEY, DEV_INDEX_KEY, Settings
 
 
 def key() -> str:

@@ -13,8 +13,8 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from api import clock
-from api.deps import operator_unit
+from api.core import clock
+from api.core.unit import operator_unit
 from api.stats.service import suppressed_cells
 from models import AgencyKind, AuditEvent, AuditSubject, Referral
 from tests.conftest import Party, assert_problem

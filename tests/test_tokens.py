@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from api.agencies import service as agencies
-from api.deps import operator_unit
+from api.core.unit import operator_unit
 from models import AgencyKind, AuditEvent
 from tests import forge
 from tests.conftest import assert_problem

@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api import auth
+from api.http import auth
 from api.agencies import service
 from api.agencies.schemas import AgencyCreate, AgencyList, AgencyPublic, ClientCreate, ClientCreated
-from api.deps import SessionDep
-from api.pagination import decode_cursor, encode_cursor
+from api.http.session import SessionDep
+from api.core.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/agencies", tags=["agencies"])
 

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.auth import SCOPES
+from api.core.scopes import SCOPES
 from models import AgencyKind
 from models.regions import is_region
 

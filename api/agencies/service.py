@@ -7,10 +7,10 @@ import secrets
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import crypto
+from api.core import crypto
 from api.agencies.schemas import AgencyCreate, ClientCreate, ClientCreated
-from api.audit import service as audit
-from api.errors import Conflict, NotFound
+from api.core import audit
+from api.core.errors import Conflict, NotFound
 from models import Agency, ApiClient, utcnow
 
 

@@ -5,12 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from api import auth
-from api.audit import service
+from api.http import auth
+from api.audit import repository
+from api.core import audit as audit_chain
 from api.audit.schemas import AuditEventPublic, AuditPage, CheckpointReply, VerifyHead, VerifyReply
-from api.deps import ServicesDep, SessionDep
-from api.errors import NotFound
-from api.pagination import decode_cursor, encode_cursor
+from api.http.session import ServicesDep, SessionDep
+from api.core.errors import NotFound
+from api.core.pagination import decode_cursor, encode_cursor
 from models.regions import province_of
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -42,13 +43,13 @@ async def list_audit(
     """Audit events, newest first: who did what to which record, and with what outcome."""
     key = _chain(caller, chain)
     after = int(decode_cursor(cursor).get("seq", 0)) if cursor else None
-    rows = await service.list_events(
+    rows = await repository.list_events(
         session, chain=key, after_seq=after, limit=limit + 1, client_id=actor, agency=agency,
         action=action, resource_type=resource_type, resource_id=resource_id, since=from_, until=to,
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    service.record(session, "audit.list", resource_type="audit_chain", resource_id=key,
+    audit_chain.record(session, "audit.list", resource_type="audit_chain", resource_id=key,
                    filters={k: v for k, v in {"actor": actor, "agency": agency, "resource_type": resource_type,
                                               "resource_id": resource_id, "action": action}.items() if v})
     return AuditPage(
@@ -71,12 +72,12 @@ async def verify(
     key = _chain(caller, chain)
     expect = None
     if checkpoint is not None:
-        cp = await service.read_checkpoint(svc.keys, svc.settings.issuer, checkpoint)
+        cp = await audit_chain.read_checkpoint(svc.keys, svc.settings.issuer, checkpoint)
         if cp.chain != key:
-            raise service.BadCheckpoint(f"The checkpoint is of chain {cp.chain}, not {key}")
+            raise audit_chain.BadCheckpoint(f"The checkpoint is of chain {cp.chain}, not {key}")
         expect = (cp.seq, cp.hash)
-    result = await service.verify(svc.db, key, expect)
-    service.record(session, "audit.verify", resource_type="audit_chain", resource_id=key,
+    result = await audit_chain.verify(svc.db, key, expect)
+    audit_chain.record(session, "audit.verify", resource_type="audit_chain", resource_id=key,
                    ok=result.ok, checked=result.checked, first_bad_seq=result.first_bad_seq,
                    checkpoint_seq=expect[0] if expect else None)
     return VerifyReply(ok=result.ok, chain=key, checked=result.checked,
@@ -92,6 +93,6 @@ async def checkpoint(caller: auth.AuditRead, session: SessionDep, svc: ServicesD
     Inspektorat's own records); ``GET /v1/audit/verify?checkpoint=…`` later proves that the
     chain was not rewritten since, even by someone able to recompute every hash."""
     key = _chain(caller, chain)
-    cp, signed = await service.make_checkpoint(svc.db, svc.keys, svc.settings.issuer, key)
-    service.record(session, "audit.checkpoint", resource_type="audit_chain", resource_id=key, seq=cp.seq)
+    cp, signed = await audit_chain.make_checkpoint(svc.db, svc.keys, svc.settings.issuer, key)
+    audit_chain.record(session, "audit.checkpoint", resource_type="audit_chain", resource_id=key, seq=cp.seq)
     return CheckpointReply(chain=cp.chain, seq=cp.seq, hash=cp.hash, checkpoint=signed)

@@ -4,12 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api import auth
-from api.deps import SessionDep
-from api.errors import BadRequest
+from api.http import auth
+from api.http.session import SessionDep
+from api.core.errors import BadRequest
 from api.events import service
 from api.events.schemas import EventPage, EventPublic
-from api.pagination import decode_cursor, encode_cursor
+from api.core.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.audit import service as audit
-from api.auth import in_jurisdiction
-from api.context import Caller
-from api.events.outbox import feed_key
+from api.core import audit
+from api.core.access import in_jurisdiction
+from api.core.context import Caller
+from api.core.outbox import feed_key
 from models import Event
 
 # event family (type prefix) -> the scope needed to see it; other families need no extra scope

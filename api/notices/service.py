@@ -20,12 +20,12 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import clock, preconditions
-from api.audit import service as audit
-from api.auth import in_jurisdiction, visible_or_404
-from api.context import Caller
-from api.errors import Conflict, Problem, ValidationFailed
-from api.events import outbox
+from api.core import clock, preconditions
+from api.core import audit
+from api.core.access import in_jurisdiction, visible_or_404
+from api.core.context import Caller
+from api.core.errors import Conflict, Problem, ValidationFailed
+from api.core import outbox
 from api.notices.schemas import FollowUpCreate, NoticeCreate
 from models import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee, Returnee
 

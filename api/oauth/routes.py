@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ServicesDep, SessionDep
+from api.http.session import ServicesDep, SessionDep
 from api.oauth import service
 from api.oauth.service import OAuthError
 

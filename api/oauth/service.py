@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import crypto
-from api.audit import service as audit
-from api.context import context_of
-from api.security import tokens
-from api.security.keys import KeyStore
-from api.settings import Settings
+from api.core import crypto
+from api.core import audit
+from api.core.unit import context_of
+from api.core import tokens
+from api.core.keys import KeyStore
+from api.core.settings import Settings
 from models import Agency, ApiClient, Outcome, RevokedToken, utcnow
 
 

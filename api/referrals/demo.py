@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import clock
-from api.context import Caller
-from api.preconditions import etag
+from api.core import clock
+from api.core.context import Caller
+from api.core.preconditions import etag
 from api.referrals import service
 from api.referrals.schemas import ADULT_AGE, ReferralCreate, age_on
 from api.referrals.workflow import Action
@@ -68,12 +68,12 @@ def _caller(agency: Agency) -> Caller:
 
 
 async def _returnees_for(session: AsyncSession, sender: Caller, limit: int) -> list[Returnee]:
-    from api import auth
+    from api.core import access
 
     stmt = (
         select(Returnee)
         .where(sa.or_(col(Returnee.source_agency) == sender.agency,
-                      auth.in_jurisdiction(sender, col(Returnee.origin_district))))
+                      access.in_jurisdiction(sender, col(Returnee.origin_district))))
         .order_by(col(Returnee.return_date).desc(), col(Returnee.id))
         .limit(limit)
     )

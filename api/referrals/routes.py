@@ -10,12 +10,14 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from api import auth, clock, idempotency
-from api.context import Caller
-from api.deps import SessionDep
-from api.errors import ValidationFailed
-from api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from api.preconditions import etag
+from api.http import auth, idempotency
+
+from api.core import clock
+from api.core.context import Caller
+from api.http.session import SessionDep
+from api.core.errors import ValidationFailed
+from api.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from api.core.preconditions import etag
 from api.referrals import service
 from api.referrals.schemas import (
     ReferralCreate,

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from api import clock, crypto
+from api.core import clock, crypto
 from api.referrals import workflow
 from api.referrals.workflow import Action
 from models import (

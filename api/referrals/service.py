@@ -26,13 +26,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import auth, clock, crypto
-from api.audit import service as audit
-from api.context import Caller, context_of
-from api.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
-from api.events import outbox
-from api.pagination import decode_cursor, encode_cursor
-from api.preconditions import bump, check_if_match
+from api.core import clock, crypto
+from api.core import audit
+from api.core.unit import context_of
+from api.core.context import Caller
+from api.core import access
+from api.core.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+from api.core import outbox
+from api.core.pagination import decode_cursor, encode_cursor
+from api.core.preconditions import bump, check_if_match
 from api.referrals import workflow
 from api.referrals.schemas import ADULT_AGE, ReferralCreate, age_on
 from api.referrals.workflow import Action, Party
@@ -58,9 +60,9 @@ def visible_to(caller: Caller) -> sa.ColumnElement[bool]:
         return party
     return sa.or_(
         party,
-        auth.in_jurisdiction(caller, col(Referral.from_region)),
-        auth.in_jurisdiction(caller, col(Referral.to_region)),
-        auth.in_jurisdiction(caller, col(Referral.subject_region)),
+        access.in_jurisdiction(caller, col(Referral.from_region)),
+        access.in_jurisdiction(caller, col(Referral.to_region)),
+        access.in_jurisdiction(caller, col(Referral.subject_region)),
     )
 
 
@@ -74,7 +76,7 @@ def party_of(caller: Caller, referral: Referral) -> Party | None:
 
 async def _visible(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Referral:
     stmt = select(Referral).where(col(Referral.id) == id, visible_to(caller))
-    return await auth.visible_or_404(session, stmt, "referral")
+    return await access.visible_or_404(session, stmt, "referral")
 
 
 def _subjects(r: Referral) -> list[tuple[str, Any]]:
@@ -125,7 +127,7 @@ async def create_referral(
             select(Returnee).where(
                 col(Returnee.id) == data.returnee_id,
                 sa.or_(col(Returnee.source_agency) == caller.agency,
-                       auth.in_jurisdiction(caller, col(Returnee.origin_district))),
+                       access.in_jurisdiction(caller, col(Returnee.origin_district))),
             )
         )).first()
         if returnee is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from api.errors import Conflict
+from api.core.errors import Conflict
 from models import OPEN_STATUSES, ReferralStatus, Urgency
 
 

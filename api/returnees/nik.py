@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from api import clock
+from api.core import clock
 from models import Sex
 from models.regions import is_region
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from api import clock
+from api.core import clock
 from api.returnees import nik as nikmod
 from models import ControlMethod, ExploitationType, RecruiterRelationship, ReturnType, Sex, TraffickingStatus
 from models.regions import district_code, is_region

@@ -29,18 +29,18 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import bulk, clock, crypto
-from api.audit import service as audit
-from api.db import execute_text
-from api.auth import in_jurisdiction
-from api.context import Caller
-from api.errors import Conflict, NotFound
-from api.events import outbox
+from api.core import bulk, clock, crypto
+from api.core import audit
+from api.core.db import execute_text
+from api.core.access import in_jurisdiction
+from api.core.context import Caller
+from api.core.errors import Conflict, NotFound
+from api.core import outbox
 from api.notices import service as notices
 from api.notices.schemas import NoticeSummary
 from api.referrals import service as referrals
 from api.returnees.schemas import ReturneeIn
-from api.settings import get_settings
+from api.core.settings import get_settings
 from models import Person, Referral, Returnee
 
 RESOURCE = "returnee"

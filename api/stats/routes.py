@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api import auth
-from api.deps import SessionDep, services
+from api.http import auth
+from api.http.session import SessionDep, services
 from api.stats import service
 from api.stats.schemas import StatsReply
 from models import ReferralReason, ReferralStatus, ReturnType, TraffickingStatus, Urgency

@@ -36,11 +36,11 @@ import sqlalchemy as sa
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import clock
-from api.audit import service as audit
-from api.auth import in_jurisdiction
-from api.context import Caller
-from api.errors import ValidationFailed
+from api.core import clock
+from api.core import audit
+from api.core.access import in_jurisdiction
+from api.core.context import Caller
+from api.core.errors import ValidationFailed
 from api.referrals.service import visible_to as referral_visible_to
 from models import OPEN_STATUSES, Referral, Returnee
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from api.db import sync_url
+from api.core.db import sync_url
 from models import AgencyKind
 
 ROOT = Path(__file__).resolve().parents[2]

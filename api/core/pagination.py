@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from api.errors import BadRequest
+from api.core.errors import BadRequest
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import crypto
-from api.audit import service as audit
-from api.db import Database
-from api.deps import operator_unit
-from api.settings import get_settings
+from api.core import crypto
+from api.core import audit
+from api.core.db import Database
+from api.core.unit import operator_unit
+from api.core.settings import get_settings
 from models import Agency, AgencyKind, ApiClient
 
 AGENCIES: list[dict[str, Any]] = [

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.errors import PreconditionFailed, PreconditionRequired
+from api.core.errors import PreconditionFailed, PreconditionRequired
 
 
 def etag(version: int) -> str:

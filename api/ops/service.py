@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.audit import service as audit
-from api.security.tokens import LEEWAY
+from api.core import audit
+from api.core.tokens import LEEWAY
 from models import IdempotencyRecord, RevokedToken
 
 

@@ -1,16 +1,14 @@
 """What one request carries through its transaction: who calls, what it audits, what it emits.
 
-The session dependency puts a :class:`RequestContext` in ``session.info["ctx"]``; services
-record audit entries and events there, and the session dependency writes them in the same
-transaction just before it commits (see :mod:`api.deps`).
+A unit of work (:mod:`api.core.unit`) carries a :class:`RequestContext`; services record audit
+entries and events there, and the unit writes them in the same transaction just before it
+commits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import OVERSIGHT_KINDS, AgencyKind, Outcome
 from models.regions import covers
@@ -66,10 +64,3 @@ class RequestContext:
     claimed_client_id: str | None = None
     audit: list[AuditRecord] = field(default_factory=list)
     events: list[PendingEvent] = field(default_factory=list)
-
-
-def context_of(session: AsyncSession) -> RequestContext:
-    ctx = session.info.get("ctx")
-    if ctx is None:
-        ctx = session.info["ctx"] = RequestContext()
-    return ctx

@@ -16,10 +16,11 @@ import orjson
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import bulk
-from api.db import execute_text
-from api.context import PendingEvent, RequestContext, context_of
-from api.settings import get_settings
+from api.core import bulk
+from api.core.context import PendingEvent, RequestContext
+from api.core.db import execute_text
+from api.core.settings import get_settings
+from api.core.unit import unit_of
 from models import Event, EventHead, utcnow
 from models.regions import province_of
 
@@ -32,9 +33,9 @@ def emit(
     region: str | None,
     audience: Iterable[str] = (),
 ) -> None:
-    """Queue an event for the request's transaction. ``region``: callers whose jurisdiction
-    covers it may see it; ``audience``: agencies that may see it wherever they are."""
-    context_of(session).events.append(PendingEvent(type, data, region, tuple(sorted(set(audience)))))
+    """Queue an event in ``session``'s unit (see :meth:`api.core.unit.Unit.emit`); outside a
+    unit this raises."""
+    unit_of(session).emit(type, data, region=region, audience=audience)
 
 
 def feed_key(region: str | None) -> str:

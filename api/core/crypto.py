@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from api.settings import get_settings
+from api.core.settings import get_settings
 
 _PREFIX = "v1."
 _URLSAFE = bytes.maketrans(b"+/", b"-_")  # what base64.urlsafe_b64encode does, without its two calls

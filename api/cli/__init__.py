@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from api.settings import get_settings
+from api.core.settings import get_settings
 
 T = TypeVar("T")
 
 
 def _run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-    from api.db import Database
+    from api.core.db import Database
 
     async def main() -> T:
         db = Database(get_settings())
@@ -69,7 +69,7 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply the migrations (Alembic) to the configured database."""
-    from api.migrate import upgrade
+    from api.core.migrate import upgrade
 
     upgrade(get_settings().database_url, revision)
     click.echo(f"database at {revision}")
@@ -89,8 +89,8 @@ def agency_add(code: str, name: str, jurisdiction: str, kind: str) -> None:
     """Register an agency."""
     from api.agencies import service
     from api.agencies.schemas import AgencyCreate, AgencyPublic
-    from api.deps import operator_unit
-    from api.errors import Problem
+    from api.core.unit import operator_unit
+    from api.core.errors import Problem
 
     try:
         data = AgencyCreate(code=code, name=name, jurisdiction=jurisdiction, kind=kind)  # type: ignore[arg-type]
@@ -120,8 +120,8 @@ def client_create(agency_code: str, scopes: str, name: str) -> None:
     """Create an API client; prints its id and secret (shown once)."""
     from api.agencies import service
     from api.agencies.schemas import ClientCreate
-    from api.deps import operator_unit
-    from api.errors import Problem
+    from api.core.unit import operator_unit
+    from api.core.errors import Problem
 
     try:
         data = ClientCreate(scopes=scopes, name=name)  # type: ignore[arg-type]
@@ -145,8 +145,8 @@ def client_create(agency_code: str, scopes: str, name: str) -> None:
 def client_disable(agency_code: str, client_id: str) -> None:
     """Disable a client; its tokens stop working at once."""
     from api.agencies import service
-    from api.deps import operator_unit
-    from api.errors import Problem
+    from api.core.unit import operator_unit
+    from api.core.errors import Problem
 
     async def go(db: Any) -> None:
         async with operator_unit(db) as session:
@@ -167,7 +167,7 @@ def keys() -> None:
 @keys.command("rotate")
 def keys_rotate() -> None:
     """Make a new signing key; the old one keeps verifying until its tokens expire."""
-    from api.security.keys import rotate
+    from api.core.keys import rotate
 
     kid = _run(rotate)
     click.echo(json.dumps({"kid": kid}))
@@ -184,9 +184,9 @@ def audit() -> None:
               help="a signed checkpoint (GET /v1/audit/checkpoint), or @FILE holding one")
 def audit_verify(chain: str | None, checkpoint: str | None) -> None:
     """Verify the audit chain; exit 1 naming the first bad entry if it is broken."""
-    from api.audit import service
-    from api.errors import Problem
-    from api.security.keys import KeyStore
+    from api.core import audit as service
+    from api.core.errors import Problem
+    from api.core.keys import KeyStore
 
     settings = get_settings()
     if checkpoint and checkpoint.startswith("@"):
@@ -221,9 +221,9 @@ def audit_verify(chain: str | None, checkpoint: str | None) -> None:
 @main.command()
 def purge() -> None:
     """Delete expired idempotency records and revocations (run daily, e.g. from cron)."""
-    from api import clock
-    from api.deps import operator_unit
-    from api.maintenance import purge_expired
+    from api.core import clock
+    from api.core.unit import operator_unit
+    from api.ops.service import purge_expired
 
     async def go(db: Any) -> dict[str, int]:
         async with operator_unit(db) as session:
@@ -235,7 +235,7 @@ def purge() -> None:
 @main.command()
 def demo() -> None:
     """Load the demo agencies and records; print their client credentials."""
-    from api.demo import load
+    from api.cli.demo_data import load
 
     creds = _run(load)
     click.echo(json.dumps(creds, indent=2))

@@ -30,9 +30,9 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import clock, crypto
-from api.context import Caller
-from api.errors import Conflict, Problem
+from api.core import clock, crypto
+from api.core.context import Caller
+from api.core.errors import Conflict, Problem
 from models import IdempotencyRecord
 
 RETENTION = timedelta(hours=48)

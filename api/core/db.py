@@ -21,7 +21,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.settings import Settings
+from api.core.settings import Settings
 
 
 def normalise_url(url: str) -> str:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.db import execute_text
+from api.core.db import execute_text
 
 _PG = postgresql.dialect()
 

@@ -14,7 +14,7 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import PROBLEM_JSON, TYPE_BASE, PayloadTooLarge
+from api.core.errors import PROBLEM_JSON, TYPE_BASE, PayloadTooLarge
 
 log = logging.getLogger("sinergi.access")
 

@@ -25,16 +25,15 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import text
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import bulk
-from api.context import AuditRecord, RequestContext, context_of
-from api.db import Database, execute_text
-from api.errors import Problem
-from api.security import tokens
-from api.security.keys import KeyStore
-from api.settings import get_settings
+from api.core import bulk, tokens
+from api.core.context import AuditRecord, RequestContext
+from api.core.db import Database, execute_text
+from api.core.errors import Problem
+from api.core.keys import KeyStore
+from api.core.settings import get_settings
+from api.core.unit import unit_of
 from models import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome, utcnow
 from models.regions import province_of
 
@@ -49,14 +48,10 @@ def record(
     outcome: Outcome = Outcome.allowed,
     **detail: Any,
 ) -> None:
-    """Record an audit entry; it is written with the request's transaction."""
-    rid = None if resource_id is None else str(resource_id)
-    subs = [(t, str(i)) for t, i in subjects]
-    if resource_type and rid and (resource_type, rid) not in subs:
-        subs.insert(0, (resource_type, rid))
-    context_of(session).audit.append(
-        AuditRecord(action, outcome, resource_type, rid, subs, {k: v for k, v in detail.items() if v is not None})
-    )
+    """Record an audit entry in ``session``'s unit (see :meth:`api.core.unit.Unit.audit`);
+    it is written with the unit's transaction. Outside a unit this raises."""
+    unit_of(session).audit(action, resource_type=resource_type, resource_id=resource_id, subjects=subjects,
+                           outcome=outcome, **detail)
 
 
 def chain_of(ctx: RequestContext) -> str:
@@ -227,18 +222,17 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
             )
 
 
-def outcome_of(exc: BaseException) -> tuple[Outcome, int]:
-    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+def outcome_of(exc: BaseException, status: int | None = None) -> tuple[Outcome, int]:
+    """How a failed request is recorded: ``status`` is what the caller was answered (the HTTP
+    layer knows it for errors that are not a :class:`Problem`)."""
     if status is None:
-        from fastapi.exceptions import RequestValidationError
-
-        status = 422 if isinstance(exc, RequestValidationError) else 500
+        status = getattr(exc, "status", None) or getattr(exc, "status_code", None) or 500
     return (Outcome.denied if status in (401, 403, 404) else Outcome.failed), int(status)
 
 
-async def record_failure(db: Database, ctx: RequestContext, exc: BaseException) -> None:
+async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, status: int | None = None) -> None:
     """After a request failed and its transaction rolled back: record only the failure."""
-    outcome, status = outcome_of(exc)
+    outcome, status = outcome_of(exc, status)
     detail: dict[str, Any] = {"status": status}
     if isinstance(exc, Problem):
         detail["problem"] = exc.slug
@@ -463,45 +457,6 @@ async def head(db: Database, chain: str) -> tuple[int, str]:
 async def chains(db: Database) -> list[str]:
     async with db.read() as conn:
         return list((await conn.execute(sa.select(AuditHead.chain).order_by(AuditHead.chain))).scalars())
-
-
-async def list_events(
-    session: AsyncSession,
-    *,
-    chain: str,
-    after_seq: int | None,
-    limit: int,
-    client_id: str | None = None,
-    agency: str | None = None,
-    action: str | None = None,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[AuditEvent]:
-    """Newest first; ``after_seq`` continues below that sequence number."""
-    stmt = select(AuditEvent).where(AuditEvent.chain == chain)
-    if after_seq is not None:
-        stmt = stmt.where(AuditEvent.seq < after_seq)
-    if client_id:
-        stmt = stmt.where(AuditEvent.client_id == client_id)
-    if agency:
-        stmt = stmt.where(AuditEvent.agency == agency)
-    if action:
-        stmt = stmt.where(AuditEvent.action == action)
-    if resource_type or resource_id:
-        sub = select(AuditSubject.event_id)
-        if resource_type:
-            sub = sub.where(AuditSubject.resource_type == resource_type)
-        if resource_id:
-            sub = sub.where(AuditSubject.resource_id == resource_id)
-        stmt = stmt.where(col(AuditEvent.id).in_(sub))
-    if since:
-        stmt = stmt.where(AuditEvent.occurred_at >= since)
-    if until:
-        stmt = stmt.where(AuditEvent.occurred_at < until)
-    stmt = stmt.order_by(col(AuditEvent.seq).desc()).limit(limit)
-    return list((await session.exec(stmt)).all())
 
 
 # --- checkpoints -----------------------------------------------------------------------------

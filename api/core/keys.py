@@ -28,8 +28,8 @@ from sqlalchemy import text
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api import crypto
-from api.db import Database
+from api.core import crypto
+from api.core.db import Database
 from models import SigningKey, utcnow
 
 REFRESH_SECONDS = 30

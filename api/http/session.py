@@ -1,0 +1,91 @@
+"""The request's unit of work, as a FastAPI dependency.
+
+``SessionDep`` is the one transaction of a request: a :class:`api.core.unit.Unit`. It commits
+when the route returns, after writing the events and audit entries the request recorded (same
+transaction, chain heads last so their row locks are held as briefly as possible). When the
+route fails it rolls everything back and records only the failure, in a transaction of its
+own. Routes and services never commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.core import audit
+from api.core.context import RequestContext
+from api.core.db import Database
+from api.core.keys import KeyStore
+from api.core.settings import Settings
+from api.core.unit import Unit
+
+log = logging.getLogger("sinergi.session")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    keys: KeyStore
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def request_context(request: Request) -> RequestContext:
+    ctx = getattr(request.state, "ctx", None)
+    if ctx is None:
+        route = request.scope.get("route")
+        ctx = RequestContext(
+            request_id=getattr(request.state, "request_id", None),
+            ip=request.client.host if request.client else None,
+            route=getattr(route, "name", None),
+            path_params=dict(request.path_params),
+        )
+        request.state.ctx = ctx
+    return ctx
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    svc = services(request)
+    ctx = request_context(request)
+    async with svc.db.sessionmaker() as session:
+        unit = Unit(session, ctx)
+        try:
+            yield session
+        except BaseException as exc:
+            await session.rollback()
+            await _record_failure(svc, ctx, exc)
+            raise
+        try:
+            if ctx.caller is not None and not ctx.audit:
+                unit.audit(ctx.route or "request")
+            await unit.commit()
+        except BaseException as exc:
+            await session.rollback()
+            await _record_failure(svc, ctx, exc)
+            raise
+
+
+async def _record_failure(svc: Services, ctx: RequestContext, exc: BaseException) -> None:
+    status = 422 if isinstance(exc, RequestValidationError) else None
+    try:
+        await audit.record_failure(svc.db, ctx, exc, status)
+    except Exception:  # the database itself may be what failed; the log still has it
+        log.exception("could not record a failed request in the audit chain",
+                      extra={"request_id": ctx.request_id})
+
+
+# scope="function": the transaction ends (commit or rollback) before the response is sent, so
+# a caller never sees a success that was not committed.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+ServicesDep = Annotated[Services, Depends(services)]
+
+
