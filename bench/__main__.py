@@ -204,13 +204,15 @@ _PLAIN_COLUMNS = (
 def baseline_rows(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     from api.core import clock
     from api.returnees.schemas import ReturneeIn
-    from api.returnees.service import _columns, content_hash
+    from api.core.settings import Settings
+    from api.returnees.service import _columns, _Keys, content_hash
 
+    keys = _Keys.of(Settings())
     now = clock.now()
     rows = []
     for r in recs:
         item = ReturneeIn.model_validate(r)
-        c = _columns(item, content_hash(item))
+        c = _columns(item, content_hash(item, keys), keys)
         rows.append((
             uuid.uuid4(), AGENCY, c["source_ref"], uuid.uuid4(), 1, c["content_hash"], c["full_name"], c["sex"],
             c["birth_date"], c["nik_enc"], c["nik_index"], c["passport_enc"], c["passport_index"], c["phone_enc"],

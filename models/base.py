@@ -19,8 +19,13 @@ NAMING_CONVENTION = {
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 
+_frozen: datetime | None = None  # set only through api.core.clock.frozen
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The service's one clock (``api.core.clock.now``): the column defaults use it too, so a
+    clock frozen in a test freezes them as well."""
+    return _frozen if _frozen is not None else datetime.now(UTC)
 
 
 def new_id() -> uuid.UUID:

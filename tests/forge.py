@@ -16,6 +16,7 @@ from jose import jwt
 
 from api.core import crypto
 from api.core.db import Database
+from api.core.settings import Settings
 from models import SigningKey
 
 
@@ -35,7 +36,7 @@ async def active_key(db: Database) -> tuple[str, str]:
                 sa.select(SigningKey.kid, SigningKey.private_key_enc).where(SigningKey.retired_at.is_(None))
             )
         ).one()
-    return row[0], crypto.decrypt(row[1], context="signing_key.private")
+    return row[0], crypto.decrypt(row[1], context="signing_key.private", key=Settings().data_key_bytes)
 
 
 def claims_for(party: Any, settings: Any, **changes: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from api.core import clock, crypto
+from api.core.settings import Settings
 from api.core.unit import operator_unit
 from api.referrals import service as referrals
 from models import AgencyKind, AuditEvent, AuditSubject, Event, Person, Referral, ReferralHistory, Returnee
@@ -50,7 +51,7 @@ async def add_returnee(db, *, source: str = "BP3MI-KALBAR", district: str = "61.
         await session.flush()
         r = Returnee(source_agency=source, source_ref=uuid.uuid4().hex[:12], person_id=person.id, content_hash="x" * 64,
                      full_name="Siti Aminah", sex="F", birth_date=birth or date(1995, 5, 15),
-                     nik_enc=crypto.encrypt("6101075505950001", context="returnee.nik"), origin_district=district, origin_subdistrict=f"{district}.07",
+                     nik_enc=crypto.encrypt("6101075505950001", context="returnee.nik", key=Settings().data_key_bytes), origin_district=district, origin_subdistrict=f"{district}.07",
                      return_type="deported", return_date=date(2025, 6, 1), entry_point="PLBN Aruk")
         session.add(r)
         await session.flush()
@@ -480,14 +481,16 @@ async def test_overdue_with_a_controlled_clock(client, world):
         done = await _walk(client, world.receiver, done, ["receive"])
         r = await move(client, world.receiver, done, "reject", note="duplicate")
         assert r.status_code == 200
-    h = await world.receiver.headers()
+    # one clock: tokens are issued and checked on the same (frozen) clock as the due times
     with clock.frozen(t0 + timedelta(days=3)):
+        h = await world.receiver.headers()
         r = await client.get("/v1/referrals", params={"overdue": "true"}, headers=h)
         assert [i["id"] for i in r.json()["items"]] == [emergency["id"]]
         assert r.json()["items"][0]["overdue"] is True
         one = await client.get(f"/v1/referrals/{normal['id']}", headers=h)
         assert one.json()["overdue"] is False
     with clock.frozen(t0 + timedelta(days=8)):
+        h = await world.receiver.headers()
         r = await client.get("/v1/referrals", params={"overdue": "true"}, headers=h)
         assert [i["id"] for i in r.json()["items"]] == [emergency["id"], normal["id"]]
         r = await client.get("/v1/referrals", params={"overdue": "false"}, headers=h)

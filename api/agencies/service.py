@@ -7,11 +7,12 @@ import secrets
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import clock
 from api.core import crypto
 from api.agencies.schemas import AgencyCreate, ClientCreate, ClientCreated
 from api.core import audit
 from api.core.errors import Conflict, NotFound
-from models import Agency, ApiClient, utcnow
+from models import Agency, ApiClient
 
 
 async def create_agency(session: AsyncSession, data: AgencyCreate) -> Agency:
@@ -60,7 +61,7 @@ async def set_client_disabled(
     client = await session.get(ApiClient, client_id)
     if client is None or client.agency_code != agency_code:
         raise NotFound(f"No client {client_id}")
-    client.disabled_at = utcnow() if disabled else None
+    client.disabled_at = clock.now() if disabled else None
     session.add(client)
     await session.flush()
     audit.record(session, "client.disable" if disabled else "client.enable",

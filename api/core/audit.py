@@ -27,14 +27,14 @@ import sqlalchemy as sa
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import clock
 from api.core import bulk, tokens
 from api.core.context import AuditRecord, RequestContext
 from api.core.db import Database, execute_text
 from api.core.errors import Problem
 from api.core.keys import KeyStore
-from api.core.settings import get_settings
 from api.core.unit import unit_of
-from models import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome, utcnow
+from models import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
 from models.regions import province_of
 
 
@@ -54,10 +54,12 @@ def record(
                            outcome=outcome, **detail)
 
 
-def chain_of(ctx: RequestContext) -> str:
+def chain_of(ctx: RequestContext, default_chain: str) -> str:
+    """The caller's province's chain; ``default_chain`` (the settings' ``audit_chain``) for
+    callers without one (the operator, the command line, an unauthenticated request)."""
     if ctx.caller is not None:
-        return province_of(ctx.caller.jurisdiction) or get_settings().audit_chain
-    return get_settings().audit_chain
+        return province_of(ctx.caller.jurisdiction) or default_chain
+    return default_chain
 
 
 def chain_hash(prev_hash: str, seq: int, body: str) -> str:
@@ -155,11 +157,13 @@ class Staged:
     rows: list[_Row]
 
 
-async def stage(session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord]) -> Staged:
+async def stage(
+    session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord], default_chain: str
+) -> Staged:
     """First half of :func:`append`: build the entries and write their subjects. Needs no
     chain lock, so a unit does it before it takes any head (events', then audit's)."""
-    chain = chain_of(ctx)
-    now = utcnow()
+    chain = chain_of(ctx, default_chain)
+    now = clock.now()
     rows = [_build(chain, ctx, r, now) for r in records]
     subjects = [
         {"event_id": row.id, "resource_type": t, "resource_id": i}
@@ -171,11 +175,13 @@ async def stage(session: AsyncSession, ctx: RequestContext, records: Sequence[Au
     return Staged(chain, rows)
 
 
-async def append(session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord]) -> None:
+async def append(
+    session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord], default_chain: str
+) -> None:
     """Append ``records`` to the caller's chain inside ``session``'s transaction."""
     if not records:
         return
-    await append_staged(session, await stage(session, ctx, records))
+    await append_staged(session, await stage(session, ctx, records, default_chain))
 
 
 async def append_staged(session: AsyncSession, staged: Staged) -> None:
@@ -249,7 +255,7 @@ async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, 
         rec.resource_id = rec.resource_id or earlier.resource_id
         rec.subjects.extend(s for s in earlier.subjects if s not in rec.subjects)
     async with db.transaction() as session:
-        await append(session, ctx, [rec])
+        await append(session, ctx, [rec], db.settings.audit_chain)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -466,7 +472,7 @@ async def make_checkpoint(db: Database, keys: KeyStore, issuer: str, chain: str)
     """The chain's head now, signed: keep it outside the database and verify against it later."""
     seq, digest = await head(db, chain)
     kid, pem = await keys.signing_key()
-    now = utcnow()
+    now = clock.now()
     signed = tokens.sign_checkpoint(private_pem=pem, kid=kid, issuer=issuer, chain=chain, seq=seq, hash=digest, now=now)
     return tokens.Checkpoint(chain, seq, digest, int(now.timestamp())), signed
 

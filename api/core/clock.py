@@ -1,5 +1,9 @@
 """The service's clock. Workflows take the time from here, so tests can control it
-(``with clock.frozen(t): ...``) instead of sleeping."""
+(``with clock.frozen(t): ...``) instead of sleeping.
+
+There is one clock: :func:`now` is :func:`models.base.utcnow`, which the tables' column
+defaults use as well, and :func:`frozen` freezes both.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from models.base import utcnow
+from models import base
+from models.base import utcnow as now
 
-_frozen: datetime | None = None
-
-
-def now() -> datetime:
-    return _frozen if _frozen is not None else utcnow()
+__all__ = ["frozen", "now"]
 
 
 @contextmanager
 def frozen(at: datetime) -> Iterator[None]:
-    global _frozen
-    previous, _frozen = _frozen, at
+    previous, base._frozen = base._frozen, at
     try:
         yield
     finally:
-        _frozen = previous
+        base._frozen = previous

@@ -19,8 +19,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from api.core.settings import get_settings
-
 _PREFIX = "v1."
 _URLSAFE = bytes.maketrans(b"+/", b"-_")  # what base64.urlsafe_b64encode does, without its two calls
 
@@ -42,17 +40,15 @@ def unwrap_hmac(mac: hmac.HMAC) -> Any:
     return getattr(mac, "_hmac", None) or mac
 
 
-def encrypt(plaintext: str, *, context: str, key: bytes | None = None) -> str:
+def encrypt(plaintext: str, *, context: str, key: bytes) -> str:
     """Encrypt; ``context`` (e.g. ``"returnee.nik"``) is bound as associated data, so a value
     copied into another column no longer decrypts."""
-    key = key or get_settings().data_key_bytes
     nonce = os.urandom(12)
     ct = _aead(key).encrypt(nonce, plaintext.encode("utf-8"), context.encode())
     return _PREFIX + base64.urlsafe_b64encode(nonce + ct).decode("ascii")
 
 
-def decrypt(token: str, *, context: str, key: bytes | None = None) -> str:
-    key = key or get_settings().data_key_bytes
+def decrypt(token: str, *, context: str, key: bytes) -> str:
     if not token.startswith(_PREFIX):
         raise ValueError("unknown ciphertext version")
     raw = base64.urlsafe_b64decode(token[len(_PREFIX) :])
@@ -66,8 +62,7 @@ def normalise_identifier(value: str) -> str:
     return _IDENTIFIER_NOISE.sub("", value).upper()
 
 
-def blind_index(value: str, *, context: str, key: bytes | None = None) -> str:
-    key = key or get_settings().index_key_bytes
+def blind_index(value: str, *, context: str, key: bytes) -> str:
     mac = _keyed(key).copy()
     mac.update(context.encode() + b"\x00" + normalise_identifier(value).encode())
     return mac.hexdigest()

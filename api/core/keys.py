@@ -28,9 +28,10 @@ from sqlalchemy import text
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import clock
 from api.core import crypto
 from api.core.db import Database
-from models import SigningKey, utcnow
+from models import SigningKey
 
 REFRESH_SECONDS = 30
 _CONTEXT = "signing_key.private"
@@ -48,7 +49,7 @@ def _b64u_uint(n: int) -> str:
     return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
 
 
-def generate_key() -> SigningKey:
+def generate_key(data_key: bytes) -> SigningKey:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -56,7 +57,7 @@ def generate_key() -> SigningKey:
     numbers = private.public_key().public_numbers()
     kid = uuid.uuid4().hex[:16]
     public = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": _b64u_uint(numbers.n), "e": _b64u_uint(numbers.e)}
-    return SigningKey(kid=kid, private_key_enc=crypto.encrypt(pem, context=_CONTEXT), public_jwk=json.dumps(public))
+    return SigningKey(kid=kid, private_key_enc=crypto.encrypt(pem, context=_CONTEXT, key=data_key), public_jwk=json.dumps(public))
 
 
 async def _lock_keys(session: AsyncSession) -> None:
@@ -72,18 +73,18 @@ async def ensure_active_key(db: Database) -> None:
         await _lock_keys(session)
         active = (await session.exec(select(SigningKey).where(SigningKey.retired_at.is_(None)))).first()
         if active is None:
-            session.add(generate_key())
+            session.add(generate_key(db.settings.data_key_bytes))
 
 
 async def rotate(db: Database) -> str:
     """Retire the active key(s) and make a new one; returns the new ``kid``."""
     async with db.transaction() as session:
         await _lock_keys(session)
-        now = utcnow()
+        now = clock.now()
         for key in (await session.exec(select(SigningKey).where(SigningKey.retired_at.is_(None)))).all():
             key.retired_at = now
             session.add(key)
-        new = generate_key()
+        new = generate_key(db.settings.data_key_bytes)
         new.created_at = now
         session.add(new)
         return new.kid
@@ -111,7 +112,7 @@ class KeyStore:
                     .order_by(SigningKey.created_at)
                 )
                 rows = result.all()
-            now = utcnow()
+            now = clock.now()
             keys: dict[str, LoadedKey] = {}
             signing = None
             for row in rows:
@@ -123,7 +124,7 @@ class KeyStore:
                     signing = (row.kid, row.private_key_enc)
             self._keys = keys
             if signing is not None and (self._signing is None or self._signing[0] != signing[0]):
-                self._signing = (signing[0], crypto.decrypt(signing[1], context=_CONTEXT))
+                self._signing = (signing[0], crypto.decrypt(signing[1], context=_CONTEXT, key=self.db.settings.data_key_bytes))
             self._loaded_at = time.monotonic()
 
     async def _fresh(self) -> None:
@@ -146,7 +147,7 @@ class KeyStore:
             key = self._keys.get(kid)
         if key is None:
             return None
-        if key.retired_at is not None and self._keep_until(key.retired_at) < utcnow():
+        if key.retired_at is not None and self._keep_until(key.retired_at) < clock.now():
             return None
         return key.verifier
 

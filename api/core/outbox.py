@@ -16,12 +16,12 @@ import orjson
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import clock
 from api.core import bulk
 from api.core.context import PendingEvent, RequestContext
 from api.core.db import execute_text
-from api.core.settings import get_settings
 from api.core.unit import unit_of
-from models import Event, EventHead, utcnow
+from models import Event, EventHead
 from models.regions import province_of
 
 
@@ -38,8 +38,10 @@ def emit(
     unit_of(session).emit(type, data, region=region, audience=audience)
 
 
-def feed_key(region: str | None) -> str:
-    return province_of(region) or get_settings().audit_chain
+def feed_key(region: str | None, default_key: str) -> str:
+    """The feed of ``region``'s province; ``default_key`` (the settings' ``audit_chain``) for
+    events without a region."""
+    return province_of(region) or default_key
 
 
 async def _advance(session: AsyncSession, key: str, n: int) -> int:
@@ -81,13 +83,13 @@ async def _ensure_head(session: AsyncSession, key: str) -> None:
     await session.execute(insert(EventHead.__table__).values(key=key, pos=0).on_conflict_do_nothing())
 
 
-async def flush(session: AsyncSession, ctx: RequestContext) -> None:
+async def flush(session: AsyncSession, ctx: RequestContext, default_key: str) -> None:
     if not ctx.events:
         return
     by_key: dict[str, list[PendingEvent]] = {}
     for ev in ctx.events:
-        by_key.setdefault(feed_key(ev.region), []).append(ev)
-    now = utcnow()
+        by_key.setdefault(feed_key(ev.region, default_key), []).append(ev)
+    now = clock.now()
     postgres = session.bind.dialect.name == "postgresql"
     for key in sorted(by_key):
         events: Sequence[PendingEvent] = by_key[key]

@@ -96,8 +96,12 @@ def peek_kid(token: str) -> str:
     return kid
 
 
-def verify(token: str, key: Key, *, issuer: str, audience: str) -> TokenClaims:
-    """Verify a token against ``key``, the service key its ``kid`` named (see :func:`peek_kid`)."""
+def verify(token: str, key: Key, *, issuer: str, audience: str, now: datetime, max_lifetime: int) -> TokenClaims:
+    """Verify a token against ``key``, the service key its ``kid`` named (see :func:`peek_kid`).
+
+    The times are checked here against ``now`` (the service's clock), not by python-jose against
+    the system's: a token issued in the future, or living longer than ``max_lifetime`` seconds
+    (the configured token lifetime), is refused as well as an expired one."""
     try:
         claims = jwt.decode(
             token,
@@ -108,15 +112,15 @@ def verify(token: str, key: Key, *, issuer: str, audience: str) -> TokenClaims:
             options={
                 "verify_signature": True,
                 "verify_aud": True,
-                "verify_iat": True,
-                "verify_exp": True,
-                "verify_nbf": True,
+                "verify_iat": False,  # the three times: below, against ``now``
+                "verify_exp": False,
+                "verify_nbf": False,
                 "verify_iss": True,
                 "verify_sub": True,
                 "verify_jti": True,
                 "require_aud": True,
-                "require_iat": True,
-                "require_exp": True,
+                # python-jose turns require_X into verify_X: iat and exp are required by
+                # _REQUIRED below instead, and their times checked by _check_times
                 "require_iss": True,
                 "require_sub": True,
                 "require_jti": True,
@@ -130,7 +134,25 @@ def verify(token: str, key: Key, *, issuer: str, audience: str) -> TokenClaims:
         raise InvalidToken(f"The token lacks required claims: {', '.join(missing)}")
     if claims["client_id"] != claims["sub"] or not isinstance(claims["scope"], str):
         raise InvalidToken("The token's claims are inconsistent")
+    _check_times(claims, int(now.timestamp()), max_lifetime)
     return _claims(claims)
+
+
+def _check_times(claims: dict[str, Any], now: int, max_lifetime: int) -> None:
+    times = {name: claims.get(name) for name in ("iat", "exp", "nbf")}
+    for name, value in times.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidToken(f"The token's {name} is not a NumericDate")
+    iat, exp, nbf = times["iat"], times["exp"], times["nbf"]
+    assert isinstance(iat, int) and isinstance(exp, int)  # required above
+    if now > exp + LEEWAY:
+        raise InvalidToken("The token has expired")
+    if nbf is not None and now < nbf - LEEWAY:
+        raise InvalidToken("The token is not yet valid")
+    if iat > now + LEEWAY:
+        raise InvalidToken("The token was issued in the future (iat)")
+    if exp - iat > max_lifetime:
+        raise InvalidToken("The token lives longer than this service issues tokens for")
 
 
 def _claims(c: dict[str, Any]) -> TokenClaims:

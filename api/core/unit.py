@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.context import AuditRecord, PendingEvent, RequestContext
 from api.core.db import Database
+from api.core.settings import Settings
 from models import Outcome
 
 _KEY = "sinergi.unit"
@@ -35,11 +36,12 @@ class NoUnit(RuntimeError):
 class Unit:
     """One transaction with its audit entries and events."""
 
-    __slots__ = ("session", "ctx")
+    __slots__ = ("session", "ctx", "settings")
 
-    def __init__(self, session: AsyncSession, ctx: RequestContext) -> None:
+    def __init__(self, session: AsyncSession, ctx: RequestContext, settings: Settings) -> None:
         self.session = session
         self.ctx = ctx
+        self.settings = settings  # the service's settings, as the application was made with them
         session.info[_KEY] = self
 
     def audit(
@@ -72,8 +74,9 @@ class Unit:
 
         session, ctx = self.session, self.ctx
         await session.flush()
-        staged = await audit.stage(session, ctx, ctx.audit)  # audit subjects: no lock needed
-        await outbox.flush(session, ctx)
+        default_chain = self.settings.audit_chain
+        staged = await audit.stage(session, ctx, ctx.audit, default_chain)  # audit subjects: no lock needed
+        await outbox.flush(session, ctx, default_chain)
         await audit.append_staged(session, staged)
         ctx.audit.clear()
         await session.commit()
@@ -96,7 +99,7 @@ async def open_unit(db: Database, ctx: RequestContext) -> AsyncIterator[Unit]:
     """A unit on a new session: committed (with its audit entries and events) when the block
     ends, rolled back when it raises."""
     async with db.sessionmaker() as session:
-        unit = Unit(session, ctx)
+        unit = Unit(session, ctx, db.settings)
         try:
             yield unit
         except BaseException:

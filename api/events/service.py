@@ -22,6 +22,7 @@ from api.core import audit
 from api.core.access import in_jurisdiction
 from api.core.context import Caller
 from api.core.outbox import feed_key
+from api.core.unit import unit_of
 from models import Event
 
 # event family (type prefix) -> the scope needed to see it; other families need no extra scope
@@ -63,7 +64,7 @@ def visible(caller: Caller) -> sa.ColumnElement[bool]:
 
 async def read_feed(session: AsyncSession, caller: Caller, *, after: int, limit: int) -> list[FeedItem]:
     """Up to ``limit`` events after position ``after``, oldest first (audited as one read)."""
-    key = feed_key(caller.jurisdiction)
+    key = feed_key(caller.jurisdiction, unit_of(session).settings.audit_chain)
     rows = (
         await session.execute(
             sa.select(Event.pos, Event.id, Event.type, Event.occurred_at, Event.data)

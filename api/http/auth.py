@@ -18,7 +18,7 @@ from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
 from fastapi.security import OAuth2
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import tokens
+from api.core import clock, tokens
 from api.core.context import Caller
 from api.core.errors import Forbidden, Unauthorized
 from api.core.scopes import SCOPES as SCOPE_DESCRIPTIONS
@@ -48,7 +48,8 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller:
         key = await svc.keys.verifier(kid)
         if key is None:
             raise tokens.InvalidToken("The token was signed by a key this service does not know")
-        claims = tokens.verify(token, key, issuer=svc.settings.issuer, audience=svc.settings.audience)
+        claims = tokens.verify(token, key, issuer=svc.settings.issuer, audience=svc.settings.audience,
+                               now=clock.now(), max_lifetime=svc.settings.access_token_ttl)
     except tokens.InvalidToken as exc:
         raise Unauthorized(str(exc)) from None
     ctx.claimed_client_id = claims.client_id

@@ -31,6 +31,7 @@ from fastapi.responses import Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock, crypto
+from api.core.unit import unit_of
 from api.core.context import Caller
 from api.core.errors import Conflict, Problem
 from models import IdempotencyRecord
@@ -72,7 +73,8 @@ class Idempotency:
                 request_hash=self.request_hash,
                 status_code=status_code,
                 # the reply may hold personal data (a caller with pii:read sees it): encrypted
-                response_body=crypto.encrypt(body.decode(), context=_CONTEXT),
+                response_body=crypto.encrypt(body.decode(), context=_CONTEXT,
+                                             key=unit_of(session).settings.data_key_bytes),
                 created_at=now,
                 expires_at=now + RETENTION,
             )
@@ -109,7 +111,7 @@ async def begin(session: AsyncSession, caller: Caller, request: Request) -> Idem
         raise IdempotencyMismatch("This Idempotency-Key was used with a different request")
     idem.key = None  # nothing new to remember
     idem.replay = Response(
-        crypto.decrypt(record.response_body, context=_CONTEXT),
+        crypto.decrypt(record.response_body, context=_CONTEXT, key=unit_of(session).settings.data_key_bytes),
         status_code=record.status_code,
         media_type="application/json",
         headers={"Idempotent-Replayed": "true"},

@@ -57,7 +57,7 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     svc = services(request)
     ctx = request_context(request)
     async with svc.db.sessionmaker() as session:
-        unit = Unit(session, ctx)
+        unit = Unit(session, ctx, svc.settings)
         try:
             yield session
         except BaseException as exc:

@@ -6,13 +6,14 @@ from datetime import UTC, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import clock
 from api.core import crypto
 from api.core import audit
 from api.core.unit import context_of
 from api.core import tokens
 from api.core.keys import KeyStore
 from api.core.settings import Settings
-from models import Agency, ApiClient, Outcome, RevokedToken, utcnow
+from models import Agency, ApiClient, Outcome, RevokedToken
 
 
 class OAuthError(Exception):
@@ -52,7 +53,7 @@ async def issue_token(
     token, claims = tokens.issue(
         private_pem=pem, kid=kid, issuer=settings.issuer, audience=settings.audience,
         client_id=client.client_id, agency=agency.code, jurisdiction=agency.jurisdiction,
-        scopes=sorted(wanted), now=utcnow(), ttl=settings.access_token_ttl,
+        scopes=sorted(wanted), now=clock.now(), ttl=settings.access_token_ttl,
     )
     audit.record(session, "token.issue", resource_type="api_client", resource_id=client.client_id,
                  agency_code=agency.code, scope=" ".join(sorted(wanted)), jti=claims.jti, kid=kid)
@@ -69,7 +70,8 @@ async def revoke_token(session: AsyncSession, keys: KeyStore, settings: Settings
     try:
         kid = tokens.peek_kid(token)
         key = await keys.verifier(kid)
-        claims = tokens.verify(token, key, issuer=settings.issuer, audience=settings.audience) if key else None
+        claims = (tokens.verify(token, key, issuer=settings.issuer, audience=settings.audience, now=clock.now(),
+                               max_lifetime=settings.access_token_ttl) if key else None)
     except tokens.InvalidToken:
         claims = None
     if claims is None or claims.client_id != client.client_id:

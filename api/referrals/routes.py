@@ -10,7 +10,9 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from api.core.unit import unit_of
 from api.http import auth, idempotency
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock
 from api.core.context import Caller
@@ -39,8 +41,9 @@ def _location(id: uuid.UUID | str) -> str:
     return f"/v1/referrals/{id}"
 
 
-def _public(caller: Caller, ref: Referral, history: list[ReferralHistory]) -> ReferralPublic:
-    return ReferralPublic.with_history(ref, history, clock.now(), show_pii=caller.has("pii:read"))
+def _public(session: AsyncSession, caller: Caller, ref: Referral, history: list[ReferralHistory]) -> ReferralPublic:
+    key = unit_of(session).settings.data_key_bytes
+    return ReferralPublic.with_history(ref, history, clock.now(), show_pii=caller.has("pii:read"), data_key=key)
 
 
 @router.post(
@@ -64,7 +67,7 @@ async def create_referral(
             idem.replay.headers["ETag"] = etag(first["version"])
         return idem.replay
     ref, history = await service.create_referral(session, caller, body)
-    out = _public(caller, ref, history).model_dump(mode="json", by_alias=True)
+    out = _public(session, caller, ref, history).model_dump(mode="json", by_alias=True)
     idem.remember(session, status.HTTP_201_CREATED, out)
     return JSONResponse(out, status_code=status.HTTP_201_CREATED,
                         headers={"Location": _location(ref.id), "ETag": etag(ref.version)})
@@ -110,15 +113,15 @@ async def list_referrals(
                               overdue=overdue, updated_since=updated_since, returnee_id=returnee_id,
                               sort=sort, limit=limit, cursor=cursor)
     rows, next_cursor = await service.list_referrals(session, caller, q)
-    now, pii = clock.now(), caller.has("pii:read")
-    return ReferralList(items=[ReferralSummary.of(r, now, pii) for r in rows], next_cursor=next_cursor)
+    now, pii, key = clock.now(), caller.has("pii:read"), unit_of(session).settings.data_key_bytes
+    return ReferralList(items=[ReferralSummary.of(r, now, pii, key) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{id}", response_model=ReferralPublic, name="referral.get",
             description="One referral with its history. " + _DUE)
 async def get_referral(caller: auth.ReferralsRead, session: SessionDep, id: uuid.UUID) -> Response:
     ref, history = await service.get_referral(session, caller, id)
-    out = _public(caller, ref, history).model_dump(mode="json", by_alias=True)
+    out = _public(session, caller, ref, history).model_dump(mode="json", by_alias=True)
     return JSONResponse(out, headers={"ETag": etag(ref.version)})
 
 
@@ -139,7 +142,7 @@ async def transition(
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     ref, history = await service.transition(session, caller, id, body.action, body.note, if_match)
-    out = _public(caller, ref, history).model_dump(mode="json", by_alias=True)
+    out = _public(session, caller, ref, history).model_dump(mode="json", by_alias=True)
     return JSONResponse(out, headers={"ETag": etag(ref.version)})
 
 

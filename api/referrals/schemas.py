@@ -228,12 +228,12 @@ class ReferralSummary(BaseModel):
     version: int
 
     @classmethod
-    def fields_of(cls, r: Referral, now: datetime, show_pii: bool) -> dict[str, Any]:
+    def fields_of(cls, r: Referral, now: datetime, show_pii: bool, data_key: bytes) -> dict[str, Any]:
         subject = None
         if r.returnee_id is None:
             phone = None
             if r.subject_phone_enc:
-                phone = crypto.decrypt(r.subject_phone_enc, context="referral.subject_phone")
+                phone = crypto.decrypt(r.subject_phone_enc, context="referral.subject_phone", key=data_key)
                 phone = phone if show_pii else crypto.mask(phone)
             subject = SubjectOut(full_name=r.subject_name, sex=r.subject_sex, birth_date=r.subject_birth_date,
                                  is_child=r.subject_is_child, district=r.subject_region, phone=phone)
@@ -250,8 +250,8 @@ class ReferralSummary(BaseModel):
         )
 
     @classmethod
-    def of(cls, r: Referral, now: datetime, show_pii: bool = False) -> ReferralSummary:
-        return cls(**cls.fields_of(r, now, show_pii))
+    def of(cls, r: Referral, now: datetime, show_pii: bool, data_key: bytes) -> ReferralSummary:
+        return cls(**cls.fields_of(r, now, show_pii, data_key))
 
 
 class ReferralPublic(ReferralSummary):
@@ -259,9 +259,9 @@ class ReferralPublic(ReferralSummary):
 
     @classmethod
     def with_history(
-        cls, r: Referral, history: list[ReferralHistory], now: datetime, show_pii: bool = False
+        cls, r: Referral, history: list[ReferralHistory], now: datetime, show_pii: bool, data_key: bytes
     ) -> ReferralPublic:
-        return cls(**cls.fields_of(r, now, show_pii), history=[HistoryEntry.of(h) for h in history])
+        return cls(**cls.fields_of(r, now, show_pii, data_key), history=[HistoryEntry.of(h) for h in history])
 
 
 class ReferralList(BaseModel):

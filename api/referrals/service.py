@@ -28,7 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock, crypto
 from api.core import audit
-from api.core.unit import context_of
+from api.core.unit import context_of, unit_of
 from api.core.context import Caller
 from api.core import access
 from api.core.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
@@ -142,7 +142,8 @@ async def create_referral(
         ref.subject_is_child = s.child_on(now.date())
         ref.subject_region = s.district
         if s.phone:
-            ref.subject_phone_enc = crypto.encrypt(s.phone, context="referral.subject_phone")
+            ref.subject_phone_enc = crypto.encrypt(s.phone, context="referral.subject_phone",
+                                                  key=unit_of(session).settings.data_key_bytes)
 
     consent = data.consent
     if consent is not None and consent.given:

@@ -40,7 +40,8 @@ from api.notices import service as notices
 from api.notices.schemas import NoticeSummary
 from api.referrals import service as referrals
 from api.returnees.schemas import ReturneeIn
-from api.core.settings import get_settings
+from api.core.settings import Settings
+from api.core.unit import unit_of
 from models import Person, Referral, Returnee
 
 RESOURCE = "returnee"
@@ -63,11 +64,6 @@ PLAIN_FIELDS = (
 )
 CONTENT_COLUMNS = (*PLAIN_FIELDS, "nik_enc", "nik_index", "passport_enc", "passport_index", "phone_enc",
                    "phone_index", "content_hash")
-
-
-def nik_index(nik: str) -> str:
-    """The blind index of an NIK (matches :attr:`Person.nik_index` and :attr:`Returnee.nik_index`)."""
-    return crypto.blind_index(nik, context="nik")
 
 
 # --- the batch upsert ------------------------------------------------------------------------
@@ -103,8 +99,7 @@ class _Keys:
     content_mac: Any  # HMAC-SHA256 keyed with the index key (copied per record)
 
     @classmethod
-    def current(cls) -> _Keys:
-        settings = get_settings()
+    def of(cls, settings: Settings) -> _Keys:
         return _keys(settings.data_key_bytes, settings.index_key_bytes)
 
 
@@ -118,18 +113,17 @@ def _keys(data: bytes, index: bytes) -> _Keys:
     return _Keys(data, index, ciphers, crypto.unwrap_hmac(hmac.new(index, b"returnee\x00", hashlib.sha256)))
 
 
-def content_hash(item: ReturneeIn, keys: _Keys | None = None) -> str:
+def content_hash(item: ReturneeIn, keys: _Keys) -> str:
     """Keyed hash of the normalised record: equal input, equal hash; not reversible to the PII
     it covers without the index key."""
-    mac = (keys or _Keys.current()).content_mac.copy()
+    mac = keys.content_mac.copy()
     # The validated fields as item.model_dump(mode="json") gives them, in the same bytes:
     # orjson writes enums as their values and dates as ISO 8601 itself.
     mac.update(orjson.dumps(item.__dict__, option=orjson.OPT_SORT_KEYS))
     return mac.hexdigest()
 
 
-def _columns(item: ReturneeIn, digest: str, keys: _Keys | None = None) -> dict[str, Any]:
-    keys = keys or _Keys.current()
+def _columns(item: ReturneeIn, digest: str, keys: _Keys) -> dict[str, Any]:
     values = item.__dict__  # the validated fields (getattr per field costs more)
     row = {name: values[name] for name in PLAIN_FIELDS}
     row["sex"] = str(item.sex)
@@ -271,7 +265,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
 
     creates: list[tuple[dict[str, Any], dict[str, Any]]] = []
     updates: list[tuple[dict[str, Any], dict[str, Any], Any]] = []
-    keys = _Keys.current()
+    keys = _Keys.of(unit_of(session).settings)
     for res, item in accepted:
         digest = content_hash(item, keys)
         old = existing.get(item.source_ref)
@@ -395,7 +389,7 @@ async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> 
 # --- reading ---------------------------------------------------------------------------------
 
 
-def public(r: Returnee, *, pii: bool) -> dict[str, Any]:
+def public(r: Returnee, *, pii: bool, data_key: bytes) -> dict[str, Any]:
     """A returnee as the API shows it: NIK, passport and phone decrypted when ``pii``, masked
     otherwise."""
     out: dict[str, Any] = {
@@ -405,7 +399,7 @@ def public(r: Returnee, *, pii: bool) -> dict[str, Any]:
     }
     for fname, prefix, enc_ctx, _ in PII_FIELDS:
         enc = getattr(r, f"{prefix}_enc")
-        value = None if enc is None else crypto.decrypt(enc, context=enc_ctx)
+        value = None if enc is None else crypto.decrypt(enc, context=enc_ctx, key=data_key)
         out[fname] = value if pii or value is None else crypto.mask(value)
     return out
 
@@ -419,7 +413,7 @@ async def read(session: AsyncSession, caller: Caller, id: uuid.UUID) -> tuple[Re
         subjects.append(("referral", referral.id))
     audit.record(session, "returnee.read", resource_type=RESOURCE, resource_id=r.id, subjects=subjects, pii=pii,
                  purpose=None if referral is None else f"referral:{referral.id}")
-    return r, public(r, pii=pii)
+    return r, public(r, pii=pii, data_key=unit_of(session).settings.data_key_bytes)
 
 
 @dataclass
@@ -468,4 +462,5 @@ async def list_visible(
     audit.record(session, "returnee.list", resource_type=RESOURCE,
                  subjects=[(RESOURCE, r.id) for r in rows], pii=pii, count=len(rows))
     next_after = (rows[-1].updated_at, rows[-1].id) if more else None
-    return [public(r, pii=pii) for r in rows], next_after
+    key = unit_of(session).settings.data_key_bytes
+    return [public(r, pii=pii, data_key=key) for r in rows], next_after
