@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.core.scopes import SCOPES
+from api.core.scopes import Scope
 from models import AgencyKind
 from models.regions import is_region
 
@@ -50,7 +50,8 @@ class ClientCreate(BaseModel):
     @field_validator("scopes")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        unknown = [s for s in v if s not in SCOPES]
+        known = {s.value for s in Scope}
+        unknown = [s for s in v if s not in known]
         if unknown:
             raise ValueError(f"unknown scopes: {' '.join(unknown)}")
         return sorted(set(v))

@@ -1,18 +1,48 @@
-"""The scopes of API.md, with what each allows."""
+"""The scopes of API.md: one closed set, with what each allows.
 
-SCOPES: dict[str, str] = {
-    "returnees:write": "push returnee records (BP3MI)",
-    "returnees:read": "read returnee records in the jurisdiction",
-    "pii:read": "see NIK, passport and phone numbers unmasked",
-    "notices:write": "issue deportation notices",
-    "notices:read": "read deportation notices addressed to the jurisdiction or issued by the agency",
-    "notices:ack": "acknowledge notices and record follow-ups",
-    "referrals:write": "refer cases to other agencies, cancel them",
-    "referrals:read": "read referrals sent or received (all in the jurisdiction for oversight agencies)",
-    "referrals:respond": "receive, accept, reject and work referrals addressed to the agency",
-    "stats:read": "read aggregate statistics",
-    "audit:read": "read and verify the audit chain",
-    "events:read": "read the change feed",
-    "webhooks:manage": "manage webhook subscriptions",
-    "admin": "register agencies and their API clients",
+A :class:`Scope` is a ``StrEnum``, so it is its own string on the wire (``"pii:read"``) and in
+tokens, and a typo in the code is an ``AttributeError`` instead of a scope nobody holds.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    returnees_write = "returnees:write"
+    returnees_read = "returnees:read"
+    pii_read = "pii:read"
+    notices_write = "notices:write"
+    notices_read = "notices:read"
+    notices_ack = "notices:ack"
+    referrals_write = "referrals:write"
+    referrals_read = "referrals:read"
+    referrals_respond = "referrals:respond"
+    stats_read = "stats:read"
+    audit_read = "audit:read"
+    events_read = "events:read"
+    webhooks_manage = "webhooks:manage"
+    admin = "admin"
+
+    @property
+    def description(self) -> str:
+        return DESCRIPTIONS[self]
+
+
+DESCRIPTIONS: dict[Scope, str] = {
+    Scope.returnees_write: "push returnee records (BP3MI)",
+    Scope.returnees_read: "read returnee records in the jurisdiction",
+    Scope.pii_read: "see NIK, passport and phone numbers unmasked",
+    Scope.notices_write: "issue deportation notices",
+    Scope.notices_read: "read deportation notices addressed to the jurisdiction or issued by the agency",
+    Scope.notices_ack: "acknowledge notices and record follow-ups",
+    Scope.referrals_write: "refer cases to other agencies, cancel them",
+    Scope.referrals_read: "read referrals sent or received (all in the jurisdiction for oversight agencies)",
+    Scope.referrals_respond: "receive, accept, reject and work referrals addressed to the agency",
+    Scope.stats_read: "read aggregate statistics",
+    Scope.audit_read: "read and verify the audit chain",
+    Scope.events_read: "read the change feed",
+    Scope.webhooks_manage: "manage webhook subscriptions",
+    Scope.admin: "register agencies and their API clients",
 }

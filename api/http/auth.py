@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import clock, tokens
 from api.core.context import Caller
 from api.core.errors import Forbidden, Unauthorized
-from api.core.scopes import SCOPES as SCOPE_DESCRIPTIONS
+from api.core.scopes import DESCRIPTIONS, Scope
 from api.http.session import SessionDep, request_context, services
 from models import Agency, AgencyKind, ApiClient, RevokedToken
 
@@ -80,20 +80,20 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller:
 # Documents the token flow in the OpenAPI document (the "Authorize" button of /docs, and the
 # scopes each operation needs). It only reads the header; :func:`authenticate` does the checking.
 oauth2_scheme = OAuth2(
-    flows=OAuthFlowsModel(clientCredentials={"tokenUrl": "/oauth/token", "scopes": SCOPE_DESCRIPTIONS}),
+    flows=OAuthFlowsModel(clientCredentials={"tokenUrl": "/oauth/token", "scopes": {str(s): d for s, d in DESCRIPTIONS.items()}}),
     scheme_name="client_credentials",
     auto_error=False,
 )
 
 
-def require_scope(*scopes: str) -> Callable[..., Awaitable[Caller]]:
+def require_scope(*scopes: Scope) -> Callable[..., Awaitable[Caller]]:
     """A dependency yielding the caller, who must hold one of ``scopes`` (else 403); with more
     than one, the route decides what each allows."""
 
     async def dependency(
         request: Request,
         session: SessionDep,
-        _header: str | None = Security(oauth2_scheme, scopes=list(scopes)),  # a default: the scopes are local
+        _header: str | None = Security(oauth2_scheme, scopes=[str(s) for s in scopes]),  # a default: the scopes are local
     ) -> Caller:
         caller = await authenticate(request, session)
         held = [s for s in scopes if caller.has(s)]
@@ -105,18 +105,16 @@ def require_scope(*scopes: str) -> Callable[..., Awaitable[Caller]]:
     return dependency
 
 
-SCOPES = tuple(SCOPE_DESCRIPTIONS)
-
-Admin = Annotated[Caller, Depends(require_scope("admin"))]
-AuditRead = Annotated[Caller, Depends(require_scope("audit:read"))]
-ReturneesWrite = Annotated[Caller, Depends(require_scope("returnees:write"))]
-ReturneesRead = Annotated[Caller, Depends(require_scope("returnees:read"))]
-NoticesWrite = Annotated[Caller, Depends(require_scope("notices:write"))]
-NoticesRead = Annotated[Caller, Depends(require_scope("notices:read"))]
-NoticesAck = Annotated[Caller, Depends(require_scope("notices:ack"))]
-ReferralsWrite = Annotated[Caller, Depends(require_scope("referrals:write"))]
-ReferralsRead = Annotated[Caller, Depends(require_scope("referrals:read"))]
-ReferralsAct = Annotated[Caller, Depends(require_scope("referrals:respond", "referrals:write"))]
-StatsRead = Annotated[Caller, Depends(require_scope("stats:read"))]
-EventsRead = Annotated[Caller, Depends(require_scope("events:read"))]
-WebhooksManage = Annotated[Caller, Depends(require_scope("webhooks:manage"))]
+Admin = Annotated[Caller, Depends(require_scope(Scope.admin))]
+AuditRead = Annotated[Caller, Depends(require_scope(Scope.audit_read))]
+ReturneesWrite = Annotated[Caller, Depends(require_scope(Scope.returnees_write))]
+ReturneesRead = Annotated[Caller, Depends(require_scope(Scope.returnees_read))]
+NoticesWrite = Annotated[Caller, Depends(require_scope(Scope.notices_write))]
+NoticesRead = Annotated[Caller, Depends(require_scope(Scope.notices_read))]
+NoticesAck = Annotated[Caller, Depends(require_scope(Scope.notices_ack))]
+ReferralsWrite = Annotated[Caller, Depends(require_scope(Scope.referrals_write))]
+ReferralsRead = Annotated[Caller, Depends(require_scope(Scope.referrals_read))]
+ReferralsAct = Annotated[Caller, Depends(require_scope(Scope.referrals_respond, Scope.referrals_write))]
+StatsRead = Annotated[Caller, Depends(require_scope(Scope.stats_read))]
+EventsRead = Annotated[Caller, Depends(require_scope(Scope.events_read))]
+WebhooksManage = Annotated[Caller, Depends(require_scope(Scope.webhooks_manage))]

@@ -1,0 +1,120 @@
+"""The layers of AGENTS.md, checked: a walk over every module's imports (top-level and inside
+functions alike).
+
+- ``api/core`` (the kernel) imports ``models`` and libraries, never FastAPI, Starlette, the
+  HTTP layer, a resource package or the composition (``api.app``, ``api.cli``).
+- ``api.http`` (request plumbing) is imported only by routes, by ``api/http`` itself and by
+  the composition (``api/app.py``, ``api/main.py``, ``api/cli``).
+- ``models`` imports nothing of ``api``.
+
+Each rule is also run against a deliberately broken tree, so a checker that stopped seeing
+imports would fail here rather than pass silently.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ("fastapi", "starlette")
+COMPOSITION = ("api.app", "api.main", "api.cli")
+
+
+def imports(root: Path, path: Path) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` for every import in ``path``, relative imports resolved."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    parts = parts[:-1]  # the package the module is in (for __init__.py, the package itself)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = parts[: len(parts) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            yield node.lineno, module
+            for alias in node.names:  # ``from api import http`` imports api.http
+                yield node.lineno, f"{module}.{alias.name}"
+
+
+def module_name(root: Path, path: Path) -> str:
+    return ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+
+
+def is_under(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def resource_packages(root: Path) -> list[str]:
+    return sorted(
+        f"api.{p.name}" for p in (root / "api").iterdir()
+        if p.is_dir() and (p / "__init__.py").exists() and p.name not in ("core", "http", "cli")
+    )
+
+
+def violations(root: Path) -> list[str]:
+    """One line per import statement and rule it breaks."""
+    found: dict[tuple[str, int, str], str] = {}
+    resources = resource_packages(root)
+    for path in sorted(root.glob("api/**/*.py")) + sorted(root.glob("models/**/*.py")):
+        me, rel = module_name(root, path), str(path.relative_to(root))
+        for line, mod in imports(root, path):
+            rules = []
+            if is_under(me, "api.core") and is_under(mod, *WEB, "api.http", *resources, *COMPOSITION):
+                rules.append("the kernel imports only models and libraries")
+            if is_under(me, "models") and is_under(mod, "api"):
+                rules.append("models import nothing of api")
+            if is_under(mod, "api.http") and not (is_under(me, "api.http", *COMPOSITION) or me.endswith(".routes")):
+                rules.append("only routes and the composition use the HTTP layer")
+            for rule in rules:
+                found.setdefault((rel, line, rule), f"{rel}:{line} imports {mod}: {rule}")
+    return list(found.values())
+
+
+def test_the_tree_keeps_its_layers() -> None:
+    assert violations(ROOT) == []
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name in ("api/__init__.py", "api/core/__init__.py", "api/http/__init__.py",
+                 "api/returnees/__init__.py", "models/__init__.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "rule"),
+    [
+        ("api/core/unit.py", "from fastapi import Request\n", "kernel"),
+        ("api/core/unit.py", "def f():\n    import starlette.requests\n", "kernel"),
+        ("api/core/audit.py", "from api.core.errors import Problem\nfrom api.returnees.service import x\n", "kernel"),
+        ("api/core/audit.py", "from ..returnees import service\n", "kernel"),
+        ("api/core/audit.py", "from api.cli import main\n", "kernel"),
+        ("models/x.py", "from api.core import clock\n", "models"),
+        ("api/returnees/service.py", "from api.http.auth import Caller\n", "HTTP layer"),
+        ("api/returnees/service.py", "from api import http\n", "HTTP layer"),
+    ],
+)
+def test_a_deliberate_violation_is_caught(tmp_path: Path, name: str, text: str, rule: str) -> None:
+    found = violations(_tree(tmp_path, {name: text}))
+    assert found and all(rule in f for f in found), found
+
+
+def test_routes_and_composition_may_use_the_http_layer(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "api/returnees/routes.py": "from api.http import auth\n",
+        "api/app.py": "from api.http.problems import install\n",
+        "api/cli/__init__.py": "from api.http import logs\n",
+        "api/http/auth.py": "from api.http.session import SessionDep\nfrom fastapi import Depends\n",
+    })
+    assert violations(root) == []
