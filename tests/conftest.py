@@ -36,6 +36,7 @@ from api.core.unit import operator_unit  # noqa: E402
 from api.core.migrate import upgrade  # noqa: E402
 from api.core.settings import Settings  # noqa: E402
 from models import AgencyKind  # noqa: E402
+from tests.reply_shapes import CheckReplies  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("SINERGI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SINERGI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")
@@ -142,9 +143,13 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    """The app over ASGI; every successful JSON reply is checked against its route's declared
+    model (tests/reply_shapes.py), so a reply that drifts from the OpenAPI document fails."""
+    checked = CheckReplies(app)
+    transport = httpx.ASGITransport(app=checked, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+    assert not checked.mismatches, checked.mismatches
 
 
 @pytest.fixture
