@@ -1,7 +1,8 @@
 """Strong ETags and ``If-Match`` for resources that change.
 
 A resource's ETag is its version number, quoted. A state change needs ``If-Match`` with the
-current ETag: ``428`` without it, ``412`` when it is stale. The update itself must also be
+current ETag: ``428`` without it (or with ``*``, which would match any version), ``412`` when
+it is stale. The update itself must also be
 conditional on the version (see :func:`bump`), so that of two simultaneous changes exactly one
 wins even when both passed the ``If-Match`` check.
 """
@@ -25,7 +26,9 @@ def check_if_match(if_match: str | None, version: int) -> None:
         raise PreconditionRequired("Send If-Match with the resource's current ETag")
     tags = [t.strip() for t in if_match.split(",")]
     if "*" in tags:
-        return
+        # "*" matches any version (RFC 9110 13.1.1), so it would let a change through that was
+        # decided on a version the caller never read: a state change needs the ETag itself.
+        raise PreconditionRequired("If-Match: * is not accepted here; send the ETag of the version you read")
     if etag(version) not in tags:
         raise PreconditionFailed(
             "The resource has changed since you read it; read it again and retry",
