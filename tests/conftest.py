@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-os.environ.setdefault("SINERGI_MODE", "test")
+os.environ.setdefault("SINERGI_MODE", "development")  # the suite runs on the development keys
 os.environ.setdefault("SINERGI_LOG_JSON", "false")
 os.environ.setdefault("SINERGI_LOG_LEVEL", "WARNING")
 
@@ -97,7 +97,7 @@ def _make_signing_key(url: str) -> None:
     from api.core.keys import ensure_active_key
 
     async def go() -> None:
-        db = Database(Settings(database_url=url))
+        db = Database(Settings(database_url=url, mode="development"))
         await ensure_active_key(db)
         await db.dispose()
 
@@ -130,7 +130,7 @@ def database_url(backend: Backend, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, mode="test", db_pool_size=10)
+    return Settings(database_url=database_url, mode="development", db_pool_size=10)
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
 
-from api.core.settings import get_settings
+from api.core.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -20,7 +20,7 @@ def _run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     from api.core.db import Database
 
     async def main() -> T:
-        db = Database(get_settings())
+        db = Database(_settings())
         try:
             return await fn(db, *args)
         finally:
@@ -29,9 +29,18 @@ def _run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     return asyncio.run(main())
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _settings() -> Settings:
+    """The settings, or exit naming what is wrong (no traceback): outside development mode the
+    service refuses to run without real keys."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
 
 
 @click.group()
@@ -47,7 +56,14 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the API (uvicorn)."""
     import uvicorn
 
-    settings = get_settings()
+    settings = _settings()
+    if settings.development_keys:
+        click.echo(
+            f"WARNING: DEVELOPMENT KEYS IN USE for {', '.join(settings.development_keys)}: they are published "
+            "in the source code, so anyone with a copy of the database can read its personal data and "
+            "sign tokens. Never run like this with real records.",
+            err=True,
+        )
     uvicorn.run(
         "api.main:app",
         host=host,
@@ -71,7 +87,7 @@ def db_upgrade(revision: str) -> None:
     """Apply the migrations (Alembic) to the configured database."""
     from api.core.migrate import upgrade
 
-    upgrade(get_settings().database_url, revision)
+    upgrade(_settings().database_url, revision)
     click.echo(f"database at {revision}")
 
 
@@ -188,7 +204,7 @@ def audit_verify(chain: str | None, checkpoint: str | None) -> None:
     from api.core.errors import Problem
     from api.core.keys import KeyStore
 
-    settings = get_settings()
+    settings = _settings()
     if checkpoint and checkpoint.startswith("@"):
         with open(checkpoint[1:], encoding="utf-8") as fh:
             checkpoint = fh.read().strip()
