@@ -1,16 +1,17 @@
-"""Signing keys survive restarts and rotate with overlap."""
+"""Signing keys survive restarts and rotate with overlap, and every change of them is audited."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from click.testing import CliRunner
+import sqlalchemy as sa
 
 from api.app import create_app
-from api.cli import main as cli
+from api.core.db import sync_url
 from api.core.keys import rotate
 from models import AgencyKind
 from tests import forge
@@ -29,10 +30,6 @@ async def another_instance(settings):
 @pytest.fixture
 def keep_keys(database_url):
     """Put the signing keys back as they were: on PostgreSQL they are kept between tests."""
-    import sqlalchemy as sa
-
-    from api.core.db import sync_url
-
     eng = sa.create_engine(sync_url(database_url))
     with eng.connect() as c:
         rows = [dict(r._mapping) for r in c.execute(sa.text("SELECT * FROM signing_key"))]
@@ -92,28 +89,45 @@ async def test_rotation_keeps_old_tokens_working(keep_keys, client, auditor, set
     assert kids == {old_kid, new_kid}
 
 
-def test_keys_rotate_command(keep_keys, database_url, monkeypatch):
-    from api.core.settings import get_settings
+def test_keys_rotate_command(keep_keys, database_url, sinergi):
+    first = sinergi("keys", "rotate")
+    assert first.exit_code == 0, first.output
+    second = sinergi("keys", "rotate")
+    kid1, kid2 = json.loads(first.output)["kid"], json.loads(second.output)["kid"]
+    assert kid1 != kid2
+    eng = sa.create_engine(sync_url(database_url))
+    with eng.connect() as c:
+        active = c.execute(sa.text("SELECT kid FROM signing_key WHERE retired_at IS NULL")).scalars().all()
+        total = c.execute(sa.text("SELECT count(*) FROM signing_key")).scalar()
+    eng.dispose()
+    assert active == [kid2]
+    assert total == 3
 
-    monkeypatch.setenv("SINERGI_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    try:
-        runner = CliRunner()
-        first = runner.invoke(cli, ["keys", "rotate"])
-        assert first.exit_code == 0, first.output
-        second = runner.invoke(cli, ["keys", "rotate"])
-        kid1, kid2 = json.loads(first.output)["kid"], json.loads(second.output)["kid"]
-        assert kid1 != kid2
-        import sqlalchemy as sa
 
-        from api.core.db import sync_url
+async def test_keys_rotate_leaves_an_audit_entry(keep_keys, client, auditor, sinergi, db):
+    old_kid, _pem = await forge.active_key(db)
+    r = await asyncio.to_thread(sinergi, "keys", "rotate")  # the command runs its own event loop
+    assert r.exit_code == 0, r.output
+    new_kid = json.loads(r.output)["kid"]
+    r = await client.get("/v1/audit", params={"action": "keys.rotate"}, headers=await auditor.headers())
+    assert r.status_code == 200, r.text
+    [entry] = r.json()["items"]
+    assert entry["client_id"] == "cli" and entry["outcome"] == "allowed"
+    assert entry["resource_type"] == "signing_key" and entry["resource_id"] == new_kid
+    assert entry["detail"]["kid"] == new_kid and entry["detail"]["retired"] == [old_kid]
+    r = await client.get("/v1/audit/verify", headers=await auditor.headers())
+    assert r.json()["ok"] is True
 
-        eng = sa.create_engine(sync_url(database_url))
-        with eng.connect() as c:
-            active = c.execute(sa.text("SELECT kid FROM signing_key WHERE retired_at IS NULL")).scalars().all()
-            total = c.execute(sa.text("SELECT count(*) FROM signing_key")).scalar()
-        eng.dispose()
-        assert active == [kid2]
-        assert total == 3
-    finally:
-        get_settings.cache_clear()
+
+async def test_the_first_start_leaves_an_audit_entry(keep_keys, settings, database_url):
+    eng = sa.create_engine(sync_url(database_url))
+    with eng.begin() as c:
+        c.execute(sa.text("DELETE FROM signing_key"))
+    async with another_instance(settings) as (app2, c2):
+        [key] = (await c2.get("/.well-known/jwks.json")).json()["keys"]
+    with eng.connect() as c:
+        rows = c.execute(sa.text("SELECT action, client_id, resource_id, body FROM audit_event")).all()
+    eng.dispose()
+    [(action, actor, kid, body)] = rows
+    assert (action, actor, kid) == ("keys.create", "service", key["kid"])
+    assert json.loads(body)["detail"] == {"kid": key["kid"]}

@@ -7,6 +7,9 @@ a token names a ``kid`` it does not know (another process rotated) and every
 :data:`REFRESH_SECONDS`, so a rotation reaches every process of a cluster.
 
 A retired key stays in the JWKS, and keeps verifying, until every token it signed has expired.
+
+Creating and rotating keys are writes like any other: they go through a unit of work and leave
+``keys.create`` / ``keys.rotate`` on the audit chain.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk
 from jose.backends.base import Key
 from sqlalchemy import text
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock
-from api.core import crypto
+from api.core import clock, crypto
 from api.core.db import Database
+from api.core.unit import operator_unit, unit_of
 from models import SigningKey
 
 REFRESH_SECONDS = 30
@@ -67,26 +70,34 @@ async def _lock_keys(session: AsyncSession) -> None:
     # SQLite: the transaction is BEGIN IMMEDIATE already.
 
 
-async def ensure_active_key(db: Database) -> None:
-    """Create the first signing key if there is none (first start)."""
-    async with db.transaction() as session:
+async def ensure_active_key(db: Database, actor: str = "service") -> None:
+    """Create the first signing key if there is none (first start); audited as ``keys.create``."""
+    async with operator_unit(db, actor) as session:
         await _lock_keys(session)
-        active = (await session.exec(select(SigningKey).where(SigningKey.retired_at.is_(None)))).first()
-        if active is None:
-            session.add(generate_key(db.settings.data_key_bytes))
+        active = (await session.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None)))).first()
+        if active is not None:
+            return
+        new = generate_key(db.settings.data_key_bytes)
+        session.add(new)
+        unit_of(session).audit("keys.create", resource_type="signing_key", resource_id=new.kid, kid=new.kid)
 
 
-async def rotate(db: Database) -> str:
-    """Retire the active key(s) and make a new one; returns the new ``kid``."""
-    async with db.transaction() as session:
+async def rotate(db: Database, actor: str = "cli") -> str:
+    """Retire the active key(s) and make a new one; returns the new ``kid``. Audited as
+    ``keys.rotate``."""
+    async with operator_unit(db, actor) as session:
         await _lock_keys(session)
         now = clock.now()
-        for key in (await session.exec(select(SigningKey).where(SigningKey.retired_at.is_(None)))).all():
+        retired = []
+        for key in (await session.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None)))).all():
             key.retired_at = now
             session.add(key)
+            retired.append(key.kid)
         new = generate_key(db.settings.data_key_bytes)
         new.created_at = now
         session.add(new)
+        unit_of(session).audit("keys.rotate", resource_type="signing_key", resource_id=new.kid, kid=new.kid,
+                               retired=sorted(retired))
         return new.kid
 
 
