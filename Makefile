@@ -26,8 +26,7 @@ migrate: install
 	$(BIN)/sinergi db upgrade
 
 demo: migrate
-	$(BIN)/sinergi demo > demo-credentials.json
-	@echo "demo clients and their secrets: demo-credentials.json"
+	$(BIN)/sinergi demo --output demo-credentials.json
 
 ## Serve on http://$(HOST):$(PORT) with demo data (SQLite file ./sinergi.db).
 run: demo

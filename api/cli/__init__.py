@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -41,6 +43,21 @@ def _settings() -> Settings:
         return get_settings()
     except ValidationError as exc:
         _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600): written to a new file
+    made 0600 from the start in the same folder, then moved over ``path``, so neither an older
+    file readable by others nor a symbolic link at ``path`` ever receives the secrets."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".sinergi-", suffix=".tmp")  # mkstemp: 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 @click.group()
@@ -249,12 +266,18 @@ def purge() -> None:
 
 
 @main.command()
-def demo() -> None:
-    """Load the demo agencies and records; print their client credentials."""
+@click.option("--output", "-o", default=None, metavar="FILE",
+              help="write the credentials to FILE, readable by its owner only (0600), instead of printing them")
+def demo(output: str | None) -> None:
+    """Load the demo agencies and records; print (or write) their client credentials."""
     from api.cli.demo_data import load
 
-    creds = _run(load)
-    click.echo(json.dumps(creds, indent=2))
+    text = json.dumps(_run(load), indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    _write_private(output, text)
+    click.echo(f"demo clients and their secrets: {output} (readable by you only)", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
