@@ -6,6 +6,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # The embedded default: a SQLite file in this folder.
 export SINERGI_DATABASE_URL ?= sqlite+aiosqlite:///./sinergi.db
+# On a workstation, the published development keys (the service says so at start-up). Without
+# SINERGI_MODE the service runs in production mode and refuses to start without real keys.
+export SINERGI_MODE ?= development
 
 .PHONY: run test install migrate demo bench clean
 
@@ -23,8 +26,7 @@ migrate: install
 	$(BIN)/sinergi db upgrade
 
 demo: migrate
-	$(BIN)/sinergi demo > demo-credentials.json
-	@echo "demo clients and their secrets: demo-credentials.json"
+	$(BIN)/sinergi demo --output demo-credentials.json
 
 ## Serve on http://$(HOST):$(PORT) with demo data (SQLite file ./sinergi.db).
 run: demo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,8 @@ from api.core.keys import KeyStore, ensure_active_key
 from api.stats.routes import router as stats_router
 from api.core.settings import Settings, get_settings
 
+log = logging.getLogger("sinergi.app")
+
 
 def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> FastAPI:
     settings = settings or get_settings()
@@ -32,6 +35,11 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.development_keys:
+            # Only development mode gets here (any other refuses to start without real keys).
+            log.warning("DEVELOPMENT KEYS IN USE for %s: personal data and tokens are protected by keys "
+                        "published in the source code; never run like this with real records",
+                        ", ".join(settings.development_keys))
         db = Database(settings)
         keys = KeyStore(db, settings.access_token_ttl)
         await ensure_active_key(db)  # first start: make and persist the signing key

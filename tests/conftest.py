@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-os.environ.setdefault("SINERGI_MODE", "test")
+os.environ.setdefault("SINERGI_MODE", "development")  # the suite runs on the development keys
 os.environ.setdefault("SINERGI_LOG_JSON", "false")
 os.environ.setdefault("SINERGI_LOG_LEVEL", "WARNING")
 
@@ -93,16 +93,17 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def _make_signing_key(url: str) -> None:
-    import asyncio
+    """The signing key the service would make on its first start, stored directly: its
+    ``keys.create`` audit entry is not part of the database a test starts from (on PostgreSQL
+    the audit tables are emptied between tests, on SQLite they cannot be)."""
+    from api.core.keys import generate_key
 
-    from api.core.keys import ensure_active_key
-
-    async def go() -> None:
-        db = Database(Settings(database_url=url))
-        await ensure_active_key(db)
-        await db.dispose()
-
-    asyncio.run(go())
+    key = generate_key(Settings(database_url=url, mode="development").data_key_bytes)
+    eng = sa.create_engine(sync_url(url))
+    with eng.begin() as c:
+        c.execute(sa.insert(type(key).__table__).values(kid=key.kid, private_key_enc=key.private_key_enc,
+                                                         public_jwk=key.public_jwk, created_at=key.created_at))
+    eng.dispose()
 
 
 def _empty_pg(url: str) -> None:
@@ -131,7 +132,7 @@ def database_url(backend: Backend, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, mode="test", db_pool_size=10)
+    return Settings(database_url=database_url, mode="development", db_pool_size=10)
 
 
 @pytest.fixture

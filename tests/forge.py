@@ -14,9 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from jose import jwt
 
-from api.core import crypto
+from api.core import keys
 from api.core.db import Database
-from api.core.settings import Settings
 from models import SigningKey
 
 
@@ -33,10 +32,11 @@ async def active_key(db: Database) -> tuple[str, str]:
     async with db.read() as conn:
         row = (
             await conn.execute(
-                sa.select(SigningKey.kid, SigningKey.private_key_enc).where(SigningKey.retired_at.is_(None))
+                sa.select(SigningKey.kid, SigningKey.private_key_enc, SigningKey.public_jwk)
+                .where(SigningKey.retired_at.is_(None))
             )
         ).one()
-    return row[0], crypto.decrypt(row[1], context="signing_key.private", key=Settings().data_key_bytes)
+    return row[0], keys.open_key(row[0], row[1], row[2], db.settings.data_key_bytes)[0]
 
 
 def claims_for(party: Any, settings: Any, **changes: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def _free_port() -> int:
 def servers(backend, database_url) -> Iterator[list[str]]:
     if backend.name != "postgresql":
         pytest.skip("two server processes share one PostgreSQL")
-    env = {**os.environ, "SINERGI_DATABASE_URL": database_url, "SINERGI_MODE": "test",
+    env = {**os.environ, "SINERGI_DATABASE_URL": database_url, "SINERGI_MODE": "development",
            "SINERGI_LOG_LEVEL": "WARNING", "SINERGI_LOG_JSON": "false", "SINERGI_DB_POOL_SIZE": "8"}
     procs, urls = [], []
     try:

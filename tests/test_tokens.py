@@ -90,6 +90,33 @@ async def test_a_token_wrong_in_one_claim_is_refused(client, auditor, db, settin
     assert_invalid_token(await client.get(VERIFY, headers=bearer(token)))
 
 
+async def test_a_token_issued_in_the_future_is_refused(client, auditor, db, settings):
+    """Signed with the service's own key, valid (``nbf``) now, expiring in ten minutes, but
+    claiming to be issued in five: no clock of this service issued it."""
+    kid, pem = await forge.active_key(db)
+    now = int(time.time())
+    token = forge.sign_rs256(forge.claims_for(auditor, settings, iat=now + 300, nbf=now, exp=now + 600), pem, kid)
+    body = assert_invalid_token(await client.get(VERIFY, headers=bearer(token)))
+    assert "future" in body["detail"]
+    # within the leeway for clock skew it is accepted
+    token = forge.sign_rs256(forge.claims_for(auditor, settings, iat=now + 5, nbf=now, exp=now + 600), pem, kid)
+    assert (await client.get(VERIFY, headers=bearer(token))).status_code == 200
+
+
+async def test_a_token_living_longer_than_the_service_issues_is_refused(client, auditor, db, settings):
+    """A token for a day (or a year) from a key that leaked: not one this service issues, whose
+    tokens live ``access_token_ttl`` seconds."""
+    kid, pem = await forge.active_key(db)
+    now = int(time.time())
+    ttl = settings.access_token_ttl
+    for lifetime in (ttl + 1, 86_400, 365 * 86_400):
+        token = forge.sign_rs256(forge.claims_for(auditor, settings, iat=now, nbf=now, exp=now + lifetime), pem, kid)
+        body = assert_invalid_token(await client.get(VERIFY, headers=bearer(token)))
+        assert "longer" in body["detail"]
+    token = forge.sign_rs256(forge.claims_for(auditor, settings, iat=now, nbf=now, exp=now + ttl), pem, kid)
+    assert (await client.get(VERIFY, headers=bearer(token))).status_code == 200
+
+
 @pytest.mark.parametrize("typ", ["JWT", "jwt", "id_token", None])
 async def test_a_token_of_the_wrong_type_is_refused(client, auditor, db, settings, typ):
     kid, pem = await forge.active_key(db)
@@ -208,6 +235,28 @@ async def test_wrong_credentials_are_invalid_client(client, auditor, how):
     assert r.headers["content-type"].startswith("application/json")
     assert r.json()["error"] == "invalid_client"
     assert "access_token" not in r.text
+
+
+@pytest.mark.parametrize("form", [
+    pytest.param({"client_id": "same", "client_secret": "same"}, id="same-credentials-twice"),
+    pytest.param({"client_id": "other", "client_secret": "other"}, id="other-credentials"),
+    pytest.param({"client_secret": "same"}, id="secret-in-the-body"),
+    pytest.param({"client_id": "same"}, id="id-in-the-body"),
+])
+async def test_basic_and_body_credentials_together_are_invalid_request(client, auditor, make_party, form):
+    """RFC 6749 §2.3: a client uses one authentication method per request; with two, which
+    identity to believe would be a guess."""
+    other = await make_party("DP3A-KALBAR", "61", ["stats:read"])
+    values = {"same": (auditor.client_id, auditor.client_secret), "other": (other.client_id, other.client_secret)}
+    body = {k: values[v][0 if k == "client_id" else 1] for k, v in form.items()}
+    r = await client.post("/oauth/token", data={"grant_type": "client_credentials", **body}, headers=auditor.basic())
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": "invalid_request", "error_description": r.json()["error_description"]}
+    assert r.headers["content-type"].startswith("application/json") and r.headers["cache-control"] == "no-store"
+    token = await auditor.token()
+    r = await client.post("/oauth/revoke", data={"token": token, **body}, headers=auditor.basic())
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+    assert (await client.get(VERIFY, headers=bearer(token))).status_code == 200  # not revoked
 
 
 async def test_other_grant_types_are_unsupported(client, auditor):

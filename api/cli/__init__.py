@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
 
-from api.core.settings import get_settings
+from api.core.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -20,7 +22,7 @@ def _run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     from api.core.db import Database
 
     async def main() -> T:
-        db = Database(get_settings())
+        db = Database(_settings())
         try:
             return await fn(db, *args)
         finally:
@@ -29,9 +31,33 @@ def _run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     return asyncio.run(main())
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def _settings() -> Settings:
+    """The settings, or exit naming what is wrong (no traceback): outside development mode the
+    service refuses to run without real keys."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600): written to a new file
+    made 0600 from the start in the same folder, then moved over ``path``, so neither an older
+    file readable by others nor a symbolic link at ``path`` ever receives the secrets."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".sinergi-", suffix=".tmp")  # mkstemp: 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 @click.group()
@@ -47,7 +73,14 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the API (uvicorn)."""
     import uvicorn
 
-    settings = get_settings()
+    settings = _settings()
+    if settings.development_keys:
+        click.echo(
+            f"WARNING: DEVELOPMENT KEYS IN USE for {', '.join(settings.development_keys)}: they are published "
+            "in the source code, so anyone with a copy of the database can read its personal data and "
+            "sign tokens. Never run like this with real records.",
+            err=True,
+        )
     uvicorn.run(
         "api.main:app",
         host=host,
@@ -71,7 +104,7 @@ def db_upgrade(revision: str) -> None:
     """Apply the migrations (Alembic) to the configured database."""
     from api.core.migrate import upgrade
 
-    upgrade(get_settings().database_url, revision)
+    upgrade(_settings().database_url, revision)
     click.echo(f"database at {revision}")
 
 
@@ -188,7 +221,7 @@ def audit_verify(chain: str | None, checkpoint: str | None) -> None:
     from api.core.errors import Problem
     from api.core.keys import KeyStore
 
-    settings = get_settings()
+    settings = _settings()
     if checkpoint and checkpoint.startswith("@"):
         with open(checkpoint[1:], encoding="utf-8") as fh:
             checkpoint = fh.read().strip()
@@ -233,12 +266,18 @@ def purge() -> None:
 
 
 @main.command()
-def demo() -> None:
-    """Load the demo agencies and records; print their client credentials."""
+@click.option("--output", "-o", default=None, metavar="FILE",
+              help="write the credentials to FILE, readable by its owner only (0600), instead of printing them")
+def demo(output: str | None) -> None:
+    """Load the demo agencies and records; print (or write) their client credentials."""
     from api.cli.demo_data import load
 
-    creds = _run(load)
-    click.echo(json.dumps(creds, indent=2))
+    text = json.dumps(_run(load), indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    _write_private(output, text)
+    click.echo(f"demo clients and their secrets: {output} (readable by you only)", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

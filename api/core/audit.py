@@ -254,7 +254,10 @@ async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, 
         rec.resource_type = rec.resource_type or earlier.resource_type
         rec.resource_id = rec.resource_id or earlier.resource_id
         rec.subjects.extend(s for s in earlier.subjects if s not in rec.subjects)
-    async with db.transaction() as session:
+    # Not a unit: what the failed request had queued (its entries, its events) must not be
+    # written, only this one entry, appended explicitly. The only session of the service opened
+    # outside api.core.unit and api.http.session (tests/test_units.py checks it).
+    async with db.sessionmaker() as session, session.begin():
         await append(session, ctx, [rec], db.settings.audit_chain)
 
 

@@ -76,7 +76,12 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
 
 
 class Database:
-    """The engine and session factory of one process."""
+    """The engine and session factory of one process.
+
+    It deliberately offers no "session in a transaction" of its own: every write goes through
+    a unit of work (:mod:`api.core.unit`), which writes its audit entries and events with it.
+    A bare transaction would be a way to write that leaves no audit entry and raises nothing.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -88,13 +93,6 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on error."""
-        async with self.sessionmaker() as session:
-            async with session.begin():
-                yield session
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

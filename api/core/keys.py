@@ -7,6 +7,21 @@ a token names a ``kid`` it does not know (another process rotated) and every
 :data:`REFRESH_SECONDS`, so a rotation reaches every process of a cluster.
 
 A retired key stays in the JWKS, and keeps verifying, until every token it signed has expired.
+
+**Every stored key is authenticated by the data key.** The database is not trusted to say which
+public keys are the service's: someone who can write to it but does not hold the data key could
+otherwise insert a public key of their own and sign tokens (reading every NIK) or audit
+checkpoints with it. So a key is used only through its private half, which is AES-GCM
+encrypted with the data key and its ``kid`` as associated data: the verifying public key is
+derived from the decrypted private key, and the stored ``public_jwk`` must be exactly that key.
+A row that does not decrypt under the data key, or whose public half differs, is refused for
+tokens, the JWKS and checkpoints alike, and a warning names its ``kid``. Rows sealed before the
+``kid`` was bound (associated data ``signing_key.private`` alone) are still read: their key is
+authenticated all the same, only their name is not, and renaming one of the service's own keys
+gives nobody a key they did not have.
+
+Creating and rotating keys are writes like any other: they go through a unit of work and leave
+``keys.create`` / ``keys.rotate`` on the audit chain.
 """
 
 from __future__ import annotations
@@ -14,27 +29,36 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk
 from jose.backends.base import Key
 from sqlalchemy import text
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock
-from api.core import crypto
+from api.core import clock, crypto
 from api.core.db import Database
+from api.core.unit import operator_unit, unit_of
 from models import SigningKey
 
+log = logging.getLogger("sinergi.keys")
+
 REFRESH_SECONDS = 30
-_CONTEXT = "signing_key.private"
+_LEGACY_CONTEXT = "signing_key.private"  # rows sealed before the kid was bound
+
+
+def _context(kid: str) -> str:
+    """The associated data of a private key: its ``kid`` is bound to it."""
+    return f"signing_key.private:{kid}"
 
 
 @dataclass(frozen=True)
@@ -45,8 +69,18 @@ class LoadedKey:
     retired_at: datetime | None
 
 
+class RefusedKey(Exception):
+    """A stored key that is not the service's: its private half does not decrypt under the
+    data key, or its public half is not the one of that private key."""
+
+
 def _b64u_uint(n: int) -> str:
     return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+
+
+def _public_jwk(kid: str, private: rsa.RSAPrivateKey) -> dict[str, Any]:
+    numbers = private.public_key().public_numbers()
+    return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": _b64u_uint(numbers.n), "e": _b64u_uint(numbers.e)}
 
 
 def generate_key(data_key: bytes) -> SigningKey:
@@ -54,10 +88,34 @@ def generate_key(data_key: bytes) -> SigningKey:
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    numbers = private.public_key().public_numbers()
     kid = uuid.uuid4().hex[:16]
-    public = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": _b64u_uint(numbers.n), "e": _b64u_uint(numbers.e)}
-    return SigningKey(kid=kid, private_key_enc=crypto.encrypt(pem, context=_CONTEXT, key=data_key), public_jwk=json.dumps(public))
+    return SigningKey(kid=kid, private_key_enc=crypto.encrypt(pem, context=_context(kid), key=data_key),
+                      public_jwk=json.dumps(_public_jwk(kid, private)))
+
+
+def open_key(kid: str, private_key_enc: str, public_jwk: str, data_key: bytes) -> tuple[str, dict[str, Any]]:
+    """The private PEM and the public JWK of a stored key, both authenticated by the data key;
+    :class:`RefusedKey` when the row is not one the service made (see the module's docstring)."""
+    try:
+        try:
+            pem = crypto.decrypt(private_key_enc, context=_context(kid), key=data_key)
+        except InvalidTag:
+            pem = crypto.decrypt(private_key_enc, context=_LEGACY_CONTEXT, key=data_key)
+        # The bytes are authenticated by AES-GCM: they are the key this service generated, so
+        # the RSA consistency checks (~30 ms a key) would prove nothing more.
+        private = serialization.load_pem_private_key(pem.encode(), password=None, unsafe_skip_rsa_key_validation=True)
+    except (InvalidTag, ValueError, TypeError):
+        raise RefusedKey("its private key does not decrypt under the data key") from None
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise RefusedKey("it is not an RSA key")
+    public = _public_jwk(kid, private)
+    try:
+        stored = json.loads(public_jwk)
+    except ValueError:
+        stored = None
+    if stored != public:
+        raise RefusedKey("its public key is not the one of its private key")
+    return pem, public
 
 
 async def _lock_keys(session: AsyncSession) -> None:
@@ -67,27 +125,54 @@ async def _lock_keys(session: AsyncSession) -> None:
     # SQLite: the transaction is BEGIN IMMEDIATE already.
 
 
-async def ensure_active_key(db: Database) -> None:
-    """Create the first signing key if there is none (first start)."""
-    async with db.transaction() as session:
+def _usable(key: SigningKey, data_key: bytes) -> bool:
+    try:
+        open_key(key.kid, key.private_key_enc, key.public_jwk, data_key)
+    except RefusedKey as exc:
+        log.warning("signing key %r refused: %s", key.kid, exc)
+        return False
+    return True
+
+
+async def ensure_active_key(db: Database, actor: str = "service") -> None:
+    """Create the first signing key if there is none the service can use (first start, or
+    only keys that are not sealed with this data key); audited as ``keys.create``."""
+    data_key = db.settings.data_key_bytes
+    async with operator_unit(db, actor) as session:
         await _lock_keys(session)
-        active = (await session.exec(select(SigningKey).where(SigningKey.retired_at.is_(None)))).first()
-        if active is None:
-            session.add(generate_key(db.settings.data_key_bytes))
+        active = (await session.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None)))).all()
+        if any(_usable(key, data_key) for key in active):
+            return
+        new = generate_key(data_key)
+        session.add(new)
+        unit_of(session).audit("keys.create", resource_type="signing_key", resource_id=new.kid, kid=new.kid,
+                               refused=sorted(k.kid for k in active) or None)
 
 
-async def rotate(db: Database) -> str:
-    """Retire the active key(s) and make a new one; returns the new ``kid``."""
-    async with db.transaction() as session:
+async def rotate(db: Database, actor: str = "cli") -> str:
+    """Retire the active key(s) and make a new one; returns the new ``kid``. Audited as
+    ``keys.rotate``."""
+    async with operator_unit(db, actor) as session:
         await _lock_keys(session)
         now = clock.now()
-        for key in (await session.exec(select(SigningKey).where(SigningKey.retired_at.is_(None)))).all():
+        retired = []
+        for key in (await session.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None)))).all():
             key.retired_at = now
             session.add(key)
+            retired.append(key.kid)
         new = generate_key(db.settings.data_key_bytes)
         new.created_at = now
         session.add(new)
+        unit_of(session).audit("keys.rotate", resource_type="signing_key", resource_id=new.kid, kid=new.kid,
+                               retired=sorted(retired))
         return new.kid
+
+
+@dataclass(frozen=True)
+class _Opened:
+    pem: str
+    public_jwk: dict[str, Any]
+    verifier: Key
 
 
 class KeyStore:
@@ -96,6 +181,10 @@ class KeyStore:
         self.token_ttl = token_ttl
         self._keys: dict[str, LoadedKey] = {}
         self._signing: tuple[str, str] | None = None  # kid, private PEM
+        self._refused: frozenset[str] = frozenset()  # kids of stored rows that are not the service's
+        # Each stored row is decrypted and checked once per process: (kid, ciphertext, public JWK)
+        # -> the opened key, or None for a refused row (warned about once).
+        self._opened: dict[tuple[str, str, str], _Opened | None] = {}
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -104,27 +193,46 @@ class KeyStore:
         # token_ttl past the refresh window.
         return retired_at + timedelta(seconds=self.token_ttl + REFRESH_SECONDS + 60)
 
+    def _open(self, kid: str, private_key_enc: str, public_jwk: str) -> _Opened | None:
+        """A stored row as a usable key, or None when it is refused (see :func:`open_key`)."""
+        row = (kid, private_key_enc, public_jwk)
+        if row in self._opened:
+            return self._opened[row]
+        opened: _Opened | None
+        try:
+            pem, public = open_key(kid, private_key_enc, public_jwk, self.db.settings.data_key_bytes)
+            opened = _Opened(pem, public, jwk.construct(public, "RS256"))
+        except RefusedKey as exc:
+            log.warning("signing key %r refused: %s; it verifies nothing", kid, exc)
+            opened = None
+        if len(self._opened) >= 256:  # rows replaced over a long life; a handful are live
+            self._opened.clear()
+        self._opened[row] = opened
+        return opened
+
     async def load(self) -> None:
         async with self._lock:
             async with self.db.read() as conn:
                 result = await conn.execute(
                     select(SigningKey.kid, SigningKey.public_jwk, SigningKey.private_key_enc, SigningKey.retired_at)
-                    .order_by(SigningKey.created_at)
+                    .order_by(col(SigningKey.created_at))
                 )
                 rows = result.all()
             now = clock.now()
             keys: dict[str, LoadedKey] = {}
+            refused: set[str] = set()
             signing = None
             for row in rows:
                 if row.retired_at is not None and self._keep_until(row.retired_at) < now:
                     continue
-                public = json.loads(row.public_jwk)
-                keys[row.kid] = LoadedKey(row.kid, public, jwk.construct(public, "RS256"), row.retired_at)
+                opened = self._open(row.kid, row.private_key_enc, row.public_jwk)
+                if opened is None:
+                    refused.add(row.kid)
+                    continue
+                keys[row.kid] = LoadedKey(row.kid, opened.public_jwk, opened.verifier, row.retired_at)
                 if row.retired_at is None:
-                    signing = (row.kid, row.private_key_enc)
-            self._keys = keys
-            if signing is not None and (self._signing is None or self._signing[0] != signing[0]):
-                self._signing = (signing[0], crypto.decrypt(signing[1], context=_CONTEXT, key=self.db.settings.data_key_bytes))
+                    signing = (row.kid, opened.pem)
+            self._keys, self._signing, self._refused = keys, signing, frozenset(refused)
             self._loaded_at = time.monotonic()
 
     async def _fresh(self) -> None:
@@ -142,7 +250,7 @@ class KeyStore:
     async def verifier(self, kid: str) -> Key | None:
         await self._fresh()
         key = self._keys.get(kid)
-        if key is None and await self._stored(kid):
+        if key is None and kid not in self._refused and await self._stored(kid):
             await self.load()  # made by a rotation in another process
             key = self._keys.get(kid)
         if key is None:
@@ -153,10 +261,16 @@ class KeyStore:
 
     async def archived_verifier(self, kid: str) -> Key | None:
         """The public key ``kid`` even long after it was retired (audit checkpoints outlive
-        the tokens of their key)."""
+        the tokens of their key); None for a key the service never had or a refused row."""
         async with self.db.read() as conn:
-            row = (await conn.execute(select(SigningKey.public_jwk).where(SigningKey.kid == kid[:64]))).first()
-        return None if row is None else jwk.construct(json.loads(row[0]), "RS256")
+            row = (await conn.execute(
+                select(SigningKey.kid, SigningKey.private_key_enc, SigningKey.public_jwk)
+                .where(SigningKey.kid == kid[:64])
+            )).first()
+        if row is None:
+            return None
+        opened = self._open(row.kid, row.private_key_enc, row.public_jwk)
+        return None if opened is None else opened.verifier
 
     async def _stored(self, kid: str) -> bool:
         """One primary-key lookup: an unknown ``kid`` costs no more than a normal call's
@@ -166,5 +280,6 @@ class KeyStore:
             return found.first() is not None
 
     async def jwks(self) -> dict[str, Any]:
+        """The keys that verify tokens now: only those authenticated by the data key."""
         await self._fresh()
         return {"keys": [k.public_jwk for k in self._keys.values()]}

@@ -1,8 +1,12 @@
 """Service settings: environment variables with the ``SINERGI_`` prefix, or a ``.env`` file.
 
-In ``development`` mode (the default, for ``make run`` and the tests) the service may fall back
-to well-known development keys. Any other mode refuses to start without real ones, so a
-production deployment can never run on a key that is printed in this repository.
+The default mode is ``production``, and it fails closed: without real keys
+(``SINERGI_DATA_KEY``, ``SINERGI_INDEX_KEY``) the settings do not validate, so the service
+refuses to start. Only ``SINERGI_MODE=development``, set explicitly (``make run`` and the test
+suite do), may fall back to the well-known development keys, and the service says so loudly at
+start-up. A deployment that forgets the mode therefore never runs on a key that is printed in
+this repository (with it, anyone holding a copy of the database would read every NIK and sign
+tokens of their own).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Development-only keys. They are public by being here; production mode rejects them.
+# Development-only keys. They are public by being here; only development mode accepts them.
 DEV_DATA_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"sinergi development data key").digest()).decode()
 DEV_INDEX_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"sinergi development index key").digest()).decode()
 
@@ -23,7 +27,7 @@ DEV_INDEX_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"sinergi development in
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SINERGI_", env_file=".env", extra="ignore")
 
-    mode: Literal["development", "test", "production"] = "development"
+    mode: Literal["development", "production"] = "production"
     database_url: str = "sqlite+aiosqlite:///./sinergi.db"
     db_pool_size: int = 20
     issuer: str = "http://127.0.0.1:8000"
@@ -44,18 +48,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_insecure_defaults(self) -> "Settings":
-        if self.mode == "production":
+        if self.mode != "development":
             missing = [n for n in ("data_key", "index_key") if not getattr(self, n)]
             if missing:
                 names = ", ".join(f"SINERGI_{n.upper()}" for n in missing)
-                raise ValueError(f"production mode needs {names}; refusing the development keys")
+                raise ValueError(f"{self.mode} mode needs {names}; refusing to fall back to the development "
+                                 "keys (set SINERGI_MODE=development to run on them, never in a deployment)")
             if self.data_key == DEV_DATA_KEY or self.index_key == DEV_INDEX_KEY:
-                raise ValueError("production mode refuses the development keys")
+                raise ValueError(f"{self.mode} mode refuses the development keys")
         for name in ("data_key", "index_key"):
             value = getattr(self, name)
             if value is not None and len(_b64(value)) != 32:
                 raise ValueError(f"SINERGI_{name.upper()} must be 32 bytes in urlsafe base64")
         return self
+
+    @property
+    def development_keys(self) -> list[str]:
+        """The settings (``SINERGI_DATA_KEY``, ``SINERGI_INDEX_KEY``) that are the published
+        development keys; only development mode gets past validation with any."""
+        return [f"SINERGI_{name.upper()}" for name, dev in (("data_key", DEV_DATA_KEY), ("index_key", DEV_INDEX_KEY))
+                if getattr(self, name) in (None, dev)]
 
     @property
     def data_key_bytes(self) -> bytes:

@@ -42,6 +42,11 @@ def _client_credentials(request: Request, form: dict[str, Any]) -> tuple[str | N
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic":
+        if "client_id" in form or "client_secret" in form:
+            # RFC 6749 §2.3: a client must not use more than one authentication method in a
+            # request; which of two differing identities to believe is not ours to guess.
+            raise OAuthError("invalid_request", "Authenticate with one method: HTTP Basic or client_id and "
+                             "client_secret in the body, not both")
         try:
             raw = base64.b64decode(value.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):

@@ -42,7 +42,7 @@ def server(database_url: str, *command: str) -> Iterator[str]:
     port = free_port()
     env = os.environ | {
         "SINERGI_DATABASE_URL": database_url,
-        "SINERGI_MODE": "test",
+        "SINERGI_MODE": "development",
         "SINERGI_LOG_JSON": "false",
         "SINERGI_LOG_LEVEL": "WARNING",
         "SINERGI_DB_POOL_SIZE": "10",
