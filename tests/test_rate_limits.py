@@ -291,3 +291,36 @@ async def test_concurrent_verifications_do_not_exhaust_a_small_pool(database_url
         replies = await asyncio.gather(*(c.get("/v1/audit/verify", headers=headers) for _ in range(6)),
                                        *(c.get("/v1/audit/checkpoint", headers=headers) for _ in range(6)))
     assert [r.status_code for r in replies] == [200] * 12
+
+
+@pytest.mark.parametrize(("limit", "before", "now", "offset"), [
+    (3, 0, 4, 0), (3, 0, 4, 59), (5, 4, 3, 0), (5, 8, 3, 17), (10, 12, 1, 10), (10, 8, 7, 30), (1, 1, 1, 0),
+    (1, 0, 2, 59),
+])
+async def test_retry_after_is_the_first_second_that_lets_a_request_through(limit, before, now, offset):
+    """``before`` requests in the previous window, ``now`` in this one, ``offset`` seconds into
+    it (the last one refused): a request ``Retry-After`` seconds later passes, one a second
+    earlier would not."""
+    from api.http.ratelimit import MemoryLimiter
+
+    start = datetime(2026, 12, 1, 9, 10, tzinfo=UTC)
+
+    async def replay() -> tuple[MemoryLimiter, Any]:
+        limiter = MemoryLimiter(60)
+        with clock.frozen(start - timedelta(seconds=30)):
+            for _ in range(before):
+                await limiter.hit("k", limit)
+        with clock.frozen(start + timedelta(seconds=offset)):
+            for _ in range(now):
+                verdict = await limiter.hit("k", limit)
+        return limiter, verdict
+
+    limiter, verdict = await replay()
+    assert not verdict.allowed
+    at = start + timedelta(seconds=offset + verdict.retry_after)
+    with clock.frozen(at):
+        assert (await limiter.hit("k", limit)).allowed
+    if verdict.retry_after > 1:
+        limiter, _ = await replay()
+        with clock.frozen(at - timedelta(seconds=1)):
+            assert not (await limiter.hit("k", limit)).allowed

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     rate_source: int = Field(
         default=600, ge=0, description="refused authentication attempts (no or bad token) per source and window"
     )
-    rate_token: int = Field(default=1200, ge=0, description="requests to /oauth/token and /oauth/revoke per source and window")
+    # A client keeps its token for its lifetime; a failed token request is one audit entry each.
+    rate_token: int = Field(default=300, ge=0, description="requests to /oauth/token and /oauth/revoke per source and window")
     # Denials of unauthenticated callers are audited one entry per (source, minute) plus a summary
     # (api/http/denials.py); past this many (source, client) pairs in one minute the rest share one.
     rate_audit_sources: int = Field(default=1000, ge=1, description="denial tallies per minute")

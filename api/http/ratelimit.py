@@ -95,7 +95,7 @@ class Verdict:
 
 def judge(limit: int, window: int, elapsed: float, current: int, previous: int) -> Verdict:
     """The sliding-window decision for a request already counted in ``current``, ``elapsed``
-    seconds into the current fixed window."""
+    seconds into the current fixed window (``limit`` >= 1)."""
     remaining = window - elapsed
     if current + previous * remaining / window <= limit:
         return Verdict(True)
@@ -104,7 +104,7 @@ def judge(limit: int, window: int, elapsed: float, current: int, previous: int) 
     if nxt <= limit:  # later in this window, once enough of the previous one has slid out
         wait = remaining - window * (limit - nxt) / previous if previous else 0.0
     else:  # in the next window, where this window's count is the previous one
-        wait = remaining + window * (1 - (limit - 1) / current) if limit >= 1 else remaining + window
+        wait = remaining + window * (1 - (limit - 1) / current)
     return Verdict(False, max(1, math.ceil(wait)))
 
 
@@ -127,7 +127,7 @@ class Limiter(Protocol):
 class MemoryLimiter:
     """This process's counters (SQLite): key -> [window_start, current, previous]."""
 
-    MAX_KEYS = 100_000  # beyond this, keys idle for a whole window are forgotten
+    MAX_KEYS = 100_000  # beyond this, keys idle for a whole window are forgotten (then the oldest)
 
     def __init__(self, window: int) -> None:
         self.window = window
@@ -152,8 +152,10 @@ class MemoryLimiter:
 
     def _prune(self, start: int) -> None:
         stale = [k for k, (s, _c, _p) in self._counts.items() if s < start - self.window]
-        for k in stale:
-            del self._counts[k]
+        if len(stale) < self.MAX_KEYS // 10:  # a flood from very many addresses: forget the oldest
+            stale += list(self._counts)[: self.MAX_KEYS // 10]
+        for k in dict.fromkeys(stale):
+            self._counts.pop(k, None)
 
 
 _PG_HIT = sa.text(
