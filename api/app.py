@@ -15,7 +15,9 @@ from api.core.db import Database
 from api.http.session import Services
 from api.events.routes import router as events_router
 from api.http.logs import configure as configure_logs
+from api.http.denials import DenialLedger
 from api.http.middleware import RequestMiddleware
+from api.http.ratelimit import RateLimitMiddleware, make_limiter
 from api.notices.routes import router as notices_router
 from api.oauth.routes import router as oauth_router
 from api.ops.routes import router as ops_router
@@ -44,10 +46,13 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         keys = KeyStore(db, settings.access_token_ttl)
         await ensure_active_key(db)  # first start: make and persist the signing key
         await keys.load()
-        app.state.services = Services(settings=settings, db=db, keys=keys)
+        ledger = DenialLedger(db)
+        app.state.services = Services(settings=settings, db=db, keys=keys, limiter=make_limiter(db), denials=ledger)
+        ledger.start()
         try:
             yield
         finally:
+            await ledger.stop()  # the open minutes' denial summaries
             await db.dispose()
 
     app = FastAPI(
@@ -61,5 +66,6 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
                    referrals_router, stats_router, events_router):
         app.include_router(router)
+    app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

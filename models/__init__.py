@@ -26,6 +26,7 @@ from models.referral import (
     ReferralStatus,
     Urgency,
 )
+from models.ratelimit import RateLimitCounter
 from models.security import RevokedToken, SigningKey
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "NoticeReturnee",
     "Person",
     "ProcessingBasis",
+    "RateLimitCounter",
     "RecruiterRelationship",
     "Referral",
     "ReferralHistory",

@@ -10,6 +10,7 @@ from api.audit import repository
 from api.core import audit as audit_chain
 from api.audit.schemas import AuditEventPublic, AuditPage, CheckpointReply, VerifyHead, VerifyReply
 from api.http.session import ServicesDep, SessionDep
+from api.core.db import end_read_transaction
 from api.core.errors import NotFound
 from api.core.pagination import decode_cursor, encode_cursor
 from models.regions import province_of
@@ -70,6 +71,11 @@ async def verify(
     """Recompute the chain: any edited, deleted or reordered entry is reported, and with a
     ``checkpoint`` also a rewrite of the whole chain since it was taken."""
     key = _chain(caller, chain)
+    # The walk reads on a connection of its own (a snapshot: writers go on meanwhile). End the
+    # request's transaction (it has only authenticated) before it, so the walk holds neither
+    # SQLite's write lock nor a second pooled connection; this request's own entry is written
+    # in a short transaction when it ends.
+    await end_read_transaction(session)
     expect = None
     if checkpoint is not None:
         cp = await audit_chain.read_checkpoint(svc.keys, svc.settings.issuer, checkpoint)
@@ -93,6 +99,7 @@ async def checkpoint(caller: auth.AuditRead, session: SessionDep, svc: ServicesD
     Inspektorat's own records); ``GET /v1/audit/verify?checkpoint=…`` later proves that the
     chain was not rewritten since, even by someone able to recompute every hash."""
     key = _chain(caller, chain)
+    await end_read_transaction(session)  # as in verify: no write lock, one connection at a time
     cp, signed = await audit_chain.make_checkpoint(svc.db, svc.keys, svc.settings.issuer, key)
     audit_chain.record(session, "audit.checkpoint", resource_type="audit_chain", resource_id=key, seq=cp.seq)
     return CheckpointReply(chain=cp.chain, seq=cp.seq, hash=cp.hash, checkpoint=signed)

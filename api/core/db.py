@@ -2,8 +2,16 @@
 
 SQLite (the embedded default) runs every transaction as ``BEGIN IMMEDIATE``: every request
 writes at least its audit event, so taking the write lock up front avoids the
-``SQLITE_BUSY`` that upgrading a read transaction would hit. PostgreSQL runs at READ COMMITTED;
-the chain heads (audit, events) are the rows writers serialise on.
+``SQLITE_BUSY`` that upgrading a read transaction would hit (``SQLITE_BUSY_SNAPSHOT``: a
+deferred transaction that has read cannot start writing once another connection has committed
+since, and no busy timeout helps; the request would have to be replayed from the start).
+PostgreSQL runs at READ COMMITTED; the chain heads (audit, events) are the rows writers
+serialise on.
+
+Two ways to read without holding SQLite's write lock: :meth:`Database.read` (a connection of
+its own, plain ``BEGIN``: in WAL mode a reader blocks no writer), and, for a request that does
+a long read after authenticating, :func:`end_read_transaction` (end the request's transaction
+before the long read, so neither its lock nor its pooled connection is held during it).
 """
 
 from __future__ import annotations
@@ -103,6 +111,40 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class WroteBeforeRelease(RuntimeError):
+    """:func:`end_read_transaction` on a transaction that has written: that would commit part
+    of a request apart from the rest."""
+
+
+async def end_read_transaction(session: AsyncSession) -> None:
+    """End ``session``'s transaction, which has only read, and give its connection back.
+
+    For a request that reads a little through its session (authentication) and then reads a
+    lot on a connection of its own (:meth:`Database.read`: the audit chain walk, a
+    checkpoint). Without it, on SQLite the session's ``BEGIN IMMEDIATE`` would hold the
+    database's one write lock for the whole walk (every writer waits), and on both databases
+    the walk would take a second pooled connection while the session keeps its first (enough
+    such requests at once and the pool deadlocks on itself). After it the session is usable as
+    before: its next statement begins a new transaction, in which the unit writes what the
+    request recorded when it ends (on SQLite taking the write lock only for that). Nothing
+    read before is relied on after: the long read sees the database as it is then.
+
+    Raises :class:`WroteBeforeRelease` if the transaction has changed anything: ORM changes
+    pending, or, on PostgreSQL, a transaction id assigned (the server's own proof that some
+    statement wrote, flushed or not). On SQLite only the first check applies; the test suite
+    runs every route on both databases.
+    """
+    if not session.in_transaction():
+        return
+    if session.new or session.dirty or session.deleted:
+        raise WroteBeforeRelease("the session has pending changes")
+    if session.bind.dialect.name == "postgresql":
+        xid = (await session.execute(sa.text("SELECT txid_current_if_assigned()"))).scalar()
+        if xid is not None:
+            raise WroteBeforeRelease("the transaction has written")
+    await session.commit()  # it only read: this ends it and releases the connection (and lock)
 
 
 _PSYCOPG = PGDialect_psycopg()

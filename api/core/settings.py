@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     suppression_threshold: int = 5
+    # Rate limits (api/http/ratelimit.py): requests per ``rate_window`` seconds; 0 turns one off.
+    # The defaults are far above what a partner system, the demo or the benchmarks send.
+    rate_window: int = Field(default=60, ge=1, le=3600, description="seconds")
+    rate_client: int = Field(default=6000, ge=0, description="authenticated requests per client and window")
+    rate_source: int = Field(
+        default=600, ge=0, description="refused authentication attempts (no or bad token) per source and window"
+    )
+    # A client keeps its token for its lifetime; a failed token request is one audit entry each.
+    rate_token: int = Field(default=300, ge=0, description="requests to /oauth/token and /oauth/revoke per source and window")
+    # Denials of unauthenticated callers are audited one entry per (source, minute) plus a summary
+    # (api/http/denials.py); past this many (source, client) pairs in one minute the rest share one.
+    rate_audit_sources: int = Field(default=1000, ge=1, description="denial tallies per minute")
 
     @model_validator(mode="after")
     def _no_insecure_defaults(self) -> "Settings":

@@ -22,7 +22,8 @@ from api.core import clock, tokens
 from api.core.context import Caller
 from api.core.errors import Forbidden, Unauthorized
 from api.core.scopes import DESCRIPTIONS, Scope
-from api.http.session import SessionDep, request_context, services
+from api.http.ratelimit import TooManyRequests, counter_key
+from api.http.session import Services, SessionDep, request_context, services
 from models import Agency, AgencyKind, ApiClient, RevokedToken
 
 __all__ = ["Caller", "authenticate", "require_scope"]
@@ -37,22 +38,23 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def authenticate(request: Request, session: AsyncSession) -> Caller:
-    """Verify the bearer token and load the caller; 401 for anything short of a live token."""
+    """Verify the bearer token and load the caller; 401 for anything short of a live token.
+
+    Rate limits (:mod:`api.http.ratelimit`) are counted here, after the signature check and
+    before the client lookup, so the request's session holds no connection yet: a refused
+    attempt counts against its source (and past ``rate_source`` is a 429), a verified token
+    against its client (past ``rate_client``, a 429)."""
     svc = services(request)
     ctx = request_context(request)
-    token = bearer_token(request)
-    if token is None:
-        raise Unauthorized("A bearer token is required")
     try:
-        kid = tokens.peek_kid(token)
-        key = await svc.keys.verifier(kid)
-        if key is None:
-            raise tokens.InvalidToken("The token was signed by a key this service does not know")
-        claims = tokens.verify(token, key, issuer=svc.settings.issuer, audience=svc.settings.audience,
-                               now=clock.now(), max_lifetime=svc.settings.access_token_ttl)
-    except tokens.InvalidToken as exc:
-        raise Unauthorized(str(exc)) from None
+        claims = await _verified_claims(request, svc)
+    except Unauthorized:
+        await _count(svc, session, counter_key("source", ctx.ip), svc.settings.rate_source,
+                     "failed authentication attempts from this address")
+        raise
     ctx.claimed_client_id = claims.client_id
+    await _count(svc, session, counter_key("client", claims.client_id), svc.settings.rate_client,
+                 "requests from this client")
     revoked = sa.select(RevokedToken.jti).where(RevokedToken.jti == claims.jti).exists()
     row = (
         await session.execute(
@@ -75,6 +77,29 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller:
     )
     ctx.caller = caller
     return caller
+
+
+async def _verified_claims(request: Request, svc: Services) -> tokens.TokenClaims:
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("A bearer token is required")
+    try:
+        kid = tokens.peek_kid(token)
+        key = await svc.keys.verifier(kid)
+        if key is None:
+            raise tokens.InvalidToken("The token was signed by a key this service does not know")
+        return tokens.verify(token, key, issuer=svc.settings.issuer, audience=svc.settings.audience,
+                             now=clock.now(), max_lifetime=svc.settings.access_token_ttl)
+    except tokens.InvalidToken as exc:
+        raise Unauthorized(str(exc)) from None
+
+
+async def _count(svc: Services, session: AsyncSession, key: str, limit: int, what: str) -> None:
+    if svc.limiter is None:
+        return
+    verdict = await svc.limiter.hit(key, limit, session)
+    if not verdict.allowed:
+        raise TooManyRequests(verdict.retry_after, what)
 
 
 # Documents the token flow in the OpenAPI document (the "Authorize" button of /docs, and the

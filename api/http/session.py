@@ -24,6 +24,8 @@ from api.core.db import Database
 from api.core.keys import KeyStore
 from api.core.settings import Settings
 from api.core.unit import Unit
+from api.http.denials import DenialLedger, aggregated
+from api.http.ratelimit import Limiter
 
 log = logging.getLogger("sinergi.session")
 
@@ -33,6 +35,8 @@ class Services:
     settings: Settings
     db: Database
     keys: KeyStore
+    limiter: Limiter | None = None  # api.http.ratelimit; None: no limits
+    denials: DenialLedger | None = None  # None: every denial is its own audit entry
 
 
 def services(request: Request) -> Services:
@@ -77,6 +81,11 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 async def _record_failure(svc: Services, ctx: RequestContext, exc: BaseException) -> None:
     status = 422 if isinstance(exc, RequestValidationError) else None
     try:
+        answered = audit.outcome_of(exc, status)[1]
+        if svc.denials is not None and aggregated(ctx, answered):
+            # a refused unauthenticated caller: one entry per source and minute, then a count
+            await svc.denials.record(ctx, exc, answered)
+            return
         await audit.record_failure(svc.db, ctx, exc, status)
     except Exception:  # the database itself may be what failed; the log still has it
         log.exception("could not record a failed request in the audit chain",
