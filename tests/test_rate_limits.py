@@ -35,7 +35,7 @@ T0 = datetime(2026, 12, 1, 9, 10, 5, tzinfo=UTC)  # five seconds into a minute
 @asynccontextmanager
 async def app_with(database_url: str, **settings: Any) -> AsyncIterator[Any]:
     """An app of its own (own limiter, own denial tallies), started and stopped."""
-    app = create_app(Settings(**({"database_url": database_url, "mode": "test", "db_pool_size": 10} | settings)),
+    app = create_app(Settings(**({"database_url": database_url, "mode": "development", "db_pool_size": 10} | settings)),
                      configure_logging=False)
     async with app.router.lifespan_context(app):
         yield app

@@ -255,10 +255,18 @@ async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, 
         rec.resource_id = rec.resource_id or earlier.resource_id
         rec.subjects.extend(s for s in earlier.subjects if s not in rec.subjects)
     # Not a unit: what the failed request had queued (its entries, its events) must not be
-    # written, only this one entry, appended explicitly. The only session of the service opened
-    # outside api.core.unit and api.http.session (tests/test_units.py checks it).
+    # written, only this one entry, appended explicitly.
+    await append_outside_unit(db, [(ctx, rec)])
+
+
+async def append_outside_unit(db: Database, entries: Sequence[tuple[RequestContext, AuditRecord]]) -> None:
+    """Append entries that belong to no unit of work (a request that failed and rolled back,
+    the per-minute summaries of refused callers), each with its own context, in one
+    transaction of their own. The only session of the service opened outside api.core.unit
+    and api.http.session (tests/test_units.py checks it)."""
     async with db.sessionmaker() as session, session.begin():
-        await append(session, ctx, [rec], db.settings.audit_chain)
+        for ctx, rec in entries:
+            await append(session, ctx, [rec], db.settings.audit_chain)
 
 
 # --- reading -------------------------------------------------------------------------------

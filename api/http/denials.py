@@ -123,21 +123,21 @@ class DenialLedger:
     async def _write(self, summaries: Iterable[tuple[datetime, tuple[str | None, str | None], _Tally]]) -> None:
         items = list(summaries)
         try:
-            async with self.db.transaction() as session:
-                for minute, (source, client), t in items:
-                    overflow = (source, client) == _OVERFLOW
-                    ctx = RequestContext(ip=None if overflow else source, claimed_client_id=client, route=SUMMARY_ACTION)
-                    detail = {
-                        "minute": minute.strftime("%Y-%m-%dT%H:%MZ"),
-                        "count": t.count,
-                        "recorded_individually": t.written,
-                        "statuses": {str(s): n for s, n in sorted(t.statuses.items())},
-                    }
-                    if overflow:
-                        pairs = len(t.merged or ())
-                        detail.update(overflow=True, pairs=pairs if pairs < _MAX_MERGED else f">={pairs}")
-                    rec = AuditRecord(action=SUMMARY_ACTION, outcome=Outcome.denied, detail=detail)
-                    await audit.append(session, ctx, [rec], self.db.settings.audit_chain)
+            entries = []
+            for minute, (source, client), t in items:
+                overflow = (source, client) == _OVERFLOW
+                ctx = RequestContext(ip=None if overflow else source, claimed_client_id=client, route=SUMMARY_ACTION)
+                detail = {
+                    "minute": minute.strftime("%Y-%m-%dT%H:%MZ"),
+                    "count": t.count,
+                    "recorded_individually": t.written,
+                    "statuses": {str(s): n for s, n in sorted(t.statuses.items())},
+                }
+                if overflow:
+                    pairs = len(t.merged or ())
+                    detail.update(overflow=True, pairs=pairs if pairs < _MAX_MERGED else f">={pairs}")
+                entries.append((ctx, AuditRecord(action=SUMMARY_ACTION, outcome=Outcome.denied, detail=detail)))
+            await audit.append_outside_unit(self.db, entries)
         except Exception as failure:  # the counts are not lost to the operator: the log has them
             lost = [(m.isoformat(), s, c, t.count) for m, (s, c), t in items]
             log.error("could not write denial summaries to the audit chain (%s): %s", type(failure).__name__, lost)
