@@ -45,9 +45,9 @@ async def push_batch(
         return idem.replay
     outcome = await service.upsert_batch(session, caller.agency, body.records)
     notices = await service.notify_districts(session, caller, outcome.touched) if notify else []
-    body = orjson.dumps({"results": outcome.results, "notices": notices}, option=orjson.OPT_UTC_Z)
-    idem.remember_encoded(session, 200, body)  # the reply exactly as sent
-    return Response(body, media_type="application/json")
+    encoded = orjson.dumps({"results": outcome.results, "notices": notices}, option=orjson.OPT_UTC_Z)
+    idem.remember_encoded(session, 200, encoded)  # the reply exactly as sent
+    return Response(encoded, media_type="application/json")
 
 
 def _aware(ts: datetime | None) -> datetime | None:
