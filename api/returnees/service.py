@@ -40,7 +40,7 @@ from api.referrals import repository as referrals
 from api.returnees import repository
 from api.returnees.repository import ListFilter
 from api.returnees.schemas import ReturneeIn
-from models import Referral, Returnee
+from models import Referral, Returnee, ReturneeBase
 
 RESOURCE = "returnee"
 
@@ -53,15 +53,8 @@ PII_FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("phone", "phone", "returnee.phone", "phone"),
 )
 
-# Columns copied as they are from a validated record.
-PLAIN_FIELDS = (
-    "source_ref", "full_name", "sex", "birth_date", "origin_district", "origin_subdistrict", "address",
-    "returned_from_country", "returned_from_region", "return_type", "return_date", "entry_point",
-    "employer", "sector", "documented", "trafficking_status", "control_methods", "exploitation_types",
-    "recruiter_relationship",
-)
-CONTENT_COLUMNS = (*PLAIN_FIELDS, "nik_enc", "nik_index", "passport_enc", "passport_index", "phone_enc",
-                   "phone_index", "content_hash")
+# Columns copied as they are from a validated record: the plain fields, declared once.
+PLAIN_FIELDS = tuple(ReturneeBase.model_fields)
 
 
 # --- the batch upsert ------------------------------------------------------------------------
