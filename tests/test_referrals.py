@@ -17,7 +17,18 @@ from api.core.settings import Settings
 from api.core.unit import operator_unit
 from api.core.context import Caller
 from api.referrals import repository
-from models import AgencyKind, AuditEvent, AuditSubject, Event, Person, Referral, ReferralHistory, Returnee
+from models import (
+    AgencyKind,
+    AuditEvent,
+    AuditSubject,
+    Event,
+    Person,
+    Referral,
+    ReferralHistory,
+    ReferralStatus,
+    Returnee,
+    Urgency,
+)
 from tests.conftest import Party, assert_not_stored, assert_problem
 
 CONSENT = {"given": True, "given_by": "Siti (the subject)", "given_at": "2025-05-20T03:00:00Z", "method": "written"}
@@ -95,6 +106,10 @@ async def move(client, party: Party, ref: dict[str, Any], action: str, note: str
         body["note"] = note
     headers = await party.headers(**{"If-Match": etag or f'"{ref["version"]}"'})
     return await client.post(f"/v1/referrals/{ref['id']}/transitions", json=body, headers=headers)
+
+
+async def stored_referral(s, id: str) -> Referral:
+    return (await s.execute(sa.select(Referral).where(Referral.id == uuid.UUID(id)))).scalar_one()
 
 
 async def stored(db, id: str) -> Referral:
@@ -241,6 +256,25 @@ async def test_sender_ref_unique_per_sender(client, world):
     r = await client.post("/v1/referrals", json=referral_body(sender_ref="BP3MI/2025/001"),
                           headers=await world.sender.headers())
     assert_problem(r, 409)
+
+
+async def test_enum_columns_store_the_values_and_read_back_members(client, world, db):
+    """The status is stored as the API writes it ("in-progress", the value, not the name
+    in_progress: filters, statistics and existing rows depend on it) and read back as a member."""
+    ref = await create(client, world.sender)
+    for action in ("receive", "accept", "start"):
+        r = await move(client, world.receiver, ref, action)
+        assert r.status_code == 200, r.text
+        ref = r.json()
+    async with db.sessionmaker() as s:
+        raw = (await s.execute(sa.text("SELECT status, reason, urgency FROM referral"))).one()
+        assert tuple(raw) == ("in-progress", "suspected_tppo_victim", "normal")
+        stored = await stored_referral(s, ref["id"])
+        assert stored.status is ReferralStatus.in_progress and stored.urgency is Urgency.normal
+        history = (await s.execute(sa.text("SELECT to_status FROM referral_history ORDER BY seq"))).scalars().all()
+        assert history == ["requested", "received", "accepted", "in-progress"]
+    r = await client.get("/v1/referrals", params={"status": "in-progress"}, headers=await world.sender.headers())
+    assert [i["id"] for i in r.json()["items"]] == [ref["id"]]
 
 
 # --- the state machine ---------------------------------------------------------------------

@@ -37,7 +37,7 @@ from api.referrals.repository import SORTS, ReferralQuery
 from api.referrals.schemas import ADULT_AGE, ConsentIn, ReferralCreate, SubjectIn, age_on
 from api.referrals.workflow import Action, Party
 from api.returnees import repository as returnees
-from models import Agency, Referral, ReferralHistory, ReferralStatus, Returnee
+from models import Agency, Referral, ReferralHistory, ReferralStatus, Returnee, Sex
 
 def visible_to(caller: Caller) -> sa.ColumnElement[bool]:
     """The condition of :func:`api.referrals.repository.readable`, for :mod:`api.stats`'s
@@ -59,7 +59,7 @@ def _subjects(r: Referral) -> list[tuple[str, Any]]:
     return [("returnee", r.returnee_id)] if r.returnee_id else []
 
 
-def _history(r: Referral, seq: int, caller: Caller, frm: str | None, action: str, at: datetime,
+def _history(r: Referral, seq: int, caller: Caller, frm: ReferralStatus | None, action: str, at: datetime,
              note: str | None) -> ReferralHistory:
     return ReferralHistory(referral_id=r.id, seq=seq, from_status=frm, to_status=r.status, action=action,
                            by_agency=caller.agency, by_client=caller.client_id, at=at, note=note)
@@ -132,7 +132,7 @@ def _about_returnee(ref: Referral, returnee: Returnee, now: datetime) -> None:
 
 def _about_subject(ref: Referral, s: SubjectIn, now: datetime, data_key: bytes) -> None:
     """A person described inline: the minimum, the phone number encrypted."""
-    ref.subject_name, ref.subject_sex, ref.subject_birth_date = s.full_name, s.sex, s.birth_date
+    ref.subject_name, ref.subject_sex, ref.subject_birth_date = s.full_name, s.sex and Sex(s.sex), s.birth_date
     ref.subject_is_child = s.child_on(now.date())
     ref.subject_region = s.district
     if s.phone:
@@ -267,7 +267,7 @@ async def transition(
         values["closed_at"] = now
     await repository.bump(session, ref, **values)
     seq = await repository.next_seq(session, ref.id)
-    session.add(_history(ref, seq, caller, before.value, action.value, now, note))
+    session.add(_history(ref, seq, caller, before, action.value, now, note))
     await session.flush()
 
     moved: dict[str, Any] = {"from": before.value, "to": after.value, "with_note": bool(note)}
