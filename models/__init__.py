@@ -1,11 +1,21 @@
 """Every table model, imported here so that ``SQLModel.metadata`` is complete when used."""
 
-from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.agency import OVERSIGHT_KINDS, Agency, AgencyKind, ApiClient
 from models.audit import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
+from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.event import Event, EventHead
 from models.idempotency import IdempotencyRecord
 from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee
+from models.referral import (
+    OPEN_STATUSES,
+    ConsentMethod,
+    ProcessingBasis,
+    Referral,
+    ReferralHistory,
+    ReferralReason,
+    ReferralStatus,
+    Urgency,
+)
 from models.returnee import (
     ControlMethod,
     ExploitationType,
@@ -16,16 +26,6 @@ from models.returnee import (
     ReturnType,
     Sex,
     TraffickingStatus,
-)
-from models.referral import (
-    OPEN_STATUSES,
-    ConsentMethod,
-    ProcessingBasis,
-    Referral,
-    ReferralHistory,
-    ReferralReason,
-    ReferralStatus,
-    Urgency,
 )
 from models.security import RevokedToken, SigningKey
 

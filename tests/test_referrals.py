@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from api.core import clock, crypto
+from api.core.context import Caller
 from api.core.settings import Settings
 from api.core.unit import operator_unit
-from api.core.context import Caller
 from api.referrals import repository
 from models import (
     AgencyKind,

@@ -39,6 +39,7 @@ from api.referrals.workflow import Action, Party
 from api.returnees import repository as returnees
 from models import Agency, Referral, ReferralHistory, ReferralStatus, Returnee, Sex
 
+
 def visible_to(caller: Caller) -> sa.ColumnElement[bool]:
     """The condition of :func:`api.referrals.repository.readable`, for :mod:`api.stats`'s
     aggregates until they start from the readable statement itself."""

@@ -8,12 +8,12 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.http import auth, idempotency
-from api.http.session import SessionDep
 from api.core.errors import BadRequest, Forbidden
-from api.http.jsonbody import OrjsonRoute
 from api.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from api.core.preconditions import etag
+from api.http import auth, idempotency
+from api.http.jsonbody import OrjsonRoute
+from api.http.session import SessionDep
 from api.returnees import service
 from api.returnees.schemas import BatchIn, BatchOut, ReturneeList, ReturneeOut
 from models import TraffickingStatus

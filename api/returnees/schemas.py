@@ -13,7 +13,6 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
-
 from sqlmodel import Field as SQLField
 from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
