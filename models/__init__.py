@@ -1,21 +1,11 @@
 """Every table model, imported here so that ``SQLModel.metadata`` is complete when used."""
 
-from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.agency import OVERSIGHT_KINDS, Agency, AgencyKind, ApiClient
 from models.audit import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
+from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.event import Event, EventHead
 from models.idempotency import IdempotencyRecord
 from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee
-from models.returnee import (
-    ControlMethod,
-    ExploitationType,
-    Person,
-    RecruiterRelationship,
-    Returnee,
-    ReturnType,
-    Sex,
-    TraffickingStatus,
-)
 from models.referral import (
     OPEN_STATUSES,
     ConsentMethod,
@@ -27,6 +17,17 @@ from models.referral import (
     Urgency,
 )
 from models.ratelimit import RateLimitCounter
+from models.returnee import (
+    ControlMethod,
+    ExploitationType,
+    Person,
+    RecruiterRelationship,
+    Returnee,
+    ReturneeBase,
+    ReturnType,
+    Sex,
+    TraffickingStatus,
+)
 from models.security import RevokedToken, SigningKey
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "ReferralStatus",
     "ReturnType",
     "Returnee",
+    "ReturneeBase",
     "Sex",
     "TraffickingStatus",
     "EventHead",

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import new_id, ts_column, utcnow
+from models.columns import str_enum
 
 
 class FollowUpAction(StrEnum):
@@ -61,7 +62,7 @@ class NoticeFollowUp(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     notice_id: uuid.UUID = Field(foreign_key="notice.id", index=True)
-    action: FollowUpAction = Field(sa_type=sa.String(32))
+    action: FollowUpAction = Field(sa_type=str_enum(FollowUpAction, 32))
     note: str | None = Field(default=None, max_length=2000)
     occurred_on: date
     recorded_by: str = Field(foreign_key="agency.code", max_length=64)

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import new_id, ts_column, utcnow
+from models.columns import str_enum
+from models.returnee import Sex
 
 
 class ReferralStatus(StrEnum):
@@ -90,13 +92,13 @@ class Referral(SQLModel, table=True):
     from_agency: str = Field(foreign_key="agency.code", max_length=64)
     to_agency: str = Field(foreign_key="agency.code", max_length=64)
     sender_ref: str | None = Field(default=None, max_length=100)
-    status: ReferralStatus = Field(default=ReferralStatus.requested, sa_type=sa.String(20))
+    status: ReferralStatus = Field(default=ReferralStatus.requested, sa_type=str_enum(ReferralStatus, 20))
     version: int = Field(default=1)
 
     # who the referral is about: a returnee record, or a person described inline (minimal PII)
     returnee_id: uuid.UUID | None = Field(default=None, foreign_key="returnee.id", index=True)
     subject_name: str | None = Field(default=None, max_length=200)
-    subject_sex: str | None = Field(default=None, max_length=1)
+    subject_sex: Sex | None = Field(default=None, sa_type=str_enum(Sex, 1))
     subject_birth_date: date | None = None
     subject_is_child: bool = Field(default=False)
     subject_phone_enc: str | None = None
@@ -106,17 +108,17 @@ class Referral(SQLModel, table=True):
     to_region: str = Field(max_length=16, index=True)
     subject_region: str | None = Field(default=None, max_length=16, index=True)
 
-    reason: str = Field(max_length=32)
+    reason: ReferralReason = Field(sa_type=str_enum(ReferralReason, 32))
     legal_basis: str = Field(max_length=64)
-    urgency: str = Field(max_length=16)
+    urgency: Urgency = Field(sa_type=str_enum(Urgency, 16))
     note: str | None = Field(default=None, max_length=2000)
 
     consent_given: bool = Field(default=False)
     consent_given_by: str | None = Field(default=None, max_length=200)
     consent_given_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
-    consent_method: str | None = Field(default=None, max_length=32)
+    consent_method: ConsentMethod | None = Field(default=None, sa_type=str_enum(ConsentMethod, 32))
     consent_guardian: str | None = Field(default=None, max_length=200)
-    processing_basis: str | None = Field(default=None, max_length=32)
+    processing_basis: ProcessingBasis | None = Field(default=None, sa_type=str_enum(ProcessingBasis, 32))
 
     due_at: datetime = Field(sa_column=ts_column(nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
@@ -139,8 +141,9 @@ class ReferralHistory(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     referral_id: uuid.UUID = Field(foreign_key="referral.id")
     seq: int
-    from_status: str | None = Field(default=None, max_length=20)
-    to_status: str = Field(max_length=20)
+    from_status: ReferralStatus | None = Field(default=None, sa_type=str_enum(ReferralStatus, 20))
+    to_status: ReferralStatus = Field(sa_type=str_enum(ReferralStatus, 20))
+    # api.referrals.workflow.Action's values, and "request" for the creation
     action: str = Field(max_length=20)
     by_agency: str = Field(max_length=64)
     by_client: str | None = Field(default=None, max_length=64)

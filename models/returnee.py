@@ -14,8 +14,10 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import AutoString
 
 from models.base import new_id, ts_column, utcnow
+from models.columns import EnumList, str_enum
 
 
 class Sex(StrEnum):
@@ -92,7 +94,44 @@ class Person(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
 
 
-class Returnee(SQLModel, table=True):
+class ReturneeBase(SQLModel):
+    """A returnee record's plain fields, declared once (SQLModel's Base / table / Create /
+    Public family): the table stores them as they are, ``api.returnees.schemas.ReturneeIn``
+    validates them with its checks on top, ``ReturneeOut`` shows them. The identity numbers
+    are not among them: the input's plain ``nik`` is the table's ``nik_enc`` + ``nik_index``.
+
+    The constraints here are the input's: a table model never validates (its rows come from a
+    validated ``ReturneeIn``). Region codes and the country are checked against the reference
+    and a pattern, so their column lengths are the database's only (``sa_type``)."""
+
+    source_ref: str = Field(min_length=1, max_length=100, description="the sender's own id, unique per agency")
+    full_name: str = Field(min_length=1, max_length=200)
+    sex: Sex = Field(sa_type=str_enum(Sex, 1))
+    birth_date: date | None = None
+    origin_district: str = Field(sa_type=AutoString(16), description="district region code",
+                                 schema_extra={"examples": ["61.07"]})
+    origin_subdistrict: str | None = Field(default=None, sa_type=AutoString(16), schema_extra={"examples": ["61.07.07"]})
+    address: str | None = Field(default=None, max_length=500)
+    returned_from_country: str = Field(default="MY", sa_type=AutoString(2), description="ISO 3166-1 alpha-2",
+                                       schema_extra={"examples": ["MY"]})
+    returned_from_region: str | None = Field(default=None, max_length=100, schema_extra={"examples": ["Sarawak"]})
+    return_type: ReturnType = Field(sa_type=str_enum(ReturnType, 20))
+    return_date: date
+    entry_point: str | None = Field(default=None, max_length=200, schema_extra={"examples": ["PLBN Jagoi Babang"]})
+    employer: str | None = Field(default=None, max_length=200)
+    sector: str | None = Field(default=None, max_length=100)
+    documented: bool | None = None
+    trafficking_status: TraffickingStatus = Field(default=TraffickingStatus.unknown,
+                                                  sa_type=str_enum(TraffickingStatus, 20))
+    control_methods: list[ControlMethod] = Field(default_factory=list, max_length=len(ControlMethod),
+                                                 sa_type=EnumList(ControlMethod))
+    exploitation_types: list[ExploitationType] = Field(default_factory=list, max_length=len(ExploitationType),
+                                                       sa_type=EnumList(ExploitationType))
+    recruiter_relationship: RecruiterRelationship | None = Field(default=None,
+                                                                 sa_type=str_enum(RecruiterRelationship, 30))
+
+
+class Returnee(ReturneeBase, table=True):
     __tablename__ = "returnee"
     __table_args__ = (
         sa.UniqueConstraint("source_agency", "source_ref"),
@@ -102,14 +141,10 @@ class Returnee(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     source_agency: str = Field(foreign_key="agency.code", max_length=64)
-    source_ref: str = Field(max_length=100)
     person_id: uuid.UUID = Field(foreign_key="person.id", index=True)
     version: int = Field(default=1)
     content_hash: str = Field(max_length=64)
 
-    full_name: str = Field(max_length=200)
-    sex: Sex = Field(sa_type=sa.String(1))
-    birth_date: date | None = None
     nik_enc: str | None = None
     # Only the NIK's index is indexed: it is what records are matched on. Passport and phone
     # indexes get one when a query needs it (each index is paid on every batch insert).
@@ -118,24 +153,6 @@ class Returnee(SQLModel, table=True):
     passport_index: str | None = Field(default=None, max_length=64)
     phone_enc: str | None = None
     phone_index: str | None = Field(default=None, max_length=64)
-
-    origin_district: str = Field(max_length=16)
-    origin_subdistrict: str | None = Field(default=None, max_length=16)
-    address: str | None = Field(default=None, max_length=500)
-
-    returned_from_country: str = Field(default="MY", max_length=2)
-    returned_from_region: str | None = Field(default=None, max_length=100)
-    return_type: ReturnType = Field(sa_type=sa.String(20))
-    return_date: date
-    entry_point: str | None = Field(default=None, max_length=200)
-    employer: str | None = Field(default=None, max_length=200)
-    sector: str | None = Field(default=None, max_length=100)
-    documented: bool | None = None
-
-    trafficking_status: TraffickingStatus = Field(default=TraffickingStatus.unknown, sa_type=sa.String(20))
-    control_methods: list[str] = Field(default_factory=list, sa_type=sa.JSON)
-    exploitation_types: list[str] = Field(default_factory=list, sa_type=sa.JSON)
-    recruiter_relationship: str | None = Field(default=None, max_length=30)
 
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))

@@ -253,10 +253,9 @@ async def test_raise_for_batch(client, make_party, db):
 
 async def test_demo_notices_load_twice(db):
     from api.cli import demo_data as demo
-    from models import NoticeFollowUp
-
     from api.core.unit import operator_unit
     from api.notices.demo import load_notices
+    from models import NoticeFollowUp
 
     async def load_notices_once() -> dict | None:
         async with operator_unit(db, "demo") as session:

@@ -13,10 +13,22 @@ import pytest
 import sqlalchemy as sa
 
 from api.core import clock, crypto
+from api.core.context import Caller
 from api.core.settings import Settings
 from api.core.unit import operator_unit
-from api.referrals import service as referrals
-from models import AgencyKind, AuditEvent, AuditSubject, Event, Person, Referral, ReferralHistory, Returnee
+from api.referrals import repository
+from models import (
+    AgencyKind,
+    AuditEvent,
+    AuditSubject,
+    Event,
+    Person,
+    Referral,
+    ReferralHistory,
+    ReferralStatus,
+    Returnee,
+    Urgency,
+)
 from tests.conftest import Party, assert_not_stored, assert_problem
 
 CONSENT = {"given": True, "given_by": "Siti (the subject)", "given_at": "2025-05-20T03:00:00Z", "method": "written"}
@@ -58,6 +70,12 @@ async def add_returnee(db, *, source: str = "BP3MI-KALBAR", district: str = "61.
         return r.id
 
 
+def caller_of(party: Party, kind: AgencyKind) -> Caller:
+    """The party as the services see it, for calling a repository function directly."""
+    return Caller(client_id=party.client_id, agency=party.agency, agency_kind=kind, jurisdiction=party.jurisdiction,
+                  scopes=frozenset(party.scopes), token_id="test")
+
+
 def referral_body(**over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "to_agency": "POLRES-BENGKAYANG",
@@ -88,6 +106,10 @@ async def move(client, party: Party, ref: dict[str, Any], action: str, note: str
         body["note"] = note
     headers = await party.headers(**{"If-Match": etag or f'"{ref["version"]}"'})
     return await client.post(f"/v1/referrals/{ref['id']}/transitions", json=body, headers=headers)
+
+
+async def stored_referral(s, id: str) -> Referral:
+    return (await s.execute(sa.select(Referral).where(Referral.id == uuid.UUID(id)))).scalar_one()
 
 
 async def stored(db, id: str) -> Referral:
@@ -161,6 +183,25 @@ async def test_returnee_must_be_visible_to_sender(client, world, db):
     await create(client, world.sender, subject=None, returnee_id=str(elsewhere), to_agency="DP3A-SAMBAS")
 
 
+async def test_a_subdistrict_agency_refers_the_returnee_it_reads(client, world, db, make_party):
+    """Reading and referring use the same rule: an agency of sub-district 61.07.07 reads a
+    returnee of 61.07.07 (its origin district is 61.07, outside that jurisdiction) and may
+    refer it; one of another sub-district may do neither."""
+    rid = await add_returnee(db, district="61.07")  # origin_subdistrict 61.07.07
+    puskesmas = await make_party("PUSKESMAS-JAGOI", "61.07.07", "returnees:read referrals:write referrals:read",
+                                 kind=AgencyKind.health)
+    neighbour = await make_party("PUSKESMAS-SELUAS", "61.07.05", "returnees:read referrals:write referrals:read",
+                                 kind=AgencyKind.health)
+    r = await client.get(f"/v1/returnees/{rid}", headers=await puskesmas.headers())
+    assert r.status_code == 200, r.text
+    ref = await create(client, puskesmas, subject=None, returnee_id=str(rid))
+    assert ref["returnee_id"] == str(rid) and ref["from_agency"] == "PUSKESMAS-JAGOI"
+    assert_problem(await client.get(f"/v1/returnees/{rid}", headers=await neighbour.headers()), 404)
+    body = assert_problem(await client.post("/v1/referrals", headers=await neighbour.headers(), json=referral_body(
+        subject=None, returnee_id=str(rid))), 422)
+    assert body["errors"][0]["field"] == "returnee_id"
+
+
 async def test_consent_rules(client, world, db):
     h = await world.sender.headers()
     # no consent and no processing basis
@@ -215,6 +256,25 @@ async def test_sender_ref_unique_per_sender(client, world):
     r = await client.post("/v1/referrals", json=referral_body(sender_ref="BP3MI/2025/001"),
                           headers=await world.sender.headers())
     assert_problem(r, 409)
+
+
+async def test_enum_columns_store_the_values_and_read_back_members(client, world, db):
+    """The status is stored as the API writes it ("in-progress", the value, not the name
+    in_progress: filters, statistics and existing rows depend on it) and read back as a member."""
+    ref = await create(client, world.sender)
+    for action in ("receive", "accept", "start"):
+        r = await move(client, world.receiver, ref, action)
+        assert r.status_code == 200, r.text
+        ref = r.json()
+    async with db.sessionmaker() as s:
+        raw = (await s.execute(sa.text("SELECT status, reason, urgency FROM referral"))).one()
+        assert tuple(raw) == ("in-progress", "suspected_tppo_victim", "normal")
+        stored = await stored_referral(s, ref["id"])
+        assert stored.status is ReferralStatus.in_progress and stored.urgency is Urgency.normal
+        history = (await s.execute(sa.text("SELECT to_status FROM referral_history ORDER BY seq"))).scalars().all()
+        assert history == ["requested", "received", "accepted", "in-progress"]
+    r = await client.get("/v1/referrals", params={"status": "in-progress"}, headers=await world.sender.headers())
+    assert [i["id"] for i in r.json()["items"]] == [ref["id"]]
 
 
 # --- the state machine ---------------------------------------------------------------------
@@ -414,8 +474,9 @@ async def test_referred_returnee(client, world, db):
     assert body["id"] == str(rid) and body["full_name"] == "Siti Aminah"
     assert not {"nik", "nik_enc", "passport_number", "phone"} & body.keys()
     async with db.sessionmaker() as s:
-        assert (await referrals.open_referral_for(s, "POLRES-BENGKAYANG", rid)).id == uuid.UUID(ref["id"])
-        assert await referrals.open_referral_for(s, "DP3A-SAMBAS", rid) is None
+        assert (await repository.open_referral_for(s, caller_of(world.receiver, AgencyKind.police), rid)).id == uuid.UUID(
+            ref["id"])
+        assert await repository.open_referral_for(s, caller_of(world.third, AgencyKind.women_child_protection), rid) is None
         audit_row = (await s.execute(
             sa.select(AuditEvent.body).where(AuditEvent.action == "referral.returnee.read"))).scalar_one()
     assert orjson.loads(audit_row)["detail"]["purpose"] == f"referral:{ref['id']}"
@@ -427,7 +488,7 @@ async def test_referred_returnee(client, world, db):
     assert ref["status"] == "completed"
     assert_problem(await client.get(url, headers=await world.receiver.headers()), 404)
     async with db.sessionmaker() as s:
-        assert await referrals.open_referral_for(s, "POLRES-BENGKAYANG", rid) is None
+        assert await repository.open_referral_for(s, caller_of(world.receiver, AgencyKind.police), rid) is None
 
 
 async def test_receiver_reads_the_referred_returnee_record_while_open(client, world, db, make_party):

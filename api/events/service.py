@@ -67,7 +67,7 @@ async def read_feed(session: AsyncSession, caller: Caller, *, after: int, limit:
     key = feed_key(caller.jurisdiction, unit_of(session).settings.audit_chain)
     rows = (
         await session.execute(
-            sa.select(Event.pos, Event.id, Event.type, Event.occurred_at, Event.data)
+            sa.select(col(Event.pos), col(Event.id), col(Event.type), col(Event.occurred_at), col(Event.data))
             .where(col(Event.key) == key, col(Event.pos) > after, visible(caller))
             .order_by(col(Event.pos))
             .limit(limit)

@@ -9,13 +9,13 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core.context import Caller
 from api.notices import service
 from api.notices.schemas import FollowUpCreate
-from models import Agency, FollowUpAction, NoticeReturnee, Returnee
+from api.returnees import repository as returnees
+from models import Agency, AgencyKind, FollowUpAction
 
 ISSUER = "BP3MI-KALBAR"
 BENGKAYANG = "61.07"
@@ -29,17 +29,18 @@ FOLLOW_UPS = [
 ]
 
 
+def _issuer(agency: Agency) -> Caller:
+    """The issuer as a caller: the returnees it may read (all it pushed) are those noticed."""
+    return Caller(client_id=f"demo-{agency.code.lower()}", agency=agency.code, agency_kind=AgencyKind(agency.kind),
+                  jurisdiction=agency.jurisdiction, scopes=frozenset({"notices:write"}), token_id="demo")
+
+
 async def load_notices(session: AsyncSession) -> dict[str, Any] | None:
-    if await session.get(Agency, ISSUER) is None:
+    agency = await session.get(Agency, ISSUER)
+    if agency is None:
         return None
-    on_notice = sa.select(NoticeReturnee.returnee_id).where(col(NoticeReturnee.returnee_id) == col(Returnee.id))
-    rows = (
-        await session.execute(
-            sa.select(Returnee.id, Returnee.origin_district, Returnee.return_date)
-            .where(~on_notice.exists())
-            .order_by(col(Returnee.return_date), col(Returnee.id))
-        )
-    ).all()
+    issuer = _issuer(agency)
+    rows = await returnees.readable_not_on_a_notice(session, issuer)
     if not rows:
         return None
     by_month: dict[tuple[int, int], dict[str, list[uuid.UUID]]] = {}
@@ -47,7 +48,7 @@ async def load_notices(session: AsyncSession) -> dict[str, Any] | None:
         by_month.setdefault((returned.year, returned.month), {}).setdefault(district, []).append(rid)
     notices = []
     for month in sorted(by_month):
-        notices += await service.raise_for(session, ISSUER, by_month[month], source="demo")
+        notices += await service.raise_for(session, issuer, by_month[month], source="demo")
 
     acknowledger = await session.get(Agency, ACKNOWLEDGER)
     bengkayang = [n for n in notices if n.district == BENGKAYANG]

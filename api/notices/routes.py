@@ -7,9 +7,11 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
+from api.core.errors import BadRequest
+from api.core.pagination import decode_cursor, encode_cursor
+from api.core.preconditions import etag
 from api.http import auth, idempotency
 from api.http.session import SessionDep
-from api.core.errors import BadRequest
 from api.notices import service
 from api.notices.schemas import (
     FollowUpCreate,
@@ -20,8 +22,6 @@ from api.notices.schemas import (
     NoticeReturneePublic,
     NoticeSummary,
 )
-from api.core.pagination import decode_cursor, encode_cursor
-from api.core.preconditions import etag
 
 router = APIRouter(prefix="/v1/notices", tags=["notices"])
 

@@ -1,8 +1,9 @@
 """Deportation notices: issuing (by hand or for a returnee batch), reading, acknowledging,
 recording follow-up.
 
-Who sees a notice: agencies whose jurisdiction covers its district, and the issuing agency.
-Anyone else gets a 404. Only the addressed district (its jurisdiction covers the district, and
+Who sees a notice: agencies whose jurisdiction covers its district, and the issuing agency
+(:func:`api.notices.repository.readable`). Anyone else gets a 404. Which returnees a notice may
+list: those its issuer may read (:func:`api.returnees.repository.readable`). Only the addressed district (its jurisdiction covers the district, and
 it is not the issuer) acknowledges a notice and records follow-ups.
 """
 
@@ -10,51 +11,28 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock, preconditions
-from api.core import audit
-from api.core.access import in_jurisdiction, visible_or_404
+from api.core import audit, clock, outbox, preconditions
 from api.core.context import Caller
 from api.core.errors import Conflict, Problem, ValidationFailed
-from api.core import outbox
+from api.notices import repository
 from api.notices.schemas import FollowUpCreate, NoticeCreate
-from models import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee, Returnee
+from api.returnees import repository as returnees
+from models import FollowUpAction, Notice, NoticeFollowUp
 
 
 class NotAddressee(Problem):
     status, slug, title = 403, "not-addressee", "Only the addressed district may do this"
 
 
-# --- who sees what ----------------------------------------------------------------------------
-
-
-def visible(caller: Caller) -> sa.ColumnElement[bool]:
-    """SQL condition: the caller may see the notice."""
-    return sa.or_(in_jurisdiction(caller, col(Notice.district)), col(Notice.issued_by) == caller.agency)
-
-
-def returnee_visible(caller: Caller) -> sa.ColumnElement[bool]:
-    """SQL condition: the caller may list this returnee on a notice."""
-    return sa.or_(in_jurisdiction(caller, col(Returnee.origin_district)), col(Returnee.source_agency) == caller.agency)
-
-
 def is_addressee(caller: Caller, notice: Notice) -> bool:
     return caller.covers(notice.district) and caller.agency != notice.issued_by
-
-
-async def get_visible(session: AsyncSession, caller: Caller, notice_id: uuid.UUID) -> Notice:
-    return await visible_or_404(
-        session, select(Notice).where(Notice.id == notice_id, visible(caller)), "notice"
-    )
 
 
 # --- issuing ----------------------------------------------------------------------------------
@@ -85,11 +63,7 @@ async def issue(
     )
     session.add(notice)
     await session.flush()
-    if returnee_ids:
-        await session.execute(
-            sa.insert(NoticeReturnee.__table__),
-            [{"notice_id": notice.id, "returnee_id": rid} for rid in returnee_ids],
-        )
+    await repository.link_returnees(session, notice.id, returnee_ids)
     outbox.emit(
         session,
         "notice.created",
@@ -109,16 +83,10 @@ async def issue(
 
 
 async def create_notice(session: AsyncSession, caller: Caller, data: NoticeCreate) -> Notice:
-    """A notice to one district. Every returnee must exist, be visible to the caller and come
-    from that district; otherwise 422 naming each returnee at fault."""
-    rows = (
-        await session.execute(
-            sa.select(Returnee.id, Returnee.origin_district).where(
-                col(Returnee.id).in_(data.returnee_ids), returnee_visible(caller)
-            )
-        )
-    ).all()
-    origin = {r[0]: r[1] for r in rows}
+    """A notice to one district. Every returnee must exist, be readable by the caller
+    (:func:`api.returnees.repository.readable`) and come from that district; otherwise 422
+    naming each returnee at fault."""
+    origin = await returnees.readable_origins(session, caller, data.returnee_ids)
     errors = []
     for i, rid in enumerate(data.returnee_ids):
         field = f"returnee_ids.{i}"
@@ -142,30 +110,24 @@ async def create_notice(session: AsyncSession, caller: Caller, data: NoticeCreat
 
 
 async def raise_for_batch(
-    session: AsyncSession, caller: Caller, touched: dict[str, list[uuid.UUID]]
+    session: AsyncSession, caller: Caller, touched: Mapping[str, Iterable[uuid.UUID]], *, source: str = "batch"
 ) -> list[Notice]:
-    """One notice per district for the returnees a batch created or updated
-    (``touched``: district code -> returnee ids). Arrival date and entry point are taken from
-    the returnees (latest return date, most frequent entry point)."""
-    return await raise_for(session, caller.agency, touched, source="batch")
+    """One notice per district, issued by the caller, for the returnees a batch created or
+    updated (``touched``: district code -> returnee ids; the caller pushed them, so it may read
+    them). Arrival date and entry point are taken from the returnees (latest return date, most
+    frequent entry point). The demo loader uses it too (``source="demo"``)."""
+    return await raise_for(session, caller, touched, source=source)
 
 
 async def raise_for(
-    session: AsyncSession, issuer: str, touched: dict[str, Iterable[uuid.UUID]], *, source: str = "batch"
+    session: AsyncSession, issuer: Caller, touched: Mapping[str, Iterable[uuid.UUID]], *, source: str = "batch"
 ) -> list[Notice]:
-    """:func:`raise_for_batch` for an issuer given by agency code (the demo loader uses it)."""
+    """:func:`raise_for_batch` for any ``touched`` mapping (ids repeated or missing are fine)."""
     wanted = {d: list(dict.fromkeys(ids)) for d, ids in touched.items()}
     all_ids = [rid for ids in wanted.values() for rid in ids]
     if not all_ids:
         return []
-    info: dict[uuid.UUID, tuple[str, date, str | None]] = {}
-    for chunk in _chunks(all_ids, 1000):
-        rows = await session.execute(
-            sa.select(Returnee.id, Returnee.origin_district, Returnee.return_date, Returnee.entry_point).where(
-                col(Returnee.id).in_(chunk)
-            )
-        )
-        info.update({r[0]: (r[1], r[2], r[3]) for r in rows})
+    info = await returnees.readable_arrivals(session, issuer, all_ids)
     notices = []
     for district in sorted(wanted):
         ids = [rid for rid in wanted[district] if rid in info and info[rid][0] == district]
@@ -176,20 +138,15 @@ async def raise_for(
         notices.append(
             await issue(
                 session,
-                issuer=issuer,
+                issuer=issuer.agency,
                 district=district,
                 returnee_ids=ids,
-                summary=f"{n} returnee{'s' if n != 1 else ''} from {source} push by {issuer}",
+                summary=f"{n} returnee{'s' if n != 1 else ''} from {source} push by {issuer.agency}",
                 arrival_date=max(info[rid][1] for rid in ids),
                 entry_point=entry_points.most_common(1)[0][0] if entry_points else None,
             )
         )
     return notices
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -206,19 +163,8 @@ async def list_notices(
 ) -> list[Notice]:
     """Notices the caller may see, newest first; ``after`` is the (created_at, id) of the last
     one of the previous page."""
-    stmt = select(Notice).where(visible(caller))
-    if acknowledged is not None:
-        stmt = stmt.where(col(Notice.acknowledged_at).is_not(None) if acknowledged
-                          else col(Notice.acknowledged_at).is_(None))
-    if district is not None:
-        stmt = stmt.where(col(Notice.district) == district)
-    if after is not None:
-        t, last_id = after
-        stmt = stmt.where(
-            sa.or_(col(Notice.created_at) < t, sa.and_(col(Notice.created_at) == t, col(Notice.id) < last_id))
-        )
-    stmt = stmt.order_by(col(Notice.created_at).desc(), col(Notice.id).desc()).limit(limit)
-    notices = list((await session.exec(stmt)).all())
+    notices = await repository.readable_page(session, caller, acknowledged=acknowledged, district=district,
+                                             after=after, limit=limit)
     audit.record(
         session,
         "notice.list",
@@ -239,58 +185,29 @@ class NoticeDetail:
 
 async def get_notice(session: AsyncSession, caller: Caller, notice_id: uuid.UUID) -> NoticeDetail:
     """One notice with its returnees (no identity numbers) and follow-ups."""
-    notice = await get_visible(session, caller, notice_id)
+    notice = await repository.get_readable(session, caller, notice_id)
     return await describe(session, notice, audit_action="notice.read")
 
 
 async def describe(session: AsyncSession, notice: Notice, *, audit_action: str | None = None) -> NoticeDetail:
-    """The notice with its returnees and follow-ups; audited as ``audit_action`` when given."""
-    rows = (
-        await session.execute(
-            sa.select(
-                Returnee.id,
-                Returnee.full_name,
-                Returnee.sex,
-                Returnee.origin_subdistrict,
-                Returnee.return_type,
-                Returnee.return_date,
-                Returnee.trafficking_status,
-            )
-            .join(NoticeReturnee, col(NoticeReturnee.returnee_id) == col(Returnee.id))
-            .where(col(NoticeReturnee.notice_id) == notice.id)
-            .order_by(col(Returnee.return_date), col(Returnee.full_name), col(Returnee.id))
-        )
-    ).all()
-    returnees = [
-        {
-            "id": r[0],
-            "name": r[1],
-            "sex": r[2],
-            "origin_subdistrict": r[3],
-            "return_type": r[4],
-            "return_date": r[5],
-            "trafficking_status": r[6],
-        }
-        for r in rows
+    """The notice with its returnees and follow-ups; audited as ``audit_action`` when given.
+    For a notice the caller may see: its returnees are shown because the notice is
+    (:func:`api.returnees.repository.listed_on`)."""
+    returnees_listed = [
+        {"id": r.id, "name": r.name, "sex": r.sex, "origin_subdistrict": r.origin_subdistrict,
+         "return_type": r.return_type, "return_date": r.return_date, "trafficking_status": r.trafficking_status}
+        for r in await returnees.listed_on(session, notice.id)
     ]
-    follow_ups = list(
-        (
-            await session.exec(
-                select(NoticeFollowUp)
-                .where(NoticeFollowUp.notice_id == notice.id)
-                .order_by(col(NoticeFollowUp.created_at), col(NoticeFollowUp.id))
-            )
-        ).all()
-    )
+    follow_ups = await repository.follow_ups_of(session, notice.id)
     if audit_action:
         audit.record(
             session,
             audit_action,
             resource_type="notice",
             resource_id=notice.id,
-            subjects=[("returnee", r["id"]) for r in returnees],
+            subjects=[("returnee", r["id"]) for r in returnees_listed],
         )
-    return NoticeDetail(notice, returnees, follow_ups)
+    return NoticeDetail(notice, returnees_listed, follow_ups)
 
 
 # --- the district's side ----------------------------------------------------------------------
@@ -301,7 +218,7 @@ async def acknowledge(
 ) -> Notice:
     """The addressed district acknowledges the notice (``If-Match`` required; 409 when it is
     already acknowledged). Of two simultaneous acknowledgements exactly one wins."""
-    notice = await get_visible(session, caller, notice_id)
+    notice = await repository.get_readable(session, caller, notice_id)
     if not is_addressee(caller, notice):
         raise NotAddressee(f"Only the district {notice.district} may acknowledge this notice")
     if if_match is None or not if_match.strip():
@@ -319,12 +236,7 @@ async def acknowledge(
 
 async def _mark_acknowledged(session: AsyncSession, notice: Notice, agency: str, **detail: Any) -> None:
     now = clock.now()
-    version = await preconditions.bump(
-        session, Notice, notice.id, notice.version, acknowledged_at=now, acknowledged_by=agency, updated_at=now
-    )
-    for attr, value in (("version", version), ("acknowledged_at", now), ("acknowledged_by", agency),
-                        ("updated_at", now)):
-        set_committed_value(notice, attr, value)
+    await repository.mark_acknowledged(session, notice, agency, now)
     outbox.emit(
         session,
         "notice.acknowledged",
@@ -341,7 +253,7 @@ async def record_follow_up(
 ) -> NoticeFollowUp:
     """The addressed district records what it did about the notice. The notice's version (its
     ETag) moves on, since its representation lists the follow-ups."""
-    notice = await get_visible(session, caller, notice_id)
+    notice = await repository.get_readable(session, caller, notice_id)
     if not is_addressee(caller, notice):
         raise NotAddressee(f"Only the district {notice.district} may record follow-up on this notice")
     return await _add_follow_up(session, notice, caller.agency, data)
@@ -360,15 +272,7 @@ async def _add_follow_up(
         created_at=now,
     )
     session.add(follow_up)
-    table = Notice.__table__
-    version = (
-        await session.execute(
-            sa.update(table).where(table.c.id == notice.id)
-            .values(version=table.c.version + 1, updated_at=now).returning(table.c.version)
-        )
-    ).scalar_one()
-    set_committed_value(notice, "version", version)
-    set_committed_value(notice, "updated_at", now)
+    await repository.next_version(session, notice, now)
     await session.flush()
     outbox.emit(
         session,

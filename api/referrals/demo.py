@@ -1,8 +1,9 @@
 """Demo referrals among the demo agencies, in every status, some of them overdue.
 
 They go through the same service functions as the API (state machine, history, audit, events),
-back-dated with :func:`api.clock.frozen`. They are about demo returnees when a returnee loader
-ran before this one, else about people described inline. Loading again adds nothing: the demo
+back-dated with :func:`api.core.clock.frozen`. They are about demo returnees (those the sender may
+read, :func:`api.returnees.repository.readable`) when a returnee loader ran before this one, else
+about people described inline. Loading again adds nothing: the demo
 referrals carry ``sender_ref`` ``DEMO-…``, and their presence means they are loaded.
 """
 
@@ -12,17 +13,17 @@ import random
 from datetime import UTC, date, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock
 from api.core.context import Caller
 from api.core.preconditions import etag
-from api.referrals import service
+from api.referrals import repository, service
 from api.referrals.schemas import ADULT_AGE, ReferralCreate, age_on
 from api.referrals.workflow import Action
-from models import Agency, AgencyKind, Referral, Returnee
+from api.returnees import repository as returnees
+from models import Agency, AgencyKind, Returnee
 
 PREFIX = "DEMO-"
 
@@ -67,23 +68,9 @@ def _caller(agency: Agency) -> Caller:
                   scopes=frozenset({"referrals:read", "referrals:write", "referrals:respond"}), token_id="demo")
 
 
-async def _returnees_for(session: AsyncSession, sender: Caller, limit: int) -> list[Returnee]:
-    from api.core import access
-
-    stmt = (
-        select(Returnee)
-        .where(sa.or_(col(Returnee.source_agency) == sender.agency,
-                      access.in_jurisdiction(sender, col(Returnee.origin_district))))
-        .order_by(col(Returnee.return_date).desc(), col(Returnee.id))
-        .limit(limit)
-    )
-    return list((await session.exec(stmt)).all())
-
-
 async def load_referrals(session: AsyncSession) -> dict[str, Any] | None:
     """Load the demo referrals (once)."""
-    loaded = (await session.exec(select(Referral.id).where(col(Referral.sender_ref).startswith(PREFIX)).limit(1))).first()
-    if loaded is not None:
+    if await repository.any_with_sender_ref_prefix(session, PREFIX):
         return {"referrals": {"loaded": 0, "note": "demo referrals already present"}}
     agencies = {a.code: a for a in (await session.exec(select(Agency))).all()}
     rng = random.Random(7)
@@ -95,9 +82,9 @@ async def load_referrals(session: AsyncSession) -> dict[str, Any] | None:
             continue
         sender, receiver = _caller(agencies[sender_code]), _caller(agencies[receiver_code])
         if sender_code not in pools:
-            pools[sender_code] = await _returnees_for(session, sender, 40)
+            pools[sender_code] = await returnees.recent_readable(session, sender, 40)
         pool = pools[sender_code]
-        for status, path in PATHS.items():
+        for path in PATHS.values():
             n += 1
             urgency = rng.choice(["emergency", "high", "normal", "normal"])
             # open referrals made long ago are overdue; the rest are spread over six weeks

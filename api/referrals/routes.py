@@ -9,17 +9,16 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-
-from api.core.unit import unit_of
-from api.http import auth, idempotency
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock
 from api.core.context import Caller
-from api.http.session import SessionDep
 from api.core.errors import ValidationFailed
 from api.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from api.core.preconditions import etag
+from api.core.unit import unit_of
+from api.http import auth, idempotency
+from api.http.session import SessionDep
 from api.referrals import service
 from api.referrals.schemas import (
     ReferralCreate,

@@ -1,5 +1,6 @@
-"""Referrals: creating, reading, listing and moving them. Queries live here, moves are decided by
-:mod:`api.referrals.workflow`; nothing here commits (the request's session does).
+"""Referrals: creating, reading, listing and moving them. Queries live in
+:mod:`api.referrals.repository` (who may see a referral is its :func:`~api.referrals.repository.readable`),
+moves are decided by :mod:`api.referrals.workflow`; nothing here commits (the request's session does).
 
 Who sees a referral
 -------------------
@@ -17,53 +18,34 @@ the receiver's jurisdiction) with both agencies as audience.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock, crypto
-from api.core import audit
-from api.core.unit import context_of, unit_of
+from api.core import audit, clock, crypto, outbox
 from api.core.context import Caller
-from api.core import access
 from api.core.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
-from api.core import outbox
 from api.core.pagination import decode_cursor, encode_cursor
-from api.core.preconditions import bump, check_if_match
-from api.referrals import workflow
-from api.referrals.schemas import ADULT_AGE, ReferralCreate, age_on
+from api.core.preconditions import check_if_match
+from api.core.unit import context_of, unit_of
+from api.referrals import repository, workflow
+from api.referrals.repository import SORTS, ReferralQuery
+from api.referrals.schemas import ADULT_AGE, ConsentIn, ReferralCreate, SubjectIn, age_on
 from api.referrals.workflow import Action, Party
-from models import (
-    OPEN_STATUSES,
-    Agency,
-    Referral,
-    ReferralHistory,
-    ReferralStatus,
-    Returnee,
-)
-
-OPEN = sorted(s.value for s in OPEN_STATUSES)
-
-
-# --- visibility --------------------------------------------------------------------------
+from api.returnees import repository as returnees
+from models import Agency, Referral, ReferralHistory, ReferralStatus, Returnee, Sex
 
 
 def visible_to(caller: Caller) -> sa.ColumnElement[bool]:
-    """SQL condition: the caller may see the referral (see the module docstring)."""
-    party = sa.or_(col(Referral.from_agency) == caller.agency, col(Referral.to_agency) == caller.agency)
-    if not caller.is_oversight:
-        return party
-    return sa.or_(
-        party,
-        access.in_jurisdiction(caller, col(Referral.from_region)),
-        access.in_jurisdiction(caller, col(Referral.to_region)),
-        access.in_jurisdiction(caller, col(Referral.subject_region)),
-    )
+    """The condition of :func:`api.referrals.repository.readable`, for :mod:`api.stats`'s
+    aggregates until they start from the readable statement itself."""
+    where = repository.readable(caller).whereclause
+    assert where is not None
+    return where
 
 
 def party_of(caller: Caller, referral: Referral) -> Party | None:
@@ -74,23 +56,11 @@ def party_of(caller: Caller, referral: Referral) -> Party | None:
     return None
 
 
-async def _visible(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Referral:
-    stmt = select(Referral).where(col(Referral.id) == id, visible_to(caller))
-    return await access.visible_or_404(session, stmt, "referral")
-
-
 def _subjects(r: Referral) -> list[tuple[str, Any]]:
     return [("returnee", r.returnee_id)] if r.returnee_id else []
 
 
-async def history_of(session: AsyncSession, referral_id: uuid.UUID) -> list[ReferralHistory]:
-    stmt = select(ReferralHistory).where(col(ReferralHistory.referral_id) == referral_id).order_by(
-        col(ReferralHistory.seq)
-    )
-    return list((await session.exec(stmt)).all())
-
-
-def _history(r: Referral, seq: int, caller: Caller, frm: str | None, action: str, at: datetime,
+def _history(r: Referral, seq: int, caller: Caller, frm: ReferralStatus | None, action: str, at: datetime,
              note: str | None) -> ReferralHistory:
     return ReferralHistory(referral_id=r.id, seq=seq, from_status=frm, to_status=r.status, action=action,
                            by_agency=caller.agency, by_client=caller.client_id, at=at, note=note)
@@ -107,67 +77,102 @@ async def create_referral(
     session: AsyncSession, caller: Caller, data: ReferralCreate
 ) -> tuple[Referral, list[ReferralHistory]]:
     """Refer a case from the caller's agency to ``data.to_agency``. 422 for an unknown or own
-    receiving agency, or a returnee the caller may not see; 409 for a reused ``sender_ref``."""
-    to = await session.get(Agency, data.to_agency)
-    if to is None:
-        raise _invalid("to_agency", f"no registered agency {data.to_agency}")
-    if to.code == caller.agency:
-        raise _invalid("to_agency", "an agency cannot refer a case to itself")
-
+    receiving agency, or a returnee the caller may not read; 409 for a reused ``sender_ref``."""
+    receiver = await _receiving_agency(session, caller, data.to_agency)
     now = clock.now()
-    ref = Referral(
-        from_agency=caller.agency, to_agency=to.code, sender_ref=data.sender_ref,
-        status=ReferralStatus.requested, from_region=caller.jurisdiction, to_region=to.jurisdiction,
+    ref = _new_referral(caller, receiver, data, now)
+    if data.returnee_id is not None:
+        _about_returnee(ref, await _readable_returnee(session, caller, data.returnee_id), now)
+    else:
+        assert data.subject is not None  # the schema requires returnee_id or subject
+        _about_subject(ref, data.subject, now, unit_of(session).settings.data_key_bytes)
+    _record_consent(ref, data.consent)
+    if data.sender_ref is not None:
+        await _check_sender_ref_free(session, caller, data.sender_ref)
+    first = await _save(session, ref, _history(ref, 1, caller, None, "request", now, data.note))
+    _announce(session, ref)
+    return ref, [first]
+
+
+async def _receiving_agency(session: AsyncSession, caller: Caller, code: str) -> Agency:
+    """The registered agency ``code``, not the caller's own (422 otherwise)."""
+    receiver = await session.get(Agency, code)
+    if receiver is None:
+        raise _invalid("to_agency", f"no registered agency {code}")
+    if receiver.code == caller.agency:
+        raise _invalid("to_agency", "an agency cannot refer a case to itself")
+    return receiver
+
+
+def _new_referral(caller: Caller, receiver: Agency, data: ReferralCreate, now: datetime) -> Referral:
+    """The referral as requested, its regions copied from both agencies (oversight visibility
+    does not move when an agency's jurisdiction is edited later), due by its urgency."""
+    return Referral(
+        from_agency=caller.agency, to_agency=receiver.code, sender_ref=data.sender_ref,
+        status=ReferralStatus.requested, from_region=caller.jurisdiction, to_region=receiver.jurisdiction,
         reason=data.reason, legal_basis=data.legal_basis, urgency=data.urgency, note=data.note,
         processing_basis=data.processing_basis, due_at=workflow.due_at(data.urgency, now),
         created_at=now, updated_at=now,
     )
-    if data.returnee_id is not None:
-        returnee = (await session.exec(
-            select(Returnee).where(
-                col(Returnee.id) == data.returnee_id,
-                sa.or_(col(Returnee.source_agency) == caller.agency,
-                       access.in_jurisdiction(caller, col(Returnee.origin_district))),
-            )
-        )).first()
-        if returnee is None:
-            raise _invalid("returnee_id", "no such returnee among those your agency may see")
-        ref.returnee_id = returnee.id
-        ref.subject_region = returnee.origin_subdistrict or returnee.origin_district
-        ref.subject_is_child = returnee.birth_date is not None and age_on(returnee.birth_date, now.date()) < ADULT_AGE
-    else:
-        s = data.subject
-        assert s is not None  # the schema requires returnee_id or subject
-        ref.subject_name, ref.subject_sex, ref.subject_birth_date = s.full_name, s.sex, s.birth_date
-        ref.subject_is_child = s.child_on(now.date())
-        ref.subject_region = s.district
-        if s.phone:
-            ref.subject_phone_enc = crypto.encrypt(s.phone, context="referral.subject_phone",
-                                                  key=unit_of(session).settings.data_key_bytes)
 
-    consent = data.consent
-    if consent is not None and consent.given:
-        if ref.subject_is_child and not consent.guardian:
-            raise _invalid("consent.guardian", "the subject is a child: consent needs the guardian who gave it")
-        ref.consent_given = True
-        ref.consent_given_by, ref.consent_method, ref.consent_guardian = (
-            consent.given_by, consent.method, consent.guardian)
-        ref.consent_given_at = consent.given_at.astimezone(UTC) if consent.given_at else None
 
-    if data.sender_ref is not None:
-        taken = (await session.exec(select(Referral.id).where(
-            col(Referral.from_agency) == caller.agency, col(Referral.sender_ref) == data.sender_ref))).first()
-        if taken is not None:
-            raise Conflict(f"Your agency already has a referral with sender_ref {data.sender_ref}",
-                           referral_id=str(taken))
+async def _readable_returnee(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
+    """The returnee ``id`` if the caller may read it: the same rule as ``GET /v1/returnees/{id}``
+    (:func:`api.returnees.repository.readable`), answered as a 422 on the field."""
+    returnee = await returnees.find_readable(session, caller, id)
+    if returnee is None:
+        raise _invalid("returnee_id", "no such returnee among those your agency may see")
+    return returnee
+
+
+def _about_returnee(ref: Referral, returnee: Returnee, now: datetime) -> None:
+    ref.returnee_id = returnee.id
+    ref.subject_region = returnee.origin_subdistrict or returnee.origin_district
+    ref.subject_is_child = returnee.birth_date is not None and age_on(returnee.birth_date, now.date()) < ADULT_AGE
+
+
+def _about_subject(ref: Referral, s: SubjectIn, now: datetime, data_key: bytes) -> None:
+    """A person described inline: the minimum, the phone number encrypted."""
+    ref.subject_name, ref.subject_sex, ref.subject_birth_date = s.full_name, s.sex and Sex(s.sex), s.birth_date
+    ref.subject_is_child = s.child_on(now.date())
+    ref.subject_region = s.district
+    if s.phone:
+        ref.subject_phone_enc = crypto.encrypt(s.phone, context="referral.subject_phone", key=data_key)
+
+
+def _record_consent(ref: Referral, consent: ConsentIn | None) -> None:
+    """The subject's consent, if given; a child's names the guardian (422 otherwise: a returnee
+    record's age is known only here, an inline subject's was checked by the schema)."""
+    if consent is None or not consent.given:
+        return
+    if ref.subject_is_child and not consent.guardian:
+        raise _invalid("consent.guardian", "the subject is a child: consent needs the guardian who gave it")
+    ref.consent_given = True
+    ref.consent_given_by, ref.consent_method, ref.consent_guardian = (
+        consent.given_by, consent.method, consent.guardian)
+    ref.consent_given_at = consent.given_at.astimezone(UTC) if consent.given_at else None
+
+
+async def _check_sender_ref_free(session: AsyncSession, caller: Caller, sender_ref: str) -> None:
+    taken = await repository.sender_ref_taken(session, caller, sender_ref)
+    if taken is not None:
+        raise Conflict(f"Your agency already has a referral with sender_ref {sender_ref}", referral_id=str(taken))
+
+
+async def _save(session: AsyncSession, ref: Referral, first: ReferralHistory) -> ReferralHistory:
+    """Write the referral and its first history entry. A concurrent request that took the same
+    ``sender_ref`` between the check and now is a 409 too (the unique key)."""
     session.add(ref)
-    first = _history(ref, 1, caller, None, "request", now, data.note)
     session.add(first)
     try:
         await session.flush()
     except IntegrityError:
-        raise Conflict(f"Your agency already has a referral with sender_ref {data.sender_ref}") from None
+        raise Conflict(f"Your agency already has a referral with sender_ref {ref.sender_ref}") from None
+    return first
 
+
+def _announce(session: AsyncSession, ref: Referral) -> None:
+    """The creation's audit entry and its ``referral.requested`` event, to both parties."""
     audit.record(session, "referral.create", resource_type="referral", resource_id=ref.id,
                  subjects=_subjects(ref), to_agency=ref.to_agency, reason=ref.reason,
                  consent=ref.consent_given, processing_basis=ref.processing_basis)
@@ -177,7 +182,6 @@ async def create_referral(
          "urgency": ref.urgency, "due_at": ref.due_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "status": ref.status},
         region=ref.region, audience=[ref.from_agency, ref.to_agency],
     )
-    return ref, [first]
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -187,34 +191,22 @@ async def get_referral(
     session: AsyncSession, caller: Caller, id: uuid.UUID
 ) -> tuple[Referral, list[ReferralHistory]]:
     """One referral the caller may see, with its history (404 otherwise)."""
-    ref = await _visible(session, caller, id)
+    ref = await repository.get_readable(session, caller, id)
     audit.record(session, "referral.read", resource_type="referral", resource_id=ref.id, subjects=_subjects(ref))
-    return ref, await history_of(session, ref.id)
+    return ref, await repository.history_of(session, ref.id)
 
 
-SORTS: dict[str, tuple[str, bool]] = {
-    "due_at": ("due_at", False),
-    "-due_at": ("due_at", True),
-    "created_at": ("created_at", False),
-    "-created_at": ("created_at", True),
-    "updated_at": ("updated_at", False),
-    "-updated_at": ("updated_at", True),
-}
-DEFAULT_SORT = "due_at"  # the most pressing first
-
-
-@dataclass
-class ReferralQuery:
-    role: str | None = None  # sent | received
-    status: list[ReferralStatus] = field(default_factory=list)
-    reason: str | None = None
-    urgency: str | None = None
-    overdue: bool | None = None
-    updated_since: datetime | None = None
-    returnee_id: uuid.UUID | None = None
-    sort: str = DEFAULT_SORT
-    limit: int = 50
-    cursor: str | None = None
+def _after(q: ReferralQuery) -> tuple[datetime, uuid.UUID] | None:
+    """The keyset of ``q.cursor`` (400 when it is not one of this sort order)."""
+    if not q.cursor:
+        return None
+    c = decode_cursor(q.cursor)
+    if c.get("s") != q.sort or "v" not in c or "id" not in c:
+        raise BadRequest("The cursor does not belong to this sort order; start again without it")
+    try:
+        return datetime.fromisoformat(c["v"]), uuid.UUID(c["id"])
+    except (TypeError, ValueError):
+        raise BadRequest("The cursor is not valid; use next_cursor from a previous reply") from None
 
 
 async def list_referrals(
@@ -223,47 +215,16 @@ async def list_referrals(
     """Referrals the caller may see, filtered and keyset-paginated; returns ``(items, next_cursor)``."""
     if q.sort not in SORTS:
         raise _invalid("sort", f"sort by one of {', '.join(SORTS)}")
-    name, desc = SORTS[q.sort]
-    column = getattr(Referral, name)
-    stmt = select(Referral).where(visible_to(caller))
-    if q.role == "sent":
-        stmt = stmt.where(col(Referral.from_agency) == caller.agency)
-    elif q.role == "received":
-        stmt = stmt.where(col(Referral.to_agency) == caller.agency)
-    if q.status:
-        stmt = stmt.where(col(Referral.status).in_([s.value for s in q.status]))
-    if q.reason:
-        stmt = stmt.where(col(Referral.reason) == q.reason)
-    if q.urgency:
-        stmt = stmt.where(col(Referral.urgency) == q.urgency)
-    if q.returnee_id:
-        stmt = stmt.where(col(Referral.returnee_id) == q.returnee_id)
-    if q.overdue is not None:
-        overdue = sa.and_(col(Referral.status).in_(OPEN), col(Referral.due_at) < clock.now())
-        stmt = stmt.where(overdue if q.overdue else sa.not_(overdue))
-    if q.updated_since is not None:
-        since = q.updated_since if q.updated_since.tzinfo else q.updated_since.replace(tzinfo=UTC)
-        stmt = stmt.where(col(Referral.updated_at) >= since)
-    if q.cursor:
-        c = decode_cursor(q.cursor)
-        if c.get("s") != q.sort or "v" not in c or "id" not in c:
-            raise BadRequest("The cursor does not belong to this sort order; start again without it")
-        try:
-            value, last_id = datetime.fromisoformat(c["v"]), uuid.UUID(c["id"])
-        except (TypeError, ValueError):
-            raise BadRequest("The cursor is not valid; use next_cursor from a previous reply") from None
-        if desc:
-            stmt = stmt.where(sa.or_(column < value, sa.and_(column == value, col(Referral.id) < last_id)))
-        else:
-            stmt = stmt.where(sa.or_(column > value, sa.and_(column == value, col(Referral.id) > last_id)))
-    order = (column.desc(), col(Referral.id).desc()) if desc else (column.asc(), col(Referral.id).asc())
-    rows = list((await session.exec(stmt.order_by(*order).limit(q.limit + 1))).all())
+    if q.updated_since is not None and q.updated_since.tzinfo is None:
+        q = replace(q, updated_since=q.updated_since.replace(tzinfo=UTC))
+    rows = await repository.readable_page(session, caller, q, _after(q))
     more = len(rows) > q.limit
     rows = rows[: q.limit]
     next_cursor = None
     if more:
         last = rows[-1]
-        next_cursor = encode_cursor({"s": q.sort, "v": getattr(last, name).isoformat(), "id": str(last.id)})
+        value = getattr(last, SORTS[q.sort][0])
+        next_cursor = encode_cursor({"s": q.sort, "v": value.isoformat(), "id": str(last.id)})
     subjects: list[tuple[str, Any]] = []
     for r in rows:
         subjects.append(("referral", r.id))
@@ -291,7 +252,7 @@ async def transition(
     the scope of its part (receiver: ``referrals:respond``, sender: ``referrals:write``). Of two
     simultaneous moves with the same ETag exactly one wins: the version bump is conditional.
     """
-    ref = await _visible(session, caller, id)
+    ref = await repository.get_readable(session, caller, id)
     check_if_match(if_match, ref.version)
     workflow.check_party(action, party_of(caller, ref))
     scope = workflow.required_scope(action)
@@ -305,16 +266,14 @@ async def transition(
     values: dict[str, Any] = {"status": after.value, "updated_at": now}
     if not workflow.is_open(after):
         values["closed_at"] = now
-    await bump(session, Referral, ref.id, ref.version, **values)
-    await session.refresh(ref)
-    seq = (await session.exec(
-        select(sa.func.coalesce(sa.func.max(ReferralHistory.seq), 0)).where(col(ReferralHistory.referral_id) == ref.id)
-    )).one()
-    session.add(_history(ref, int(seq) + 1, caller, before.value, action.value, now, note))
+    await repository.bump(session, ref, **values)
+    seq = await repository.next_seq(session, ref.id)
+    session.add(_history(ref, seq, caller, before, action.value, now, note))
     await session.flush()
 
+    moved: dict[str, Any] = {"from": before.value, "to": after.value, "with_note": bool(note)}
     audit.record(session, f"referral.{action.value}", resource_type="referral", resource_id=ref.id,
-                 subjects=_subjects(ref), **{"from": before.value, "to": after.value, "with_note": bool(note)})
+                 subjects=_subjects(ref), **moved)
     # (the note itself stays in the referral's history: the audit chain cannot forget it)
     outbox.emit(
         session, "referral.status_changed",
@@ -322,45 +281,19 @@ async def transition(
          "from_agency": ref.from_agency, "to_agency": ref.to_agency},
         region=ref.region, audience=[ref.from_agency, ref.to_agency],
     )
-    return ref, await history_of(session, ref.id)
+    return ref, await repository.history_of(session, ref.id)
 
 
 # --- the referred returnee ---------------------------------------------------------------
 
 
-async def open_referral_for(session: AsyncSession, agency_code: str, returnee_id: uuid.UUID) -> Referral | None:
-    """An open referral (requested, received, accepted, in-progress, on-hold) addressed to
-    ``agency_code`` about ``returnee_id``, if there is one: while it is open the receiver may
-    read that returnee even outside its jurisdiction, with the referral as the purpose."""
-    stmt = (
-        select(Referral)
-        .where(
-            col(Referral.to_agency) == agency_code,
-            col(Referral.returnee_id) == returnee_id,
-            col(Referral.status).in_(OPEN),
-        )
-        .order_by(col(Referral.created_at).desc())
-        .limit(1)
-    )
-    return (await session.exec(stmt)).first()
-
-
 async def referred_returnee(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
     """The returnee of an open referral addressed to the caller's agency; 404 for anyone else,
     for a closed referral, and for a referral about an inline subject."""
-    ref = (await session.exec(
-        select(Referral).where(
-            col(Referral.id) == id,
-            col(Referral.to_agency) == caller.agency,
-            col(Referral.status).in_(OPEN),
-            col(Referral.returnee_id).is_not(None),
-        )
-    )).first()
-    if ref is None or ref.returnee_id is None:
+    ref = await repository.open_with_returnee(session, caller, id)
+    if ref is None:
         raise NotFound("No such referral with a returnee open to your agency")
-    returnee = await session.get(Returnee, ref.returnee_id)
-    if returnee is None:  # pragma: no cover - the foreign key keeps it
-        raise NotFound("No such returnee")
+    returnee = await returnees.referred(session, ref)
     audit.record(session, "referral.returnee.read", resource_type="returnee", resource_id=returnee.id,
                  subjects=[("referral", ref.id)], purpose=f"referral:{ref.id}")
     return returnee

@@ -8,12 +8,12 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.http import auth, idempotency
-from api.http.session import SessionDep
 from api.core.errors import BadRequest, Forbidden
-from api.http.jsonbody import OrjsonRoute
 from api.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from api.core.preconditions import etag
+from api.http import auth, idempotency
+from api.http.jsonbody import OrjsonRoute
+from api.http.session import SessionDep
 from api.returnees import service
 from api.returnees.schemas import BatchIn, BatchOut, ReturneeList, ReturneeOut
 from models import TraffickingStatus
@@ -45,9 +45,9 @@ async def push_batch(
         return idem.replay
     outcome = await service.upsert_batch(session, caller.agency, body.records)
     notices = await service.notify_districts(session, caller, outcome.touched) if notify else []
-    body = orjson.dumps({"results": outcome.results, "notices": notices}, option=orjson.OPT_UTC_Z)
-    idem.remember_encoded(session, 200, body)  # the reply exactly as sent
-    return Response(body, media_type="application/json")
+    encoded = orjson.dumps({"results": outcome.results, "notices": notices}, option=orjson.OPT_UTC_Z)
+    idem.remember_encoded(session, 200, encoded)  # the reply exactly as sent
+    return Response(encoded, media_type="application/json")
 
 
 def _aware(ts: datetime | None) -> datetime | None:

@@ -13,10 +13,12 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from sqlmodel import Field as SQLField
+from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
 from api.core import clock
 from api.returnees import nik as nikmod
-from models import ControlMethod, ExploitationType, RecruiterRelationship, ReturnType, Sex, TraffickingStatus
+from models import ReturneeBase
 from models.regions import district_code, is_region
 
 MAX_BATCH = 1000
@@ -44,33 +46,16 @@ def _today(info: ValidationInfo) -> date:
     return clock.now().date()
 
 
-class _ReturneeFields(BaseModel):
-    """A returnee record's fields and per-field checks (see :class:`ReturneeIn`)."""
+class _ReturneeFields(ReturneeBase):
+    """A returnee record's fields and per-field checks (see :class:`ReturneeIn`): the plain
+    fields of :class:`models.ReturneeBase` and the identity numbers, in clear here only."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = SQLModelConfig(extra="forbid", str_strip_whitespace=True)
 
-    source_ref: str = Field(min_length=1, max_length=100, description="the sender's own id, unique per agency")
-    full_name: str = Field(min_length=1, max_length=200)
-    nik: str | None = Field(default=None, description="16-digit NIK; stored encrypted", examples=["6107074505900001"])
-    passport_number: str | None = Field(default=None, description="stored encrypted")
-    phone: str | None = Field(default=None, description="stored encrypted")
-    sex: Sex
-    birth_date: date | None = None
-    origin_district: str = Field(examples=["61.07"], description="district region code")
-    origin_subdistrict: str | None = Field(default=None, examples=["61.07.07"])
-    address: str | None = Field(default=None, max_length=500)
-    returned_from_country: str = Field(default="MY", description="ISO 3166-1 alpha-2", examples=["MY"])
-    returned_from_region: str | None = Field(default=None, max_length=100, examples=["Sarawak"])
-    return_type: ReturnType
-    return_date: date
-    entry_point: str | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
-    employer: str | None = Field(default=None, max_length=200)
-    sector: str | None = Field(default=None, max_length=100)
-    documented: bool | None = None
-    trafficking_status: TraffickingStatus = TraffickingStatus.unknown
-    control_methods: list[ControlMethod] = Field(default_factory=list, max_length=len(ControlMethod))
-    exploitation_types: list[ExploitationType] = Field(default_factory=list, max_length=len(ExploitationType))
-    recruiter_relationship: RecruiterRelationship | None = None
+    nik: str | None = SQLField(default=None, description="16-digit NIK; stored encrypted",
+                               schema_extra={"examples": ["6107074505900001"]})
+    passport_number: str | None = SQLField(default=None, description="stored encrypted")
+    phone: str | None = SQLField(default=None, description="stored encrypted")
 
     @field_validator("nik")
     @classmethod
@@ -241,36 +226,19 @@ class BatchOut(BaseModel):
     notices: list[dict[str, Any]] = []
 
 
-class ReturneeOut(BaseModel):
+class ReturneeOut(ReturneeBase):
     """A returnee as a reader sees it: NIK, passport and phone masked unless it holds ``pii:read``."""
+
+    model_config = SQLModelConfig(json_schema_serialization_defaults_required=True)  # every field is always sent
 
     id: uuid.UUID
     person_id: uuid.UUID
     source_agency: str
-    source_ref: str
     version: int
-    full_name: str
     nik: str | None
     passport_number: str | None
     phone: str | None
     pii_masked: bool
-    sex: Sex
-    birth_date: date | None
-    origin_district: str
-    origin_subdistrict: str | None
-    address: str | None
-    returned_from_country: str
-    returned_from_region: str | None
-    return_type: ReturnType
-    return_date: date
-    entry_point: str | None
-    employer: str | None
-    sector: str | None
-    documented: bool | None
-    trafficking_status: TraffickingStatus
-    control_methods: list[ControlMethod]
-    exploitation_types: list[ExploitationType]
-    recruiter_relationship: RecruiterRelationship | None
     created_at: datetime
     updated_at: datetime
 

@@ -1,14 +1,16 @@
-"""Returnees: the batch upsert, who may see which record, and reading them.
+"""Returnees: the batch upsert, who may read which record, and reading them.
 
 The batch upsert works on the whole batch with a fixed number of statements, whatever its
-size: one SELECT of the sender's existing records by ``source_ref`` (locked on PostgreSQL, so
-two batches updating the same record queue up), one statement matching or creating the persons
-by NIK blind index, one INSERT of the new records (:mod:`api.bulk`), one executemany UPDATE of
-the changed ones. Records whose content did not change (same keyed hash of the normalised
-input) are not written at all and raise no event.
+size (:mod:`api.returnees.repository`): one SELECT of the sender's existing records by
+``source_ref`` (locked on PostgreSQL, so two batches updating the same record queue up), one
+statement matching or creating the persons by NIK blind index, one INSERT of the new records
+(:mod:`api.core.bulk`), one executemany UPDATE of the changed ones. Records whose content did
+not change (same keyed hash of the normalised input) are not written at all and raise no event.
+:func:`upsert_batch` reads as its steps: validate, compare, persons, insert, update, events, audit.
 
-Visibility lives in :func:`visible` / :func:`get_visible` only: a record is visible to callers
-whose jurisdiction covers its origin district or sub-district, and to the agency that pushed it.
+Who may read a record is decided by :func:`api.returnees.repository.readable` only: callers
+whose jurisdiction covers its origin district or sub-district, and the agency that pushed it;
+beyond that, the receiver of an open referral about it (:func:`get_readable`).
 """
 
 from __future__ import annotations
@@ -18,31 +20,27 @@ import hmac
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from pydantic import ValidationError
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import bulk, clock, crypto
-from api.core import audit
-from api.core.db import execute_text
-from api.core.access import in_jurisdiction
+from api.core import audit, clock, crypto, outbox
 from api.core.context import Caller
 from api.core.errors import Conflict, NotFound
-from api.core import outbox
-from api.notices import service as notices
-from api.notices.schemas import NoticeSummary
-from api.referrals import service as referrals
-from api.returnees.schemas import ReturneeIn
 from api.core.settings import Settings
 from api.core.unit import unit_of
-from models import Person, Referral, Returnee
+from api.notices import service as notices
+from api.notices.schemas import NoticeSummary
+from api.referrals import repository as referrals
+from api.returnees import repository
+from api.returnees.repository import ListFilter
+from api.returnees.schemas import ReturneeIn
+from models import Referral, Returnee, ReturneeBase
 
 RESOURCE = "returnee"
 
@@ -55,15 +53,8 @@ PII_FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("phone", "phone", "returnee.phone", "phone"),
 )
 
-# Columns copied as they are from a validated record.
-PLAIN_FIELDS = (
-    "source_ref", "full_name", "sex", "birth_date", "origin_district", "origin_subdistrict", "address",
-    "returned_from_country", "returned_from_region", "return_type", "return_date", "entry_point",
-    "employer", "sector", "documented", "trafficking_status", "control_methods", "exploitation_types",
-    "recruiter_relationship",
-)
-CONTENT_COLUMNS = (*PLAIN_FIELDS, "nik_enc", "nik_index", "passport_enc", "passport_index", "phone_enc",
-                   "phone_index", "content_hash")
+# Columns copied as they are from a validated record: the plain fields, declared once.
+PLAIN_FIELDS = tuple(ReturneeBase.model_fields)
 
 
 # --- the batch upsert ------------------------------------------------------------------------
@@ -143,75 +134,13 @@ def _columns(item: ReturneeIn, digest: str, keys: _Keys) -> dict[str, Any]:
     return row
 
 
-_PG_PERSONS = sa.text(
-    """
-    INSERT INTO person (id, nik_index, created_at)
-    SELECT id, nik_index, created_at FROM json_populate_recordset(NULL::person, :rows)
-    ON CONFLICT (nik_index) DO UPDATE SET nik_index = EXCLUDED.nik_index
-    RETURNING id, nik_index
-    """
-)
+@dataclass(slots=True)
+class _Plan:
+    """What a batch writes: new records and changed ones (``row`` holds the columns;
+    ``old`` the stored keys, hash and version)."""
 
-
-# The sender's existing records of a batch, locked (two batches updating the same record queue
-# up; the refs are sorted, so they lock in the same order and cannot deadlock). One index probe
-# of (source_agency, source_ref) per ref, whatever the statistics say: the LIMIT keeps the
-# planner from flattening the lateral subquery, and without that a freshly filled, not yet
-# analysed table was read in full (all the agency's records, filtered by the array).
-_PG_EXISTING = sa.text(
-    """
-    SELECT r.id, r.source_ref, r.content_hash, r.version, r.person_id, r.nik_index
-      FROM unnest(CAST(:refs AS text[])) AS x(ref)
-     CROSS JOIN LATERAL (
-           SELECT id, source_ref, content_hash, version, person_id, nik_index FROM returnee
-            WHERE source_agency = :agency AND source_ref = x.ref
-            LIMIT 1
-              FOR UPDATE
-     ) AS r
-    """
-)
-
-
-def _one_of(session: AsyncSession, column: Any, values: list[str]) -> sa.ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL as ``= ANY(:array)``, one parameter whatever the
-    count (a statement of a hundred placeholders is parsed again on every call)."""
-    if session.bind.dialect.name == "postgresql":
-        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(sa.String)))
-    return column.in_(values)
-
-
-async def _persons_by_nik(session: AsyncSession, indexes: set[str]) -> dict[str, uuid.UUID]:
-    if not indexes:
-        return {}
-    rows = await session.execute(
-        sa.select(Person.id, Person.nik_index).where(_one_of(session, col(Person.nik_index), sorted(indexes)))
-    )
-    return {r.nik_index: r.id for r in rows}
-
-
-async def _ensure_persons(
-    session: AsyncSession, nik_indexes: set[str], anonymous: int, now: datetime
-) -> tuple[dict[str, uuid.UUID], list[uuid.UUID]]:
-    """Persons for these NIK indexes (found or created) and ``anonymous`` new persons without
-    one. A person created at the same moment by a concurrent batch is found, not duplicated."""
-    fresh = [uuid.uuid4() for _ in range(anonymous)]
-    anon_rows = [{"id": pid, "nik_index": None, "created_at": now} for pid in fresh]
-    if session.bind.dialect.name == "postgresql":
-        # One statement: new persons inserted, existing ones (whoever created them) returned.
-        rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in sorted(nik_indexes)] + anon_rows
-        by_nik = {}
-        if rows:
-            result = await execute_text(session, _PG_PERSONS, {"rows": orjson.dumps(rows).decode()})
-            by_nik = {r.nik_index: r.id for r in result if r.nik_index is not None}
-        return by_nik, fresh
-    by_nik = await _persons_by_nik(session, nik_indexes)
-    missing = sorted(nik_indexes - by_nik.keys())
-    rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in missing] + anon_rows
-    if rows:
-        await bulk.insert_rows(session, Person.__table__, rows, on_conflict_do_nothing=["nik_index"])
-        if missing:  # a concurrent batch may have created some first: theirs is the person
-            by_nik.update(await _persons_by_nik(session, set(missing)))
-    return by_nik, fresh
+    creates: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    updates: list[tuple[dict[str, Any], dict[str, Any], Any]] = field(default_factory=list)
 
 
 async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any]) -> BatchOutcome:
@@ -222,8 +151,25 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
     batch. Emits ``returnee.created`` / ``returnee.updated`` (no personal data) and records
     one audit entry naming every record written. Never commits.
     """
-    now = clock.now()
-    context = {"today": now.date()}  # one clock reading for the whole batch's date checks
+    now = clock.now()  # one clock reading for the whole batch (its date checks, its timestamps)
+    results, accepted = _validate(records, now.date())
+    existing = await repository.existing_for_batch(session, agency, sorted({it.source_ref for _, it in accepted}))
+    plan = _plan(accepted, existing, _Keys.of(unit_of(session).settings))
+    by_nik, fresh = await _persons(session, plan, now)
+    written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now)
+    written += await _update_changed(session, plan.updates, by_nik, now)
+    touched = _emit(session, agency, written)
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("created", "updated", "unchanged", "rejected")}
+    audit.record(session, "returnee.batch", resource_type=RESOURCE, subjects=[(RESOURCE, row["id"]) for _, row in written],
+                 source_agency=agency, records=len(results), created=counts["created"], updated=counts["updated"],
+                 unchanged=counts["unchanged"], rejected=counts["rejected"])
+    return BatchOutcome(results, touched, counts)
+
+
+def _validate(records: Sequence[Any], today: date) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], ReturneeIn]]]:
+    """Every record's result (``rejected`` with its errors until written), and the valid ones
+    with their result. A ``source_ref`` repeated in the batch is rejected after its first."""
+    context = {"today": today}
     results: list[dict[str, Any]] = []
     accepted: list[tuple[dict[str, Any], ReturneeIn]] = []
     first_index: dict[str, int] = {}
@@ -246,26 +192,15 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
                 res["errors"].insert(0, {"field": "source_ref",
                                          "message": f"duplicate of record {first} in this batch ('{ref}')"})
         if item is not None:
-            res["warnings"] = item.warnings(context["today"])
+            res["warnings"] = item.warnings(today)
             accepted.append((res, item))
+    return results, accepted
 
-    table = Returnee.__table__
-    existing: dict[str, Any] = {}
-    if accepted:
-        refs = sorted({it.source_ref for _, it in accepted})
-        if session.bind.dialect.name == "postgresql":
-            rows = await execute_text(session, _PG_EXISTING, {"agency": agency, "refs": refs})
-        else:
-            rows = await session.execute(
-                sa.select(table.c.id, table.c.source_ref, table.c.content_hash, table.c.version, table.c.person_id,
-                          table.c.nik_index)
-                .where(table.c.source_agency == agency, table.c.source_ref.in_(refs))
-            )
-        existing = {r.source_ref: r for r in rows}
 
-    creates: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    updates: list[tuple[dict[str, Any], dict[str, Any], Any]] = []
-    keys = _Keys.of(unit_of(session).settings)
+def _plan(accepted: list[tuple[dict[str, Any], ReturneeIn]], existing: dict[str, Any], keys: _Keys) -> _Plan:
+    """New and changed records with their columns; a record whose content hash equals the
+    stored one is ``unchanged`` and not written at all (no event either)."""
+    plan = _Plan()
     for res, item in accepted:
         digest = content_hash(item, keys)
         old = existing.get(item.source_ref)
@@ -274,49 +209,79 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
             continue
         row = _columns(item, digest, keys)
         if old is None:
-            creates.append((res, row))
+            plan.creates.append((res, row))
         else:
-            updates.append((res, row, old))
+            plan.updates.append((res, row, old))
+    return plan
 
-    # Persons: the same NIK is the same person, wherever and by whomever it was pushed.
-    nik_indexes = {row["nik_index"] for _, row in creates if row["nik_index"]}
-    nik_indexes |= {row["nik_index"] for _, row, old in updates if row["nik_index"]
-                    and row["nik_index"] != old.nik_index}
-    anonymous = sum(1 for _, row in creates if not row["nik_index"])
-    by_nik, fresh = await _ensure_persons(session, nik_indexes, anonymous, now)
+
+async def _persons(session: AsyncSession, plan: _Plan, now: datetime) -> tuple[dict[str, uuid.UUID], list[uuid.UUID]]:
+    """The persons of the records written: the same NIK is the same person, wherever and by
+    whomever it was pushed; a new record without a NIK is a new person. ``(person by NIK
+    index, new anonymous persons)``."""
+    nik_indexes = {row["nik_index"] for _, row in plan.creates if row["nik_index"]}
+    nik_indexes |= {row["nik_index"] for _, row, old in plan.updates
+                    if row["nik_index"] and row["nik_index"] != old.nik_index}
+    anonymous = sum(1 for _, row in plan.creates if not row["nik_index"])
+    return await repository.ensure_persons(session, nik_indexes, anonymous, now)
+
+
+async def _insert_created(
+    session: AsyncSession,
+    agency: str,
+    creates: list[tuple[dict[str, Any], dict[str, Any]]],
+    by_nik: dict[str, uuid.UUID],
+    fresh: list[uuid.UUID],
+    now: datetime,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Insert the new records in one statement; ``[("returnee.created", row)]``."""
+    if not creates:
+        return []
     fresh_iter = iter(fresh)
+    written = []
+    for res, row in creates:
+        row["id"] = uuid.uuid4()
+        row["person_id"] = by_nik[row["nik_index"]] if row["nik_index"] else next(fresh_iter)
+        row.update(source_agency=agency, version=1, created_at=now, updated_at=now)
+        res["status"], res["id"] = "created", row["id"]
+        written.append(("returnee.created", row))
+    try:
+        await repository.insert_rows(session, [row for _, row in creates])
+    except sa.exc.IntegrityError:
+        # Only a concurrent batch creating the same source_ref gets here (all else was
+        # checked): the whole batch rolls back and the sender retries.
+        raise Conflict("Another request is writing the same records; retry the batch") from None
+    return written
 
-    written: list[tuple[str, dict[str, Any]]] = []
-    if creates:
-        for res, row in creates:
-            row["id"] = uuid.uuid4()
-            row["person_id"] = by_nik[row["nik_index"]] if row["nik_index"] else next(fresh_iter)
-            row.update(source_agency=agency, version=1, created_at=now, updated_at=now)
-            res["status"], res["id"] = "created", row["id"]
-            written.append(("returnee.created", row))
-        try:
-            await bulk.insert_rows(session, table, [row for _, row in creates])
-        except sa.exc.IntegrityError:
-            # Only a concurrent batch creating the same source_ref gets here (all else was
-            # checked): the whole batch rolls back and the sender retries.
-            raise Conflict("Another request is writing the same records; retry the batch") from None
-    if updates:
-        params = []
-        for res, row, old in updates:
-            if row["nik_index"] and row["nik_index"] != old.nik_index:
-                row["person_id"] = by_nik[row["nik_index"]]
-            else:
-                row["person_id"] = old.person_id
-            row.update(b_id=old.id, version=old.version + 1, updated_at=now)
-            res["status"], res["id"] = "updated", old.id
-            params.append(row)
-            written.append(("returnee.updated", {**row, "id": old.id}))
-        await session.execute(
-            sa.update(table).where(table.c.id == sa.bindparam("b_id")),
-            params,
-            execution_options={"synchronize_session": False},
-        )
 
+async def _update_changed(
+    session: AsyncSession,
+    updates: list[tuple[dict[str, Any], dict[str, Any], Any]],
+    by_nik: dict[str, uuid.UUID],
+    now: datetime,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Update the changed records in one executemany, each a version on; a new NIK moves the
+    record to that NIK's person. ``[("returnee.updated", row)]``."""
+    if not updates:
+        return []
+    params = []
+    written = []
+    for res, row, old in updates:
+        if row["nik_index"] and row["nik_index"] != old.nik_index:
+            row["person_id"] = by_nik[row["nik_index"]]
+        else:
+            row["person_id"] = old.person_id
+        row.update(b_id=old.id, version=old.version + 1, updated_at=now)
+        res["status"], res["id"] = "updated", old.id
+        params.append(row)
+        written.append(("returnee.updated", {**row, "id": old.id}))
+    await repository.update_rows(session, params)
+    return written
+
+
+def _emit(session: AsyncSession, agency: str, written: list[tuple[str, dict[str, Any]]]) -> dict[str, list[uuid.UUID]]:
+    """One event per record written (no personal data), filed under its origin district;
+    returns ``district -> ids`` (:attr:`BatchOutcome.touched`)."""
     touched: dict[str, list[uuid.UUID]] = {}
     for kind, row in written:
         touched.setdefault(row["origin_district"], []).append(row["id"])
@@ -328,17 +293,7 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
             region=row["origin_district"],
             audience=[agency],
         )
-    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("created", "updated", "unchanged", "rejected")}
-    audit.record(
-        session,
-        "returnee.batch",
-        resource_type=RESOURCE,
-        subjects=[(RESOURCE, row["id"]) for _, row in written],
-        source_agency=agency,
-        records=len(results),
-        **counts,
-    )
-    return BatchOutcome(results, touched, counts)
+    return touched
 
 
 async def notify_districts(
@@ -350,40 +305,20 @@ async def notify_districts(
     return [NoticeSummary.model_validate(n).model_dump(mode="json") for n in raised]
 
 
-# --- who may see what ------------------------------------------------------------------------
-
-
-def visible(caller: Caller) -> sa.ColumnElement[bool]:
-    """SQL condition: the returnee is one ``caller`` may see. The one place that decides it."""
-    return sa.or_(
-        in_jurisdiction(caller, col(Returnee.origin_district)),
-        in_jurisdiction(caller, col(Returnee.origin_subdistrict)),
-        col(Returnee.source_agency) == caller.agency,
-    )
-
-
-async def get_visible(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
-    """The returnee ``id`` if ``caller`` may see it, else :class:`NotFound` (as if absent).
-    Does not audit: callers that show the record record the read (see :func:`read`)."""
-    obj = (await session.exec(select(Returnee).where(Returnee.id == id, visible(caller)))).first()
-    if obj is None:
-        raise NotFound("No such returnee")
-    return obj
+# --- who may read what ------------------------------------------------------------------------
 
 
 async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> tuple[Returnee, Referral | None]:
-    """:func:`get_visible`, or, outside the caller's jurisdiction, the returnee of an open
-    referral addressed to the caller's agency: that referral is then the purpose of the read."""
+    """The returnee ``id`` if ``caller`` may read it (:func:`api.returnees.repository.readable`),
+    or, outside that, the returnee of an open referral addressed to the caller's agency: that
+    referral is then the purpose of the read. Else :class:`NotFound` (as if absent)."""
     try:
-        return await get_visible(session, caller, id), None
+        return await repository.get_readable(session, caller, id), None
     except NotFound:
-        referral = await referrals.open_referral_for(session, caller.agency, id)
+        referral = await referrals.open_referral_for(session, caller, id)
         if referral is None:
             raise
-    obj = await session.get(Returnee, id)
-    if obj is None:  # pragma: no cover - the referral's foreign key keeps it
-        raise NotFound("No such returnee")
-    return obj, referral
+    return await repository.referred(session, referral), referral
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -416,15 +351,6 @@ async def read(session: AsyncSession, caller: Caller, id: uuid.UUID) -> tuple[Re
     return r, public(r, pii=pii, data_key=unit_of(session).settings.data_key_bytes)
 
 
-@dataclass
-class ListFilter:
-    district: str | None = None
-    returned_from: date | None = None
-    returned_to: date | None = None
-    trafficking_status: str | None = None
-    updated_since: datetime | None = None
-
-
 async def list_visible(
     session: AsyncSession,
     caller: Caller,
@@ -433,29 +359,9 @@ async def list_visible(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], tuple[datetime, uuid.UUID] | None]:
-    """Up to ``limit`` visible returnees in ``(updated_at, id)`` order after the keyset
+    """Up to ``limit`` readable returnees in ``(updated_at, id)`` order after the keyset
     ``after``, and the keyset to continue from (``None`` at the end); audited."""
-    stmt = select(Returnee).where(visible(caller))
-    f = filters
-    if f.district:
-        d = f.district
-        stmt = stmt.where(sa.or_(col(Returnee.origin_district) == d,
-                                 col(Returnee.origin_district).startswith(d + ".", autoescape=True),
-                                 col(Returnee.origin_subdistrict) == d))
-    if f.returned_from:
-        stmt = stmt.where(col(Returnee.return_date) >= f.returned_from)
-    if f.returned_to:
-        stmt = stmt.where(col(Returnee.return_date) <= f.returned_to)
-    if f.trafficking_status:
-        stmt = stmt.where(col(Returnee.trafficking_status) == f.trafficking_status)
-    if f.updated_since:
-        stmt = stmt.where(col(Returnee.updated_at) >= f.updated_since)
-    if after is not None:
-        at, last_id = after
-        stmt = stmt.where(sa.or_(col(Returnee.updated_at) > at,
-                                 sa.and_(col(Returnee.updated_at) == at, col(Returnee.id) > last_id)))
-    stmt = stmt.order_by(col(Returnee.updated_at), col(Returnee.id)).limit(limit + 1)
-    rows = list((await session.exec(stmt)).all())
+    rows = await repository.readable_page(session, caller, filters, after=after, limit=limit)
     more = len(rows) > limit
     rows = rows[:limit]
     pii = caller.has("pii:read")

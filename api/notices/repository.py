@@ -1,0 +1,105 @@
+"""Notice queries, in one place: who may see which notice, and the reads and writes built on it.
+
+:func:`readable` is THE rule for seeing notices: agencies whose jurisdiction covers the
+notice's district, and the issuing agency. Every query of notices for a caller starts from it;
+``tests/test_readable.py`` fails when a query of ``notice`` is built anywhere else. The
+returnees a notice lists are read through :mod:`api.returnees.repository`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from api.core import preconditions
+from api.core.access import in_jurisdiction, visible_or_404
+from api.core.context import Caller
+from models import Notice, NoticeFollowUp, NoticeReturnee
+
+_TABLE: sa.Table = Notice.__table__  # type: ignore[attr-defined]
+
+
+def readable(caller: Caller) -> SelectOfScalar[Notice]:
+    """The notices ``caller`` may see. The one place that decides it."""
+    return select(Notice).where(sa.or_(in_jurisdiction(caller, col(Notice.district)),
+                                       col(Notice.issued_by) == caller.agency))
+
+
+async def get_readable(session: AsyncSession, caller: Caller, notice_id: uuid.UUID) -> Notice:
+    """The notice ``notice_id`` if ``caller`` may see it, else :class:`NotFound` (as if absent)."""
+    return await visible_or_404(session, readable(caller).where(col(Notice.id) == notice_id), "notice")
+
+
+async def readable_page(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    acknowledged: bool | None,
+    district: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Notice]:
+    """Up to ``limit`` readable notices, newest first, after the keyset ``after`` (the
+    ``(created_at, id)`` of the last one of the previous page)."""
+    stmt = readable(caller)
+    if acknowledged is not None:
+        stmt = stmt.where(col(Notice.acknowledged_at).is_not(None) if acknowledged
+                          else col(Notice.acknowledged_at).is_(None))
+    if district is not None:
+        stmt = stmt.where(col(Notice.district) == district)
+    if after is not None:
+        t, last_id = after
+        stmt = stmt.where(
+            sa.or_(col(Notice.created_at) < t, sa.and_(col(Notice.created_at) == t, col(Notice.id) < last_id))
+        )
+    stmt = stmt.order_by(col(Notice.created_at).desc(), col(Notice.id).desc()).limit(limit)
+    return list((await session.exec(stmt)).all())
+
+
+async def link_returnees(session: AsyncSession, notice_id: uuid.UUID, returnee_ids: Sequence[uuid.UUID]) -> None:
+    """List ``returnee_ids`` on the notice (one executemany)."""
+    if returnee_ids:
+        await session.execute(
+            sa.insert(NoticeReturnee.__table__),  # type: ignore[attr-defined]
+            [{"notice_id": notice_id, "returnee_id": rid} for rid in returnee_ids],
+        )
+
+
+async def follow_ups_of(session: AsyncSession, notice_id: uuid.UUID) -> list[NoticeFollowUp]:
+    stmt = (
+        select(NoticeFollowUp)
+        .where(col(NoticeFollowUp.notice_id) == notice_id)
+        .order_by(col(NoticeFollowUp.created_at), col(NoticeFollowUp.id))
+    )
+    return list((await session.exec(stmt)).all())
+
+
+async def mark_acknowledged(session: AsyncSession, notice: Notice, agency: str, now: datetime) -> None:
+    """Acknowledged by ``agency`` at ``now``, if ``notice``'s version is still the stored one
+    (of two simultaneous acknowledgements one wins, the other is a 412); ``notice`` follows."""
+    version = await preconditions.bump(
+        session, Notice, notice.id, notice.version, acknowledged_at=now, acknowledged_by=agency, updated_at=now
+    )
+    for attr, value in (("version", version), ("acknowledged_at", now), ("acknowledged_by", agency),
+                        ("updated_at", now)):
+        set_committed_value(notice, attr, value)
+
+
+async def next_version(session: AsyncSession, notice: Notice, now: datetime) -> None:
+    """Move the notice's version (its ETag) on, unconditionally: its representation changed
+    (a follow-up was added); ``notice`` follows."""
+    version = (
+        await session.execute(
+            sa.update(_TABLE).where(_TABLE.c.id == notice.id)
+            .values(version=_TABLE.c.version + 1, updated_at=now).returning(_TABLE.c.version)
+        )
+    ).scalar_one()
+    set_committed_value(notice, "version", version)
+    set_committed_value(notice, "updated_at", now)

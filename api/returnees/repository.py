@@ -1,0 +1,307 @@
+"""Returnee queries, in one place: who may read which record, and the batch writer's statements.
+
+:func:`readable` is THE rule for reading returnees: a record is readable by callers whose
+jurisdiction covers its origin district or its origin sub-district, and by the agency that
+pushed it. Every query that shows returnees to a caller starts from it, here and for the other
+resources (referrals, notices and the demo loaders call the functions below; they do not write
+the rule again). ``tests/test_readable.py`` fails when a query of ``returnee`` is built anywhere
+else.
+
+Besides it, exactly these ways in, each keyed by something that already proved the access:
+
+* :func:`referred`: the receiver of an open referral reads that referral's returnee, even
+  outside its jurisdiction (the referral, found with :mod:`api.referrals.repository`, is the key
+  and the purpose of the read);
+* :func:`listed_on`: the returnees listed on a notice, for whoever may see the notice
+  (:func:`api.notices.repository.readable`);
+* the batch writer's own rows: :func:`existing_for_batch` reads the sender's records by
+  ``(source_agency, source_ref)``, to compare them with the batch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from api.core import bulk
+from api.core.access import in_jurisdiction, visible_or_404
+from api.core.context import Caller
+from api.core.db import execute_text
+from api.core.errors import NotFound
+from models import NoticeReturnee, Person, Referral, Returnee
+
+_TABLE: sa.Table = Returnee.__table__  # type: ignore[attr-defined]
+
+
+# --- the readable set ------------------------------------------------------------------------
+
+
+def readable(caller: Caller) -> SelectOfScalar[Returnee]:
+    """The returnees ``caller`` may read. The one place that decides it."""
+    return select(Returnee).where(
+        sa.or_(
+            in_jurisdiction(caller, col(Returnee.origin_district)),
+            in_jurisdiction(caller, col(Returnee.origin_subdistrict)),
+            col(Returnee.source_agency) == caller.agency,
+        )
+    )
+
+
+async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
+    """The returnee ``id`` if ``caller`` may read it, else :class:`NotFound` (as if absent)."""
+    return await visible_or_404(session, readable(caller).where(col(Returnee.id) == id), "returnee")
+
+
+async def find_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee | None:
+    """The returnee ``id`` if ``caller`` may read it, else ``None`` (for callers that answer
+    something else than a 404, e.g. a referral's 422)."""
+    return (await session.exec(readable(caller).where(col(Returnee.id) == id))).first()
+
+
+@dataclass
+class ListFilter:
+    district: str | None = None
+    returned_from: date | None = None
+    returned_to: date | None = None
+    trafficking_status: str | None = None
+    updated_since: datetime | None = None
+
+
+async def readable_page(
+    session: AsyncSession,
+    caller: Caller,
+    f: ListFilter,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Returnee]:
+    """Up to ``limit`` readable returnees matching ``f`` in ``(updated_at, id)`` order after the
+    keyset ``after`` (``limit + 1`` rows when there are more)."""
+    stmt = readable(caller)
+    if f.district:
+        d = f.district
+        stmt = stmt.where(sa.or_(col(Returnee.origin_district) == d,
+                                 col(Returnee.origin_district).startswith(d + ".", autoescape=True),
+                                 col(Returnee.origin_subdistrict) == d))
+    if f.returned_from:
+        stmt = stmt.where(col(Returnee.return_date) >= f.returned_from)
+    if f.returned_to:
+        stmt = stmt.where(col(Returnee.return_date) <= f.returned_to)
+    if f.trafficking_status:
+        stmt = stmt.where(col(Returnee.trafficking_status) == f.trafficking_status)
+    if f.updated_since:
+        stmt = stmt.where(col(Returnee.updated_at) >= f.updated_since)
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(sa.or_(col(Returnee.updated_at) > at,
+                                 sa.and_(col(Returnee.updated_at) == at, col(Returnee.id) > last_id)))
+    stmt = stmt.order_by(col(Returnee.updated_at), col(Returnee.id)).limit(limit + 1)
+    return list((await session.exec(stmt)).all())
+
+
+async def readable_origins(session: AsyncSession, caller: Caller, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """``id -> origin district`` of those of ``ids`` that ``caller`` may read."""
+    stmt = readable(caller).with_only_columns(col(Returnee.id), col(Returnee.origin_district)).where(
+        col(Returnee.id).in_(ids)
+    )
+    return {r[0]: r[1] for r in (await session.execute(stmt)).all()}
+
+
+async def readable_arrivals(
+    session: AsyncSession, caller: Caller, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, date, str | None]]:
+    """``id -> (origin district, return date, entry point)`` of those of ``ids`` that ``caller``
+    may read (a notice's arrival details), a thousand ids per statement."""
+    out: dict[uuid.UUID, tuple[str, date, str | None]] = {}
+    for i in range(0, len(ids), 1000):
+        stmt = readable(caller).with_only_columns(
+            col(Returnee.id), col(Returnee.origin_district), col(Returnee.return_date), col(Returnee.entry_point)
+        ).where(col(Returnee.id).in_(ids[i : i + 1000]))
+        out.update({r[0]: (r[1], r[2], r[3]) for r in (await session.execute(stmt)).all()})
+    return out
+
+
+async def recent_readable(session: AsyncSession, caller: Caller, limit: int) -> list[Returnee]:
+    """The ``limit`` readable returnees that returned last (the demo referrals are about them)."""
+    stmt = readable(caller).order_by(col(Returnee.return_date).desc(), col(Returnee.id)).limit(limit)
+    return list((await session.exec(stmt)).all())
+
+
+async def readable_not_on_a_notice(session: AsyncSession, caller: Caller) -> list[tuple[uuid.UUID, str, date]]:
+    """``(id, origin district, return date)`` of the readable returnees that no notice lists
+    yet, oldest return first (the demo notices are raised for them)."""
+    on_notice = sa.select(col(NoticeReturnee.returnee_id)).where(col(NoticeReturnee.returnee_id) == col(Returnee.id))
+    stmt = (
+        readable(caller)
+        .with_only_columns(col(Returnee.id), col(Returnee.origin_district), col(Returnee.return_date))
+        .where(~on_notice.exists())
+        .order_by(col(Returnee.return_date), col(Returnee.id))
+    )
+    return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+
+
+# --- the other ways in -----------------------------------------------------------------------
+
+
+async def referred(session: AsyncSession, referral: Referral) -> Returnee:
+    """The returnee of ``referral``: the receiver of an open referral reads it whatever its
+    jurisdiction. ``referral`` must come from :mod:`api.referrals.repository`'s open-referral
+    lookups for the caller; it is the access and the purpose of the read."""
+    returnee = None if referral.returnee_id is None else await session.get(Returnee, referral.returnee_id)
+    if returnee is None:  # pragma: no cover - the referral's foreign key keeps it
+        raise NotFound("No such returnee")
+    return returnee
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A returnee as a notice lists it: no identity numbers."""
+
+    id: uuid.UUID
+    name: str
+    sex: str
+    origin_subdistrict: str | None
+    return_type: str
+    return_date: date
+    trafficking_status: str
+
+
+async def listed_on(session: AsyncSession, notice_id: uuid.UUID) -> list[Listed]:
+    """The returnees a notice lists, by return date and name. For callers who may see the
+    notice (:func:`api.notices.repository.get_readable`): the notice is their access."""
+    rows = await session.execute(
+        sa.select(
+            col(Returnee.id), col(Returnee.full_name), col(Returnee.sex), col(Returnee.origin_subdistrict),
+            col(Returnee.return_type), col(Returnee.return_date), col(Returnee.trafficking_status),
+        )
+        .join(NoticeReturnee, col(NoticeReturnee.returnee_id) == col(Returnee.id))
+        .where(col(NoticeReturnee.notice_id) == notice_id)
+        .order_by(col(Returnee.return_date), col(Returnee.full_name), col(Returnee.id))
+    )
+    return [Listed(*r) for r in rows.all()]
+
+
+# --- the batch writer ------------------------------------------------------------------------
+#
+# A whole batch costs a fixed number of statements, whatever its size: the existing rows, the
+# persons, one INSERT, one executemany UPDATE. On PostgreSQL the hot ones are compiled once
+# (api.core.db.execute_text).
+
+# The sender's existing records of a batch, locked (two batches updating the same record queue
+# up; the refs are sorted, so they lock in the same order and cannot deadlock). One index probe
+# of (source_agency, source_ref) per ref, whatever the statistics say: the LIMIT keeps the
+# planner from flattening the lateral subquery, and without that a freshly filled, not yet
+# analysed table was read in full (all the agency's records, filtered by the array).
+_PG_EXISTING = sa.text(
+    """
+    SELECT r.id, r.source_ref, r.content_hash, r.version, r.person_id, r.nik_index
+      FROM unnest(CAST(:refs AS text[])) AS x(ref)
+     CROSS JOIN LATERAL (
+           SELECT id, source_ref, content_hash, version, person_id, nik_index FROM returnee
+            WHERE source_agency = :agency AND source_ref = x.ref
+            LIMIT 1
+              FOR UPDATE
+     ) AS r
+    """
+)
+
+_PG_PERSONS = sa.text(
+    """
+    INSERT INTO person (id, nik_index, created_at)
+    SELECT id, nik_index, created_at FROM json_populate_recordset(NULL::person, :rows)
+    ON CONFLICT (nik_index) DO UPDATE SET nik_index = EXCLUDED.nik_index
+    RETURNING id, nik_index
+    """
+)
+
+
+async def existing_for_batch(session: AsyncSession, agency: str, refs: Sequence[str]) -> dict[str, Any]:
+    """``source_ref -> (id, source_ref, content_hash, version, person_id, nik_index)`` of
+    ``agency``'s own records among ``refs`` (sorted), locked on PostgreSQL. The writer's read:
+    only keys, the content hash and the version, never a record's content."""
+    if not refs:
+        return {}
+    rows: Any
+    if _on_postgresql(session):
+        rows = await execute_text(session, _PG_EXISTING, {"agency": agency, "refs": list(refs)})
+    else:
+        t = _TABLE.c
+        rows = await session.execute(
+            sa.select(t.id, t.source_ref, t.content_hash, t.version, t.person_id, t.nik_index)
+            .where(t.source_agency == agency, t.source_ref.in_(refs))
+        )
+    return {r.source_ref: r for r in rows}
+
+
+def _on_postgresql(session: AsyncSession) -> bool:
+    bind = session.bind
+    return bind is not None and bind.dialect.name == "postgresql"
+
+
+def _one_of(session: AsyncSession, column: Any, values: list[str]) -> sa.ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL as ``= ANY(:array)``, one parameter whatever the
+    count (a statement of a hundred placeholders is parsed again on every call)."""
+    if _on_postgresql(session):
+        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(sa.String)))
+    return column.in_(values)
+
+
+async def _persons_by_nik(session: AsyncSession, indexes: Iterable[str]) -> dict[str, uuid.UUID]:
+    wanted = sorted(indexes)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        sa.select(col(Person.id), col(Person.nik_index)).where(_one_of(session, col(Person.nik_index), wanted))
+    )
+    return {r.nik_index: r.id for r in rows}
+
+
+async def ensure_persons(
+    session: AsyncSession, nik_indexes: set[str], anonymous: int, now: datetime
+) -> tuple[dict[str, uuid.UUID], list[uuid.UUID]]:
+    """Persons for these NIK indexes (found or created) and ``anonymous`` new persons without
+    one. A person created at the same moment by a concurrent batch is found, not duplicated."""
+    fresh = [uuid.uuid4() for _ in range(anonymous)]
+    anon_rows = [{"id": pid, "nik_index": None, "created_at": now} for pid in fresh]
+    if _on_postgresql(session):
+        # One statement: new persons inserted, existing ones (whoever created them) returned.
+        rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in sorted(nik_indexes)] + anon_rows
+        by_nik = {}
+        if rows:
+            result = await execute_text(session, _PG_PERSONS, {"rows": orjson.dumps(rows).decode()})
+            by_nik = {r.nik_index: r.id for r in result if r.nik_index is not None}
+        return by_nik, fresh
+    by_nik = await _persons_by_nik(session, nik_indexes)
+    missing = sorted(nik_indexes - by_nik.keys())
+    rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in missing] + anon_rows
+    if rows:
+        await bulk.insert_rows(session, Person.__table__, rows, on_conflict_do_nothing=["nik_index"])  # type: ignore[attr-defined]
+        if missing:  # a concurrent batch may have created some first: theirs is the person
+            by_nik.update(await _persons_by_nik(session, missing))
+    return by_nik, fresh
+
+
+async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """One INSERT of new records (column values as :mod:`api.core.bulk` takes them). Raises
+    :class:`sqlalchemy.exc.IntegrityError` when a concurrent batch created a same
+    ``source_ref`` first."""
+    await bulk.insert_rows(session, _TABLE, rows)
+
+
+async def update_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """One executemany UPDATE of changed records, each keyed by its ``b_id``."""
+    await session.execute(
+        sa.update(_TABLE).where(_TABLE.c.id == sa.bindparam("b_id")),
+        rows,
+        execution_options={"synchronize_session": False},
+    )
