@@ -1,11 +1,14 @@
-"""Statistics: counts in SQL within the caller's jurisdiction, small-cell suppression (primary
-and complementary), age groups, months, CSV, validation, scopes, referral overdue counts, audit."""
+"""Statistics: counts in SQL within the caller's jurisdiction, rounded by cell key (fixed random
+rounding to base 5) with small cells suppressed; the differencing attacks of the penetration
+test replayed on the demo data; age groups, months, CSV, validation and bounds, scopes,
+referral overdue counts, audit."""
 
 from __future__ import annotations
 
 import csv
 import io
 import uuid
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -15,12 +18,15 @@ import sqlalchemy as sa
 
 from api.core import clock
 from api.core.unit import operator_unit
-from api.stats.service import suppressed_cells
+from api.returnees.demo import generate, load_returnees
+from api.stats import service
+from api.stats.service import KEY_SPACE, publish, record_key, rounded
 from models import AgencyKind, AuditEvent, AuditSubject, Referral
 from tests.conftest import Party, assert_problem
 from tests.returnee_rows import insert_returnees
 
 SOURCE = "BP3MI-KALBAR"
+BASE = 5  # the configured threshold, and so the rounding base
 
 
 @pytest.fixture
@@ -35,7 +41,12 @@ async def sambas(make_party, province) -> Party:
 
 
 async def stats(client, party: Party, path: str = "returnees", **params: Any) -> Any:
-    r = await client.get(f"/v1/stats/{path}", params=params, headers=await party.headers())
+    # one token per party while the clock (which tests may freeze) stays within a minute of its issue
+    issued, headers = party.__dict__.get("stats_token", (None, None))
+    if issued is None or not timedelta(0) <= clock.now() - issued < timedelta(minutes=1):
+        issued, headers = clock.now(), await party.headers()
+        party.__dict__["stats_token"] = (issued, headers)
+    r = await client.get(f"/v1/stats/{path}", params=params, headers=headers)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -44,13 +55,19 @@ def by(rows: list[dict[str, Any]], *dims: str) -> dict[Any, dict[str, Any]]:
     return {(row[dims[0]] if len(dims) == 1 else tuple(row[d] for d in dims)): row for row in rows}
 
 
+def roundings(n: int) -> set[int]:
+    """What a true count ``n`` (at least the threshold) may be published as."""
+    low = n - n % BASE
+    return {n} if n % BASE == 0 else {low, low + BASE}
+
+
 async def known_set(db) -> None:
-    """61.07 Bengkayang: 12 deported in June 2025 (possible), 7 repatriated in July 2025 (actual);
-    61.01 Sambas: 6 deported in June 2025, 3 repatriated in August 2025 (not_victim)."""
-    await insert_returnees(db, SOURCE, "61.07", 12, return_date=date(2025, 6, 10))
-    await insert_returnees(db, SOURCE, "61.07", 7, return_type="repatriated", return_date=date(2025, 7, 3),
+    """61.07 Bengkayang: 10 deported in June 2025 (possible), 5 repatriated in July 2025 (actual);
+    61.01 Sambas: 15 deported in June 2025, 3 repatriated in August 2025 (not_victim)."""
+    await insert_returnees(db, SOURCE, "61.07", 10, return_date=date(2025, 6, 10))
+    await insert_returnees(db, SOURCE, "61.07", 5, return_type="repatriated", return_date=date(2025, 7, 3),
                            trafficking_status="actual")
-    await insert_returnees(db, SOURCE, "61.01", 6, return_date=date(2025, 6, 20))
+    await insert_returnees(db, SOURCE, "61.01", 15, return_date=date(2025, 6, 20))
     await insert_returnees(db, SOURCE, "61.01", 3, return_type="repatriated", return_date=date(2025, 8, 1),
                            trafficking_status="not_victim")
 
@@ -61,20 +78,17 @@ async def known_set(db) -> None:
 async def test_counts_by_district_and_month(client, db, province):
     await known_set(db)
     out = await stats(client, province, group_by="district,month")
-    assert out["group_by"] == ["district", "month"] and out["threshold"] == 5
-    rows = by(out["rows"], "district", "month")
-    assert set(rows) == {("61.07", "2025-06"), ("61.07", "2025-07"), ("61.01", "2025-06"), ("61.01", "2025-08")}
-    # 3 is under the threshold; 6 beside it in the 61.01 line would give it away against the 61.01
-    # total (9), then 12 against the June total (18), then 7 against the 61.07 total: a sparse
-    # table hides it all, the total stays
-    assert rows[("61.01", "2025-08")] == {"district": "61.01", "month": "2025-08", "count": None, "suppressed": True}
-    assert all(r["suppressed"] and r["count"] is None for r in out["rows"])
-    bengkayang = await stats(client, province, group_by=["district", "month"], district="61.07")
-    assert bengkayang["rows"] == [
-        {"district": "61.07", "month": "2025-06", "count": 12, "suppressed": False},
-        {"district": "61.07", "month": "2025-07", "count": 7, "suppressed": False},
+    assert out["group_by"] == ["district", "month"] and out["threshold"] == 5 and out["rounding_base"] == 5
+    # multiples of the base are published as they are; 3 is suppressed, and nothing else needs to be
+    assert out["rows"] == [
+        {"district": "61.01", "month": "2025-06", "count": 15, "suppressed": False},
+        {"district": "61.01", "month": "2025-08", "count": None, "suppressed": True},
+        {"district": "61.07", "month": "2025-06", "count": 10, "suppressed": False},
+        {"district": "61.07", "month": "2025-07", "count": 5, "suppressed": False},
     ]
-    assert out["total"] == 28
+    assert out["total"] in roundings(33)  # its own cell: not the sum of the rows
+    bengkayang = await stats(client, province, group_by=["district", "month"], district="61.07")
+    assert bengkayang["rows"] == out["rows"][2:] and bengkayang["total"] == 15
 
 
 async def test_facts_of_the_coordination_meeting(client, db, province):
@@ -82,26 +96,28 @@ async def test_facts_of_the_coordination_meeting(client, db, province):
     await known_set(db)
     out = await stats(client, province, group_by=["return_type", "trafficking_status"], district="61.07",
                       **{"from": "2025-01-01", "to": "2025-12-31"})
-    assert out["total"] == 19
+    assert out["total"] == 15
     rows = by(out["rows"], "return_type", "trafficking_status")
-    assert rows[("deported", "possible")]["count"] == 12
-    assert rows[("repatriated", "actual")]["count"] == 7
+    assert rows[("deported", "possible")]["count"] == 10
+    assert rows[("repatriated", "actual")]["count"] == 5
     only_june = await stats(client, province, group_by="district", **{"from": "2025-06-01", "to": "2025-06-30"})
-    assert {r["district"]: r["count"] for r in only_june["rows"]} == {"61.01": 6, "61.07": 12}
+    assert {r["district"]: r["count"] for r in only_june["rows"]} == {"61.01": 15, "61.07": 10}
     possible = await stats(client, province, trafficking_status="possible", return_type="deported")
-    assert possible["rows"] == [{"count": 18, "suppressed": False}] and possible["total"] == 18
+    assert possible["rows"] == [{"count": 25, "suppressed": False}] and possible["total"] == 25
 
 
 async def test_district_caller_counts_only_its_district(client, db, province, sambas):
     await known_set(db)
     own = await stats(client, sambas, group_by="district")
     assert [r["district"] for r in own["rows"]] == ["61.01"]
-    assert own["rows"][0]["count"] == 9 and own["total"] == 9
+    assert own["rows"][0]["count"] in roundings(18)
     # asking for another district gives nothing, not its figures
     other = await stats(client, sambas, group_by="district", district="61.07")
     assert other["rows"] == [] and other["total"] == 0
     everything = await stats(client, province, group_by="district")
-    assert {r["district"]: r["count"] for r in everything["rows"]} == {"61.01": 9, "61.07": 19}
+    # the same records, whoever asks: the same published figure
+    assert by(everything["rows"], "district")["61.01"]["count"] == own["rows"][0]["count"] == own["total"]
+    assert by(everything["rows"], "district")["61.07"]["count"] == 15
 
 
 async def test_sex_and_country_dimensions(client, db, province):
@@ -110,28 +126,48 @@ async def test_sex_and_country_dimensions(client, db, province):
     await insert_returnees(db, SOURCE, "61.07", 5, returned_from_country="BN")  # 3 M, 2 F
     out = await stats(client, province, group_by=["sex", "returned_from_country"])
     rows = by(out["rows"], "sex", "returned_from_country")
-    assert rows[("M", "SG")]["count"] == 5 and rows[("F", "SG")]["count"] == 5
-    # BN: both small (they cover each other in the BN column); in the M line the smallest
-    # published cell (M, MY) joins them, then (F, MY) so that the MY column is covered too
-    hidden = {k for k, r in rows.items() if r["suppressed"]}
-    assert hidden == {("M", "BN"), ("F", "BN"), ("M", "MY"), ("F", "MY")}
+    assert {k: r["count"] for k, r in rows.items()} == {
+        ("M", "MY"): 5, ("F", "MY"): 5, ("M", "SG"): 5, ("F", "SG"): 5, ("M", "BN"): None, ("F", "BN"): None}
     assert out["total"] == 25
 
 
-# --- suppression ----------------------------------------------------------------------------------
+# --- the rule: rounding by cell key, suppression ----------------------------------------------------
 
 
-async def test_small_cell_is_suppressed_with_its_complement(client, db, province):
+def test_rounding_is_unbiased_bounded_and_decided_by_the_key():
+    keys = range(0, KEY_SPACE, 997)  # evenly over the key space
+    for n in range(5, 40):
+        values = [rounded(n, key, BASE) for key in keys]
+        assert set(values) == roundings(n)
+        assert abs(sum(values) / len(values) - n) < 0.001  # unbiased: on average the true count
+        assert all(abs(v - n) < BASE and v % BASE == 0 for v in values)
+    # the key alone decides: a 7 (remainder 2) goes up for the lowest 2/5 of keys
+    assert rounded(7, 0, BASE) == 10 and rounded(7, KEY_SPACE * 2 // 5 - 1, BASE) == 10
+    assert rounded(7, KEY_SPACE * 2 // 5 + 1, BASE) == 5 and rounded(7, KEY_SPACE - 1, BASE) == 5
+
+
+def test_what_is_published():
+    assert publish(0, 123, BASE, 5) == 0
+    assert [publish(n, key, BASE, 5) for n in (1, 2, 3, 4) for key in (0, KEY_SPACE - 1)] == [None] * 8
+    assert publish(5, 0, BASE, 5) == 5 and publish(9, KEY_SPACE - 1, BASE, 5) == 5
+    # a raised threshold: under it suppressed, and so is a count rounded under it
+    assert publish(9, 0, BASE, 10) is None
+    assert publish(13, 0, BASE, 12) == 15 and publish(13, KEY_SPACE - 1, BASE, 12) is None
+
+
+async def test_small_cell_is_suppressed_and_the_rest_rounded(client, db, province):
     await insert_returnees(db, SOURCE, "61.07", 20)
     await insert_returnees(db, SOURCE, "61.08", 9)
     await insert_returnees(db, SOURCE, "61.01", 3)
     out = await stats(client, province, group_by="district")
     rows = by(out["rows"], "district")
     assert rows["61.01"] == {"district": "61.01", "count": None, "suppressed": True}
-    # one suppressed cell next to a total would give it away: the smallest other cell goes too
-    assert rows["61.08"] == {"district": "61.08", "count": None, "suppressed": True}
+    # no complementary suppression is needed: 9 is published rounded (5 or 10), and every
+    # difference of published figures is a multiple of 5, never the 3
+    assert rows["61.08"]["count"] in roundings(9) and not rows["61.08"]["suppressed"]
     assert rows["61.07"]["count"] == 20
-    assert out["total"] == 32
+    assert out["total"] in roundings(32)
+    assert (out["total"] - rows["61.07"]["count"] - rows["61.08"]["count"]) % BASE == 0
     assert "Returnee" not in orjson.dumps(out).decode()  # no personal data, only counts
 
 
@@ -143,21 +179,34 @@ async def test_total_under_the_threshold_is_suppressed(client, db, province):
     assert empty["rows"] == [] and empty["total"] == 0
 
 
-def test_complementary_rule():
-    # one small cell in a line: the next smallest joins it
-    assert suppressed_cells([("a",), ("b",), ("c",)], [3, 9, 20], 5) == {0, 1}
-    # two small cells summing under the threshold (1 + 1 would reveal both): one more
-    assert suppressed_cells([("a",), ("b",), ("c",)], [1, 1, 20], 5) == {0, 1, 2}
-    # two small cells adding up to the threshold protect each other
-    assert suppressed_cells([("a",), ("b",), ("c",)], [2, 3, 20], 5) == {0, 1}
-    assert suppressed_cells([("a",), ("b",)], [7, 9], 5) == set()
-    # two dimensions: every row and every column of the table is protected
-    keys = [("d1", "m1"), ("d1", "m2"), ("d2", "m1"), ("d2", "m2")]
-    sup = suppressed_cells(keys, [2, 10, 12, 30], 5)
-    assert sup == {0, 1, 2, 3} or sup >= {0, 1, 2}
-    for line in (({0, 1}), ({2, 3}), ({0, 2}), ({1, 3})):
-        hidden = line & sup
-        assert not hidden or len(hidden) >= 2
+async def test_a_cell_is_rounded_by_the_key_of_its_records(client, db, province):
+    """The published value is the documented function of the records: the cell key is the sum
+    of the record keys (HMAC-SHA256 under the key derived from the index key) modulo 2**24."""
+    day = date(2025, 6, 10)
+    await insert_returnees(db, SOURCE, "61.07", 7, return_date=day)
+    await insert_returnees(db, SOURCE, "61.07", 11, return_date=day + timedelta(days=1))
+    secret = service.stats_secret(db.settings.index_key_bytes)
+    k1 = record_key(secret, "returnee|61.07|2025-06-10")
+    k2 = record_key(secret, "returnee|61.07|2025-06-11")
+    out = await stats(client, province, group_by="district")
+    assert out["rows"][0]["count"] == rounded(18, (7 * k1 + 11 * k2) % KEY_SPACE, BASE)
+    first = await stats(client, province, to="2025-06-10")
+    assert first["total"] == rounded(7, 7 * k1 % KEY_SPACE, BASE)
+
+
+async def test_record_keys_in_sql_are_hmac_sha256(db):
+    """Both databases compute :func:`record_key` in SQL (PostgreSQL with its built-in sha256,
+    SQLite through a function registered on the connection)."""
+    async with operator_unit(db, "test") as session:
+        dialect, secret, _ = await service._prepare(session)
+        messages = ["returnee|61.07|2025-06-10", "referral|" + uuid.uuid4().hex, "ü|" + "x" * 100]
+        got = [(await session.execute(sa.select(service._key_sql(dialect, secret, sa.literal(m))))).scalar_one()
+               for m in messages]
+        day = (await session.execute(sa.select(
+            service._returnee_key_sql(dialect, secret, sa.literal("61.07"), sa.literal(date(2025, 6, 10)))
+        ))).scalar_one()
+    assert got == [record_key(secret, m) for m in messages]
+    assert day == got[0]
 
 
 async def test_threshold_can_be_raised_not_lowered(client, db, province):
@@ -165,12 +214,172 @@ async def test_threshold_can_be_raised_not_lowered(client, db, province):
     await insert_returnees(db, SOURCE, "61.01", 12)
     lower = await stats(client, province, group_by="district", threshold=2)
     assert lower["threshold"] == 5
-    assert by(lower["rows"], "district")["61.07"]["count"] == 7
+    assert by(lower["rows"], "district")["61.07"]["count"] in roundings(7)
     higher = await stats(client, province, group_by="district", threshold=10)
-    assert higher["threshold"] == 10
+    assert higher["threshold"] == 10 and higher["rounding_base"] == 5
     rows = by(higher["rows"], "district")
-    assert rows["61.07"]["suppressed"] and rows["61.01"]["suppressed"]
-    assert higher["total"] == 19
+    assert rows["61.07"]["suppressed"]
+    # the rounding does not depend on the caller's threshold: the same value as before
+    assert rows["61.01"]["count"] == by(lower["rows"], "district")["61.01"]["count"]
+    assert higher["total"] in roundings(19)
+    assert (await stats(client, province, group_by="district", threshold=13))["rows"][0]["suppressed"]
+
+
+# --- the attacks of the penetration test, replayed on the demo data ------------------------------
+
+DEMO_DISTRICTS = sorted({r["origin_district"] for r in generate()})
+STATUSES = ("unknown", "not_victim", "possible", "actual")
+MONTHS = [f"2025-{m:02d}" for m in range(1, 10)]
+
+
+def _month_end(month: str) -> str:
+    y, m = map(int, month.split("-"))
+    return (date(y + m // 12, m % 12 + 1, 1) - timedelta(days=1)).isoformat()
+
+
+@pytest.fixture
+async def demo(db, province) -> Counter[tuple[str, ...]]:
+    """The demo's 537 returnees, and the true counts the attacker wants (from the generator,
+    not from the service): by district, by (district, status), (district, month),
+    (district, month, sex)."""
+    async with operator_unit(db, "test") as session:
+        await load_returnees(session)
+    truth: Counter[tuple[str, ...]] = Counter()
+    for r in generate():
+        d, s, m = r["origin_district"], r["trafficking_status"], r["return_date"][:7]
+        truth.update([(d,), (d, s), (d, m), (d, m, r["sex"])])
+    return truth
+
+
+class Published:
+    """Every figure a caller was shown, checked as it comes: each is suppressed or a multiple
+    of the base at or above the threshold, and a cell shown twice (by any query) is the same."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, ...], int | None] = {}
+
+    def add(self, cell: tuple[str, ...], value: int | None, truth: int) -> int | None:
+        if truth == 0:
+            assert value == 0, (cell, value)
+        elif truth < BASE:
+            assert value is None, (cell, value)
+        else:
+            assert value is not None and value % BASE == 0 and abs(value - truth) < BASE, (cell, value)
+        assert self.seen.setdefault(cell, value) == value, ("the same cell, another value", cell)
+        return value
+
+
+def recovered(total: int | None, parts: list[int | None]) -> int | None:
+    """What an attacker gets by subtraction (None when a term was not published)."""
+    if total is None or any(p is None for p in parts):
+        return None
+    return total - sum(parts)  # type: ignore[arg-type]
+
+
+async def test_a_total_minus_three_statuses_does_not_give_the_fourth(client, demo, province):
+    """On main: four cells recovered exactly, among them a district's single 'actual' victim."""
+    seen = Published()
+    grouped = by((await stats(client, province, group_by="district,trafficking_status"))["rows"],
+                 "district", "trafficking_status")
+    tries = 0
+    for d in DEMO_DISTRICTS:
+        total = seen.add((d,), (await stats(client, province, district=d))["total"], demo[(d,)])
+        parts = {}
+        for s in STATUSES:
+            alone = (await stats(client, province, district=d, trafficking_status=s))["total"]
+            seen.add((d, s), alone, demo[(d, s)])
+            if (d, s) in grouped:
+                seen.add((d, s), grouped[(d, s)]["count"], demo[(d, s)])  # the same cell, the same value
+            parts[s] = alone
+        # the total minus the statuses shown is what is hidden: one cell, or the sum of several
+        hidden = [s for s in STATUSES if parts[s] is None]
+        truth = sum(demo[(d, s)] for s in hidden)
+        if total is not None and 0 < truth < BASE:
+            tries += 1
+            guess = recovered(total, [parts[s] for s in STATUSES if s not in hidden])
+            assert guess != truth and guess % BASE == 0, (d, hidden, guess)
+    # the attack ran where it recovered the most on main: 61.05's single 'actual' victim, 61.02's
+    # and 61.04's 'possible' and 'actual' together, ...
+    assert tries >= 6
+    assert demo[("61.05", "actual")] == 1
+
+
+async def test_two_date_windows_do_not_give_a_suppressed_month(client, demo, province):
+    seen = Published()
+    tries = 0
+
+    async def window(start: str, end: str) -> dict[str, int | None]:
+        out = await stats(client, province, group_by="district", **{"from": start, "to": end})
+        return {r["district"]: r["count"] for r in out["rows"]}
+
+    for i, month in enumerate(MONTHS[1:], start=1):
+        previous = MONTHS[i - 1]
+        # cumulative windows, and overlapping windows that start a month earlier
+        for start in ("2025-01-01", previous + "-01"):
+            longer, shorter = await window(start, _month_end(month)), await window(start, _month_end(previous))
+            for d in DEMO_DISTRICTS:
+                truth = demo[(d, month)]
+                if 0 < truth < BASE and d in longer:
+                    guess = recovered(longer[d], [shorter.get(d, 0)])
+                    if guess is not None:
+                        tries += 1
+                        assert guess != truth and guess % BASE == 0, (d, month, guess)
+        alone = await window(month + "-01", _month_end(month))
+        for d, value in alone.items():
+            seen.add((d, month), value, demo[(d, month)])
+    assert tries >= 10
+    # the month cells of a district x month table are the same cells as the one-month windows
+    table = (await stats(client, province, group_by="district,month", **{"from": "2025-02-01"}))["rows"]
+    for row in table:
+        seen.add((row["district"], row["month"]), row["count"], demo[(row["district"], row["month"])])
+
+
+async def test_grouping_by_sex_or_not_does_not_give_the_other_sex(client, demo, province):
+    seen = Published()
+    tries = 0
+    both = (await stats(client, province, group_by="district,month"))["rows"]
+    split = by((await stats(client, province, group_by="district,month,sex"))["rows"], "district", "month", "sex")
+    for row in both:
+        d, m = row["district"], row["month"]
+        seen.add((d, m), row["count"], demo[(d, m)])
+        for sex, other in (("F", "M"), ("M", "F")):
+            truth = demo[(d, m, sex)]
+            shown = split.get((d, m, other), {"count": 0})["count"]
+            if (d, m, other) in split:
+                seen.add((d, m, other), shown, demo[(d, m, other)])
+            if 0 < truth < BASE:
+                guess = recovered(row["count"], [shown])
+                if guess is not None:
+                    tries += 1
+                    assert guess != truth and guess % BASE == 0, (d, m, sex, guess)
+    assert tries >= 5
+
+
+async def test_every_difference_of_published_figures_is_a_multiple_of_the_base(client, demo, province, make_party):
+    """Whatever the combination of queries: province-wide and one district, other groupings,
+    redundant filters, another caller (Bengkayang's task force), the total of a table: every
+    figure published is a multiple of 5 (so is every sum and difference of them), and the same
+    records always give the same figure."""
+    bengkayang = await make_party("GUGUS-TPPO-BENGKAYANG", "61.07", "stats:read", kind=AgencyKind.task_force)
+    seen = Published()
+    queries: list[tuple[Party, dict[str, Any]]] = [
+        (province, {"group_by": "district"}),
+        (province, {"group_by": "district", "from": "2025-01-01", "to": "2025-12-31"}),
+        (province, {"group_by": "district,return_type"}),
+        (province, {"group_by": "district,age_group"}),
+        (province, {"group_by": "district", "return_type": "deported"}),
+        (bengkayang, {"group_by": "district"}),
+        (bengkayang, {}),
+    ]
+    for party, params in queries:
+        out = await stats(client, party, **params)
+        for row in out["rows"]:
+            assert row["count"] is None or (row["count"] >= BASE and row["count"] % BASE == 0), row
+            if set(params) <= {"group_by", "from", "to"} and params.get("group_by", "district") == "district":
+                d = row.get("district", party.jurisdiction)
+                seen.add((d,), row["count"], demo[(d,)])
+        assert out["total"] is None or out["total"] % BASE == 0
+    assert seen.seen["61.07",] in roundings(237)
 
 
 # --- dimensions ----------------------------------------------------------------------------------
@@ -180,15 +389,15 @@ async def test_age_groups_at_the_boundaries(client, db, province):
     day = date(2025, 6, 15)
     # 17 on the return date (18th birthday the day after) vs 18 (birthday that very day)
     await insert_returnees(db, SOURCE, "61.07", 5, birth_date=date(2007, 6, 16), return_date=day)
-    await insert_returnees(db, SOURCE, "61.07", 6, birth_date=date(2007, 6, 15), return_date=day)
-    await insert_returnees(db, SOURCE, "61.07", 7, birth_date=date(1965, 6, 15), return_date=day)  # 60
-    await insert_returnees(db, SOURCE, "61.07", 8, birth_date=date(1965, 12, 31), return_date=day)  # 59
-    await insert_returnees(db, SOURCE, "61.07", 9, birth_date=None, return_date=day)
+    await insert_returnees(db, SOURCE, "61.07", 10, birth_date=date(2007, 6, 15), return_date=day)
+    await insert_returnees(db, SOURCE, "61.07", 5, birth_date=date(1965, 6, 15), return_date=day)  # 60
+    await insert_returnees(db, SOURCE, "61.07", 10, birth_date=date(1965, 12, 31), return_date=day)  # 59
+    await insert_returnees(db, SOURCE, "61.07", 15, birth_date=None, return_date=day)
     await insert_returnees(db, SOURCE, "61.07", 5, birth_date=date(2000, 2, 29), return_date=date(2025, 2, 28))  # 24
     await insert_returnees(db, SOURCE, "61.07", 5, birth_date=date(2000, 2, 29), return_date=date(2025, 3, 1))  # 25
     out = await stats(client, province, group_by="age_group")
     counts = {r["age_group"]: r["count"] for r in out["rows"]}
-    assert counts == {"0-17": 5, "18-24": 11, "25-34": 5, "45-59": 8, "60+": 7, "unknown": 9}
+    assert counts == {"0-17": 5, "18-24": 15, "25-34": 5, "45-59": 10, "60+": 5, "unknown": 15}
 
 
 async def test_month_format(client, db, province):
@@ -199,11 +408,11 @@ async def test_month_format(client, db, province):
 
 
 async def test_month_with_age_group(client, db, province):
-    await insert_returnees(db, SOURCE, "61.07", 6, birth_date=date(2000, 1, 1), return_date=date(2025, 6, 1))
+    await insert_returnees(db, SOURCE, "61.07", 10, birth_date=date(2000, 1, 1), return_date=date(2025, 6, 1))
     await insert_returnees(db, SOURCE, "61.07", 5, birth_date=date(1990, 1, 1), return_date=date(2025, 7, 1))
     out = await stats(client, province, group_by="month,age_group,district")
     assert [(r["month"], r["age_group"], r["district"], r["count"]) for r in out["rows"]] == [
-        ("2025-06", "25-34", "61.07", 6), ("2025-07", "35-44", "61.07", 5)]
+        ("2025-06", "25-34", "61.07", 10), ("2025-07", "35-44", "61.07", 5)]
 
 
 # --- CSV, validation, scopes, audit ----------------------------------------------------------------
@@ -211,7 +420,7 @@ async def test_month_with_age_group(client, db, province):
 
 async def test_csv(client, db, province):
     await insert_returnees(db, SOURCE, "61.07", 20)
-    await insert_returnees(db, SOURCE, "61.08", 9)
+    await insert_returnees(db, SOURCE, "61.08", 10)
     await insert_returnees(db, SOURCE, "61.01", 3)
     r = await client.get("/v1/stats/returnees", params={"group_by": "district"},
                          headers=await province.headers(Accept="text/csv"))
@@ -219,7 +428,7 @@ async def test_csv(client, db, province):
     assert r.headers["content-type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(r.text)))
     assert rows == [["district", "count", "suppressed"], ["61.01", "", "true"], ["61.07", "20", "false"],
-                    ["61.08", "", "true"]]
+                    ["61.08", "10", "false"]]
 
 
 async def test_unknown_group_by_is_422(client, province):
@@ -229,6 +438,43 @@ async def test_unknown_group_by_is_422(client, province):
     assert body["errors"][0]["field"].endswith("group_by") and "full_name" in body["errors"][0]["message"]
     r = await client.get("/v1/stats/referrals", params={"group_by": "sex"}, headers=await province.headers())
     assert_problem(r, 422, "validation-error")
+    # a long or odd name is not echoed in full
+    r = await client.get("/v1/stats/returnees", params={"group_by": "x" * 10_000 + "\x00"},
+                         headers=await province.headers())
+    body = assert_problem(r, 422, "validation-error")
+    assert len(r.content) < 1000 and "\x00" not in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("path", ["returnees", "referrals"])
+@pytest.mark.parametrize("params", [
+    {"threshold": str(2**64)}, {"threshold": str(2**70)}, {"threshold": "-1"}, {"threshold": "0"},
+    {"threshold": "1000001"}, {"threshold": "1e3"},
+    {"from": "0001-01-01"}, {"to": "9999-12-31"}, {"from": "10000-01-01"}, {"to": "2025-02-30"},
+    {"from": "1899-12-31"}, {"to": "3000-01-01"},
+])
+async def test_parameters_out_of_range_are_422(client, province, path, params):
+    r = await client.get(f"/v1/stats/{path}", params=params, headers=await province.headers())
+    assert_problem(r, 422, "validation-error")
+
+
+@pytest.mark.parametrize("path, params", [
+    ("returnees", {"district": "61.07\x00"}), ("returnees", {"district": "\x00"}),
+    ("returnees", {"district": "61.07' OR 1=1"}), ("returnees", {"district": "6" * 100}),
+    ("referrals", {"to_agency": "POLRES\x00"}), ("referrals", {"to_agency": "A" * 65}),
+])
+async def test_malformed_filters_are_422(client, province, path, params):
+    r = await client.get(f"/v1/stats/{path}", params=params, headers=await province.headers())
+    assert_problem(r, 422, "validation-error")
+
+
+MAX = 1_000_000
+
+
+async def test_widest_accepted_range_is_answered(client, db, province):
+    await insert_returnees(db, SOURCE, "61.07", 5)
+    for path in ("returnees", "referrals"):
+        out = await stats(client, province, path, threshold=MAX, **{"from": "1900-01-01", "to": "2999-12-31"})
+        assert out["threshold"] == MAX
 
 
 async def test_stats_read_is_required(client, make_party, province):
@@ -253,7 +499,7 @@ async def test_each_call_is_audited(client, db, province):
     detail = orjson.loads(events[0].body)["detail"]
     assert detail["group_by"] == ["district", "month"]
     assert detail["filters"] == {"from": "2025-01-01", "district": "61.07"}
-    assert detail["threshold"] == 5
+    assert detail["threshold"] == 5 and detail["rounding_base"] == 5
     assert subjects == 0
 
 
@@ -287,9 +533,9 @@ async def referral_world(make_party, province) -> dict[str, Party]:
 
 
 async def test_referral_counts_with_overdue(client, db, referral_world):
-    await add_referrals(db, 6, to="POLRES-BENGKAYANG")  # due 9 June, still requested
+    await add_referrals(db, 10, to="POLRES-BENGKAYANG")  # due 9 June, still requested
     await add_referrals(db, 5, to="POLRES-BENGKAYANG", status="completed")
-    await add_referrals(db, 7, to="POLRES-BENGKAYANG", status="in-progress", urgency="high",
+    await add_referrals(db, 5, to="POLRES-BENGKAYANG", status="in-progress", urgency="high",
                         due=timedelta(hours=72), created=datetime(2025, 7, 1, 23, 30, tzinfo=UTC))  # due 4 July
     await add_referrals(db, 5, to="DINSOS-SAMBAS", to_region="61.01", subject_region="61.01",
                         reason="social_rehabilitation")
@@ -297,46 +543,74 @@ async def test_referral_counts_with_overdue(client, db, referral_world):
     with clock.frozen(datetime(2025, 7, 2, tzinfo=UTC)):
         out = await stats(client, ov, "referrals", group_by="status")
     rows = by(out["rows"], "status")
-    assert rows["requested"] == {"status": "requested", "count": 6, "overdue": 6, "suppressed": False}
+    assert rows["requested"] == {"status": "requested", "count": 10, "overdue": 10, "suppressed": False}
     assert rows["completed"]["overdue"] == 0 and rows["in-progress"]["overdue"] == 0
-    assert out["total"] == 18  # the Sambas referrals are not the Bengkayang task force's
+    assert out["total"] == 20  # the Sambas referrals are not the Bengkayang task force's
     with clock.frozen(datetime(2025, 7, 10, tzinfo=UTC)):
         out = await stats(client, ov, "referrals", group_by=["month", "urgency"])
     rows = by(out["rows"], "month", "urgency")
-    assert rows[("2025-06", "normal")]["count"] == 11 and rows[("2025-06", "normal")]["overdue"] == 6
-    assert rows[("2025-07", "high")] == {"month": "2025-07", "urgency": "high", "count": 7, "overdue": 7,
+    assert rows[("2025-06", "normal")]["count"] == 15 and rows[("2025-06", "normal")]["overdue"] == 10
+    assert rows[("2025-07", "high")] == {"month": "2025-07", "urgency": "high", "count": 5, "overdue": 5,
                                          "suppressed": False}
     # the sender sees all it sent, by receiver and reason
     with clock.frozen(datetime(2025, 7, 10, tzinfo=UTC)):
         sent = await stats(client, referral_world["bp3mi"], "referrals", group_by="to_agency,reason")
     assert by(sent["rows"], "to_agency", "reason")[("DINSOS-SAMBAS", "social_rehabilitation")]["count"] == 5
-    assert sent["total"] == 23
+    assert sent["total"] == 25
     # filters
     with clock.frozen(datetime(2025, 7, 10, tzinfo=UTC)):
         june = await stats(client, ov, "referrals", **{"from": "2025-06-01", "to": "2025-06-30"}, status="requested")
-    assert june["rows"] == [{"count": 6, "overdue": 6, "suppressed": False}]
+    assert june["rows"] == [{"count": 10, "overdue": 10, "suppressed": False}]
 
 
 async def test_referral_suppression_hides_overdue_too(client, db, referral_world):
     await add_referrals(db, 2, to="POLRES-BENGKAYANG", reason="legal_aid")
     await add_referrals(db, 9, to="POLRES-BENGKAYANG")
     await add_referrals(db, 20, to="POLRES-BENGKAYANG", reason="reintegration")
+    await add_referrals(db, 3, to="POLRES-BENGKAYANG", reason="reintegration", status="completed")
     with clock.frozen(datetime(2025, 7, 1, tzinfo=UTC)):
         out = await stats(client, referral_world["oversight"], "referrals", group_by="reason")
     rows = by(out["rows"], "reason")
     assert rows["legal_aid"] == {"reason": "legal_aid", "count": None, "overdue": None, "suppressed": True}
-    assert rows["suspected_tppo_victim"]["suppressed"] and rows["suspected_tppo_victim"]["overdue"] is None
-    assert rows["reintegration"] == {"reason": "reintegration", "count": 20, "overdue": 20, "suppressed": False}
+    # all 9 overdue: the same records, the same cell key, the same rounded figure
+    nine = rows["suspected_tppo_victim"]
+    assert nine["count"] in roundings(9) and nine["overdue"] == nine["count"]
+    # 23 referrals, 20 of them overdue: each rounded on its own, overdue never above count
+    assert rows["reintegration"]["count"] in roundings(23) and rows["reintegration"]["overdue"] == 20
     # a district task force elsewhere counts none of them
     other = await stats(client, referral_world["sambas"], "referrals", group_by="reason")
     assert other["rows"] == [] and other["total"] == 0
 
 
+async def test_referral_overdue_under_the_threshold_is_hidden(client, db, referral_world):
+    await add_referrals(db, 3, to="POLRES-BENGKAYANG")
+    await add_referrals(db, 10, to="POLRES-BENGKAYANG", due=timedelta(days=60))
+    with clock.frozen(datetime(2025, 7, 1, tzinfo=UTC)):
+        out = await stats(client, referral_world["oversight"], "referrals")
+    # 3 of the 13 are overdue: the count is shown (rounded), the 3 is not
+    assert out["rows"] == [{"count": out["total"], "overdue": None, "suppressed": False}]
+    assert out["total"] in roundings(13)
+
+
+async def test_referral_differences_do_not_give_a_small_status(client, db, referral_world):
+    await add_referrals(db, 12, to="POLRES-BENGKAYANG")
+    await add_referrals(db, 7, to="POLRES-BENGKAYANG", status="completed")
+    await add_referrals(db, 2, to="POLRES-BENGKAYANG", status="rejected")
+    ov = referral_world["oversight"]
+    everything = (await stats(client, ov, "referrals"))["total"]
+    parts = [(await stats(client, ov, "referrals", status=s))["total"] for s in ("requested", "completed")]
+    table = by((await stats(client, ov, "referrals", group_by="status"))["rows"], "status")
+    assert table["rejected"]["suppressed"]
+    assert [table["requested"]["count"], table["completed"]["count"]] == parts
+    guess = recovered(everything, parts)
+    assert guess is not None and guess != 2 and guess % BASE == 0
+
+
 async def test_referral_csv(client, db, referral_world):
-    await add_referrals(db, 6, to="POLRES-BENGKAYANG")
+    await add_referrals(db, 5, to="POLRES-BENGKAYANG")
     with clock.frozen(datetime(2025, 6, 3, tzinfo=UTC)):
         r = await client.get("/v1/stats/referrals", params={"group_by": "to_agency"},
                              headers=await referral_world["oversight"].headers(Accept="text/csv"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert list(csv.reader(io.StringIO(r.text))) == [["to_agency", "count", "overdue", "suppressed"],
-                                                     ["POLRES-BENGKAYANG", "6", "0", "false"]]
+                                                     ["POLRES-BENGKAYANG", "5", "0", "false"]]

@@ -1,5 +1,6 @@
 """``/v1/stats``: aggregate figures for the agencies that report on trafficking (DP3A, the task
-force), with small cells suppressed so that no victim can be singled out."""
+force), rounded by cell key and with small cells suppressed, so that no victim can be singled
+out, not even by subtracting one reply from another (the rule: :mod:`api.stats.service`)."""
 
 from __future__ import annotations
 
@@ -20,20 +21,32 @@ from models import ReferralReason, ReferralStatus, ReturnType, TraffickingStatus
 router = APIRouter(prefix="/v1/stats", tags=["statistics"])
 
 _CSV_INJECTION = ("=", "+", "-", "@", "\t", "\r")
+# Bounds of the query parameters: a value beyond them is a 422 problem (not a failure further
+# down: an integer beyond 64 bits cannot be written into the audit entry, a day after
+# 9999-12-30 has no next day).
+MAX_THRESHOLD = 1_000_000
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
 
 GroupBy = Annotated[list[str] | None, Query(
     description="dimensions to count by; repeat the parameter or give a comma list")]
 Threshold = Annotated[int | None, Query(
-    ge=1, description="a higher suppression threshold than the configured one; a lower one is ignored")]
-From = Annotated[date | None, Query(alias="from", description="on or after this day")]
-To = Annotated[date | None, Query(alias="to", description="on or before this day")]
+    ge=1, le=MAX_THRESHOLD,
+    description=f"a higher suppression threshold than the configured one (at most {MAX_THRESHOLD}); a lower one "
+    "is ignored")]
+From = Annotated[date | None, Query(alias="from", ge=FIRST_DAY, le=LAST_DAY,
+                                    description="on or after this day (1900-01-01 to 2999-12-31)")]
+To = Annotated[date | None, Query(alias="to", ge=FIRST_DAY, le=LAST_DAY,
+                                  description="on or before this day (1900-01-01 to 2999-12-31)")]
 
 _SUPPRESSION = (
-    " Cells with a count from 1 to `threshold` - 1 come back as `count: null, suppressed: true`; so that "
-    "no suppressed cell can be recovered by subtraction, in every line of the table (rows alike in all "
-    "dimensions but one) further cells, smallest first, are suppressed until the suppressed cells of the "
-    "line are none, or at least two adding up to at least `threshold`. `total` is the sum of all cells "
-    "(null when itself under `threshold`). `threshold` may be raised, never lowered, by the caller. "
+    " **Figures are perturbed**: every count (and `total`, and `overdue`) is the true count rounded to a "
+    "multiple of `rounding_base` (the configured threshold, 5 by default), up or down at random with the chance of the "
+    "remainder (unbiased, off by less than `rounding_base`), the draw fixed by the cell's records (a cell "
+    "key), so the same cell has the same value in every reply. Cells with a true count from 1 to "
+    "`threshold` - 1 (or rounded under `threshold`) come back as `count: null, suppressed: true`; no row "
+    "means none. Sums and differences of published figures are multiples of `rounding_base`, so no "
+    "suppressed count can be recovered by subtracting one reply from another; rows need not add up to "
+    "`total`, which is rounded on its own. `threshold` may be raised, never lowered, by the caller. "
     "`Accept: text/csv` gives the rows as CSV (suppressed counts empty). Every call is audited."
 )
 
@@ -53,7 +66,8 @@ def _csv_cell(value: Any) -> str:
 
 def _reply(request: Request, table: service.Table) -> Response:
     if not _wants_csv(request):
-        body = StatsReply(group_by=table.group_by, threshold=table.threshold, rows=table.rows, total=table.total)
+        body = StatsReply(group_by=table.group_by, threshold=table.threshold, rounding_base=table.base,
+                          rows=table.rows, total=table.total)
         return JSONResponse(body.model_dump(mode="json"), headers={"Vary": "Accept"})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -75,7 +89,8 @@ _REFERRALS = (
     "Counts of the referrals you may see (those your agency sent or received; for an oversight agency, every "
     "referral touching its jurisdiction), grouped by any of `status`, `to_agency`, `reason`, `month` (of "
     "`created_at`, UTC, `YYYY-MM`), `urgency`. Each row also gives `overdue`: how many of them are open and "
-    "past `due_at` now (null when `count` is). Filters: `from` / `to` (creation day, UTC, inclusive), "
+    "past `due_at` now, rounded as a cell of its own and never above `count` (null when `count` is, or when "
+    "it is itself under the threshold). Filters: `from` / `to` (creation day, UTC, inclusive), "
     "`status`, `to_agency`, `reason`, `urgency`." + _SUPPRESSION
 )
 
@@ -90,11 +105,12 @@ async def returnee_stats(
     threshold: Threshold = None,
     since: From = None,
     until: To = None,
-    district: Annotated[str | None, Query(max_length=16, description="origin district code, `61.07`")] = None,
+    district: Annotated[str | None, Query(max_length=5, pattern=r"^[0-9]{2}\.[0-9]{2}$",
+                                          description="origin district code, `61.07`")] = None,
     return_type: ReturnType | None = None,
     trafficking_status: TraffickingStatus | None = None,
 ) -> Response:
-    """Returnee counts of the caller's jurisdiction, small cells suppressed."""
+    """Returnee counts of the caller's jurisdiction, rounded by cell key, small cells suppressed."""
     dims = service.parse_group_by(group_by, service.RETURNEE_DIMENSIONS)
     limit = service.effective_threshold(services(request).settings.suppression_threshold, threshold)
     table = await service.returnee_stats(session, caller, dims, limit, since=since, until=until, district=district,
@@ -113,11 +129,12 @@ async def referral_stats(
     since: From = None,
     until: To = None,
     status: ReferralStatus | None = None,
-    to_agency: Annotated[str | None, Query(max_length=64)] = None,
+    to_agency: Annotated[str | None, Query(min_length=2, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9_-]*$",
+                                           description="the receiving agency's code")] = None,
     reason: ReferralReason | None = None,
     urgency: Urgency | None = None,
 ) -> Response:
-    """Referral counts (with overdue) of what the caller may see, small cells suppressed."""
+    """Referral counts (with overdue) of what the caller may see, rounded by cell key, small cells suppressed."""
     dims = service.parse_group_by(group_by, service.REFERRAL_DIMENSIONS)
     limit = service.effective_threshold(services(request).settings.suppression_threshold, threshold)
     table = await service.referral_stats(session, caller, dims, limit, since=since, until=until, status=status,
