@@ -38,7 +38,10 @@ GUARDED = {
 
 # Modules that query a guarded model without going through its repository, and why they may.
 ALLOWED = {
-    "api/stats/service.py": "aggregates only; to be moved onto the readable statement",
+    # Counts, never records: a district's figures are the returnees whose ORIGIN lies in the
+    # caller's jurisdiction (not also those its agency sent about another district, as the
+    # readable statement allows), rounded and suppressed (api/stats/service.py docstring).
+    "api/stats/service.py": "aggregate counts of the jurisdiction's population by origin; returns no record",
 }
 
 # Per repository: the functions (or module-level statements) that start a query of the model
