@@ -157,7 +157,7 @@ class _Base:
         self._token = body["access_token"]
         # renew a little before it expires
         self._token_expires = time.monotonic() + max(0, int(body.get("expires_in", 300)) - 30)
-        return self._token  # type: ignore[return-value]
+        return self._token
 
     def _token_valid(self) -> bool:
         return self._token is not None and time.monotonic() < self._token_expires

@@ -126,7 +126,7 @@ def agency_add(code: str, name: str, jurisdiction: str, kind: str) -> None:
     from api.core.errors import Problem
 
     try:
-        data = AgencyCreate(code=code, name=name, jurisdiction=jurisdiction, kind=kind)  # type: ignore[arg-type]
+        data = AgencyCreate(code=code, name=name, jurisdiction=jurisdiction, kind=kind)
     except ValidationError as exc:
         _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
@@ -157,7 +157,7 @@ def client_create(agency_code: str, scopes: str, name: str) -> None:
     from api.core.errors import Problem
 
     try:
-        data = ClientCreate(scopes=scopes, name=name)  # type: ignore[arg-type]
+        data = ClientCreate(scopes=scopes, name=name)
     except ValidationError as exc:
         _fail("; ".join(e["msg"] for e in exc.errors()))
 

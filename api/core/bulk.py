@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.db import execute_text
+from api.core.sql import dialect_of
 
 _PG = postgresql.dialect()
 
@@ -50,7 +51,7 @@ async def insert_rows(
         return
     columns = tuple(rows[0])
     conflict = None if on_conflict_do_nothing is None else tuple(on_conflict_do_nothing)
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         doc = orjson.dumps(rows if isinstance(rows, list) else list(rows)).decode()
         await execute_text(session, _pg_sql(table, columns, conflict), {"rows": doc})
         return

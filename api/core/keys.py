@@ -47,6 +47,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock, crypto
 from api.core.db import Database
+from api.core.sql import dialect_of
 from api.core.unit import operator_unit, unit_of
 from models import SigningKey
 
@@ -120,7 +121,7 @@ def open_key(kid: str, private_key_enc: str, public_jwk: str, data_key: bytes) -
 
 async def _lock_keys(session: AsyncSession) -> None:
     """Serialise key creation and rotation across processes."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
     # SQLite: the transaction is BEGIN IMMEDIATE already.
 

@@ -14,12 +14,15 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock
 from api.core import bulk
 from api.core.context import PendingEvent, RequestContext
 from api.core.db import execute_text
+from api.core.sql import dialect_of, table_of
 from api.core.unit import unit_of
 from models import Event, EventHead
 from models.regions import province_of
@@ -46,19 +49,11 @@ def feed_key(region: str | None, default_key: str) -> str:
 
 async def _advance(session: AsyncSession, key: str, n: int) -> int:
     """Advance the head of feed ``key`` by ``n``; returns the new last position."""
-    stmt = (
-        sa.update(EventHead.__table__)
-        .where(EventHead.key == key)
-        .values(pos=EventHead.pos + n)
-        .returning(EventHead.pos)
-    )
+    head = table_of(EventHead)
+    stmt = sa.update(head).where(head.c.key == key).values(pos=head.c.pos + n).returning(head.c.pos)
     row = (await session.execute(stmt)).first()
     if row is None:
-        if session.bind.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        await session.execute(insert(EventHead.__table__).values(key=key, pos=0).on_conflict_do_nothing())
+        await _ensure_head(session, key)
         row = (await session.execute(stmt)).first()
     assert row is not None
     return int(row[0])
@@ -78,9 +73,10 @@ _PG_FLUSH = sa.text(
 
 
 async def _ensure_head(session: AsyncSession, key: str) -> None:
-    from sqlalchemy.dialects.postgresql import insert
-
-    await session.execute(insert(EventHead.__table__).values(key=key, pos=0).on_conflict_do_nothing())
+    """Create the head of feed ``key`` (its first event) unless another unit just did."""
+    head = table_of(EventHead)
+    stmt = (pg_insert(head) if dialect_of(session) == "postgresql" else sqlite_insert(head))
+    await session.execute(stmt.values(key=key, pos=0).on_conflict_do_nothing())
 
 
 async def flush(session: AsyncSession, ctx: RequestContext, default_key: str) -> None:
@@ -90,10 +86,10 @@ async def flush(session: AsyncSession, ctx: RequestContext, default_key: str) ->
     for ev in ctx.events:
         by_key.setdefault(feed_key(ev.region, default_key), []).append(ev)
     now = clock.now()
-    postgres = session.bind.dialect.name == "postgresql"
+    postgres = dialect_of(session) == "postgresql"
     for key in sorted(by_key):
         events: Sequence[PendingEvent] = by_key[key]
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "key": key,
                 "pos": i,
@@ -119,5 +115,5 @@ async def flush(session: AsyncSession, ctx: RequestContext, default_key: str) ->
         first = last - len(events) + 1
         for row in rows:
             row["pos"] += first
-        await bulk.insert_rows(session, Event.__table__, rows)
+        await bulk.insert_rows(session, table_of(Event), rows)
     ctx.events.clear()

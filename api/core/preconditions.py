@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core.sql import rowcount, table_of
 from api.core.errors import PreconditionFailed, PreconditionRequired
 
 
@@ -40,12 +41,12 @@ async def bump(session: AsyncSession, model: Any, id: Any, version: int, **value
     """``UPDATE ... SET version = version + 1 WHERE id = :id AND version = :version``.
 
     Returns the new version; a concurrent change that won first makes this a 412."""
-    table = model.__table__
+    table = table_of(model)
     result = await session.execute(
         sa.update(table)
         .where(table.c.id == id, table.c.version == version)
         .values(version=table.c.version + 1, **values)
     )
-    if result.rowcount != 1:
+    if rowcount(result) != 1:
         raise PreconditionFailed("The resource was changed by another request; read it again and retry")
     return version + 1

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import audit
+from api.core.sql import rowcount
 from api.core.tokens import LEEWAY
 from models import IdempotencyRecord, RevokedToken
 
@@ -15,10 +17,11 @@ from models import IdempotencyRecord, RevokedToken
 async def purge_expired(session: AsyncSession, now: datetime) -> dict[str, int]:
     """Delete idempotency records past their retention and revocations of tokens that have
     expired anyway (an expired token is refused without them)."""
-    keys = await session.execute(sa.delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
+    keys = await session.execute(sa.delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) < now))
     revoked = await session.execute(
-        sa.delete(RevokedToken).where(RevokedToken.expires_at < now - timedelta(seconds=LEEWAY + 60))
+        sa.delete(RevokedToken).where(col(RevokedToken.expires_at) < now - timedelta(seconds=LEEWAY + 60))
     )
-    counts = {"idempotency_records": keys.rowcount or 0, "revoked_tokens": revoked.rowcount or 0}
-    audit.record(session, "maintenance.purge", **counts)
+    counts = {"idempotency_records": rowcount(keys), "revoked_tokens": rowcount(revoked)}
+    audit.record(session, "maintenance.purge", idempotency_records=counts["idempotency_records"],
+                 revoked_tokens=counts["revoked_tokens"])
     return counts

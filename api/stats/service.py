@@ -102,6 +102,7 @@ from api.core import audit, clock
 from api.core.access import in_jurisdiction
 from api.core.context import Caller
 from api.core.errors import ValidationFailed
+from api.core.sql import dialect_of, table_of
 from api.core.unit import unit_of
 from api.referrals.service import visible_to as referral_visible_to
 from models import OPEN_STATUSES, Referral, Returnee
@@ -216,7 +217,7 @@ async def _prepare(session: AsyncSession) -> tuple[str, bytes, int]:
     """(dialect, secret, base) for this session's statistics."""
     settings = unit_of(session).settings
     secret = stats_secret(settings.index_key_bytes)
-    dialect = session.bind.dialect.name
+    dialect = dialect_of(session)
     if dialect != "postgresql":
         await _register_sqlite_key(session, secret)
     return dialect, secret, settings.suppression_threshold
@@ -373,7 +374,7 @@ async def returnee_stats(
         conditions.append(col(Returnee.return_type) == str(return_type))
     if trafficking_status:
         conditions.append(col(Returnee.trafficking_status) == str(trafficking_status))
-    t = Returnee.__table__.c  # type: ignore[attr-defined]
+    t = table_of(Returnee).c
     others = [name for name in group_by if name in _INNER_RETURNEE]
     inner_cols = [t.origin_district, t.return_date, *(_INNER_RETURNEE[name](t).label(name) for name in others)]
     inner = (sa.select(*inner_cols, sa.func.count().label("n")).where(*conditions)
