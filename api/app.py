@@ -53,5 +53,6 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
                    referrals_router, stats_router, events_router):
         app.include_router(router)
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
+                       trusted_proxies=settings.trusted_proxies)
     return app
