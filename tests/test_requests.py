@@ -285,3 +285,24 @@ async def test_readyz_is_503_when_the_schema_is_behind(client, database_url):
         with eng.begin() as c:
             c.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": old})
         eng.dispose()
+
+
+async def test_a_value_the_database_refuses_is_a_422_not_a_500(app, client, db, backend, caplog):
+    """Validation is the first line; should a value the database cannot store get past it
+    (PostgreSQL refuses NUL in text), the reply is still a 4xx that changed nothing, it is
+    audited, and the log does not quote the value."""
+    if backend.name != "postgresql":
+        pytest.skip("SQLite stores NUL in text")
+
+    async def store(session: SessionDep) -> dict:
+        session.add(Agency(code="GHOST", name="Siti\x00Aminah", kind=AgencyKind.other, jurisdiction="61.07"))
+        await session.flush()
+        return {}
+
+    app.add_api_route("/test/store", store, methods=["POST"], name="ghost.store")
+    r = await client.post("/test/store")
+    assert_problem(r, 422, "validation-error")
+    assert not await _agency_exists(db, "GHOST")
+    rows = await _audit_rows(db, r.headers["x-request-id"])
+    assert [(x.action, x.outcome) for x in rows] == [("ghost.store", "failed")] and '"status":422' in rows[0].body
+    assert "Siti" not in caplog.text

@@ -28,10 +28,11 @@ def _chain(caller: auth.Caller, chain: str | None) -> str:
 def _within(caller: auth.Caller) -> str | None:
     """Whose entries an auditor reads. A province's auditor (jurisdiction ``61``) reads its
     whole chain. An auditor of a smaller jurisdiction (a district's Inspektorat, ``61.07``)
-    reads the entries made by agencies whose jurisdiction lies within its own: what its
-    district's agencies did, to whichever record. It does not read what agencies above or
-    beside it did (the province's BP3MI reading a Bengkayang returnee is the province's to
-    oversee), nor entries without an agency (unauthenticated callers, the operator). Its
+    reads the entries whose ``agency`` lies within its own: what its district's agencies did,
+    to whichever record (and the few entries made without a caller in such an agency's name:
+    the operator creating its client). It does not read what agencies above or beside it did
+    (the province's BP3MI reading a Bengkayang returnee is the province's to oversee), nor
+    entries without an agency (unauthenticated callers, the operator's own work). Its
     verification and checkpoints still cover the whole chain: their replies are counts and
     hashes, never an entry."""
     own = province_of(caller.jurisdiction)

@@ -8,6 +8,7 @@ the chain heads (audit, events) are the rows writers serialise on.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,7 +48,12 @@ def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
     """The engine. Its errors never carry what a statement was given: ``hide_parameters``
     keeps the parameters out of SQLAlchemy's messages, and :func:`_redact_driver_message` keeps
     the database's own ``DETAIL`` (``Failing row contains (…)``, ``Key (…)=(…)``) out of the
-    driver's, so a failed write of a victim's record cannot put the record into a log."""
+    driver's, so a failed write of a victim's record cannot put the record into a log. The
+    loggers that would write statements with their parameters (aiosqlite's, at DEBUG) or result
+    rows (SQLAlchemy's engine, at DEBUG) are held at WARNING whatever the service's log level
+    (``echo=True`` on an engine still works for a developer who asks for it)."""
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     url = normalise_url(settings.database_url)
     kw.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
@@ -63,6 +69,7 @@ def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
     return engine
 
 
+_CHATTY_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool")
 _QUOTED_TAIL = re.compile(r'(: )".*"$')
 
 

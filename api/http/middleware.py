@@ -30,7 +30,6 @@ from typing import Any
 import orjson
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.core import text as text_rules
@@ -95,21 +94,14 @@ class _Answered(Problem):
 
 
 def _route_of(scope: Scope) -> tuple[Any, dict[str, Any]] | None:
-    """The route the request was routed to, or would be (when the middleware answers first)."""
+    """The route the request was routed to (``None``: no route of the service)."""
     route = scope.get("route")
-    if route is not None:
-        return route, dict(scope.get("path_params") or {})
-    app = scope.get("app")
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
-        match, child = candidate.matches(scope)
-        if match is Match.FULL:
-            return candidate, dict(child.get("path_params") or {})
-    return None
+    return None if route is None else (route, dict(scope.get("path_params") or {}))
 
 
 class _BodyTooLarge(HTTPException):
-    """Raised from ``receive`` when a body without Content-Length grows past the limit. It is
-    an HTTPException because FastAPI lets only those out of its body parsing (anything else
+    """Raised from ``receive`` when a body grows (or is declared) past the limit. It is an
+    HTTPException because FastAPI lets only those out of its body parsing (anything else
     becomes a 400 "error parsing the body"); the problem handler renders it as the 413."""
 
     def __init__(self, detail: str) -> None:
@@ -169,17 +161,16 @@ class RequestMiddleware:
                 await send_on(held)
             await send_on(message)
 
+        # A declared length over the limit is refused at the first read, before a byte of the
+        # body is taken: the request is routed first, so its refusal is audited with its route.
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            status_holder["failure"] = PayloadTooLarge(self._too_large())
-            await self._problem(send_wrapper, scope, status_holder["failure"].body(scope["path"]))
-            self._observe(scope, status_holder["status"], started, request_id, theirs)
-            return
-
+        too_large = declared is not None and declared.isdigit() and int(declared) > self.max_body
         received = 0
 
         async def receive_wrapper() -> Message:
             nonlocal received
+            if too_large:
+                raise _BodyTooLarge(self._too_large())
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))

@@ -87,6 +87,7 @@ async def record_failure(svc: Services, ctx: RequestContext, exc: BaseException)
 
 
 async def _record_failure(svc: Services, ctx: RequestContext, exc: BaseException) -> None:
+    ctx.audited = True  # however it is recorded: the middleware's last resort must not record it again
     status = 422 if isinstance(exc, RequestValidationError | sa_exc.DataError) else None
     try:
         await audit.record_failure(svc.db, ctx, exc, status)
