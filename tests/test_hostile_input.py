@@ -359,12 +359,12 @@ async def test_x_forwarded_for_from_a_trusted_proxy(behind_a_proxy, db, make_par
 
 def test_trusted_proxies_from_the_environment(monkeypatch):
     monkeypatch.setenv("SINERGI_TRUSTED_PROXIES", "10.0.0.5, 10.1.0.0/16")
-    assert Settings().trusted_proxies == ["10.0.0.5/32", "10.1.0.0/16"]
+    assert Settings(mode="development").trusted_proxies == ["10.0.0.5/32", "10.1.0.0/16"]
     monkeypatch.setenv("SINERGI_TRUSTED_PROXIES", "not-an-address")
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
-        Settings()
+        Settings(mode="development")
     monkeypatch.delenv("SINERGI_TRUSTED_PROXIES")
-    assert Settings().trusted_proxies == []
+    assert Settings(mode="development").trusted_proxies == []
 
 
 # --- requests refused before any unit of work ---------------------------------------------

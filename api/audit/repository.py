@@ -14,8 +14,9 @@ from models import Agency, AuditEvent, AuditSubject
 def agencies_within(jurisdiction: str) -> sa.Select:
     """The codes of the agencies whose jurisdiction lies within ``jurisdiction`` (``61.07``
     covers ``61.07`` and ``61.07.07``, not ``61.070``)."""
-    return sa.select(Agency.code).where(
-        sa.or_(Agency.jurisdiction == jurisdiction, col(Agency.jurisdiction).startswith(jurisdiction + ".", autoescape=True))
+    where = col(Agency.jurisdiction)
+    return sa.select(col(Agency.code)).where(
+        sa.or_(where == jurisdiction, where.startswith(jurisdiction + ".", autoescape=True))
     )
 
 

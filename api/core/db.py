@@ -86,7 +86,9 @@ def _redact_driver_message(context: ExceptionContext) -> None:
     wrapper in place (their classes, SQLSTATE and ``diag`` stay, so callers that catch an
     ``IntegrityError`` are unaffected)."""
     for exc in (context.original_exception, context.sqlalchemy_exception):
-        args = getattr(exc, "args", ())
+        if exc is None:
+            continue
+        args = exc.args
         if args and isinstance(args[0], str):
             try:
                 exc.args = (redacted(args[0]), *args[1:])

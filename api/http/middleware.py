@@ -127,7 +127,8 @@ class RequestMiddleware:
                 forwarded.append(value)
         request_id = uuid.uuid4().hex
         theirs = caller_request_id(headers.get("x-request-id"))
-        peer = scope.get("client")[0] if scope.get("client") else None
+        client = scope.get("client")
+        peer = client[0] if client else None
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["caller_request_id"] = theirs
