@@ -431,3 +431,19 @@ async def test_filters_and_requested_scopes_are_recorded_bounded(client, db, aud
     detail = (await the_entry(db, r))["doc"]["detail"]
     assert len(detail["requested"]) == 33 and detail["requested"][-1].startswith("…[")
     await chain_verifies(client, auditor)
+
+
+def test_the_client_address_walk():
+    from ipaddress import ip_network
+
+    from api.http.middleware import client_address
+
+    proxies = (ip_network("10.0.0.0/8"),)
+    assert client_address("10.0.0.1", "203.0.113.7", proxies) == "203.0.113.7"
+    assert client_address("198.51.100.2", "203.0.113.7", proxies) == "198.51.100.2"  # not a proxy of ours
+    assert client_address("10.0.0.1", "10.0.0.2, 10.0.0.3", proxies) == "10.0.0.2"  # all trusted: the first
+    # an over-long header is read from its right end only, and the address cut there is not used
+    assert client_address("10.0.0.1", "203.0.113.77" + ",10.0.0.9" * 300, proxies) == "10.0.0.9"
+    assert client_address(None, "203.0.113.7", proxies) is None
+    assert client_address("testclient", None, proxies) == "testclient"
+    assert client_address("x" * 100, None, proxies) is None

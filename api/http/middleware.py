@@ -75,7 +75,10 @@ def client_address(peer: str | None, forwarded: str | None, trusted: tuple[Netwo
         return peer if text_rules.is_identifier(peer, text_rules.MAX_ID) else None
     if not forwarded or not trusted or not _trusted(addr, trusted):
         return str(addr)
-    for hop in reversed(forwarded[-_MAX_FORWARDED:].split(",")[-_MAX_HOPS:]):
+    hops = forwarded[-_MAX_FORWARDED:].split(",")
+    if len(forwarded) > _MAX_FORWARDED:
+        hops = hops[1:]  # cut in the middle of an address: not one
+    for hop in reversed(hops[-_MAX_HOPS:]):
         try:
             addr = ipaddress.ip_address(hop.strip())
         except ValueError:
