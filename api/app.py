@@ -67,5 +67,6 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                    referrals_router, stats_router, events_router):
         app.include_router(router)
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
+                       trusted_proxies=settings.trusted_proxies)
     return app

@@ -319,3 +319,52 @@ def test_cli_verifies_against_a_checkpoint_file(sinergi, database_url, tmp_path,
 @pytest.fixture
 async def busy_chain_sync(client, busy_chain):
     return (await client.get("/v1/audit/checkpoint", headers=busy_chain)).json()["checkpoint"]
+
+
+# --- whose entries an auditor reads -----------------------------------------------------------
+
+
+async def test_a_district_auditor_reads_only_its_districts_entries(client, auditor, make_party, database_url):
+    district = await make_party("INSPEKTORAT-BENGKAYANG", "61.07", ["audit:read"], kind=AgencyKind.inspectorate)
+    bengkayang = await make_party("DINSOS-BENGKAYANG", "61.07", ["notices:read"], kind=AgencyKind.social_services)
+    sambas = await make_party("DINSOS-SAMBAS", "61.01", ["notices:read"], kind=AgencyKind.social_services)
+    province = await make_party("BP3MI-KALBAR", "61", ["notices:read"], kind=AgencyKind.migrant_protection)
+    for party in (bengkayang, sambas, province):
+        assert (await client.get("/v1/notices", headers=await party.headers())).status_code == 200
+    await client.get("/v1/notices", headers={"Authorization": "Bearer nope"})  # unauthenticated: no agency
+
+    async def listed(party, **params) -> list[dict]:
+        r = await client.get("/v1/audit", headers=await party.headers(), params={"limit": 500} | params)
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    everything = await listed(auditor)
+    assert {"DINSOS-BENGKAYANG", "DINSOS-SAMBAS", "BP3MI-KALBAR", None} <= {e["agency"] for e in everything}
+
+    seen = await listed(district)
+    assert seen and {e["agency"] for e in seen} == {"DINSOS-BENGKAYANG", "INSPEKTORAT-BENGKAYANG"}
+    # what the agency did, and the operator's creation of its client (an entry in its agency's name)
+    assert {e["action"] for e in seen if e["agency"] == "DINSOS-BENGKAYANG"} == {"client.create", "token.issue",
+                                                                               "notice.list"}
+    # filters cannot reach past the jurisdiction, and neither can paging
+    assert await listed(district, agency="DINSOS-SAMBAS") == []
+    assert await listed(district, actor=sambas.client_id) == []
+    first = (await client.get("/v1/audit", headers=await district.headers(), params={"limit": 1})).json()
+    rest = await listed(district, cursor=first["next_cursor"])
+    assert {e["agency"] for e in rest} <= {"DINSOS-BENGKAYANG", "INSPEKTORAT-BENGKAYANG"}
+    # another province's chain is not there at all
+    assert_problem(await client.get("/v1/audit", headers=await district.headers(), params={"chain": "62"}), 404)
+
+    # Verification still covers the whole chain, and says nothing but counts and hashes.
+    r = await client.get("/v1/audit/verify", headers=await district.headers())
+    body = r.json()
+    assert body["ok"] is True and body["checked"] == body["head"]["seq"] == len(entries(database_url)) - 1
+    assert set(body) <= {"ok", "chain", "checked", "head", "first_bad_seq", "reason", "checkpoint"}
+    assert "DINSOS-SAMBAS" not in r.text and sambas.client_id not in r.text
+    cp = await client.get("/v1/audit/checkpoint", headers=await district.headers())
+    assert cp.status_code == 200 and set(cp.json()) == {"chain", "seq", "hash", "checkpoint"}
+
+    # The district's reading is itself recorded, with the restriction it read under.
+    mine = [e for e in await listed(auditor, action="audit.list")
+            if e["client_id"] == district.client_id and e["outcome"] == "allowed"]
+    assert mine and all(e["detail"]["within"] == "61.07" for e in mine)

@@ -3,7 +3,6 @@ and one transaction that either commits before the reply or leaves only its fail
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -63,24 +62,33 @@ async def test_unknown_route_and_method(client):
     assert_problem(await client.delete("/v1/agencies"), 405)
 
 
-async def test_request_id_is_echoed_or_made(client):
+async def test_the_server_makes_every_request_id_and_keeps_the_callers_beside_it(client):
     r = await client.get("/healthz", headers={"X-Request-ID": "bp3mi-batch-0042"})
-    assert r.headers["x-request-id"] == "bp3mi-batch-0042"
+    ours = r.headers["x-request-id"]
+    assert ours != "bp3mi-batch-0042" and len(ours) == 32
+    assert r.headers["x-caller-request-id"] == "bp3mi-batch-0042"
     a, b = (await client.get("/healthz")).headers["x-request-id"], (await client.get("/healthz")).headers["x-request-id"]
     assert a and b and a != b
+    # Another request's id sent again is only the caller's correlation id: ours is new.
+    again = await client.get("/healthz", headers={"X-Request-ID": ours})
+    assert again.headers["x-request-id"] != ours and again.headers["x-caller-request-id"] == ours
     r = await client.get("/v1/nothing", headers={"X-Request-ID": "abc-123"})
-    assert r.status_code == 404 and r.headers["x-request-id"] == "abc-123"
-    # Something that cannot be a request id (it would end up in logs) is replaced.
-    r = await client.get("/healthz", headers={"X-Request-ID": "a b\tc"})
-    assert r.headers["x-request-id"] not in ("", "a b\tc")
+    assert r.status_code == 404 and r.headers["x-caller-request-id"] == "abc-123"
+    # Something that cannot be a correlation id (it would end up in logs and the audit chain)
+    # is not used at all.
+    for bad in ("a b\tc", "x" * 129, "naïve"):
+        r = await client.get("/healthz", headers={"X-Request-ID": bad.encode()})
+        assert r.headers["x-request-id"] and "x-caller-request-id" not in r.headers
 
 
 async def test_the_request_id_is_in_the_audit_log(client, make_party):
     auditor = await make_party("INSPEKTORAT-KALBAR", "61", ["audit:read"])
     headers = await auditor.headers(**{"X-Request-ID": "req-verify-1"})
-    await client.get("/v1/audit/verify", headers=headers)
+    ours = (await client.get("/v1/audit/verify", headers=headers)).headers["x-request-id"]
     r = await client.get("/v1/audit", headers=headers, params={"action": "audit.verify"})
-    assert r.json()["items"][0]["request_id"] == "req-verify-1"
+    entry = r.json()["items"][0]
+    assert entry["request_id"] == ours
+    assert entry["detail"]["caller_request_id"] == "req-verify-1"
 
 
 BIG = 1024 * 1024 + 1
@@ -166,16 +174,16 @@ async def test_an_unexpected_error_is_a_bare_500(app, client, db):
     r = await client.post("/test/write/crash", headers={"X-Request-ID": "crash-1"})
     body = assert_problem(r, 500, "internal-error")
     assert "hunter2" not in r.text and "RuntimeError" not in r.text and "File " not in r.text
-    assert r.headers["x-request-id"] == "crash-1"
+    assert r.headers["x-request-id"] and r.headers["x-caller-request-id"] == "crash-1"
     assert body["status"] == 500
 
 
 @pytest.mark.parametrize("kind,status", [("crash", 500), ("conflict", 409), ("http", 409)])
 async def test_a_request_failing_halfway_writes_only_its_failure(app, client, db, kind, status):
     _add_test_routes(app)
-    rid = f"fail-{kind}-{uuid.uuid4().hex[:6]}"
-    r = await client.post(f"/test/write/{kind}", headers={"X-Request-ID": rid})
+    r = await client.post(f"/test/write/{kind}")
     assert_problem(r, status)
+    rid = r.headers["x-request-id"]
     assert not await _agency_exists(db, "GHOST")
     rows = await _audit_rows(db, rid)
     assert len(rows) == 1, rows
@@ -188,10 +196,9 @@ async def test_a_duplicate_agency_leaves_only_its_failure(client, admin, db):
     headers = await admin.headers()
     data = {"code": "POLRES-BENGKAYANG", "name": "Polres Bengkayang", "jurisdiction": "61.07"}
     assert (await client.post("/v1/agencies", headers=headers, json=data)).status_code == 201
-    r = await client.post("/v1/agencies", headers={**headers, "X-Request-ID": "dup-1"},
-                          json=data | {"name": "Another name"})
+    r = await client.post("/v1/agencies", headers=headers, json=data | {"name": "Another name"})
     assert_problem(r, 409, "conflict")
-    rows = await _audit_rows(db, "dup-1")
+    rows = await _audit_rows(db, r.headers["x-request-id"])
     assert [(x.action, x.outcome) for x in rows] == [("agency.create", "failed")]
     async with db.read() as conn:
         name = (await conn.execute(sa.select(Agency.name).where(Agency.code == "POLRES-BENGKAYANG"))).scalar()
@@ -200,11 +207,11 @@ async def test_a_duplicate_agency_leaves_only_its_failure(client, admin, db):
 
 async def test_a_success_is_committed_before_the_reply(app, client, db):
     _add_test_routes(app)
-    r = await client.post("/test/write/ok", headers={"X-Request-ID": "ok-1"})
+    r = await client.post("/test/write/ok")
     assert r.status_code == 200, r.text
     # Read at once, on another connection: the row and its audit entry are there.
     assert await _agency_exists(db, "GHOST")
-    rows = await _audit_rows(db, "ok-1")
+    rows = await _audit_rows(db, r.headers["x-request-id"])
     assert [(x.action, x.outcome) for x in rows] == [("ghost.create", "allowed")]
 
 
@@ -278,3 +285,24 @@ async def test_readyz_is_503_when_the_schema_is_behind(client, database_url):
         with eng.begin() as c:
             c.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": old})
         eng.dispose()
+
+
+async def test_a_value_the_database_refuses_is_a_422_not_a_500(app, client, db, backend, caplog):
+    """Validation is the first line; should a value the database cannot store get past it
+    (PostgreSQL refuses NUL in text), the reply is still a 4xx that changed nothing, it is
+    audited, and the log does not quote the value."""
+    if backend.name != "postgresql":
+        pytest.skip("SQLite stores NUL in text")
+
+    async def store(session: SessionDep) -> dict:
+        session.add(Agency(code="GHOST", name="Siti\x00Aminah", kind=AgencyKind.other, jurisdiction="61.07"))
+        await session.flush()
+        return {}
+
+    app.add_api_route("/test/store", store, methods=["POST"], name="ghost.store")
+    r = await client.post("/test/store")
+    assert_problem(r, 422, "validation-error")
+    assert not await _agency_exists(db, "GHOST")
+    rows = await _audit_rows(db, r.headers["x-request-id"])
+    assert [(x.action, x.outcome) for x in rows] == [("ghost.store", "failed")] and '"status":422' in rows[0].body
+    assert "Siti" not in caplog.text

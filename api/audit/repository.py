@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import AuditEvent, AuditSubject
+from models import Agency, AuditEvent, AuditSubject
+
+
+def agencies_within(jurisdiction: str) -> sa.Select:
+    """The codes of the agencies whose jurisdiction lies within ``jurisdiction`` (``61.07``
+    covers ``61.07`` and ``61.07.07``, not ``61.070``)."""
+    where = col(Agency.jurisdiction)
+    return sa.select(col(Agency.code)).where(
+        sa.or_(where == jurisdiction, where.startswith(jurisdiction + ".", autoescape=True))
+    )
 
 
 async def list_events(
@@ -23,9 +33,13 @@ async def list_events(
     resource_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    within: str | None = None,
 ) -> list[AuditEvent]:
-    """Newest first; ``after_seq`` continues below that sequence number."""
+    """Newest first; ``after_seq`` continues below that sequence number. ``within``: only the
+    entries made by agencies whose jurisdiction lies within that region."""
     stmt = select(AuditEvent).where(AuditEvent.chain == chain)
+    if within is not None:
+        stmt = stmt.where(col(AuditEvent.agency).in_(agencies_within(within)))
     if after_seq is not None:
         stmt = stmt.where(AuditEvent.seq < after_seq)
     if client_id:

@@ -26,6 +26,20 @@ def _chain(caller: auth.Caller, chain: str | None) -> str:
     return own or ""
 
 
+def _within(caller: auth.Caller) -> str | None:
+    """Whose entries an auditor reads. A province's auditor (jurisdiction ``61``) reads its
+    whole chain. An auditor of a smaller jurisdiction (a district's Inspektorat, ``61.07``)
+    reads the entries whose ``agency`` lies within its own: what its district's agencies did,
+    to whichever record (and the few entries made without a caller in such an agency's name:
+    the operator creating its client). It does not read what agencies above or beside it did
+    (the province's BP3MI reading a Bengkayang returnee is the province's to oversee), nor
+    entries without an agency (unauthenticated callers, the operator's own work). Its
+    verification and checkpoints still cover the whole chain: their replies are counts and
+    hashes, never an entry."""
+    own = province_of(caller.jurisdiction)
+    return None if caller.jurisdiction == own else caller.jurisdiction
+
+
 @router.get("", response_model=AuditPage, name="audit.list")
 async def list_audit(
     caller: auth.AuditRead,
@@ -41,16 +55,18 @@ async def list_audit(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> AuditPage:
-    """Audit events, newest first: who did what to which record, and with what outcome."""
+    """Audit events, newest first: who did what to which record, and with what outcome. An
+    auditor below the province sees only the entries of agencies within its jurisdiction."""
     key = _chain(caller, chain)
     after = int(decode_cursor(cursor).get("seq", 0)) if cursor else None
     rows = await repository.list_events(
         session, chain=key, after_seq=after, limit=limit + 1, client_id=actor, agency=agency,
         action=action, resource_type=resource_type, resource_id=resource_id, since=from_, until=to,
+        within=_within(caller),
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    audit_chain.record(session, "audit.list", resource_type="audit_chain", resource_id=key,
+    audit_chain.record(session, "audit.list", resource_type="audit_chain", resource_id=key, within=_within(caller),
                    filters={k: v for k, v in {"actor": actor, "agency": agency, "resource_type": resource_type,
                                               "resource_id": resource_id, "action": action}.items() if v})
     return AuditPage(

@@ -81,12 +81,16 @@ def serve(host: str, port: int, workers: int) -> None:
             "sign tokens. Never run like this with real records.",
             err=True,
         )
+    # X-Forwarded-For / -Proto are believed only from the proxies the settings name (uvicorn
+    # would otherwise trust 127.0.0.1 by default); the request middleware checks the address.
+    trusted = settings.trusted_proxies
     uvicorn.run(
         "api.main:app",
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,

@@ -19,7 +19,7 @@ import operator
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock
 from api.core import bulk, tokens
+from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
 from api.core.db import Database, execute_text
 from api.core.errors import Problem
@@ -82,36 +83,101 @@ class _Row:
     outcome: str
     request_id: str | None
     body: str
+    subjects: list[tuple[str, str]]
+
+
+def _width(table: sa.Table, column: str) -> int:
+    return int(getattr(table.c[column].type, "length", None) or text_rules.MAX_ID)
+
+
+# The indexed columns an entry fills, and how wide each is.
+_WIDTHS = {name: _width(AuditEvent.__table__, name)
+           for name in ("client_id", "agency", "action", "resource_type", "resource_id", "request_id")}
+_SUBJECT_WIDTHS = (_width(AuditSubject.__table__, "resource_type"), _width(AuditSubject.__table__, "resource_id"))
+_MAX_DEPTH = 4
+
+
+def _bounded_detail(value: Any, depth: int = 0) -> Any:
+    """A detail value as an entry keeps it: text bounded, lists and objects cut to
+    ``MAX_DETAIL_ITEMS`` (saying how many there were), integers beyond 64 bits as text."""
+    limit, items = text_rules.MAX_DETAIL_TEXT, text_rules.MAX_DETAIL_ITEMS
+    if isinstance(value, str):
+        return text_rules.bounded(value, limit)
+    if value is None or isinstance(value, bool | float | uuid.UUID | datetime | date):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else text_rules.bounded(str(value), limit)
+    if depth >= _MAX_DEPTH:
+        return text_rules.bounded(repr(value), limit)
+    if isinstance(value, dict):
+        pairs = list(value.items())
+        out = {text_rules.bounded(str(k), text_rules.MAX_ID): _bounded_detail(v, depth + 1) for k, v in pairs[:items]}
+        if len(pairs) > items:
+            out["…"] = f"{len(pairs)} items"
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        seq = list(value)
+        cut = [_bounded_detail(v, depth + 1) for v in seq[:items]]
+        if len(seq) > items:
+            cut.append(f"…[{len(seq)} items]")
+        return cut
+    return text_rules.bounded(str(value), limit)
 
 
 def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime) -> _Row:
+    """One entry. What it says is bounded, whatever the caller sent: the indexed columns hold
+    only what the service knows (the authenticated client, its agency, ids the service made or
+    checked); anything else a caller claims goes into ``detail`` under ``claimed_*``, bounded
+    (:mod:`api.core.text`)."""
     caller = ctx.caller
-    client_id = caller.client_id if caller else ctx.claimed_client_id
+    detail: dict[str, Any] = _bounded_detail(dict(rec.detail))
+    client_id = caller.client_id if caller else ctx.client_id
+    if ctx.claimed_client_id is not None and ctx.claimed_client_id != client_id:
+        detail["claimed_client_id"] = text_rules.bounded(str(ctx.claimed_client_id), text_rules.MAX_ID)
     # Before a caller exists (the token endpoint), the client's agency is in the record itself.
     agency = caller.agency if caller else rec.detail.get("agency_code")
-    detail = dict(rec.detail)
     if ctx.scope_used and "scope" not in detail:
-        detail["scope"] = ctx.scope_used
+        detail["scope"] = text_rules.bounded(ctx.scope_used, text_rules.MAX_DETAIL_TEXT)
     if ctx.ip:
-        detail.setdefault("ip", ctx.ip)
-    row = _Row(uuid.uuid4(), now, client_id, agency, rec.action, rec.resource_type, rec.resource_id,
-               str(rec.outcome), ctx.request_id, "")
+        detail.setdefault("ip", text_rules.bounded(ctx.ip, text_rules.MAX_ID))
+    if ctx.caller_request_id:
+        detail.setdefault("caller_request_id", text_rules.bounded(ctx.caller_request_id, text_rules.MAX_DETAIL_TEXT))
+    columns: dict[str, Any] = {"client_id": client_id, "agency": agency, "action": rec.action,
+                               "resource_type": rec.resource_type, "resource_id": rec.resource_id,
+                               "request_id": ctx.request_id}
+    for name, value in columns.items():
+        if value is not None and not text_rules.is_identifier(value, _WIDTHS[name]):
+            detail[f"claimed_{name}"] = text_rules.bounded(str(value), text_rules.MAX_ID)
+            columns[name] = None
+    if columns["action"] is None:  # NOT NULL; every action the service names is an identifier
+        columns["action"] = "request"
+    subjects, claimed = [], []
+    for t, i in dict.fromkeys(rec.subjects):
+        if text_rules.is_identifier(t, _SUBJECT_WIDTHS[0]) and text_rules.is_identifier(i, _SUBJECT_WIDTHS[1]):
+            subjects.append((t, i))
+        else:
+            claimed.append([text_rules.bounded(str(t), text_rules.MAX_ID), text_rules.bounded(str(i), text_rules.MAX_ID)])
+    if claimed:
+        detail["claimed_subjects"] = _bounded_detail(claimed)
+    row = _Row(uuid.uuid4(), now, columns["client_id"], columns["agency"], columns["action"], columns["resource_type"],
+               columns["resource_id"], str(rec.outcome), columns["request_id"], "", subjects)
     row.body = orjson.dumps(
         {
             "id": str(row.id),
             "chain": chain,
             "occurred_at": _iso(now),
-            "client_id": client_id,
-            "agency": agency,
-            "action": rec.action,
-            "resource_type": rec.resource_type,
-            "resource_id": rec.resource_id,
+            "client_id": row.client_id,
+            "agency": row.agency,
+            "action": row.action,
+            "resource_type": row.resource_type,
+            "resource_id": row.resource_id,
             "outcome": row.outcome,
-            "request_id": ctx.request_id,
-            "subjects": [list(s) for s in rec.subjects],
+            "request_id": row.request_id,
+            "subjects": [list(s) for s in subjects],
             "detail": detail,
         },
-        option=orjson.OPT_SORT_KEYS,
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+        default=str,
     ).decode()
     return row
 
@@ -165,11 +231,7 @@ async def stage(
     chain = chain_of(ctx, default_chain)
     now = clock.now()
     rows = [_build(chain, ctx, r, now) for r in records]
-    subjects = [
-        {"event_id": row.id, "resource_type": t, "resource_id": i}
-        for row, rec in zip(rows, records, strict=True)
-        for t, i in dict.fromkeys(rec.subjects)
-    ]
+    subjects = [{"event_id": row.id, "resource_type": t, "resource_id": i} for row in rows for t, i in row.subjects]
     if subjects:  # written before the head is locked: they need no order
         await bulk.insert_rows(session, AuditSubject.__table__, subjects)
     return Staged(chain, rows)
@@ -237,16 +299,26 @@ def outcome_of(exc: BaseException, status: int | None = None) -> tuple[Outcome, 
 
 
 async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, status: int | None = None) -> None:
-    """After a request failed and its transaction rolled back: record only the failure."""
+    """After a request failed and its transaction rolled back: record only the failure.
+
+    Whatever the request held, the entry is bounded: the path's values are kept as
+    ``claimed_path`` (each cut to ``MAX_ID``), and the ``id`` (or ``code``) among them is the
+    entry's ``resource_id`` only when it has the form of an id."""
     outcome, status = outcome_of(exc, status)
     detail: dict[str, Any] = {"status": status}
-    if isinstance(exc, Problem):
+    if isinstance(exc, Problem) and exc.slug:
         detail["problem"] = exc.slug
+        if exc.errors:
+            detail["fields"] = [str(e.get("field", "")) for e in exc.errors]
+    if ctx.path_params:
+        detail["claimed_path"] = {str(k): text_rules.bounded(str(v), text_rules.MAX_ID)
+                                  for k, v in list(ctx.path_params.items())[: text_rules.MAX_DETAIL_ITEMS]}
     rid = ctx.path_params.get("id") or ctx.path_params.get("code")
+    rid = None if rid is None else str(rid)
     rec = AuditRecord(
         action=ctx.route or "request",
         outcome=outcome,
-        resource_id=None if rid is None else str(rid),
+        resource_id=rid if text_rules.is_identifier(rid, _WIDTHS["resource_id"]) else None,
         detail=detail,
     )
     # What the request had recorded before it failed names the resources it was about.
@@ -254,6 +326,7 @@ async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, 
         rec.resource_type = rec.resource_type or earlier.resource_type
         rec.resource_id = rec.resource_id or earlier.resource_id
         rec.subjects.extend(s for s in earlier.subjects if s not in rec.subjects)
+    ctx.audited = True
     # Not a unit: what the failed request had queued (its entries, its events) must not be
     # written, only this one entry, appended explicitly.
     await append_outside_unit(db, [(ctx, rec)])

@@ -55,6 +55,13 @@ class PendingEvent:
 
 @dataclass(slots=True)
 class RequestContext:
+    """``request_id`` is the server's own (never the caller's); ``caller_request_id`` is the
+    caller's ``X-Request-ID``, kept beside it. ``ip`` is the client's address (the socket's,
+    or a trusted proxy's ``X-Forwarded-For``). ``client_id`` is a client proven without a token
+    (by its secret at ``/oauth/token``; the operator's command line); ``claimed_client_id`` is
+    one that is only claimed, and goes into an entry's detail, never its ``client_id``.
+    ``audited``: an entry for this request has been written (or its writing was attempted)."""
+
     request_id: str | None = None
     ip: str | None = None
     route: str | None = None
@@ -62,5 +69,8 @@ class RequestContext:
     caller: Caller | None = None
     scope_used: str | None = None
     claimed_client_id: str | None = None
+    client_id: str | None = None
+    caller_request_id: str | None = None
+    audited: bool = False
     audit: list[AuditRecord] = field(default_factory=list)
     events: list[PendingEvent] = field(default_factory=list)

@@ -16,6 +16,8 @@ before the long read, so neither its lock nor its pooled connection is held duri
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -24,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import CursorResult, ExceptionContext
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -51,7 +53,17 @@ def sync_url(url: str) -> str:
 
 
 def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
+    """The engine. Its errors never carry what a statement was given: ``hide_parameters``
+    keeps the parameters out of SQLAlchemy's messages, and :func:`_redact_driver_message` keeps
+    the database's own ``DETAIL`` (``Failing row contains (…)``, ``Key (…)=(…)``) out of the
+    driver's, so a failed write of a victim's record cannot put the record into a log. The
+    loggers that would write statements with their parameters (aiosqlite's, at DEBUG) or result
+    rows (SQLAlchemy's engine, at DEBUG) are held at WARNING whatever the service's log level
+    (``echo=True`` on an engine still works for a developer who asks for it)."""
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     url = normalise_url(settings.database_url)
+    kw.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kw)
         _sqlite_setup(engine)
@@ -61,7 +73,35 @@ def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
         kw.setdefault("pool_timeout", 30)
         kw.setdefault("pool_pre_ping", True)
         engine = create_async_engine(url, **kw)
+    event.listen(engine.sync_engine, "handle_error", _redact_driver_message)
     return engine
+
+
+_CHATTY_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool")
+_QUOTED_TAIL = re.compile(r'(: )".*"$')
+
+
+def redacted(message: str) -> str:
+    """The first line of a database error, without a value it quotes at its end (``invalid
+    input syntax for type uuid: "…"``); the lines after it (``DETAIL``, ``HINT``) hold row and
+    key values and are dropped."""
+    first = message.split("\n", 1)[0]
+    return _QUOTED_TAIL.sub(r'\1"…"', first)
+
+
+def _redact_driver_message(context: ExceptionContext) -> None:
+    """``handle_error``: rewrite the messages of the driver's exception and of SQLAlchemy's
+    wrapper in place (their classes, SQLSTATE and ``diag`` stay, so callers that catch an
+    ``IntegrityError`` are unaffected)."""
+    for exc in (context.original_exception, context.sqlalchemy_exception):
+        if exc is None:
+            continue
+        args = exc.args
+        if args and isinstance(args[0], str):
+            try:
+                exc.args = (redacted(args[0]), *args[1:])
+            except (AttributeError, TypeError):  # pragma: no cover - an exception that will not be rewritten
+                pass
 
 
 def _sqlite_setup(engine: AsyncEngine) -> None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
+import json
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only keys. They are public by being here; only development mode accepts them.
 DEV_DATA_KEY = base64.urlsafe_b64encode(hashlib.sha256(b"sinergi development data key").digest()).decode()
@@ -42,6 +44,11 @@ class Settings(BaseSettings):
         description="chain key for events of callers without a jurisdiction (the operator)",
     )
     max_body_bytes: int = 1024 * 1024
+    # Addresses or networks of the reverse proxies in front of the service. Only a request from
+    # one of them has its client address taken from X-Forwarded-For; every other request's is
+    # the socket's. Empty (the default): X-Forwarded-For is never believed.
+    # SINERGI_TRUSTED_PROXIES="10.0.0.5, 10.1.0.0/16" (or a JSON list).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_json: bool = True
     suppression_threshold: int = 5
@@ -57,6 +64,28 @@ class Settings(BaseSettings):
     # Denials of unauthenticated callers are audited one entry per (source, minute) plus a summary
     # (api/http/denials.py); past this many (source, client) pairs in one minute the rest share one.
     rate_audit_sources: int = Field(default=1000, ge=1, description="denial tallies per minute")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(v, strict=False)) for v in value]
+        except ValueError as exc:
+            raise ValueError(f"SINERGI_TRUSTED_PROXIES: {exc}") from None
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(v) for v in self.trusted_proxies)
 
     @model_validator(mode="after")
     def _no_insecure_defaults(self) -> "Settings":

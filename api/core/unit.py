@@ -111,6 +111,6 @@ async def open_unit(db: Database, ctx: RequestContext) -> AsyncIterator[Unit]:
 @asynccontextmanager
 async def operator_unit(db: Database, actor: str = "cli") -> AsyncIterator[AsyncSession]:
     """A unit of work outside HTTP (the command line, the demo loader), audited as ``actor``."""
-    ctx = RequestContext(request_id=None, claimed_client_id=actor, route="cli")
+    ctx = RequestContext(request_id=None, client_id=actor, route="cli")
     async with open_unit(db, ctx) as unit:
         yield unit.session

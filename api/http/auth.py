@@ -22,6 +22,7 @@ from api.core import clock, tokens
 from api.core.context import Caller
 from api.core.errors import Forbidden, Unauthorized
 from api.core.scopes import DESCRIPTIONS, Scope
+from api.http import inputs
 from api.http.ratelimit import TooManyRequests, counter_key
 from api.http.session import Services, SessionDep, request_context, services
 from models import Agency, AgencyKind, ApiClient, RevokedToken
@@ -125,6 +126,7 @@ def require_scope(*scopes: Scope) -> Callable[..., Awaitable[Caller]]:
         if not held:
             raise Forbidden(" ".join(scopes))
         request_context(request).scope_used = " ".join(held)
+        await inputs.screen(request)  # after authentication: the failure entry names the caller
         return caller
 
     return dependency

@@ -76,6 +76,15 @@ def install(app: FastAPI) -> None:
         p = ServiceUnavailable("The database is not reachable right now; nothing was changed, retry shortly")
         return problem_response(p.body(request.url.path), {"Retry-After": "5"})
 
+    @app.exception_handler(sa_exc.DataError)
+    async def _unstorable(request: Request, exc: Exception) -> Response:
+        # A value the database cannot hold (too long for its column, out of its type's range)
+        # that no validation caught: the caller's input, so a 4xx; nothing was written. The
+        # message names no value (api.core.db redacts them).
+        log.warning("database refused a value: %s", exc, extra={"path": request.url.path[:256]})
+        p = ValidationFailed("The request holds a value that cannot be stored")
+        return problem_response(p.body(request.url.path))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"path": request.url.path})

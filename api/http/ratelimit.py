@@ -224,7 +224,8 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        source = client[0] if client else None
+        # the client address RequestMiddleware found (the socket's, or a trusted proxy's X-Forwarded-For)
+        source = scope.get("state", {}).get("client_ip", client[0] if client else None)
         verdict = await svc.limiter.hit(counter_key("token", source), svc.settings.rate_token)
         if verdict.allowed:
             await self.app(scope, receive, send)

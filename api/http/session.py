@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import audit
@@ -24,6 +25,7 @@ from api.core.db import Database
 from api.core.keys import KeyStore
 from api.core.settings import Settings
 from api.core.unit import Unit
+from api.http import inputs
 from api.http.denials import DenialLedger, aggregated
 from api.http.ratelimit import Limiter
 
@@ -47,11 +49,13 @@ def request_context(request: Request) -> RequestContext:
     ctx = getattr(request.state, "ctx", None)
     if ctx is None:
         route = request.scope.get("route")
+        state = request.scope.get("state", {})
         ctx = RequestContext(
-            request_id=getattr(request.state, "request_id", None),
-            ip=request.client.host if request.client else None,
+            request_id=state.get("request_id"),  # the server's own (api.http.middleware)
+            ip=state.get("client_ip", request.client.host if request.client else None),
             route=getattr(route, "name", None),
             path_params=dict(request.path_params),
+            caller_request_id=state.get("caller_request_id"),
         )
         request.state.ctx = ctx
     return ctx
@@ -63,6 +67,7 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with svc.db.sessionmaker() as session:
         unit = Unit(session, ctx, svc.settings)
         try:
+            await inputs.screen_form(request)  # the token endpoints' forms (other input: auth.require_scope)
             yield session
         except BaseException as exc:
             await session.rollback()
@@ -71,6 +76,7 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             if ctx.caller is not None and not ctx.audit:
                 unit.audit(ctx.route or "request")
+            ctx.audited = ctx.audited or bool(ctx.audit)
             await unit.commit()
         except BaseException as exc:
             await session.rollback()
@@ -78,8 +84,15 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
+async def record_failure(svc: Services, ctx: RequestContext, exc: BaseException) -> None:
+    """Record a request that failed before (or without) a unit of work: the request
+    middleware's last resort (:mod:`api.http.middleware`)."""
+    await _record_failure(svc, ctx, exc)
+
+
 async def _record_failure(svc: Services, ctx: RequestContext, exc: BaseException) -> None:
-    status = 422 if isinstance(exc, RequestValidationError) else None
+    ctx.audited = True  # however it is recorded: the middleware's last resort must not record it again
+    status = 422 if isinstance(exc, RequestValidationError | sa_exc.DataError) else None
     try:
         answered = audit.outcome_of(exc, status)[1]
         if svc.denials is not None and aggregated(ctx, answered):

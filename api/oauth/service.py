@@ -10,7 +10,7 @@ from api.core import clock
 from api.core import crypto
 from api.core import audit
 from api.core.unit import context_of
-from api.core import tokens
+from api.core import text, tokens
 from api.core.keys import KeyStore
 from api.core.settings import Settings
 from models import Agency, ApiClient, Outcome, RevokedToken
@@ -28,12 +28,15 @@ async def authenticate_client(
     session: AsyncSession, client_id: str | None, secret: str | None, action: str = "token.issue"
 ) -> tuple[ApiClient, Agency]:
     ctx = context_of(session)
-    ctx.claimed_client_id = client_id
-    client = await session.get(ApiClient, client_id) if client_id else None
+    ctx.claimed_client_id = client_id  # the entry keeps it bounded, as a claim, until the secret matches
+    # An id that cannot be one of ours (too long, control characters) is not looked up at all.
+    plausible = text.is_identifier(client_id, 64)
+    client = await session.get(ApiClient, client_id) if plausible else None
     if client is None or secret is None or not crypto.secret_matches(secret, client.secret_hash) or client.disabled_at:
         audit.record(session, action, outcome=Outcome.denied, resource_type="api_client",
-                     resource_id=client_id, reason="invalid_client")
+                     resource_id=None if client is None else client.client_id, reason="invalid_client")
         raise OAuthError("invalid_client", "Client authentication failed", 401)
+    ctx.client_id = client.client_id  # proven by its secret
     agency = await session.get(Agency, client.agency_code)
     assert agency is not None
     return client, agency
