@@ -27,6 +27,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import httpx
@@ -199,13 +200,15 @@ async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> A
             db = app.state.services.db
             w = World(http=http, db=db, creds=creds, tokens=tokens)
             async with db.read() as conn:
+                # an adult (a child's referral needs a guardian's consent), the same one every run
                 w.returnee_bky = str((await conn.execute(
                     sa.select(Returnee.id).where(Returnee.origin_district == "61.07",
-                                                 Returnee.source_agency == "BP3MI-KALBAR")
-                    .order_by(Returnee.id).limit(1))).scalar_one())
+                                                 Returnee.source_agency == "BP3MI-KALBAR",
+                                                 Returnee.birth_date < date(1995, 1, 1))
+                    .order_by(Returnee.source_ref).limit(1))).scalar_one())
                 w.notice_bky = str((await conn.execute(
                     sa.select(Notice.id).where(Notice.district == "61.07", Notice.issued_by == "BP3MI-KALBAR")
-                    .order_by(Notice.id).limit(1))).scalar_one())
+                    .order_by(Notice.created_at, Notice.id).limit(1))).scalar_one())
             w.referral_bky, _ = await w.fresh_referral()
             async with operator_unit(db, "test") as session:
                 await agencies.create_agency(session, AgencyCreate(
