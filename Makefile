@@ -10,7 +10,7 @@ export SINERGI_DATABASE_URL ?= sqlite+aiosqlite:///./sinergi.db
 # SINERGI_MODE the service runs in production mode and refuses to start without real keys.
 export SINERGI_MODE ?= development
 
-.PHONY: run test install migrate demo bench clean
+.PHONY: run test fuzz install migrate demo bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ run: demo
 ## The whole suite, on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`).
 test: install
 	$(BIN)/pytest
+
+## Schema fuzzing at length (the suite runs a few derandomised examples per operation):
+## FUZZ_EXAMPLES per operation, seeded at random; FUZZ_SEED=n replays a run.
+FUZZ_EXAMPLES ?= 300
+fuzz: install
+	SINERGI_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(if $(FUZZ_SEED),SINERGI_FUZZ_SEED=$(FUZZ_SEED)) $(BIN)/pytest -p no:cacheprovider tests/test_fuzz.py
 
 bench: install
 	$(BIN)/python -m bench
