@@ -31,7 +31,7 @@ def fresh_database_url(backend: Backend, folder: Path) -> str:
 
 
 def module_settings(url: str) -> Settings:
-    return Settings(database_url=url, mode="test", db_pool_size=10)
+    return Settings(database_url=url, mode="development", db_pool_size=10)
 
 
 async def load_demo(settings: Settings) -> dict[str, Any]:

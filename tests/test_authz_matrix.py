@@ -386,7 +386,7 @@ def error_shape(route: str, r: httpx.Response) -> str | None:
 def api_route_names() -> set[str]:
     from api.core.settings import Settings
 
-    app = create_app(Settings(mode="test"), configure_logging=False)
+    app = create_app(Settings(mode="development"), configure_logging=False)
     names = [rc.name for rc in iter_route_contexts(app.routes)]
     assert len(names) == len(set(names)), "two routes share a name"
     return {n for n in names if n not in NOT_IN_MATRIX}
