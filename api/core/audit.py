@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,6 +36,7 @@ from api.core.context import AuditRecord, RequestContext
 from api.core.db import Database, execute_text
 from api.core.errors import Problem
 from api.core.keys import KeyStore
+from api.core.sql import dialect_of, table_of
 from api.core.unit import unit_of
 from models import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
 from models.regions import province_of
@@ -86,14 +89,18 @@ class _Row:
     subjects: list[tuple[str, str]]
 
 
+_EVENTS = table_of(AuditEvent)
+_HEADS = table_of(AuditHead)
+
+
 def _width(table: sa.Table, column: str) -> int:
     return int(getattr(table.c[column].type, "length", None) or text_rules.MAX_ID)
 
 
 # The indexed columns an entry fills, and how wide each is.
-_WIDTHS = {name: _width(AuditEvent.__table__, name)
+_WIDTHS = {name: _width(table_of(AuditEvent), name)
            for name in ("client_id", "agency", "action", "resource_type", "resource_id", "request_id")}
-_SUBJECT_WIDTHS = (_width(AuditSubject.__table__, "resource_type"), _width(AuditSubject.__table__, "resource_id"))
+_SUBJECT_WIDTHS = (_width(table_of(AuditSubject), "resource_type"), _width(table_of(AuditSubject), "resource_id"))
 _MAX_DEPTH = 4
 
 
@@ -204,14 +211,10 @@ _PG_APPEND = text(
 
 
 async def _ensure_head(session: AsyncSession, chain: str) -> None:
-    table = AuditHead.__table__
-    dialect = session.bind.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    table = table_of(AuditHead)
+    stmt = pg_insert(table) if dialect_of(session) == "postgresql" else sqlite_insert(table)
     await session.execute(
-        insert(table).values(chain=chain, seq=0, hash=GENESIS_HASH, prev_hash=GENESIS_HASH).on_conflict_do_nothing()
+        stmt.values(chain=chain, seq=0, hash=GENESIS_HASH, prev_hash=GENESIS_HASH).on_conflict_do_nothing()
     )
 
 
@@ -233,7 +236,7 @@ async def stage(
     rows = [_build(chain, ctx, r, now) for r in records]
     subjects = [{"event_id": row.id, "resource_type": t, "resource_id": i} for row in rows for t, i in row.subjects]
     if subjects:  # written before the head is locked: they need no order
-        await bulk.insert_rows(session, AuditSubject.__table__, subjects)
+        await bulk.insert_rows(session, table_of(AuditSubject), subjects)
     return Staged(chain, rows)
 
 
@@ -249,7 +252,7 @@ async def append(
 async def append_staged(session: AsyncSession, staged: Staged) -> None:
     """Second half of :func:`append`: put the staged entries on the chain (locks its head)."""
     chain, rows = staged.chain, staged.rows
-    postgres = session.bind.dialect.name == "postgresql"
+    postgres = dialect_of(session) == "postgresql"
     for row in rows:
         params = {
             "chain": chain,
@@ -273,18 +276,19 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
             else:  # pragma: no cover - the head was just created
                 raise RuntimeError("audit head missing")
         else:
-            head = (await session.execute(
-                sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == chain))).first()
-            if head is None:
+            heads = table_of(AuditHead)
+            found = (await session.execute(
+                sa.select(heads.c.seq, heads.c.hash).where(heads.c.chain == chain))).first()
+            if found is None:
                 await _ensure_head(session, chain)
-                head = (0, GENESIS_HASH)
-            seq, prev = head[0] + 1, head[1]
+            seq, prev = (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
+            seq += 1
             digest = chain_hash(prev, seq, row.body)
             await session.execute(
-                sa.update(AuditHead.__table__).where(AuditHead.chain == chain).values(seq=seq, prev_hash=prev, hash=digest)
+                sa.update(heads).where(heads.c.chain == chain).values(seq=seq, prev_hash=prev, hash=digest)
             )
             await session.execute(
-                sa.insert(AuditEvent.__table__).values(
+                sa.insert(table_of(AuditEvent)).values(
                     **{k: v for k, v in params.items()}, seq=seq, prev_hash=prev, hash=digest
                 )
             )
@@ -362,11 +366,11 @@ _COLUMNS = ("id", "occurred_at", "client_id", "agency", "action", "resource_type
 async def _stream_rows(db: Database, chain: str, upto: int) -> AsyncIterator[tuple[Any, ...]]:
     stmt = (
         sa.select(
-            AuditEvent.seq, AuditEvent.prev_hash, AuditEvent.hash, AuditEvent.body,
-            *(getattr(AuditEvent, c) for c in _COLUMNS),
+            _EVENTS.c.seq, _EVENTS.c.prev_hash, _EVENTS.c.hash, _EVENTS.c.body,
+            *(_EVENTS.c[c] for c in _COLUMNS),
         )
-        .where(AuditEvent.chain == chain, AuditEvent.seq <= upto)
-        .order_by(AuditEvent.seq)
+        .where(_EVENTS.c.chain == chain, _EVENTS.c.seq <= upto)
+        .order_by(_EVENTS.c.seq)
         .execution_options(yield_per=5000)
     )
     async with db.read() as conn:
@@ -383,7 +387,7 @@ async def verify(db: Database, chain: str, expect: tuple[int, str] | None = None
     ``expect`` is a checkpoint ``(seq, hash)`` kept elsewhere: the chain must still hold that
     hash at that position, which catches a rewrite that recomputed every hash."""
     async with db.read() as conn:  # the head first: what is appended after it is not checked
-        head = (await conn.execute(sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == chain))).first()
+        head = (await conn.execute(sa.select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.chain == chain))).first()
     head_seq, head_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
     walker = _Walker(chain, expect)
     if db.dialect == "postgresql":
@@ -514,6 +518,7 @@ async def _walk_postgres(db: Database, chain: str, upto: int, walker: _Walker) -
     async with db.read() as conn:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
+        assert driver is not None  # a live pooled connection
         async with driver.transaction():
             cur = driver.cursor(name=f"sinergi_verify_{uuid.uuid4().hex[:8]}")
             try:
@@ -540,13 +545,13 @@ async def _walk_postgres(db: Database, chain: str, upto: int, walker: _Walker) -
 
 async def head(db: Database, chain: str) -> tuple[int, str]:
     async with db.read() as conn:
-        row = (await conn.execute(sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain == chain))).first()
+        row = (await conn.execute(sa.select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.chain == chain))).first()
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
 async def chains(db: Database) -> list[str]:
     async with db.read() as conn:
-        return list((await conn.execute(sa.select(AuditHead.chain).order_by(AuditHead.chain))).scalars())
+        return list((await conn.execute(sa.select(_HEADS.c.chain).order_by(_HEADS.c.chain))).scalars())
 
 
 # --- checkpoints -----------------------------------------------------------------------------

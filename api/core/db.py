@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.settings import Settings
+from api.core.sql import dialect_of
 
 
 def normalise_url(url: str) -> str:
@@ -180,7 +181,7 @@ async def end_read_transaction(session: AsyncSession) -> None:
         return
     if session.new or session.dirty or session.deleted:
         raise WroteBeforeRelease("the session has pending changes")
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         xid = (await session.execute(sa.text("SELECT txid_current_if_assigned()"))).scalar()
         if xid is not None:
             raise WroteBeforeRelease("the transaction has written")

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
 from fastapi.security import OAuth2
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import clock, tokens
@@ -56,12 +57,12 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller:
     ctx.claimed_client_id = claims.client_id
     await _count(svc, session, counter_key("client", claims.client_id), svc.settings.rate_client,
                  "requests from this client")
-    revoked = sa.select(RevokedToken.jti).where(RevokedToken.jti == claims.jti).exists()
+    revoked = sa.select(col(RevokedToken.jti)).where(col(RevokedToken.jti) == claims.jti).exists()
     row = (
         await session.execute(
-            sa.select(ApiClient.disabled_at, Agency.code, Agency.kind, Agency.jurisdiction, revoked)
-            .join(Agency, Agency.code == ApiClient.agency_code)
-            .where(ApiClient.client_id == claims.client_id)
+            sa.select(col(ApiClient.disabled_at), col(Agency.code), col(Agency.kind), col(Agency.jurisdiction), revoked)
+            .join(Agency, col(Agency.code) == col(ApiClient.agency_code))
+            .where(col(ApiClient.client_id) == claims.client_id)
         )
     ).first()
     if row is None or row[0] is not None:

@@ -64,6 +64,7 @@ from api.core import clock, crypto
 from api.core.context import AuditRecord, Caller
 from api.core.errors import Conflict, Problem
 from api.core.scopes import Scope
+from api.core.sql import dialect_of
 from api.core.unit import unit_of
 from api.http.problems import problem_response
 from models import IdempotencyRecord, Outcome
@@ -177,7 +178,7 @@ async def begin(session: AsyncSession, caller: Caller, request: Request) -> Idem
     if not (1 <= len(key) <= 255) or not key.isprintable():
         raise BadIdempotencyKey("Idempotency-Key must be 1 to 255 printable characters")
     idem.key = key
-    if session.bind.dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         # A second request with the same key while the first still runs: 409 at once, rather
         # than waiting on the first's unique-index entry. (SQLite runs writers one at a time.)
         lock_id = zlib.crc32(f"{caller.client_id}\x00{key}".encode()) - 2**31
