@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import pagination
+from api.core.pagination import Position, Slice
 from models import AuditEvent, AuditSubject
 
 
@@ -14,7 +16,7 @@ async def list_events(
     session: AsyncSession,
     *,
     chain: str,
-    after_seq: int | None,
+    after: Position | None,
     limit: int,
     client_id: str | None = None,
     agency: str | None = None,
@@ -23,11 +25,9 @@ async def list_events(
     resource_id: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> list[AuditEvent]:
-    """Newest first; ``after_seq`` continues below that sequence number."""
+) -> Slice[AuditEvent]:
+    """Newest first; ``after`` (``(seq,)``) continues below that sequence number."""
     stmt = select(AuditEvent).where(AuditEvent.chain == chain)
-    if after_seq is not None:
-        stmt = stmt.where(AuditEvent.seq < after_seq)
     if client_id:
         stmt = stmt.where(AuditEvent.client_id == client_id)
     if agency:
@@ -45,5 +45,4 @@ async def list_events(
         stmt = stmt.where(AuditEvent.occurred_at >= since)
     if until:
         stmt = stmt.where(AuditEvent.occurred_at < until)
-    stmt = stmt.order_by(col(AuditEvent.seq).desc()).limit(limit)
-    return list((await session.exec(stmt)).all())
+    return await pagination.read_page(session, stmt, [col(AuditEvent.seq)], after, limit, descending=True)
