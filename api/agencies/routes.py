@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, status
 
-from fastapi import APIRouter, Query, status
-
-from api.http import auth
 from api.agencies import service
-from api.agencies.schemas import AgencyCreate, AgencyList, AgencyPublic, ClientCreate, ClientCreated
+from api.agencies.schemas import AGENCIES, AgencyCreate, AgencyList, AgencyPublic, ClientCreate, ClientCreated
+from api.core.unit import unit_of
+from api.http import auth
+from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
-from api.core.pagination import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1/agencies", tags=["agencies"])
 
@@ -23,17 +22,14 @@ async def create_agency(caller: auth.Admin, session: SessionDep, body: AgencyCre
 async def list_agencies(
     caller: auth.Admin,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> AgencyList:
-    after = decode_cursor(cursor)["code"] if cursor else None
-    rows = await service.list_agencies(session, after=after, limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return AgencyList(
-        items=[AgencyPublic.model_validate(a) for a in rows],
-        next_cursor=encode_cursor({"code": rows[-1].code}) if more else None,
-    )
+    """The registered agencies, by code (operator only)."""
+    settings = unit_of(session).settings
+    page = await service.list_agencies(session, after=AGENCIES.open(settings, cursor), limit=limit)
+    return AgencyList(items=[AgencyPublic.model_validate(a) for a in page.items],
+                      next_cursor=AGENCIES.seal(settings, page.next))
 
 
 @router.post("/{code}/clients", status_code=status.HTTP_201_CREATED, response_model=ClientCreated,

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.core.pagination import Keyset, Page
 from api.core.scopes import Scope
 from models import AgencyKind
 from models.regions import is_region
@@ -64,6 +65,8 @@ class ClientCreated(BaseModel):
     scopes: list[str]
 
 
-class AgencyList(BaseModel):
-    items: list[AgencyPublic]
-    next_cursor: str | None = None
+class AgencyList(Page[AgencyPublic]):
+    pass
+
+
+AGENCIES = Keyset("agencies", (str,))  # by code

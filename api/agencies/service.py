@@ -7,11 +7,10 @@ import secrets
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock
-from api.core import crypto
 from api.agencies.schemas import AgencyCreate, ClientCreate, ClientCreated
-from api.core import audit
+from api.core import audit, clock, crypto, pagination
 from api.core.errors import Conflict, NotFound
+from api.core.pagination import Position, Slice
 from models import Agency, ApiClient
 
 
@@ -25,11 +24,9 @@ async def create_agency(session: AsyncSession, data: AgencyCreate) -> Agency:
     return agency
 
 
-async def list_agencies(session: AsyncSession, *, after: str | None, limit: int) -> list[Agency]:
-    stmt = select(Agency).order_by(Agency.code).limit(limit)
-    if after:
-        stmt = stmt.where(col(Agency.code) > after)
-    return list((await session.exec(stmt)).all())
+async def list_agencies(session: AsyncSession, *, after: Position | None, limit: int) -> Slice[Agency]:
+    """Agencies in code order, after the position ``after`` (``(code,)``)."""
+    return await pagination.read_page(session, select(Agency), [col(Agency.code)], after, limit)
 
 
 def new_client_id(agency_code: str) -> str:

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import pagination
+from api.core.pagination import Position, Slice
 from models import Agency, AuditEvent, AuditSubject
 
 
@@ -24,7 +26,7 @@ async def list_events(
     session: AsyncSession,
     *,
     chain: str,
-    after_seq: int | None,
+    after: Position | None,
     limit: int,
     client_id: str | None = None,
     agency: str | None = None,
@@ -34,14 +36,12 @@ async def list_events(
     since: datetime | None = None,
     until: datetime | None = None,
     within: str | None = None,
-) -> list[AuditEvent]:
-    """Newest first; ``after_seq`` continues below that sequence number. ``within``: only the
-    entries made by agencies whose jurisdiction lies within that region."""
+) -> Slice[AuditEvent]:
+    """Newest first; ``after`` (``(seq,)``) continues below that sequence number. ``within``:
+    only the entries made by agencies whose jurisdiction lies within that region."""
     stmt = select(AuditEvent).where(AuditEvent.chain == chain)
     if within is not None:
         stmt = stmt.where(col(AuditEvent.agency).in_(agencies_within(within)))
-    if after_seq is not None:
-        stmt = stmt.where(AuditEvent.seq < after_seq)
     if client_id:
         stmt = stmt.where(AuditEvent.client_id == client_id)
     if agency:
@@ -59,5 +59,4 @@ async def list_events(
         stmt = stmt.where(AuditEvent.occurred_at >= since)
     if until:
         stmt = stmt.where(AuditEvent.occurred_at < until)
-    stmt = stmt.order_by(col(AuditEvent.seq).desc()).limit(limit)
-    return list((await session.exec(stmt)).all())
+    return await pagination.read_page(session, stmt, [col(AuditEvent.seq)], after, limit, descending=True)

@@ -3,16 +3,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
-from api.http import auth
 from api.audit import repository
+from api.audit.schemas import AUDIT, AuditEventPublic, AuditPage, CheckpointReply, VerifyHead, VerifyReply
 from api.core import audit as audit_chain
-from api.audit.schemas import AuditEventPublic, AuditPage, CheckpointReply, VerifyHead, VerifyReply
-from api.http.session import ServicesDep, SessionDep
 from api.core.db import end_read_transaction
 from api.core.errors import NotFound
-from api.core.pagination import decode_cursor, encode_cursor
+from api.core.params import INSTANT_HELP, Instant
+from api.core.unit import unit_of
+from api.http import auth
+from api.http.params import DEFAULT_LIMIT, Cursor, Limit
+from api.http.session import ServicesDep, SessionDep
 from models.regions import province_of
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -49,30 +50,25 @@ async def list_audit(
     resource_type: str | None = None,
     resource_id: str | None = None,
     action: str | None = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from", description="RFC 3339, with an offset")] = None,
-    to: Annotated[AwareDatetime | None, Query(description="RFC 3339, with an offset")] = None,
+    from_: Annotated[Instant | None, Query(alias="from", description="at or after; " + INSTANT_HELP)] = None,
+    to: Annotated[Instant | None, Query(description="before; " + INSTANT_HELP)] = None,
     chain: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> AuditPage:
     """Audit events, newest first: who did what to which record, and with what outcome. An
     auditor below the province sees only the entries of agencies within its jurisdiction."""
     key = _chain(caller, chain)
-    after = int(decode_cursor(cursor).get("seq", 0)) if cursor else None
-    rows = await repository.list_events(
-        session, chain=key, after_seq=after, limit=limit + 1, client_id=actor, agency=agency,
+    settings = unit_of(session).settings
+    page = await repository.list_events(
+        session, chain=key, after=AUDIT.open(settings, cursor), limit=limit, client_id=actor, agency=agency,
         action=action, resource_type=resource_type, resource_id=resource_id, since=from_, until=to,
         within=_within(caller),
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
     audit_chain.record(session, "audit.list", resource_type="audit_chain", resource_id=key, within=_within(caller),
                    filters={k: v for k, v in {"actor": actor, "agency": agency, "resource_type": resource_type,
                                               "resource_id": resource_id, "action": action}.items() if v})
-    return AuditPage(
-        items=[AuditEventPublic.of(r) for r in rows],
-        next_cursor=encode_cursor({"seq": rows[-1].seq}) if more and rows else None,
-    )
+    return AuditPage(items=[AuditEventPublic.of(r) for r in page.items], next_cursor=AUDIT.seal(settings, page.next))
 
 
 @router.get("/verify", response_model=VerifyReply, name="audit.verify")

@@ -6,6 +6,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, Field
 
+from api.core.pagination import Keyset, Page
 from models import AuditEvent
 
 
@@ -49,9 +50,11 @@ class AuditEventPublic(BaseModel):
         )
 
 
-class AuditPage(BaseModel):
-    items: list[AuditEventPublic]
-    next_cursor: str | None
+class AuditPage(Page[AuditEventPublic]):
+    pass
+
+
+AUDIT = Keyset("audit", (int,))  # by seq, newest first
 
 
 class VerifyHead(BaseModel):

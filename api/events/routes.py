@@ -4,23 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.http import auth
-from api.http.session import SessionDep
-from api.core.errors import BadRequest
+from api.core.unit import unit_of
 from api.events import service
-from api.events.schemas import EventPage, EventPublic
-from api.core.pagination import decode_cursor, encode_cursor
+from api.events.schemas import EVENTS, EventPage, EventPublic
+from api.http import auth
+from api.http.params import DEFAULT_LIMIT, Limit
+from api.http.session import SessionDep
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-
-
-def _position(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    pos = decode_cursor(cursor).get("pos")
-    if not isinstance(pos, int) or pos < 0:
-        raise BadRequest("The cursor is not valid; use next_cursor from a previous reply")
-    return pos
 
 
 @router.get("", response_model=EventPage, name="event.list")
@@ -28,16 +19,18 @@ async def read_feed(
     caller: auth.EventsRead,
     session: SessionDep,
     after: Annotated[str | None, Query(description="next_cursor of the previous reply; omit to start")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> EventPage:
     """The change feed the caller may see, oldest first. ``next_cursor`` is always set: poll
     again with it to get what happened since; the feed never skips an event."""
-    pos = _position(after)
+    settings = unit_of(session).settings
+    opened = EVENTS.open(settings, after)
+    pos = 0 if opened is None else opened[0]
     items = await service.read_feed(session, caller, after=pos, limit=limit)
     if items:
-        next_cursor = encode_cursor({"pos": items[-1].pos})
-    else:
-        next_cursor = after or encode_cursor({"pos": 0})
+        next_cursor = EVENTS.seal(settings, (items[-1].pos,))
+    else:  # nothing new: the same cursor again (it opened, so it is one of ours)
+        next_cursor = after or EVENTS.seal(settings, (pos,))
     return EventPage(
         items=[EventPublic(id=i.id, type=i.type, occurred_at=i.occurred_at, data=i.data) for i in items],
         next_cursor=next_cursor,

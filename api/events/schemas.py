@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from api.core.pagination import Keyset, Page
+
 
 class EventPublic(BaseModel):
     id: str
@@ -13,6 +15,8 @@ class EventPublic(BaseModel):
     data: dict[str, Any]
 
 
-class EventPage(BaseModel):
-    items: list[EventPublic]
+class EventPage(Page[EventPublic]):
     next_cursor: str  # always set: keep polling with it
+
+
+EVENTS = Keyset("events", (int,))  # by feed position

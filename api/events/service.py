@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import audit
+from api.core import audit, pagination
 from api.core.access import in_jurisdiction
 from api.core.context import Caller
 from api.core.outbox import feed_key
@@ -65,14 +65,11 @@ def visible(caller: Caller) -> sa.ColumnElement[bool]:
 async def read_feed(session: AsyncSession, caller: Caller, *, after: int, limit: int) -> list[FeedItem]:
     """Up to ``limit`` events after position ``after``, oldest first (audited as one read)."""
     key = feed_key(caller.jurisdiction, unit_of(session).settings.audit_chain)
-    rows = (
-        await session.execute(
-            sa.select(col(Event.pos), col(Event.id), col(Event.type), col(Event.occurred_at), col(Event.data))
-            .where(col(Event.key) == key, col(Event.pos) > after, visible(caller))
-            .order_by(col(Event.pos))
-            .limit(limit)
-        )
-    ).all()
-    items = [FeedItem(r[0], str(r[1]), r[2], r[3], orjson.loads(r[4])) for r in rows]
+    keys = [col(Event.pos)]
+    stmt = sa.select(col(Event.pos), col(Event.id), col(Event.type), col(Event.occurred_at), col(Event.data)).where(
+        col(Event.key) == key, visible(caller)
+    )
+    page = pagination.cut((await session.execute(pagination.paged(stmt, keys, (after,), limit))).all(), keys, limit)
+    items = [FeedItem(r[0], str(r[1]), r[2], r[3], orjson.loads(r[4])) for r in page.items]
     audit.record(session, "event.list", resource_type="event_feed", resource_id=key, after=after, count=len(items))
     return items

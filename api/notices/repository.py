@@ -18,9 +18,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import preconditions
+from api.core import pagination, preconditions
 from api.core.access import in_jurisdiction, visible_or_404
 from api.core.context import Caller
+from api.core.pagination import Position, Slice
 from models import Notice, NoticeFollowUp, NoticeReturnee
 
 _TABLE: sa.Table = Notice.__table__  # type: ignore[attr-defined]
@@ -43,10 +44,10 @@ async def readable_page(
     *,
     acknowledged: bool | None,
     district: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: Position | None,
     limit: int,
-) -> list[Notice]:
-    """Up to ``limit`` readable notices, newest first, after the keyset ``after`` (the
+) -> Slice[Notice]:
+    """Up to ``limit`` readable notices, newest first, after the position ``after`` (the
     ``(created_at, id)`` of the last one of the previous page)."""
     stmt = readable(caller)
     if acknowledged is not None:
@@ -54,13 +55,8 @@ async def readable_page(
                           else col(Notice.acknowledged_at).is_(None))
     if district is not None:
         stmt = stmt.where(col(Notice.district) == district)
-    if after is not None:
-        t, last_id = after
-        stmt = stmt.where(
-            sa.or_(col(Notice.created_at) < t, sa.and_(col(Notice.created_at) == t, col(Notice.id) < last_id))
-        )
-    stmt = stmt.order_by(col(Notice.created_at).desc(), col(Notice.id).desc()).limit(limit)
-    return list((await session.exec(stmt)).all())
+    keys = [col(Notice.created_at), col(Notice.id)]
+    return await pagination.read_page(session, stmt, keys, after, limit, descending=True)
 
 
 async def link_returnees(session: AsyncSession, notice_id: uuid.UUID, returnee_ids: Sequence[uuid.UUID]) -> None:

@@ -1,19 +1,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 
-from api.core.errors import BadRequest
-from api.core.pagination import decode_cursor, encode_cursor
 from api.core.preconditions import etag
+from api.core.unit import unit_of
 from api.http import auth, idempotency
+from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.notices import service
 from api.notices.schemas import (
+    NOTICES,
     FollowUpCreate,
     FollowUpPublic,
     NoticeCreate,
@@ -65,27 +65,16 @@ async def list_notices(
     session: SessionDep,
     acknowledged: bool | None = None,
     district: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> NoticeList:
     """Notices addressed to a district in the caller's jurisdiction, or issued by its agency;
     newest first."""
-    after = None
-    if cursor:
-        c = decode_cursor(cursor)
-        try:
-            after = (datetime.fromisoformat(c["t"]), uuid.UUID(c["id"]))
-        except (KeyError, TypeError, ValueError):
-            raise BadRequest("The cursor is not valid; use next_cursor from a previous reply") from None
-    rows = await service.list_notices(
-        session, caller, acknowledged=acknowledged, district=district, after=after, limit=limit + 1
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return NoticeList(
-        items=[NoticeSummary.model_validate(n) for n in rows],
-        next_cursor=encode_cursor({"t": rows[-1].created_at.isoformat(), "id": str(rows[-1].id)}) if more else None,
-    )
+    settings = unit_of(session).settings
+    page = await service.list_notices(session, caller, acknowledged=acknowledged, district=district,
+                                      after=NOTICES.open(settings, cursor), limit=limit)
+    return NoticeList(items=[NoticeSummary.model_validate(n) for n in page.items],
+                      next_cursor=NOTICES.seal(settings, page.next))
 
 
 @router.get("/{id}", response_model=NoticePublic, name="notice.get")

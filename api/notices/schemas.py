@@ -5,6 +5,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.core.pagination import Keyset, Page
 from models import FollowUpAction, ReturnType, Sex, TraffickingStatus
 from models.regions import district_code
 
@@ -84,6 +85,8 @@ class NoticePublic(NoticeSummary):
     follow_ups: list[FollowUpPublic]
 
 
-class NoticeList(BaseModel):
-    items: list[NoticeSummary]
-    next_cursor: str | None
+class NoticeList(Page[NoticeSummary]):
+    pass
+
+
+NOTICES = Keyset("notices", (datetime, uuid.UUID))  # by (created_at, id), newest first

@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import audit, clock, outbox, preconditions
 from api.core.context import Caller
 from api.core.errors import Conflict, Problem, ValidationFailed
+from api.core.pagination import DEFAULT_LIMIT, Position, Slice
 from api.notices import repository
 from api.notices.schemas import FollowUpCreate, NoticeCreate
 from api.returnees import repository as returnees
@@ -158,13 +159,14 @@ async def list_notices(
     *,
     acknowledged: bool | None = None,
     district: str | None = None,
-    after: tuple[datetime, uuid.UUID] | None = None,
-    limit: int = 50,
-) -> list[Notice]:
+    after: Position | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Slice[Notice]:
     """Notices the caller may see, newest first; ``after`` is the (created_at, id) of the last
     one of the previous page."""
-    notices = await repository.readable_page(session, caller, acknowledged=acknowledged, district=district,
-                                             after=after, limit=limit)
+    page = await repository.readable_page(session, caller, acknowledged=acknowledged, district=district,
+                                          after=after, limit=limit)
+    notices = page.items
     audit.record(
         session,
         "notice.list",
@@ -173,7 +175,7 @@ async def list_notices(
         filters={k: v for k, v in {"acknowledged": acknowledged, "district": district}.items() if v is not None}
         or None,
     )
-    return notices
+    return page
 
 
 @dataclass

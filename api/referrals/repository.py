@@ -19,8 +19,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import access, clock, preconditions
+from api.core import access, clock, pagination, preconditions
 from api.core.context import Caller
+from api.core.pagination import DEFAULT_LIMIT, Position, Slice
 from models import OPEN_STATUSES, Referral, ReferralHistory, ReferralStatus
 
 OPEN = sorted(s.value for s in OPEN_STATUSES)
@@ -105,15 +106,13 @@ class ReferralQuery:
     updated_since: datetime | None = None
     returnee_id: uuid.UUID | None = None
     sort: str = DEFAULT_SORT
-    limit: int = 50
-    cursor: str | None = None
+    limit: int = DEFAULT_LIMIT
+    after: Position | None = None  # (the sort column's value, id) of the last one of the previous page
 
 
-async def readable_page(
-    session: AsyncSession, caller: Caller, q: ReferralQuery, after: tuple[datetime, uuid.UUID] | None
-) -> list[Referral]:
-    """Up to ``q.limit`` readable referrals matching ``q`` in its sort order, after the keyset
-    ``after`` (``q.limit + 1`` rows when there are more). ``q.sort`` is one of :data:`SORTS`."""
+async def readable_page(session: AsyncSession, caller: Caller, q: ReferralQuery) -> Slice[Referral]:
+    """Up to ``q.limit`` readable referrals matching ``q`` in its sort order, after the
+    position ``q.after``. ``q.sort`` is one of :data:`SORTS`."""
     name, desc = SORTS[q.sort]
     column = getattr(Referral, name)
     stmt = readable(caller)
@@ -134,14 +133,8 @@ async def readable_page(
         stmt = stmt.where(overdue if q.overdue else sa.not_(overdue))
     if q.updated_since is not None:
         stmt = stmt.where(col(Referral.updated_at) >= q.updated_since)
-    if after is not None:
-        value, last_id = after
-        if desc:
-            stmt = stmt.where(sa.or_(column < value, sa.and_(column == value, col(Referral.id) < last_id)))
-        else:
-            stmt = stmt.where(sa.or_(column > value, sa.and_(column == value, col(Referral.id) > last_id)))
-    order = (column.desc(), col(Referral.id).desc()) if desc else (column.asc(), col(Referral.id).asc())
-    return list((await session.exec(stmt.order_by(*order).limit(q.limit + 1))).all())
+    return await pagination.read_page(session, stmt, [col(column), col(Referral.id)], q.after, q.limit,
+                                      descending=desc)
 
 
 # --- history and moves -----------------------------------------------------------------------

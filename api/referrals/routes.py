@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
@@ -14,18 +13,21 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import clock
 from api.core.context import Caller
 from api.core.errors import ValidationFailed
-from api.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from api.core.params import INSTANT_HELP, Instant
 from api.core.preconditions import etag
 from api.core.unit import unit_of
 from api.http import auth, idempotency
+from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.referrals import service
 from api.referrals.schemas import (
+    REFERRALS,
     ReferralCreate,
     ReferralList,
     ReferralPublic,
     ReferralSummary,
     ReferredReturnee,
+    SortOrder,
     TransitionIn,
 )
 from models import Referral, ReferralHistory, ReferralReason, ReferralStatus, Urgency
@@ -102,18 +104,21 @@ async def list_referrals(
     reason: ReferralReason | None = None,
     urgency: Urgency | None = None,
     overdue: bool | None = None,
-    updated_since: datetime | None = None,
+    updated_since: Annotated[Instant | None, Query(description="changed at or after; " + INSTANT_HELP)] = None,
     returnee_id: uuid.UUID | None = None,
-    sort: Literal["due_at", "-due_at", "created_at", "-created_at", "updated_at", "-updated_at"] = "due_at",
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    sort: SortOrder = "due_at",
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> ReferralList:
+    settings = unit_of(session).settings
+    keyset = REFERRALS[sort]
     q = service.ReferralQuery(role=role, status=_statuses(status_), reason=reason, urgency=urgency,
                               overdue=overdue, updated_since=updated_since, returnee_id=returnee_id,
-                              sort=sort, limit=limit, cursor=cursor)
-    rows, next_cursor = await service.list_referrals(session, caller, q)
-    now, pii, key = clock.now(), caller.has("pii:read"), unit_of(session).settings.data_key_bytes
-    return ReferralList(items=[ReferralSummary.of(r, now, pii, key) for r in rows], next_cursor=next_cursor)
+                              sort=sort, limit=limit, after=keyset.open(settings, cursor))
+    rows, next_after = await service.list_referrals(session, caller, q)
+    now, pii, key = clock.now(), caller.has("pii:read"), settings.data_key_bytes
+    return ReferralList(items=[ReferralSummary.of(r, now, pii, key) for r in rows],
+                        next_cursor=keyset.seal(settings, next_after))
 
 
 @router.get("/{id}", response_model=ReferralPublic, name="referral.get",

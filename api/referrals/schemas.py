@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.core import clock, crypto
+from api.core.pagination import Keyset, Page
 from api.referrals import workflow
 from api.referrals.workflow import Action
 from models import (
@@ -264,9 +265,14 @@ class ReferralPublic(ReferralSummary):
         return cls(**cls.fields_of(r, now, show_pii, data_key), history=[HistoryEntry.of(h) for h in history])
 
 
-class ReferralList(BaseModel):
-    items: list[ReferralSummary]
-    next_cursor: str | None = None
+class ReferralList(Page[ReferralSummary]):
+    pass
+
+
+SortOrder = Literal["due_at", "-due_at", "created_at", "-created_at", "updated_at", "-updated_at"]
+# One cursor format per sort order, by (the sort column, id): a cursor opens only on the order
+# that made it.
+REFERRALS = {sort: Keyset(f"referrals:{sort}", (datetime, uuid.UUID)) for sort in get_args(SortOrder)}
 
 
 class ReferredReturnee(BaseModel):

@@ -18,7 +18,6 @@ the receiver's jurisdiction) with both agencies as audience.
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +27,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import audit, clock, crypto, outbox
 from api.core.context import Caller
-from api.core.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
-from api.core.pagination import decode_cursor, encode_cursor
+from api.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from api.core.pagination import Position
 from api.core.preconditions import check_if_match
 from api.core.unit import context_of, unit_of
 from api.referrals import repository, workflow
@@ -196,42 +195,22 @@ async def get_referral(
     return ref, await repository.history_of(session, ref.id)
 
 
-def _after(q: ReferralQuery) -> tuple[datetime, uuid.UUID] | None:
-    """The keyset of ``q.cursor`` (400 when it is not one of this sort order)."""
-    if not q.cursor:
-        return None
-    c = decode_cursor(q.cursor)
-    if c.get("s") != q.sort or "v" not in c or "id" not in c:
-        raise BadRequest("The cursor does not belong to this sort order; start again without it")
-    try:
-        return datetime.fromisoformat(c["v"]), uuid.UUID(c["id"])
-    except (TypeError, ValueError):
-        raise BadRequest("The cursor is not valid; use next_cursor from a previous reply") from None
-
-
 async def list_referrals(
     session: AsyncSession, caller: Caller, q: ReferralQuery
-) -> tuple[list[Referral], str | None]:
-    """Referrals the caller may see, filtered and keyset-paginated; returns ``(items, next_cursor)``."""
+) -> tuple[list[Referral], Position | None]:
+    """Referrals the caller may see, filtered and keyset-paginated in ``q.sort`` order after
+    the position ``q.after``; returns ``(items, the position to continue from)``."""
     if q.sort not in SORTS:
         raise _invalid("sort", f"sort by one of {', '.join(SORTS)}")
-    if q.updated_since is not None and q.updated_since.tzinfo is None:
-        q = replace(q, updated_since=q.updated_since.replace(tzinfo=UTC))
-    rows = await repository.readable_page(session, caller, q, _after(q))
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
-    next_cursor = None
-    if more:
-        last = rows[-1]
-        value = getattr(last, SORTS[q.sort][0])
-        next_cursor = encode_cursor({"s": q.sort, "v": value.isoformat(), "id": str(last.id)})
+    page = await repository.readable_page(session, caller, q)
+    rows = page.items
     subjects: list[tuple[str, Any]] = []
     for r in rows:
         subjects.append(("referral", r.id))
         subjects.extend(_subjects(r))
     audit.record(session, "referral.list", resource_type="referral", subjects=subjects, count=len(rows),
                  role=q.role)
-    return rows, next_cursor
+    return rows, page.next
 
 
 # --- moving ------------------------------------------------------------------------------

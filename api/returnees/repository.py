@@ -33,11 +33,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import bulk
+from api.core import bulk, pagination
 from api.core.access import in_jurisdiction, visible_or_404
 from api.core.context import Caller
 from api.core.db import execute_text
 from api.core.errors import NotFound
+from api.core.pagination import Position, Slice
 from models import NoticeReturnee, Person, Referral, Returnee
 
 _TABLE: sa.Table = Returnee.__table__  # type: ignore[attr-defined]
@@ -82,11 +83,11 @@ async def readable_page(
     caller: Caller,
     f: ListFilter,
     *,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: Position | None,
     limit: int,
-) -> list[Returnee]:
+) -> Slice[Returnee]:
     """Up to ``limit`` readable returnees matching ``f`` in ``(updated_at, id)`` order after the
-    keyset ``after`` (``limit + 1`` rows when there are more)."""
+    position ``after``."""
     stmt = readable(caller)
     if f.district:
         d = f.district
@@ -101,12 +102,7 @@ async def readable_page(
         stmt = stmt.where(col(Returnee.trafficking_status) == f.trafficking_status)
     if f.updated_since:
         stmt = stmt.where(col(Returnee.updated_at) >= f.updated_since)
-    if after is not None:
-        at, last_id = after
-        stmt = stmt.where(sa.or_(col(Returnee.updated_at) > at,
-                                 sa.and_(col(Returnee.updated_at) == at, col(Returnee.id) > last_id)))
-    stmt = stmt.order_by(col(Returnee.updated_at), col(Returnee.id)).limit(limit + 1)
-    return list((await session.exec(stmt)).all())
+    return await pagination.read_page(session, stmt, [col(Returnee.updated_at), col(Returnee.id)], after, limit)
 
 
 async def readable_origins(session: AsyncSession, caller: Caller, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:

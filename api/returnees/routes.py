@@ -1,21 +1,22 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.core.errors import BadRequest, Forbidden
-from api.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from api.core.errors import Forbidden
+from api.core.params import DAY_HELP, INSTANT_HELP, Day, Instant
 from api.core.preconditions import etag
+from api.core.unit import unit_of
 from api.http import auth, idempotency
 from api.http.jsonbody import OrjsonRoute
+from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.returnees import service
-from api.returnees.schemas import BatchIn, BatchOut, ReturneeList, ReturneeOut
+from api.returnees.schemas import RETURNEES, BatchIn, BatchOut, ReturneeList, ReturneeOut
 from models import TraffickingStatus
 
 router = APIRouter(prefix="/v1/returnees", tags=["returnees"], route_class=OrjsonRoute)  # batch bodies are large
@@ -50,40 +51,26 @@ async def push_batch(
     return Response(encoded, media_type="application/json")
 
 
-def _aware(ts: datetime | None) -> datetime | None:
-    if ts is not None and ts.tzinfo is None:
-        return ts.replace(tzinfo=UTC)
-    return ts
-
-
 @router.get("", response_model=ReturneeList, name="returnee.list")
 async def list_returnees(
     caller: auth.ReturneesRead,
     session: SessionDep,
     district: Annotated[str | None, Query(description="region code: a district, a sub-district, or the province")] = None,
-    returned_from: Annotated[date | None, Query(description="return_date on or after")] = None,
-    returned_to: Annotated[date | None, Query(description="return_date on or before")] = None,
+    returned_from: Annotated[Day | None, Query(description="return_date on or after; " + DAY_HELP)] = None,
+    returned_to: Annotated[Day | None, Query(description="return_date on or before; " + DAY_HELP)] = None,
     trafficking_status: TraffickingStatus | None = None,
-    updated_since: Annotated[datetime | None, Query(description="changed at or after (RFC 3339)")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: str | None = None,
+    updated_since: Annotated[Instant | None, Query(description="changed at or after; " + INSTANT_HELP)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
 ) -> Response:
     """Returnees in the caller's jurisdiction, and those its agency pushed, in order of last
     change. NIK, passport and phone are masked unless the caller holds ``pii:read``."""
-    after = None
-    if cursor:
-        data = decode_cursor(cursor)
-        try:
-            after = (datetime.fromisoformat(data["u"]), uuid.UUID(data["i"]))
-        except (KeyError, TypeError, ValueError):
-            raise BadRequest("The cursor is not valid; use next_cursor from a previous reply") from None
+    settings = unit_of(session).settings
     filters = service.ListFilter(district, returned_from, returned_to,
-                                 trafficking_status and str(trafficking_status), _aware(updated_since))
-    items, next_after = await service.list_visible(session, caller, filters, after=after, limit=limit)
-    next_cursor = None
-    if next_after is not None:
-        next_cursor = encode_cursor({"u": next_after[0].isoformat(), "i": str(next_after[1])})
-    return _json({"items": items, "next_cursor": next_cursor})
+                                 trafficking_status and str(trafficking_status), updated_since)
+    items, next_after = await service.list_visible(session, caller, filters, after=RETURNEES.open(settings, cursor),
+                                                   limit=limit)
+    return _json({"items": items, "next_cursor": RETURNEES.seal(settings, next_after)})
 
 
 @router.get("/{id}", response_model=ReturneeOut, name="returnee.get")

@@ -17,6 +17,7 @@ from sqlmodel import Field as SQLField
 from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
 from api.core import clock
+from api.core.pagination import Keyset, Page
 from api.returnees import nik as nikmod
 from models import ReturneeBase
 from models.regions import district_code, is_region
@@ -243,6 +244,8 @@ class ReturneeOut(ReturneeBase):
     updated_at: datetime
 
 
-class ReturneeList(BaseModel):
-    items: list[ReturneeOut]
-    next_cursor: str | None
+class ReturneeList(Page[ReturneeOut]):
+    pass
+
+
+RETURNEES = Keyset("returnees", (datetime, uuid.UUID))  # by (updated_at, id)

@@ -32,6 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import audit, clock, crypto, outbox
 from api.core.context import Caller
 from api.core.errors import Conflict, NotFound
+from api.core.pagination import Position
 from api.core.settings import Settings
 from api.core.unit import unit_of
 from api.notices import service as notices
@@ -356,17 +357,15 @@ async def list_visible(
     caller: Caller,
     filters: ListFilter,
     *,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: Position | None,
     limit: int,
-) -> tuple[list[dict[str, Any]], tuple[datetime, uuid.UUID] | None]:
-    """Up to ``limit`` readable returnees in ``(updated_at, id)`` order after the keyset
-    ``after``, and the keyset to continue from (``None`` at the end); audited."""
-    rows = await repository.readable_page(session, caller, filters, after=after, limit=limit)
-    more = len(rows) > limit
-    rows = rows[:limit]
+) -> tuple[list[dict[str, Any]], Position | None]:
+    """Up to ``limit`` readable returnees in ``(updated_at, id)`` order after the position
+    ``after``, and the position to continue from (``None`` at the end); audited."""
+    page = await repository.readable_page(session, caller, filters, after=after, limit=limit)
+    rows = page.items
     pii = caller.has("pii:read")
     audit.record(session, "returnee.list", resource_type=RESOURCE,
                  subjects=[(RESOURCE, r.id) for r in rows], pii=pii, count=len(rows))
-    next_after = (rows[-1].updated_at, rows[-1].id) if more else None
     key = unit_of(session).settings.data_key_bytes
-    return [public(r, pii=pii, data_key=key) for r in rows], next_after
+    return [public(r, pii=pii, data_key=key) for r in rows], page.next

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from api.core.params import DAY_HELP, Day
 from api.http import auth
 from api.http.session import SessionDep, services
 from api.stats import service
@@ -23,9 +23,8 @@ router = APIRouter(prefix="/v1/stats", tags=["statistics"])
 _CSV_INJECTION = ("=", "+", "-", "@", "\t", "\r")
 # Bounds of the query parameters: a value beyond them is a 422 problem (not a failure further
 # down: an integer beyond 64 bits cannot be written into the audit entry, a day after
-# 9999-12-30 has no next day).
+# 9999-12-30 has no next day; days are bounded by api.core.params.Day, as in every route).
 MAX_THRESHOLD = 1_000_000
-FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
 
 GroupBy = Annotated[list[str] | None, Query(
     description="dimensions to count by; repeat the parameter or give a comma list")]
@@ -33,10 +32,8 @@ Threshold = Annotated[int | None, Query(
     ge=1, le=MAX_THRESHOLD,
     description=f"a higher suppression threshold than the configured one (at most {MAX_THRESHOLD}); a lower one "
     "is ignored")]
-From = Annotated[date | None, Query(alias="from", ge=FIRST_DAY, le=LAST_DAY,
-                                    description="on or after this day (1900-01-01 to 2999-12-31)")]
-To = Annotated[date | None, Query(alias="to", ge=FIRST_DAY, le=LAST_DAY,
-                                  description="on or before this day (1900-01-01 to 2999-12-31)")]
+From = Annotated[Day | None, Query(alias="from", description="on or after this day; " + DAY_HELP)]
+To = Annotated[Day | None, Query(alias="to", description="on or before this day; " + DAY_HELP)]
 
 _SUPPRESSION = (
     " **Figures are perturbed**: every count (and `total`, and `overdue`) is the true count rounded to a "
