@@ -230,11 +230,16 @@ async def test_crafted_cursors_are_a_400_problem(client, lists):
         mine = own[listing.name]
         for at in (0, len(mine) // 2, len(mine) - 2):  # one character changed: another byte
             crafted.append(mine[:at] + ("A" if mine[at] != "A" else "B") + mine[at + 1:])
-        crafted += [mine[:-4], mine + "AAAA", mine + "=", "!!" + mine, mine + "\x00", "A" * 5000, "%%%"]
+        crafted += [mine[:-4], mine + "AAAA", mine + "=", "!!" + mine, "A" * 4000, "%%%"]
         for cursor in crafted:
             r = await listing.get(client, **{listing.cursor_param: cursor})
             assert r.status_code == 400, (listing.name, cursor, r.text)
             assert_bad_cursor(r)
+        # a control character, or more than any query value may hold, is refused before the
+        # route opens the cursor (api/http/inputs.py): still a 400 problem
+        for cursor in (mine + "\x00", "A" * 5000):
+            r = await listing.get(client, **{listing.cursor_param: cursor})
+            assert_problem(r, 400, "bad-input")
 
 
 def test_a_cursor_opens_only_with_its_list_and_key():
