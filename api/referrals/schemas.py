@@ -47,7 +47,7 @@ class SubjectIn(BaseModel):
     is_child: bool | None = Field(default=None, description="under 18; derived from birth_date when omitted")
     district: str | None = Field(default=None, description="region code where the person lives", examples=["61.07"])
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{5,19}$",
-                              description="stored encrypted; shown masked without pii:read")
+                              description="stored encrypted; shown only with pii:read")
 
     @field_validator("district")
     @classmethod
@@ -194,7 +194,8 @@ class SubjectOut(BaseModel):
     birth_date: date | None
     is_child: bool
     district: str | None
-    phone: str | None = Field(description="masked without pii:read")
+    phone: str | None = Field(description="null without pii:read (no part of it is shown)")
+    phone_on_file: bool = Field(description="a phone number is held (shown only with pii:read)")
 
 
 class ConsentOut(BaseModel):
@@ -231,12 +232,11 @@ class ReferralSummary(BaseModel):
     def fields_of(cls, r: Referral, now: datetime, show_pii: bool, data_key: bytes) -> dict[str, Any]:
         subject = None
         if r.returnee_id is None:
-            phone = None
-            if r.subject_phone_enc:
-                phone = crypto.decrypt(r.subject_phone_enc, context="referral.subject_phone", key=data_key)
-                phone = phone if show_pii else crypto.mask(phone)
+            phone, on_file = crypto.disclose(r.subject_phone_enc, pii=show_pii, context="referral.subject_phone",
+                                             key=data_key)
             subject = SubjectOut(full_name=r.subject_name, sex=r.subject_sex, birth_date=r.subject_birth_date,
-                                 is_child=r.subject_is_child, district=r.subject_region, phone=phone)
+                                 is_child=r.subject_is_child, district=r.subject_region, phone=phone,
+                                 phone_on_file=on_file)
         return dict(
             id=r.id, sender_ref=r.sender_ref, from_agency=r.from_agency, to_agency=r.to_agency,
             status=r.status, returnee_id=r.returnee_id, subject=subject, reason=r.reason,

@@ -227,18 +227,23 @@ class BatchOut(BaseModel):
 
 
 class ReturneeOut(ReturneeBase):
-    """A returnee as a reader sees it: NIK, passport and phone masked unless it holds ``pii:read``."""
+    """A returnee as a reader sees it: NIK, passport and phone in full with ``pii:read``;
+    without it ``null``, and ``*_on_file`` says whether the record holds one (no part of a
+    number is shown: see :mod:`api.core.crypto`)."""
 
     model_config = SQLModelConfig(json_schema_serialization_defaults_required=True)  # every field is always sent
 
     id: uuid.UUID
-    person_id: uuid.UUID
+    person_id: uuid.UUID = SQLField(description="one per NIK: records of the same NIK share it")
     source_agency: str
     version: int
-    nik: str | None
-    passport_number: str | None
-    phone: str | None
-    pii_masked: bool
+    nik: str | None = SQLField(description="null without pii:read")
+    passport_number: str | None = SQLField(description="null without pii:read")
+    phone: str | None = SQLField(description="null without pii:read")
+    nik_on_file: bool = SQLField(description="the record holds an NIK (shown only with pii:read)")
+    passport_on_file: bool = SQLField(description="the record holds a passport number (shown only with pii:read)")
+    phone_on_file: bool = SQLField(description="the record holds a phone number (shown only with pii:read)")
+    pii_masked: bool = SQLField(description="true when the identifiers are withheld (no pii:read)")
     created_at: datetime
     updated_at: datetime
 

@@ -356,17 +356,17 @@ async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> 
 
 
 def public(r: Returnee, *, pii: bool, data_key: bytes) -> dict[str, Any]:
-    """A returnee as the API shows it: NIK, passport and phone decrypted when ``pii``, masked
-    otherwise."""
+    """A returnee as the API shows it: NIK, passport and phone decrypted when ``pii``; without
+    it ``null``, with ``*_on_file`` saying whether one is held (:func:`api.core.crypto.disclose`:
+    no part of an identifier is ever shown, since the rest of the record rebuilds the rest)."""
     out: dict[str, Any] = {
         "id": r.id, "person_id": r.person_id, "source_agency": r.source_agency, "version": r.version,
         **{name: getattr(r, name) for name in PLAIN_FIELDS},
         "created_at": r.created_at, "updated_at": r.updated_at, "pii_masked": not pii,
     }
     for fname, prefix, enc_ctx, _ in PII_FIELDS:
-        enc = getattr(r, f"{prefix}_enc")
-        value = None if enc is None else crypto.decrypt(enc, context=enc_ctx, key=data_key)
-        out[fname] = value if pii or value is None else crypto.mask(value)
+        out[fname], out[f"{prefix}_on_file"] = crypto.disclose(getattr(r, f"{prefix}_enc"), pii=pii,
+                                                               context=enc_ctx, key=data_key)
     return out
 
 
