@@ -86,8 +86,13 @@ async def list_returnees(
     return _json({"items": items, "next_cursor": next_cursor})
 
 
-@router.get("/{id}", response_model=ReturneeOut, name="returnee.get")
+@router.get("/{id}", response_model=ReturneeOut, name="returnee.get",
+            responses={404: {"description": "not in the caller's view; for the receiver of an open referral "
+                             "about it, a `read-through-referral` problem naming `referral_returnee`, "
+                             "the referral's view of it"}})
 async def get_returnee(caller: auth.ReturneesRead, session: SessionDep, id: uuid.UUID) -> Response:
-    """One returnee (404 outside the caller's view), with its ``ETag``."""
+    """One returnee (404 outside the caller's view), with its ``ETag``. NIK, passport and phone
+    are shown only with ``pii:read``; without it they are ``null`` and ``*_on_file`` says
+    whether the record holds one."""
     r, body = await service.read(session, caller, id)
     return _json(body, headers={"ETag": etag(r.version)})

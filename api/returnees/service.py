@@ -339,17 +339,29 @@ async def notify_districts(
 # --- who may read what ------------------------------------------------------------------------
 
 
-async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> tuple[Returnee, Referral | None]:
+class ReadThroughReferral(NotFound):
+    """A 404 that says where to look: the caller reads this returnee only as the receiver of
+    an open referral, at that referral's ``/returnee`` (what the referral needs, no more)."""
+
+    slug, title = "read-through-referral", "Read this returnee through the referral"
+
+
+async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
     """The returnee ``id`` if ``caller`` may read it (:func:`api.returnees.repository.readable`),
-    or, outside that, the returnee of an open referral addressed to the caller's agency: that
-    referral is then the purpose of the read. Else :class:`NotFound` (as if absent)."""
+    else :class:`NotFound` (as if absent). The receiver of an open referral about it, outside
+    that rule, does not read the record here (its address, employer, exploitation details and
+    identifiers are not what a referral needs): its 404 is :class:`ReadThroughReferral`,
+    pointing to ``/v1/referrals/{id}/returnee``, where it reads the referral's view."""
     try:
-        return await repository.get_readable(session, caller, id), None
+        return await repository.get_readable(session, caller, id)
     except NotFound:
         referral = await referrals.open_referral_for(session, caller, id)
         if referral is None:
             raise
-    return await repository.referred(session, referral), referral
+    raise ReadThroughReferral(
+        "Your agency reads this returnee through its open referral, and only what the referral needs",
+        referral_id=str(referral.id), referral_returnee=f"/v1/referrals/{referral.id}/returnee",
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -372,13 +384,10 @@ def public(r: Returnee, *, pii: bool, data_key: bytes) -> dict[str, Any]:
 
 async def read(session: AsyncSession, caller: Caller, id: uuid.UUID) -> tuple[Returnee, dict[str, Any]]:
     """One visible returnee, shaped for ``caller`` and audited."""
-    r, referral = await get_readable(session, caller, id)
+    r = await get_readable(session, caller, id)
     pii = caller.has("pii:read")
-    subjects: list[tuple[str, Any]] = [("person", r.person_id)]
-    if referral is not None:
-        subjects.append(("referral", referral.id))
-    audit.record(session, "returnee.read", resource_type=RESOURCE, resource_id=r.id, subjects=subjects, pii=pii,
-                 purpose=None if referral is None else f"referral:{referral.id}")
+    audit.record(session, "returnee.read", resource_type=RESOURCE, resource_id=r.id,
+                 subjects=[("person", r.person_id)], pii=pii)
     return r, public(r, pii=pii, data_key=unit_of(session).settings.data_key_bytes)
 
 
