@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.core import clock
 from models import FollowUpAction, ReturnType, Sex, TraffickingStatus
 from models.regions import district_code
 
@@ -30,12 +31,32 @@ class NoticeCreate(BaseModel):
         return v
 
 
+# The province's calendar: Kalimantan Barat keeps West Indonesia Time (WIB, UTC+7, no DST).
+WIB = timezone(timedelta(hours=7), "WIB")
+
+
+def today_in_kalbar() -> date:
+    """Today's date where the agencies are (WIB), from the service clock: at 06:00 UTC it is
+    already 13:00 of the same day there, at 20:00 UTC already the next day."""
+    return clock.now().astimezone(WIB).date()
+
+
 class FollowUpCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: FollowUpAction
     note: str | None = Field(default=None, max_length=2000)
-    occurred_on: date
+    occurred_on: date = Field(description="the day it was done; not after today in West Indonesia Time (UTC+7)")
+
+    @field_validator("occurred_on")
+    @classmethod
+    def _done(cls, v: date) -> date:
+        """A follow-up records what was done: a date after today (WIB) is refused."""
+        today = today_in_kalbar()
+        if v > today:
+            raise ValueError(f"occurred_on is after today ({today.isoformat()} in West Indonesia Time): "
+                             "record a follow-up once it has happened")
+        return v
 
 
 class FollowUpPublic(BaseModel):

@@ -41,7 +41,9 @@ class NotAddressee(Problem):
 
 
 def is_addressee(caller: Caller, notice: Notice) -> bool:
-    return caller.covers(notice.district) and caller.agency != notice.issued_by
+    """The caller's agency is the district the notice is addressed to (its jurisdiction is
+    exactly that district), and not the notice's issuer."""
+    return caller.jurisdiction == notice.district and caller.agency != notice.issued_by
 
 
 # --- issuing ----------------------------------------------------------------------------------
