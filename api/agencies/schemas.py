@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.core.scopes import Scope
+from api.core.text import SafeText
 from models import AgencyKind
 from models.regions import is_region
 
@@ -14,7 +15,7 @@ class AgencyCreate(BaseModel):
 
     code: str = Field(min_length=2, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9_-]*$",
                       examples=["POLRES-BENGKAYANG"])
-    name: str = Field(min_length=2, max_length=200)
+    name: SafeText = Field(min_length=2, max_length=200)
     kind: AgencyKind = AgencyKind.other
     jurisdiction: str = Field(examples=["61.07"], description="Kemendagri region code")
 
@@ -40,7 +41,7 @@ class ClientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scopes: list[str] = Field(min_length=1, examples=[["referrals:read", "referrals:respond"]])
-    name: str = Field(default="", max_length=200)
+    name: SafeText = Field(default="", max_length=200)
 
     @field_validator("scopes", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.core import clock
+from api.core.text import SafeText
 from models import FollowUpAction, ReturnType, Sex, TraffickingStatus
 from models.regions import district_code
 
@@ -17,9 +18,9 @@ class NoticeCreate(BaseModel):
 
     district: str = Field(examples=["61.07"], description="district-level region code the notice is addressed to")
     returnee_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_RETURNEES)
-    summary: str | None = Field(default=None, max_length=2000)
+    summary: SafeText | None = Field(default=None, max_length=2000)
     arrival_date: date | None = None
-    entry_point: str | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
+    entry_point: SafeText | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
 
     _district = field_validator("district")(district_code)
 
@@ -45,7 +46,7 @@ class FollowUpCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: FollowUpAction
-    note: str | None = Field(default=None, max_length=2000)
+    note: SafeText | None = Field(default=None, max_length=2000)
     occurred_on: date = Field(description="the day it was done; not after today in West Indonesia Time (UTC+7)")
 
     @field_validator("occurred_on")

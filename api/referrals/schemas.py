@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from api.core import clock, crypto
+from api.core.text import SafeText
 from api.referrals import workflow
 from api.referrals.workflow import Action
 from models import (
@@ -41,7 +42,7 @@ class SubjectIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    full_name: str = Field(min_length=1, max_length=200)
+    full_name: SafeText = Field(min_length=1, max_length=200)
     sex: Literal["F", "M"] | None = None
     birth_date: date | None = None
     is_child: bool | None = Field(default=None, description="under 18; derived from birth_date when omitted")
@@ -76,10 +77,10 @@ class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     given: bool = False
-    given_by: str | None = Field(default=None, max_length=200)
+    given_by: SafeText | None = Field(default=None, max_length=200)
     given_at: datetime | None = None
     method: ConsentMethod | None = None
-    guardian: str | None = Field(default=None, max_length=200, description="required when the subject is a child")
+    guardian: SafeText | None = Field(default=None, max_length=200, description="required when the subject is a child")
 
     @field_validator("given_at")
     @classmethod
@@ -113,7 +114,7 @@ class ReferralCreate(BaseModel):
         description="sets due_at from creation: emergency 24 hours, high 72 hours, "
         "normal 7 days (UU 21/2007 Art. 52)",
     )
-    note: str | None = Field(default=None, max_length=2000)
+    note: SafeText | None = Field(default=None, max_length=2000)
     consent: ConsentIn | None = Field(default=None, validate_default=True)
     processing_basis: ProcessingBasis | None = Field(
         default=None, validate_default=True,
@@ -158,7 +159,7 @@ class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Action
-    note: str | None = Field(default=None, max_length=2000, validate_default=True,
+    note: SafeText | None = Field(default=None, max_length=2000, validate_default=True,
                              description="required for reject and fail")
 
     @field_validator("note")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlmodel import Field as SQLField
 from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
-from api.core import clock
+from api.core import clock, text
 from api.returnees import nik as nikmod
 from models import ReturneeBase
 from models.regions import district_code, is_region
@@ -124,8 +124,9 @@ class _ReturneeFields(ReturneeBase):
 
 class _StrictReturnee(_ReturneeFields):
     """:class:`ReturneeIn` checked field by field: a "before" check of every field. Only a
-    record with a NUL character in a field goes this way, for its errors (:class:`ReturneeIn`
-    stops at the first such field; this reports every field's errors, as they are)."""
+    record with a NUL character or a bidirectional control (:mod:`api.core.text`) in a field
+    goes this way, for its errors (:class:`ReturneeIn` stops at the first such field; this
+    reports every field's errors, as they are)."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -133,6 +134,7 @@ class _StrictReturnee(_ReturneeFields):
         if isinstance(v, str):
             if "\x00" in v:
                 raise ValueError("text may not contain NUL characters")
+            text.refuse_bidi(v)
             if info.field_name in _BLANK_IS_NONE and not v.strip():
                 return None  # senders write "" for "not known"
         return v
@@ -141,7 +143,8 @@ class _StrictReturnee(_ReturneeFields):
 class ReturneeIn(_ReturneeFields):
     """One returnee record as a sending agency pushes it (keyed by its ``source_ref``)."""
 
-    # Text fields may not hold NUL characters, and "" (or blanks) in an optional field means
+    # Text fields may not hold NUL characters nor bidirectional controls (a name that displays
+    # otherwise than it is, api.core.text), and "" (or blanks) in an optional field means
     # "not known" (None): one pass over the record before its fields are validated, not a
     # validator call per field. Dates are checked against "today" from the validation context
     # (model_validate(raw, context={"today": d}): one clock reading for a whole batch), or the
@@ -158,10 +161,10 @@ class ReturneeIn(_ReturneeFields):
                 continue
             if name not in _FIELD_NAMES:
                 continue  # reported as an extra field, as it is
-            if "\x00" in v:
+            if "\x00" in v or text.has_bidi_controls(v):
                 # Every field's errors, as the field-by-field check reports them.
                 _StrictReturnee.model_validate(data, context=info.context)
-                raise AssertionError("unreachable: a NUL character passed the field check")  # pragma: no cover
+                raise AssertionError("unreachable: a NUL or bidi character passed the field check")  # pragma: no cover
             if name in _BLANK_IS_NONE and not v.strip():
                 if out is None:
                     out = dict(data)
