@@ -41,7 +41,8 @@ async def test_feed_shows_notice_to_district_and_issuer_only(client, make_party,
     assert (await _feed(client, gugus))["items"] == []  # in the district, but no notices:read
 
     # an issuer outside the district's jurisdiction sees its own notice through the audience
-    outsider = await make_party("BP3MI-POS-ARUK", "61.01", "notices:write notices:read events:read")
+    outsider = await make_party("BP3MI-POS-ARUK", "61.01", "notices:write notices:read events:read",
+                                kind=AgencyKind.migrant_protection)  # a border post writes for every district
     own = await insert_returnees(db, "BP3MI-POS-ARUK", "61.07", 1)
     n2 = (await _create(client, outsider, "61.07", own)).json()
     assert [e["data"]["id"] for e in (await _feed(client, outsider))["items"]] == [n2["id"]]

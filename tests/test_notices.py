@@ -126,8 +126,8 @@ async def test_create_validation(client, make_party, db):
     assert "61.01" in body["errors"][0]["message"]
 
     # a returnee the issuer may not see is as unknown as one that does not exist
-    other = await make_party("BP3MI-OTHER", "61.01", "notices:write")
-    r = await _create(client, other, "61.07", [b_ids[0]])
+    other = await make_party("DINSOS-SAMBAS", "61.01", "notices:write")
+    r = await _create(client, other, "61.01", [b_ids[0]])
     assert [e["field"] for e in assert_problem(r, 422)["errors"]] == ["returnee_ids.0"]
 
     assert_problem(await _create(client, bp3mi, "61.07.07", b_ids), 422)  # a sub-district, not a district

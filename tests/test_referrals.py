@@ -128,7 +128,7 @@ async def test_create_and_read(client, world):
     due = datetime.fromisoformat(ref["due_at"])
     created = datetime.fromisoformat(ref["created_at"])
     assert due - created == timedelta(days=7)
-    assert ref["subject"]["phone"].endswith("7890") and ref["subject"]["phone"].startswith("*")
+    assert ref["subject"]["phone"] is None and ref["subject"]["phone_on_file"] is True  # no pii:read
     assert ref["history"] == [{"from": None, "to": "requested", "action": "request", "by": "BP3MI-KALBAR",
                                "at": ref["created_at"], "note": ref["note"]}]
     r = await client.get(f"/v1/referrals/{ref['id']}", headers=await world.receiver.headers())
@@ -491,29 +491,41 @@ async def test_referred_returnee(client, world, db):
         assert await repository.open_referral_for(s, caller_of(world.receiver, AgencyKind.police), rid) is None
 
 
-async def test_receiver_reads_the_referred_returnee_record_while_open(client, world, db, make_party):
-    """GET /v1/returnees/{id}: outside its jurisdiction, the receiver of an open referral reads
-    the record, audited with the referral as the purpose; nobody else does, and not after."""
+async def test_receiver_reads_the_referred_returnee_through_the_referral_only(client, world, db, make_party):
+    """GET /v1/returnees/{id}: outside its jurisdiction, the receiver of an open referral does
+    not read the whole record (address, employer, exploitation details): its 404 points to the
+    referral's view, which is what the referral needs; nobody else gets the pointer."""
     rid = await add_returnee(db, district="61.01")
+    async with operator_unit(db, "test") as session:
+        r = await session.get(Returnee, rid)
+        r.address, r.employer, r.exploitation_types = "Jl. Merdeka RT 003", "Ladang Sawit Sdn Bhd", ["forced_labour"]
     receiver = await make_party("POLRES-BENGKAYANG", "61.07", "returnees:read referrals:read referrals:respond",
                                 kind=AgencyKind.police)
     bystander = await make_party("DINSOS-BENGKAYANG", "61.07", "returnees:read", kind=AgencyKind.social_services)
     url = f"/v1/returnees/{rid}"
-    assert_problem(await client.get(url, headers=await receiver.headers()), 404)  # no referral yet
+    assert_problem(await client.get(url, headers=await receiver.headers()), 404, "/not-found")  # no referral yet
     ref = await create(client, world.sender, subject=None, returnee_id=str(rid))
     r = await client.get(url, headers=await receiver.headers())
-    assert r.status_code == 200, r.text
-    assert r.json()["full_name"] == "Siti Aminah" and r.json()["pii_masked"] is True
+    body = assert_problem(r, 404, "/read-through-referral")
+    assert body["referral_returnee"] == f"/v1/referrals/{ref['id']}/returnee" and body["referral_id"] == ref["id"]
+    for leaked in ("Siti", "Merdeka", "Ladang", "forced_labour", "61.01"):
+        assert leaked not in r.text
+    view = await client.get(body["referral_returnee"], headers=await receiver.headers())
+    assert view.status_code == 200 and view.json()["full_name"] == "Siti Aminah"
+    assert not {"address", "employer", "exploitation_types", "control_methods", "nik", "passport_number",
+                "phone"} & view.json().keys()
     async with db.sessionmaker() as s:
-        rows = (await s.execute(sa.select(AuditEvent.body).where(
-            AuditEvent.action == "returnee.read", AuditEvent.outcome == "allowed"))).scalars().all()
-    detail = orjson.loads(rows[-1])["detail"]
-    assert detail["purpose"] == f"referral:{ref['id']}"
-    assert_problem(await client.get(url, headers=await bystander.headers()), 404)
+        actions = (await s.execute(sa.select(AuditEvent.action, AuditEvent.outcome, AuditEvent.body).where(
+            AuditEvent.agency == "POLRES-BENGKAYANG").order_by(AuditEvent.seq))).all()
+    assert ("returnee.read", "allowed") not in [(a.action, a.outcome) for a in actions]
+    assert orjson.loads(actions[-1].body)["detail"]["purpose"] == f"referral:{ref['id']}"
+    body = assert_problem(await client.get(url, headers=await bystander.headers()), 404, "/not-found")
+    assert "referral_returnee" not in body
     await _walk(client, receiver, ref, ["receive"])
     r = await move(client, world.sender, await _get(client, world.sender, ref), "cancel")
     assert r.status_code == 200, r.text
-    assert_problem(await client.get(url, headers=await receiver.headers()), 404)
+    body = assert_problem(await client.get(url, headers=await receiver.headers()), 404, "/not-found")
+    assert "referral_returnee" not in body
 
 
 async def _get(client, party, ref):

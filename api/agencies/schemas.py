@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.core.pagination import Keyset, Page
 from api.core.scopes import Scope
+from api.core.text import SafeText
 from models import AgencyKind
 from models.regions import is_region
 
@@ -15,7 +16,7 @@ class AgencyCreate(BaseModel):
 
     code: str = Field(min_length=2, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9_-]*$",
                       examples=["POLRES-BENGKAYANG"])
-    name: str = Field(min_length=2, max_length=200)
+    name: SafeText = Field(min_length=2, max_length=200)
     kind: AgencyKind = AgencyKind.other
     jurisdiction: str = Field(examples=["61.07"], description="Kemendagri region code")
 
@@ -41,7 +42,7 @@ class ClientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scopes: list[str] = Field(min_length=1, examples=[["referrals:read", "referrals:respond"]])
-    name: str = Field(default="", max_length=200)
+    name: SafeText = Field(default="", max_length=200)
 
     @field_validator("scopes", mode="before")
     @classmethod

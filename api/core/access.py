@@ -1,8 +1,24 @@
-"""Access rules: which rows a caller may see, as SQL conditions.
+"""Access rules: which rows a caller may see, and where it may write.
 
 :func:`in_jurisdiction` is how every resource limits its queries to what the caller may see;
 :func:`visible_or_404` runs such a query and makes "not found" and "not yours" the same 404,
 exactly as if the object did not exist.
+
+Who may write what where
+------------------------
+A write is filed under a region: a returnee record under its origin (its sub-district when
+given, else its district), a notice under the district it is addressed to. :func:`may_write`
+is the one rule for both: the region must lie in the writer's :func:`writable_region`, which is
+
+* the agency's own jurisdiction, for every agency;
+* the whole province of its jurisdiction for the border intake (:data:`BORDER_INTAKE_KINDS`,
+  BP3MI): deportees of every district come home through its posts, and it tells each district.
+
+The scopes say *what* a caller may write; this says *where*. A write outside is refused with
+:class:`OutsideJurisdiction` (403, naming the field at fault); a batch of returnees rejects
+only its records outside, each with an error on ``origin_district``. Referrals are not filed
+under a region the sender writes into: they go to the one agency they name, wherever it is
+(see :mod:`api.referrals.service`).
 """
 
 from __future__ import annotations
@@ -14,7 +30,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from api.core.context import Caller
-from api.core.errors import NotFound
+from api.core.errors import NotFound, Problem
+from models import AgencyKind
+from models.regions import covers, province_of
+
+#: Agencies that may write for every district of their province (BP3MI, the border intake).
+BORDER_INTAKE_KINDS = frozenset({AgencyKind.migrant_protection})
 
 
 def in_jurisdiction(caller: Caller, column: Any) -> sa.ColumnElement[bool]:
@@ -32,3 +53,37 @@ async def visible_or_404(session: AsyncSession, stmt: SelectOfScalar[T], what: s
     if obj is None:
         raise NotFound(f"No such {what}")
     return obj
+
+
+# --- where a caller may write ------------------------------------------------------------------
+
+
+class OutsideJurisdiction(Problem):
+    status, slug, title = 403, "outside-jurisdiction", "Outside the caller's jurisdiction"
+
+
+def writable_region(caller: Caller) -> str:
+    """The region ``caller`` may write in: its jurisdiction, or its province for the border
+    intake (:data:`BORDER_INTAKE_KINDS`)."""
+    if caller.agency_kind in BORDER_INTAKE_KINDS:
+        return province_of(caller.jurisdiction) or caller.jurisdiction
+    return caller.jurisdiction
+
+
+def may_write(caller: Caller, region: str | None) -> bool:
+    """Whether ``caller`` may write a record filed under ``region`` (a region code). The one
+    place that decides it (see the module's rule)."""
+    return covers(writable_region(caller), region)
+
+
+def outside_message(caller: Caller, region: str) -> str:
+    """Why a write under ``region`` is refused, for the field error."""
+    return f"{region} is outside the region your agency may write for ({writable_region(caller)})"
+
+
+def check_write(caller: Caller, region: str | None, field: str) -> None:
+    """:class:`OutsideJurisdiction` naming ``field`` unless ``caller`` may write under ``region``."""
+    if region is not None and not may_write(caller, region):
+        message = outside_message(caller, region)
+        raise OutsideJurisdiction(f"Your agency may not write for {region}",
+                                  errors=[{"field": field, "message": message}])

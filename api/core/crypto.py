@@ -4,6 +4,15 @@ AES-256-GCM (``cryptography``) with the data key; each value gets a fresh 96-bit
 stored as ``v1.<urlsafe base64 of nonce || ciphertext>``, so a later key version can be told
 apart. The blind index is HMAC-SHA256 with a separate key over a normalised value: equal
 values match without the database ever holding the value itself.
+
+What a reply shows of an identifier (NIK, passport, phone)
+----------------------------------------------------------
+All of it to a caller holding ``pii:read``; to anyone else nothing but the fact that one is on
+file (:func:`disclose`: the value ``null`` beside ``*_on_file: true``). No partial mask: the
+last four digits of an NIK are its serial, and its first twelve are the sub-district, birth
+date and sex the same reply shows, so a masked NIK was the whole NIK; the visible end of a
+passport or phone number is likewise the part that tells it apart. Whether two records are the
+same person is answered by their ``person_id`` (one per NIK), which says nothing of the number.
 """
 
 from __future__ import annotations
@@ -92,13 +101,16 @@ class FieldCipher:
         return mac.hexdigest()
 
 
-def mask(value: str | None, keep: int = 4) -> str | None:
-    """``6107015505900001`` -> ``************0001``."""
-    if value is None:
-        return None
-    if len(value) <= keep:
-        return "*" * len(value)
-    return "*" * (len(value) - keep) + value[-keep:]
+def disclose(token: str | None, *, pii: bool, context: str, key: bytes) -> tuple[str | None, bool]:
+    """An encrypted identifier as a reply shows it: ``(value, on_file)``. The value is the
+    decrypted whole for a caller holding ``pii:read`` (``pii``) and ``None`` for anyone else;
+    ``on_file`` says whether one is stored at all. Never a part of the value (see the module's
+    rule): it is not even decrypted for a caller who may not see it."""
+    if token is None:
+        return None, False
+    if not pii:
+        return None, True
+    return decrypt(token, context=context, key=key), True
 
 
 def hash_secret(secret: str) -> str:

@@ -6,14 +6,14 @@ follow-up. Safe to run again: returnees already on a notice are not noticed twic
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.context import Caller
 from api.notices import service
-from api.notices.schemas import FollowUpCreate
+from api.notices.schemas import FollowUpCreate, today_in_kalbar
 from api.returnees import repository as returnees
 from models import Agency, AgencyKind, FollowUpAction
 
@@ -53,6 +53,7 @@ async def load_notices(session: AsyncSession) -> dict[str, Any] | None:
     acknowledger = await session.get(Agency, ACKNOWLEDGER)
     bengkayang = [n for n in notices if n.district == BENGKAYANG]
     acknowledged = 0
+    today = today_in_kalbar()
     if acknowledger is not None:
         for i, notice in enumerate(bengkayang[:-1]):  # the latest one still waits
             await service.acknowledge_as(session, ACKNOWLEDGER, notice)
@@ -62,6 +63,6 @@ async def load_notices(session: AsyncSession) -> dict[str, Any] | None:
                 await service.follow_up_as(
                     session, ACKNOWLEDGER, notice,
                     FollowUpCreate(action=action, note=note,
-                                   occurred_on=(notice.arrival_date or date.today()) + timedelta(days=7)),
+                                   occurred_on=min((notice.arrival_date or today) + timedelta(days=7), today)),
                 )
     return {"notices": {"created": len(notices), "acknowledged": acknowledged}}

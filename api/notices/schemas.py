@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.core import clock
 from api.core.pagination import Keyset, Page
+from api.core.text import SafeText
 from models import FollowUpAction, ReturnType, Sex, TraffickingStatus
 from models.regions import district_code
 
@@ -17,9 +19,9 @@ class NoticeCreate(BaseModel):
 
     district: str = Field(examples=["61.07"], description="district-level region code the notice is addressed to")
     returnee_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_RETURNEES)
-    summary: str | None = Field(default=None, max_length=2000)
+    summary: SafeText | None = Field(default=None, max_length=2000)
     arrival_date: date | None = None
-    entry_point: str | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
+    entry_point: SafeText | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
 
     _district = field_validator("district")(district_code)
 
@@ -31,12 +33,32 @@ class NoticeCreate(BaseModel):
         return v
 
 
+# The province's calendar: Kalimantan Barat keeps West Indonesia Time (WIB, UTC+7, no DST).
+WIB = timezone(timedelta(hours=7), "WIB")
+
+
+def today_in_kalbar() -> date:
+    """Today's date where the agencies are (WIB), from the service clock: at 06:00 UTC it is
+    already 13:00 of the same day there, at 20:00 UTC already the next day."""
+    return clock.now().astimezone(WIB).date()
+
+
 class FollowUpCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: FollowUpAction
-    note: str | None = Field(default=None, max_length=2000)
-    occurred_on: date
+    note: SafeText | None = Field(default=None, max_length=2000)
+    occurred_on: date = Field(description="the day it was done; not after today in West Indonesia Time (UTC+7)")
+
+    @field_validator("occurred_on")
+    @classmethod
+    def _done(cls, v: date) -> date:
+        """A follow-up records what was done: a date after today (WIB) is refused."""
+        today = today_in_kalbar()
+        if v > today:
+            raise ValueError(f"occurred_on is after today ({today.isoformat()} in West Indonesia Time): "
+                             "record a follow-up once it has happened")
+        return v
 
 
 class FollowUpPublic(BaseModel):

@@ -2,9 +2,18 @@
 recording follow-up.
 
 Who sees a notice: agencies whose jurisdiction covers its district, and the issuing agency
-(:func:`api.notices.repository.readable`). Anyone else gets a 404. Which returnees a notice may
-list: those its issuer may read (:func:`api.returnees.repository.readable`). Only the addressed district (its jurisdiction covers the district, and
-it is not the issuer) acknowledges a notice and records follow-ups.
+(:func:`api.notices.repository.readable`). Anyone else gets a 404.
+
+Who issues one, to whom: a notice is a write into the district's inbox, so its district must lie
+where the issuer may write (:func:`api.core.access.may_write`: its jurisdiction, or its whole
+province for BP3MI, the border intake); elsewhere it is a 403 ``outside-jurisdiction`` naming
+``district``. Which returnees a notice may list: those its issuer may read
+(:func:`api.returnees.repository.readable`), of that district.
+
+Who answers it: only the addressed district, that is an agency whose jurisdiction *is* the
+notice's district (:func:`is_addressee`), acknowledges it and records follow-ups. The province
+sees the notice but does not answer for the district, nor does the issuer, nor a sub-district
+agency (which does not see the district's notices); they get a 403 ``not-addressee``.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import audit, clock, outbox, preconditions
+from api.core import access, audit, clock, outbox, preconditions
 from api.core.context import Caller
 from api.core.errors import Conflict, Problem, ValidationFailed
 from api.core.pagination import DEFAULT_LIMIT, Position, Slice
@@ -33,7 +42,9 @@ class NotAddressee(Problem):
 
 
 def is_addressee(caller: Caller, notice: Notice) -> bool:
-    return caller.covers(notice.district) and caller.agency != notice.issued_by
+    """The caller's agency is the district the notice is addressed to (its jurisdiction is
+    exactly that district), and not the notice's issuer."""
+    return caller.jurisdiction == notice.district and caller.agency != notice.issued_by
 
 
 # --- issuing ----------------------------------------------------------------------------------
@@ -84,9 +95,11 @@ async def issue(
 
 
 async def create_notice(session: AsyncSession, caller: Caller, data: NoticeCreate) -> Notice:
-    """A notice to one district. Every returnee must exist, be readable by the caller
-    (:func:`api.returnees.repository.readable`) and come from that district; otherwise 422
-    naming each returnee at fault."""
+    """A notice to one district. The district must lie where the caller may write (403
+    ``outside-jurisdiction`` otherwise, :func:`api.core.access.check_write`); every returnee
+    must exist, be readable by the caller (:func:`api.returnees.repository.readable`) and come
+    from that district; otherwise 422 naming each returnee at fault."""
+    access.check_write(caller, data.district, "district")
     origin = await returnees.readable_origins(session, caller, data.returnee_ids)
     errors = []
     for i, rid in enumerate(data.returnee_ids):
@@ -116,7 +129,9 @@ async def raise_for_batch(
     """One notice per district, issued by the caller, for the returnees a batch created or
     updated (``touched``: district code -> returnee ids; the caller pushed them, so it may read
     them). Arrival date and entry point are taken from the returnees (latest return date, most
-    frequent entry point). The demo loader uses it too (``source="demo"``)."""
+    frequent entry point). A district the caller may not write for
+    (:func:`api.core.access.may_write`) gets no notice. The demo loader uses it too
+    (``source="demo"``)."""
     return await raise_for(session, caller, touched, source=source)
 
 
@@ -131,6 +146,8 @@ async def raise_for(
     info = await returnees.readable_arrivals(session, issuer, all_ids)
     notices = []
     for district in sorted(wanted):
+        if not access.may_write(issuer, district):
+            continue
         ids = [rid for rid in wanted[district] if rid in info and info[rid][0] == district]
         if not ids:
             continue

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from api.core import clock, crypto
 from api.core.pagination import Keyset, Page
+from api.core.text import SafeText
 from api.referrals import workflow
 from api.referrals.workflow import Action
 from models import (
@@ -42,13 +43,13 @@ class SubjectIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    full_name: str = Field(min_length=1, max_length=200)
+    full_name: SafeText = Field(min_length=1, max_length=200)
     sex: Literal["F", "M"] | None = None
     birth_date: date | None = None
     is_child: bool | None = Field(default=None, description="under 18; derived from birth_date when omitted")
     district: str | None = Field(default=None, description="region code where the person lives", examples=["61.07"])
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{5,19}$",
-                              description="stored encrypted; shown masked without pii:read")
+                              description="stored encrypted; shown only with pii:read")
 
     @field_validator("district")
     @classmethod
@@ -77,10 +78,10 @@ class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     given: bool = False
-    given_by: str | None = Field(default=None, max_length=200)
+    given_by: SafeText | None = Field(default=None, max_length=200)
     given_at: datetime | None = None
     method: ConsentMethod | None = None
-    guardian: str | None = Field(default=None, max_length=200, description="required when the subject is a child")
+    guardian: SafeText | None = Field(default=None, max_length=200, description="required when the subject is a child")
 
     @field_validator("given_at")
     @classmethod
@@ -114,7 +115,7 @@ class ReferralCreate(BaseModel):
         description="sets due_at from creation: emergency 24 hours, high 72 hours, "
         "normal 7 days (UU 21/2007 Art. 52)",
     )
-    note: str | None = Field(default=None, max_length=2000)
+    note: SafeText | None = Field(default=None, max_length=2000)
     consent: ConsentIn | None = Field(default=None, validate_default=True)
     processing_basis: ProcessingBasis | None = Field(
         default=None, validate_default=True,
@@ -159,7 +160,7 @@ class TransitionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Action
-    note: str | None = Field(default=None, max_length=2000, validate_default=True,
+    note: SafeText | None = Field(default=None, max_length=2000, validate_default=True,
                              description="required for reject and fail")
 
     @field_validator("note")
@@ -195,7 +196,8 @@ class SubjectOut(BaseModel):
     birth_date: date | None
     is_child: bool
     district: str | None
-    phone: str | None = Field(description="masked without pii:read")
+    phone: str | None = Field(description="null without pii:read (no part of it is shown)")
+    phone_on_file: bool = Field(description="a phone number is held (shown only with pii:read)")
 
 
 class ConsentOut(BaseModel):
@@ -232,12 +234,11 @@ class ReferralSummary(BaseModel):
     def fields_of(cls, r: Referral, now: datetime, show_pii: bool, data_key: bytes) -> dict[str, Any]:
         subject = None
         if r.returnee_id is None:
-            phone = None
-            if r.subject_phone_enc:
-                phone = crypto.decrypt(r.subject_phone_enc, context="referral.subject_phone", key=data_key)
-                phone = phone if show_pii else crypto.mask(phone)
+            phone, on_file = crypto.disclose(r.subject_phone_enc, pii=show_pii, context="referral.subject_phone",
+                                             key=data_key)
             subject = SubjectOut(full_name=r.subject_name, sex=r.subject_sex, birth_date=r.subject_birth_date,
-                                 is_child=r.subject_is_child, district=r.subject_region, phone=phone)
+                                 is_child=r.subject_is_child, district=r.subject_region, phone=phone,
+                                 phone_on_file=on_file)
         return dict(
             id=r.id, sender_ref=r.sender_ref, from_agency=r.from_agency, to_agency=r.to_agency,
             status=r.status, returnee_id=r.returnee_id, subject=subject, reason=r.reason,

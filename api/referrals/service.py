@@ -13,6 +13,17 @@ Who sees a referral
 
 A referral's events are filed under :attr:`models.Referral.region` (the subject's region, else
 the receiver's jurisdiction) with both agencies as audience.
+
+Who may refer what, to whom
+---------------------------
+* about a returnee record: one the sender may read (:func:`api.returnees.repository.readable`);
+* about a person described inline, from anywhere: the person's district describes the
+  person (where they live, so that district's oversight follows the case), it is not a place
+  the sender writes into; and a referral goes to the one agency it names, wherever that is.
+  So the write rule of :mod:`api.core.access` (records and notices filed under a region lie
+  where the writer may write) does not limit referrals;
+* to a registered agency other than the sender that acts on referrals: not the operator, not an
+  inspectorate (:data:`NOT_RECEIVERS`; 422 on ``to_agency``).
 """
 
 from __future__ import annotations
@@ -36,7 +47,14 @@ from api.referrals.repository import SORTS, ReferralQuery
 from api.referrals.schemas import ADULT_AGE, ConsentIn, ReferralCreate, SubjectIn, age_on
 from api.referrals.workflow import Action, Party
 from api.returnees import repository as returnees
-from models import Agency, Referral, ReferralHistory, ReferralStatus, Returnee, Sex
+from models import Agency, AgencyKind, Referral, ReferralHistory, ReferralStatus, Returnee, Sex
+
+#: Agencies that never act on a referral, and what they are instead: the operator runs the
+#: service, the inspectorate audits it. A referral to them would wait for nobody.
+NOT_RECEIVERS: dict[AgencyKind, str] = {
+    AgencyKind.operator: "the service's operator",
+    AgencyKind.inspectorate: "an inspectorate (it audits, it does not serve cases)",
+}
 
 
 def visible_to(caller: Caller) -> sa.ColumnElement[bool]:
@@ -76,7 +94,8 @@ async def create_referral(
     session: AsyncSession, caller: Caller, data: ReferralCreate
 ) -> tuple[Referral, list[ReferralHistory]]:
     """Refer a case from the caller's agency to ``data.to_agency``. 422 for an unknown or own
-    receiving agency, or a returnee the caller may not read; 409 for a reused ``sender_ref``."""
+    receiving agency, one that does not act on referrals, or a returnee the caller may not
+    read; 409 for a reused ``sender_ref``."""
     receiver = await _receiving_agency(session, caller, data.to_agency)
     now = clock.now()
     ref = _new_referral(caller, receiver, data, now)
@@ -94,12 +113,16 @@ async def create_referral(
 
 
 async def _receiving_agency(session: AsyncSession, caller: Caller, code: str) -> Agency:
-    """The registered agency ``code``, not the caller's own (422 otherwise)."""
+    """The registered agency ``code``, not the caller's own, and one that acts on referrals
+    (not of :data:`NOT_RECEIVERS`); 422 on ``to_agency`` otherwise."""
     receiver = await session.get(Agency, code)
     if receiver is None:
         raise _invalid("to_agency", f"no registered agency {code}")
     if receiver.code == caller.agency:
         raise _invalid("to_agency", "an agency cannot refer a case to itself")
+    if AgencyKind(receiver.kind) in NOT_RECEIVERS:
+        raise _invalid("to_agency", f"{code} is {NOT_RECEIVERS[AgencyKind(receiver.kind)]}: it does not act on "
+                                    "referrals; refer the case to an agency that serves the person")
     return receiver
 
 

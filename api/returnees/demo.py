@@ -16,7 +16,9 @@ from typing import Any
 from faker import Faker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core.context import Caller
 from api.returnees import service
+from models import Agency, AgencyKind
 from models.regions import regions
 
 SEED = 20250807
@@ -132,7 +134,13 @@ def generate() -> list[dict[str, Any]]:
     return records
 
 
-async def load_returnees(session: AsyncSession) -> dict[str, Any]:
-    """Demo loader (see :mod:`api.demo`): push the synthetic returnees as BP3MI Kalbar."""
-    outcome = await service.upsert_batch(session, SOURCE_AGENCY, generate())
+async def load_returnees(session: AsyncSession) -> dict[str, Any] | None:
+    """Demo loader (see :mod:`api.demo`): push the synthetic returnees as BP3MI Kalbar (as
+    the writer it is: its kind and jurisdiction decide where it may write)."""
+    agency = await session.get(Agency, SOURCE_AGENCY)
+    if agency is None:
+        return None
+    writer = Caller(client_id=f"demo-{agency.code.lower()}", agency=agency.code, agency_kind=AgencyKind(agency.kind),
+                    jurisdiction=agency.jurisdiction, scopes=frozenset({"returnees:write"}), token_id="demo")
+    outcome = await service.upsert_batch(session, writer, generate())
     return {"returnees": outcome.counts}

@@ -44,7 +44,7 @@ async def push_batch(
     idem = await idempotency.begin(session, caller, request)
     if idem.replay is not None:
         return idem.replay
-    outcome = await service.upsert_batch(session, caller.agency, body.records)
+    outcome = await service.upsert_batch(session, caller, body.records)
     notices = await service.notify_districts(session, caller, outcome.touched) if notify else []
     encoded = orjson.dumps({"results": outcome.results, "notices": notices}, option=orjson.OPT_UTC_Z)
     idem.remember_encoded(session, 200, encoded)  # the reply exactly as sent
@@ -73,8 +73,13 @@ async def list_returnees(
     return _json({"items": items, "next_cursor": RETURNEES.seal(settings, next_after)})
 
 
-@router.get("/{id}", response_model=ReturneeOut, name="returnee.get")
+@router.get("/{id}", response_model=ReturneeOut, name="returnee.get",
+            responses={404: {"description": "not in the caller's view; for the receiver of an open referral "
+                             "about it, a `read-through-referral` problem naming `referral_returnee`, "
+                             "the referral's view of it"}})
 async def get_returnee(caller: auth.ReturneesRead, session: SessionDep, id: uuid.UUID) -> Response:
-    """One returnee (404 outside the caller's view), with its ``ETag``."""
+    """One returnee (404 outside the caller's view), with its ``ETag``. NIK, passport and phone
+    are shown only with ``pii:read``; without it they are ``null`` and ``*_on_file`` says
+    whether the record holds one."""
     r, body = await service.read(session, caller, id)
     return _json(body, headers={"ETag": etag(r.version)})

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlmodel import Field as SQLField
 from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
-from api.core import clock
+from api.core import clock, text
 from api.core.pagination import Keyset, Page
 from api.returnees import nik as nikmod
 from models import ReturneeBase
@@ -125,8 +125,9 @@ class _ReturneeFields(ReturneeBase):
 
 class _StrictReturnee(_ReturneeFields):
     """:class:`ReturneeIn` checked field by field: a "before" check of every field. Only a
-    record with a NUL character in a field goes this way, for its errors (:class:`ReturneeIn`
-    stops at the first such field; this reports every field's errors, as they are)."""
+    record with a NUL character or a bidirectional control (:mod:`api.core.text`) in a field
+    goes this way, for its errors (:class:`ReturneeIn` stops at the first such field; this
+    reports every field's errors, as they are)."""
 
     @field_validator("*", mode="before")
     @classmethod
@@ -134,6 +135,7 @@ class _StrictReturnee(_ReturneeFields):
         if isinstance(v, str):
             if "\x00" in v:
                 raise ValueError("text may not contain NUL characters")
+            text.refuse_bidi(v)
             if info.field_name in _BLANK_IS_NONE and not v.strip():
                 return None  # senders write "" for "not known"
         return v
@@ -142,7 +144,8 @@ class _StrictReturnee(_ReturneeFields):
 class ReturneeIn(_ReturneeFields):
     """One returnee record as a sending agency pushes it (keyed by its ``source_ref``)."""
 
-    # Text fields may not hold NUL characters, and "" (or blanks) in an optional field means
+    # Text fields may not hold NUL characters nor bidirectional controls (a name that displays
+    # otherwise than it is, api.core.text), and "" (or blanks) in an optional field means
     # "not known" (None): one pass over the record before its fields are validated, not a
     # validator call per field. Dates are checked against "today" from the validation context
     # (model_validate(raw, context={"today": d}): one clock reading for a whole batch), or the
@@ -159,10 +162,10 @@ class ReturneeIn(_ReturneeFields):
                 continue
             if name not in _FIELD_NAMES:
                 continue  # reported as an extra field, as it is
-            if "\x00" in v:
+            if "\x00" in v or text.has_bidi_controls(v):
                 # Every field's errors, as the field-by-field check reports them.
                 _StrictReturnee.model_validate(data, context=info.context)
-                raise AssertionError("unreachable: a NUL character passed the field check")  # pragma: no cover
+                raise AssertionError("unreachable: a NUL or bidi character passed the field check")  # pragma: no cover
             if name in _BLANK_IS_NONE and not v.strip():
                 if out is None:
                     out = dict(data)
@@ -228,18 +231,23 @@ class BatchOut(BaseModel):
 
 
 class ReturneeOut(ReturneeBase):
-    """A returnee as a reader sees it: NIK, passport and phone masked unless it holds ``pii:read``."""
+    """A returnee as a reader sees it: NIK, passport and phone in full with ``pii:read``;
+    without it ``null``, and ``*_on_file`` says whether the record holds one (no part of a
+    number is shown: see :mod:`api.core.crypto`)."""
 
     model_config = SQLModelConfig(json_schema_serialization_defaults_required=True)  # every field is always sent
 
     id: uuid.UUID
-    person_id: uuid.UUID
+    person_id: uuid.UUID = SQLField(description="one per NIK: records of the same NIK share it")
     source_agency: str
     version: int
-    nik: str | None
-    passport_number: str | None
-    phone: str | None
-    pii_masked: bool
+    nik: str | None = SQLField(description="null without pii:read")
+    passport_number: str | None = SQLField(description="null without pii:read")
+    phone: str | None = SQLField(description="null without pii:read")
+    nik_on_file: bool = SQLField(description="the record holds an NIK (shown only with pii:read)")
+    passport_on_file: bool = SQLField(description="the record holds a passport number (shown only with pii:read)")
+    phone_on_file: bool = SQLField(description="the record holds a phone number (shown only with pii:read)")
+    pii_masked: bool = SQLField(description="true when the identifiers are withheld (no pii:read)")
     created_at: datetime
     updated_at: datetime
 

@@ -9,8 +9,16 @@ not change (same keyed hash of the normalised input) are not written at all and 
 :func:`upsert_batch` reads as its steps: validate, compare, persons, insert, update, events, audit.
 
 Who may read a record is decided by :func:`api.returnees.repository.readable` only: callers
-whose jurisdiction covers its origin district or sub-district, and the agency that pushed it;
-beyond that, the receiver of an open referral about it (:func:`get_readable`).
+whose jurisdiction covers its origin district or sub-district, and the agency that pushed it.
+The receiver of an open referral about it reads the referral's view at
+``/v1/referrals/{id}/returnee``, not the record (:func:`get_readable`).
+
+Who may write a record: the batch rejects each record whose origin lies outside where the
+writer may write (:func:`api.core.access.may_write`: its jurisdiction; the whole province for
+BP3MI, the border intake).
+
+What a reply shows of the NIK, passport and phone: all of it with ``pii:read``, else nothing
+but ``*_on_file`` (:func:`api.core.crypto.disclose`; :func:`public`).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import audit, clock, crypto, outbox
+from api.core import access, audit, clock, crypto, outbox
 from api.core.context import Caller
 from api.core.errors import Conflict, NotFound
 from api.core.pagination import Position
@@ -41,7 +49,8 @@ from api.referrals import repository as referrals
 from api.returnees import repository
 from api.returnees.repository import ListFilter
 from api.returnees.schemas import ReturneeIn
-from models import Referral, Returnee, ReturneeBase
+from models import Returnee, ReturneeBase
+from models.regions import covers
 
 RESOURCE = "returnee"
 
@@ -144,16 +153,18 @@ class _Plan:
     updates: list[tuple[dict[str, Any], dict[str, Any], Any]] = field(default_factory=list)
 
 
-async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any]) -> BatchOutcome:
-    """Create or update ``agency``'s records keyed by their ``source_ref``.
+async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[Any]) -> BatchOutcome:
+    """Create or update the ``writer``'s agency's records keyed by their ``source_ref``.
 
     Each record is validated on its own; a bad one is ``rejected`` with its field errors and
     does not stop the others, nor does a later record repeating a ``source_ref`` of the same
-    batch. Emits ``returnee.created`` / ``returnee.updated`` (no personal data) and records
-    one audit entry naming every record written. Never commits.
+    batch, nor one whose origin lies outside where the writer may write
+    (:func:`api.core.access.may_write`). Emits ``returnee.created`` / ``returnee.updated`` (no
+    personal data) and records one audit entry naming every record written. Never commits.
     """
+    agency = writer.agency
     now = clock.now()  # one clock reading for the whole batch (its date checks, its timestamps)
-    results, accepted = _validate(records, now.date())
+    results, accepted = _validate(records, now.date(), writer)
     existing = await repository.existing_for_batch(session, agency, sorted({it.source_ref for _, it in accepted}))
     plan = _plan(accepted, existing, _Keys.of(unit_of(session).settings))
     by_nik, fresh = await _persons(session, plan, now)
@@ -167,9 +178,12 @@ async def upsert_batch(session: AsyncSession, agency: str, records: Sequence[Any
     return BatchOutcome(results, touched, counts)
 
 
-def _validate(records: Sequence[Any], today: date) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], ReturneeIn]]]:
+def _validate(
+    records: Sequence[Any], today: date, writer: Caller
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], ReturneeIn]]]:
     """Every record's result (``rejected`` with its errors until written), and the valid ones
-    with their result. A ``source_ref`` repeated in the batch is rejected after its first."""
+    with their result. A ``source_ref`` repeated in the batch is rejected after its first; a
+    record whose origin the writer may not write for is rejected on its ``origin_district``."""
     context = {"today": today}
     results: list[dict[str, Any]] = []
     accepted: list[tuple[dict[str, Any], ReturneeIn]] = []
@@ -193,9 +207,26 @@ def _validate(records: Sequence[Any], today: date) -> tuple[list[dict[str, Any]]
                 res["errors"].insert(0, {"field": "source_ref",
                                          "message": f"duplicate of record {first} in this batch ('{ref}')"})
         if item is not None:
+            outside = _outside(writer, item)
+            if outside is not None:
+                item = None
+                res["errors"].append(outside)
+        if item is not None:
             res["warnings"] = item.warnings(today)
             accepted.append((res, item))
     return results, accepted
+
+
+def _outside(writer: Caller, item: ReturneeIn) -> dict[str, str] | None:
+    """The field error of a record filed outside where ``writer`` may write, else ``None``.
+    A record is filed under its sub-district when it gives one, else its district; the error
+    names ``origin_district``, or ``origin_subdistrict`` for a writer of one sub-district of it."""
+    origin = item.origin_subdistrict or item.origin_district
+    if access.may_write(writer, origin):
+        return None
+    within = covers(item.origin_district, access.writable_region(writer))
+    return {"field": "origin_subdistrict" if within else "origin_district",
+            "message": access.outside_message(writer, origin)}
 
 
 def _plan(accepted: list[tuple[dict[str, Any], ReturneeIn]], existing: dict[str, Any], keys: _Keys) -> _Plan:
@@ -309,46 +340,55 @@ async def notify_districts(
 # --- who may read what ------------------------------------------------------------------------
 
 
-async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> tuple[Returnee, Referral | None]:
+class ReadThroughReferral(NotFound):
+    """A 404 that says where to look: the caller reads this returnee only as the receiver of
+    an open referral, at that referral's ``/returnee`` (what the referral needs, no more)."""
+
+    slug, title = "read-through-referral", "Read this returnee through the referral"
+
+
+async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
     """The returnee ``id`` if ``caller`` may read it (:func:`api.returnees.repository.readable`),
-    or, outside that, the returnee of an open referral addressed to the caller's agency: that
-    referral is then the purpose of the read. Else :class:`NotFound` (as if absent)."""
+    else :class:`NotFound` (as if absent). The receiver of an open referral about it, outside
+    that rule, does not read the record here (its address, employer, exploitation details and
+    identifiers are not what a referral needs): its 404 is :class:`ReadThroughReferral`,
+    pointing to ``/v1/referrals/{id}/returnee``, where it reads the referral's view."""
     try:
-        return await repository.get_readable(session, caller, id), None
+        return await repository.get_readable(session, caller, id)
     except NotFound:
         referral = await referrals.open_referral_for(session, caller, id)
         if referral is None:
             raise
-    return await repository.referred(session, referral), referral
+    raise ReadThroughReferral(
+        "Your agency reads this returnee through its open referral, and only what the referral needs",
+        referral_id=str(referral.id), referral_returnee=f"/v1/referrals/{referral.id}/returnee",
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 
 def public(r: Returnee, *, pii: bool, data_key: bytes) -> dict[str, Any]:
-    """A returnee as the API shows it: NIK, passport and phone decrypted when ``pii``, masked
-    otherwise."""
+    """A returnee as the API shows it: NIK, passport and phone decrypted when ``pii``; without
+    it ``null``, with ``*_on_file`` saying whether one is held (:func:`api.core.crypto.disclose`:
+    no part of an identifier is ever shown, since the rest of the record rebuilds the rest)."""
     out: dict[str, Any] = {
         "id": r.id, "person_id": r.person_id, "source_agency": r.source_agency, "version": r.version,
         **{name: getattr(r, name) for name in PLAIN_FIELDS},
         "created_at": r.created_at, "updated_at": r.updated_at, "pii_masked": not pii,
     }
     for fname, prefix, enc_ctx, _ in PII_FIELDS:
-        enc = getattr(r, f"{prefix}_enc")
-        value = None if enc is None else crypto.decrypt(enc, context=enc_ctx, key=data_key)
-        out[fname] = value if pii or value is None else crypto.mask(value)
+        out[fname], out[f"{prefix}_on_file"] = crypto.disclose(getattr(r, f"{prefix}_enc"), pii=pii,
+                                                               context=enc_ctx, key=data_key)
     return out
 
 
 async def read(session: AsyncSession, caller: Caller, id: uuid.UUID) -> tuple[Returnee, dict[str, Any]]:
     """One visible returnee, shaped for ``caller`` and audited."""
-    r, referral = await get_readable(session, caller, id)
+    r = await get_readable(session, caller, id)
     pii = caller.has("pii:read")
-    subjects: list[tuple[str, Any]] = [("person", r.person_id)]
-    if referral is not None:
-        subjects.append(("referral", referral.id))
-    audit.record(session, "returnee.read", resource_type=RESOURCE, resource_id=r.id, subjects=subjects, pii=pii,
-                 purpose=None if referral is None else f"referral:{referral.id}")
+    audit.record(session, "returnee.read", resource_type=RESOURCE, resource_id=r.id,
+                 subjects=[("person", r.person_id)], pii=pii)
     return r, public(r, pii=pii, data_key=unit_of(session).settings.data_key_bytes)
 
 
