@@ -16,9 +16,8 @@ itself as observed, ready to paste.
 Errors must be problem+json everywhere except at ``/oauth/token`` and ``/oauth/revoke``,
 whose errors follow RFC 6749 §5.2 (API.md).
 
-The write-jurisdiction rules (issue 8, item 4) are :data:`WRITE_JURISDICTION` below, with
-their own test: the cells the service does not honour yet are ``xfail(strict=True)`` and
-marked ``PENDING``; flip them when the fix lands.
+The write-jurisdiction rules (issue 8, item 4; ``api.core.access.may_write``) are
+:data:`WRITE_JURISDICTION` below, with their own test.
 """
 
 from __future__ import annotations
@@ -426,11 +425,9 @@ async def test_matrix_row(world: World, route: str) -> None:
 # DP3A-SAMBAS (61.01) with a client holding returnees:write and notices:write (no demo client
 # has them: that is what a partner asking for them would get).
 #
-# A refusal is a 403 or 422 problem, or, for the batch (each record has its own result), the
-# record "rejected"; either way nothing is stored. PENDING: the service allows it today; the
-# fix is the write-jurisdiction rule of item 4. Remove the mark when it lands.
+# A refusal is, for the batch (each record has its own result), the record "rejected" on
+# origin_district, and for a notice a 403 problem; either way nothing is stored.
 
-PENDING = pytest.mark.xfail(strict=True, reason="issue 8 item 4: writes are not yet limited to the jurisdiction")
 DISTRICT_WRITER_SCOPES = ["returnees:write", "returnees:read", "notices:write", "notices:read"]
 
 
@@ -443,8 +440,8 @@ class WriteCase:
 
 
 WRITE_JURISDICTION = [
-    pytest.param(WriteCase("district", "push", "61.07", allowed=False), marks=PENDING, id="district-pushes-other"),
-    pytest.param(WriteCase("district", "notice", "61.07", allowed=False), marks=PENDING, id="district-notifies-other"),
+    pytest.param(WriteCase("district", "push", "61.07", allowed=False), id="district-pushes-other"),
+    pytest.param(WriteCase("district", "notice", "61.07", allowed=False), id="district-notifies-other"),
     pytest.param(WriteCase("district", "push", "61.01", allowed=True), id="district-pushes-own"),
     pytest.param(WriteCase("district", "notice", "61.01", allowed=True), id="district-notifies-own"),
     pytest.param(WriteCase("BP3MI-KALBAR", "push", "61.01", allowed=True), id="border-intake-pushes-any"),
@@ -487,8 +484,9 @@ async def test_write_jurisdiction(world: World, district_writer: str, case: Writ
             assert r.status_code == 200 and r.json()["results"][0]["status"] == "created", r.text
             assert stored == 1
         else:
-            refused_batch = r.status_code == 200 and r.json()["results"][0]["status"] == "rejected"
-            assert refused_batch or _refusal(r), r.text
+            result = r.json()["results"][0]
+            assert r.status_code == 200 and result["status"] == "rejected", r.text
+            assert [e["field"] for e in result["errors"]] == ["origin_district"], result
             assert stored == 0
         return
     returnee = await _returnee_of(world, agency, case.district)
@@ -501,9 +499,6 @@ async def test_write_jurisdiction(world: World, district_writer: str, case: Writ
         assert r.status_code == 201, r.text
         assert stored == 1
     else:
-        assert _refusal(r), r.text
+        assert r.status_code == 403 and r.headers["content-type"].startswith("application/problem+json"), r.text
+        assert r.json()["type"].endswith("outside-jurisdiction")
         assert stored == 0
-
-
-def _refusal(r: httpx.Response) -> bool:
-    return r.status_code in (403, 422) and r.headers.get("content-type", "").startswith("application/problem+json")
