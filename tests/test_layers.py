@@ -118,3 +118,43 @@ def test_routes_and_composition_may_use_the_http_layer(tmp_path: Path) -> None:
         "api/http/auth.py": "from api.http.session import SessionDep\nfrom fastapi import Depends\n",
     })
     assert violations(root) == []
+
+
+# --- one clock, one way to settings ----------------------------------------------------------
+
+SETTINGS_READERS = ("api.app", "api.main", "api.cli")
+
+
+def second_ways(root: Path) -> list[str]:
+    """Reads of the global settings outside the composition, and clocks other than
+    ``api.core.clock`` (``datetime.now``, ``utcnow()``, ``date.today``, ``time.time``)."""
+    found = []
+    for path in sorted(root.glob("api/**/*.py")):
+        me, rel = module_name(root, path), str(path.relative_to(root))
+        if me in ("api.core.clock", "api.core.settings"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), rel)):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                owner = getattr(f.value, "id", getattr(f.value, "attr", "")) if isinstance(f, ast.Attribute) else ""
+                if name == "get_settings" and not is_under(me, *SETTINGS_READERS):
+                    found.append(f"{rel}:{node.lineno}: get_settings() outside the composition")
+                if (name in ("now", "utcnow", "today") and owner in ("datetime", "date")) or name == "utcnow" \
+                        or (name == "time" and owner == "time"):
+                    found.append(f"{rel}:{node.lineno}: a clock other than api.core.clock")
+    return found
+
+
+def test_one_clock_and_injected_settings() -> None:
+    assert second_ways(ROOT) == []
+
+
+def test_a_second_clock_or_settings_read_is_caught(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "api/returnees/service.py": "from datetime import datetime\nx = datetime.now()\n",
+        "api/core/crypto.py": "from api.core.settings import get_settings\nk = get_settings().data_key\n",
+        "api/cli/__init__.py": "from api.core.settings import get_settings\ns = get_settings()\n",
+    })
+    found = sorted(second_ways(root))
+    assert len(found) == 2 and "get_settings" in found[0] and "clock" in found[1], found
