@@ -6,7 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
 from api.http import problems
 from api.agencies.routes import router as agencies_router
@@ -19,7 +20,9 @@ from api.http.denials import DenialLedger
 from api.http.middleware import RequestMiddleware
 from api.http.ratelimit import RateLimitMiddleware, make_limiter
 from api.notices.routes import router as notices_router
+from api.oauth.routes import oauth_error_reply
 from api.oauth.routes import router as oauth_router
+from api.oauth.service import OAuthError
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
 from api.returnees.routes import router as returnees_router
@@ -63,6 +66,11 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         lifespan=lifespan,
     )
     problems.install(app)
+
+    @app.exception_handler(OAuthError)
+    async def _oauth_error(_request: Request, exc: OAuthError) -> Response:
+        return oauth_error_reply(exc)  # RFC 6749 §5.2 at the token endpoints, not problem+json
+
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
                    referrals_router, stats_router, events_router):
         app.include_router(router)

@@ -178,6 +178,26 @@ async def test_a_flood_of_bad_tokens_makes_a_bounded_number_of_entries_and_a_sum
                 assert r.status_code == 200 and r.json()["ok"] is True, r.text
 
 
+async def test_a_flood_of_wrong_client_secrets_is_summarised_too(database_url, auditor):
+    """The token endpoint is the one every anonymous caller can reach: its refusals (a wrong
+    secret, an unknown client) are summarised per source, claimed client and minute like those
+    of bad bearer tokens, and the reply stays RFC 6749's."""
+    before = len(chain(database_url))
+    wrong = {"grant_type": "client_credentials", "client_id": auditor.client_id, "client_secret": "wrong"}
+    with clock.frozen(T0):
+        async with app_with(database_url) as app, http(app, "10.7.7.7") as c:
+            for _ in range(40):
+                r = await c.post("/oauth/token", data=wrong)
+                assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+                assert r.headers["www-authenticate"].startswith("Bearer")
+            added = chain(database_url)[before:]
+            assert [(e["action"], e["outcome"]) for e in added] == [("token.issue", "denied")]  # the first only
+            assert added[0]["body"]["detail"]["reason"] == "invalid_client"
+    added = chain(database_url)[before:]
+    summary = [e["body"]["detail"] for e in added if e["action"] == "auth.denied.summary"]
+    assert len(added) == 2 and summary[0]["count"] == 40 and summary[0]["ip"] == "10.7.7.7"
+
+
 async def test_the_open_minutes_are_summarised_when_the_server_stops(database_url):
     before = len(chain(database_url))
     with clock.frozen(T0):

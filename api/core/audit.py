@@ -325,11 +325,16 @@ async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, 
         resource_id=rid if text_rules.is_identifier(rid, _WIDTHS["resource_id"]) else None,
         detail=detail,
     )
-    # What the request had recorded before it failed names the resources it was about.
+    # What the request had recorded before it failed names the resources it was about, and a
+    # refusal it had recorded (a wrong client secret, a scope not granted) stays a refusal.
     for earlier in ctx.audit:
         rec.resource_type = rec.resource_type or earlier.resource_type
         rec.resource_id = rec.resource_id or earlier.resource_id
         rec.subjects.extend(s for s in earlier.subjects if s not in rec.subjects)
+        if earlier.outcome == Outcome.denied:  # its reasons too (bounded when the entry is built)
+            rec.outcome = Outcome.denied
+            for key, value in earlier.detail.items():
+                detail.setdefault(key, value)
     ctx.audited = True
     # Not a unit: what the failed request had queued (its entries, its events) must not be
     # written, only this one entry, appended explicitly.

@@ -23,10 +23,11 @@ router = APIRouter(tags=["oauth"])
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def _oauth_error(err: OAuthError, basic: bool) -> JSONResponse:
+def oauth_error_reply(err: OAuthError) -> JSONResponse:
+    """An RFC 6749 §5.2 error reply (the application's handler for :class:`OAuthError`)."""
     headers = dict(_NO_STORE)
     if err.status == 401:
-        headers["WWW-Authenticate"] = 'Basic realm="sinergi"' if basic else 'Bearer realm="sinergi"'
+        headers["WWW-Authenticate"] = 'Basic realm="sinergi"' if err.basic else 'Bearer realm="sinergi"'
     return JSONResponse({"error": err.error, "error_description": err.description}, err.status, headers)
 
 
@@ -73,7 +74,11 @@ async def token(request: Request, session: SessionDep, svc: ServicesDep) -> JSON
         client, agency = await service.authenticate_client(session, client_id, secret)
         body = await service.issue_token(session, svc.keys, svc.settings, client, agency, form.get("scope"))
     except OAuthError as err:
-        return _oauth_error(err, basic)
+        # Raised, not returned: the request's unit rolls back and the refusal is recorded as
+        # every failed request is (api.http.session), so a flood of wrong secrets is summarised
+        # per source and minute instead of taking the chain head once per attempt.
+        err.basic = basic
+        raise
     return JSONResponse(body, headers=_NO_STORE)
 
 
@@ -90,7 +95,11 @@ async def revoke(request: Request, session: SessionDep, svc: ServicesDep) -> JSO
             raise OAuthError("invalid_request", "token is required")
         await service.revoke_token(session, svc.keys, svc.settings, client, token)
     except OAuthError as err:
-        return _oauth_error(err, basic)
+        # Raised, not returned: the request's unit rolls back and the refusal is recorded as
+        # every failed request is (api.http.session), so a flood of wrong secrets is summarised
+        # per source and minute instead of taking the chain head once per attempt.
+        err.basic = basic
+        raise
     return JSONResponse({}, headers=_NO_STORE)
 
 

@@ -22,6 +22,7 @@ class OAuthError(Exception):
     def __init__(self, error: str, description: str, status: int = 400) -> None:
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
+        self.basic = False  # whether the client authenticated with HTTP Basic (the reply's challenge)
 
 
 async def authenticate_client(
