@@ -31,6 +31,14 @@ def _run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     return asyncio.run(main())
 
 
+def _errors(exc: ValidationError) -> str:
+    """The API's ``{field, message}`` list (one converter: api.core.errors) as one line."""
+    from api.core.errors import validation_errors
+
+    return "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"]
+                     for e in validation_errors(list(exc.errors())))
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -132,7 +140,7 @@ def agency_add(code: str, name: str, jurisdiction: str, kind: str) -> None:
     try:
         data = AgencyCreate(code=code, name=name, jurisdiction=jurisdiction, kind=kind)
     except ValidationError as exc:
-        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        _fail(_errors(exc))
 
     async def go(db: Any) -> Any:
         async with operator_unit(db) as session:
@@ -163,7 +171,7 @@ def client_create(agency_code: str, scopes: str, name: str) -> None:
     try:
         data = ClientCreate(scopes=scopes, name=name)
     except ValidationError as exc:
-        _fail("; ".join(e["msg"] for e in exc.errors()))
+        _fail(_errors(exc))
 
     async def go(db: Any) -> Any:
         async with operator_unit(db) as session:
