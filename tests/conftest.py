@@ -32,9 +32,9 @@ from api.agencies import service as agencies  # noqa: E402
 from api.agencies.schemas import AgencyCreate, ClientCreate  # noqa: E402
 from api.app import create_app  # noqa: E402
 from api.core.db import Database, sync_url  # noqa: E402
-from api.core.unit import operator_unit  # noqa: E402
 from api.core.migrate import upgrade  # noqa: E402
 from api.core.settings import Settings  # noqa: E402
+from api.core.unit import operator_unit  # noqa: E402
 from models import AgencyKind  # noqa: E402
 from tests.reply_shapes import CheckReplies  # noqa: E402
 

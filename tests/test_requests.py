@@ -3,14 +3,13 @@ and one transaction that either commits before the reply or leaves only its fail
 
 from __future__ import annotations
 
-
 import pytest
 import sqlalchemy as sa
 from fastapi import HTTPException
 
 from api.core import audit
-from api.http.session import SessionDep
 from api.core.errors import Conflict
+from api.http.session import SessionDep
 from models import Agency, AgencyKind, AuditEvent
 from tests.conftest import assert_problem
 

@@ -331,6 +331,5 @@ async def test_oauth_errors_follow_rfc_6749(client, auditor):
                           headers={"Authorization": "Basic !!!"})
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
     assert r.headers["www-authenticate"].startswith("Basic")
-    for r in (r,):
-        assert set(r.json()) == {"error", "error_description"}
-        assert r.headers["cache-control"] == "no-store"
+    assert set(r.json()) == {"error", "error_description"}
+    assert r.headers["cache-control"] == "no-store"

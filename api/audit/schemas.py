@@ -28,7 +28,7 @@ class AuditEventPublic(BaseModel):
     prev_hash: str
 
     @classmethod
-    def of(cls, e: AuditEvent) -> "AuditEventPublic":
+    def of(cls, e: AuditEvent) -> AuditEventPublic:
         # What is shown is the hashed content itself, so what verify checks is what is read.
         doc = orjson.loads(e.body)
         return cls(

@@ -13,11 +13,10 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import crypto
-from api.core import audit
+from api.core import audit, crypto
 from api.core.db import Database
-from api.core.unit import operator_unit
 from api.core.settings import get_settings
+from api.core.unit import operator_unit
 from models import Agency, AgencyKind, ApiClient
 
 AGENCIES: list[dict[str, Any]] = [

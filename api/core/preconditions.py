@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core.sql import rowcount, table_of
 from api.core.errors import PreconditionFailed, PreconditionRequired
+from api.core.sql import rowcount, table_of
 
 
 def etag(version: int) -> str:

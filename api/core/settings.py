@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         return tuple(ipaddress.ip_network(v) for v in self.trusted_proxies)
 
     @model_validator(mode="after")
-    def _no_insecure_defaults(self) -> "Settings":
+    def _no_insecure_defaults(self) -> Settings:
         if self.mode != "development":
             missing = [n for n in ("data_key", "index_key") if not getattr(self, n)]
             if missing:

@@ -309,10 +309,10 @@ def _table(group_by: list[str], threshold: int, base: int, cells: Sequence[tuple
                   key=lambda t: tuple((v is None, str(v)) for v in t[0]))
     rows = []
     for k, cell in data:
-        row: dict[str, Any] = {name: str(v) if v is not None else None for name, v in zip(group_by, k)}
+        row: dict[str, Any] = {name: str(v) if v is not None else None for name, v in zip(group_by, k, strict=True)}
         count = publish(cell.n, cell.key, base, threshold)
         row["count"] = count
-        for name, (n, key) in zip(extra, cell.extra):
+        for name, (n, key) in zip(extra, cell.extra, strict=True):
             value = None if count is None else publish(n, key, base, threshold)
             row[name] = None if value is None or count is None else min(value, count)
         row["suppressed"] = count is None

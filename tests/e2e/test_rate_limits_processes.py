@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from models import AgencyKind
 from tests.e2e.test_two_processes import postgresql_only, server  # noqa: F401 (the fixture)
