@@ -10,7 +10,7 @@ export SINERGI_DATABASE_URL ?= sqlite+aiosqlite:///./sinergi.db
 # SINERGI_MODE the service runs in production mode and refuses to start without real keys.
 export SINERGI_MODE ?= development
 
-.PHONY: run test install migrate demo bench clean
+.PHONY: run test install migrate demo bench soak faults clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,18 @@ test: install
 
 bench: install
 	$(BIN)/python -m bench
+
+## The mixed workload on 2 server processes and one PostgreSQL (SINERGI_BENCH_POSTGRES, default
+## the local `test` server; a scratch database is made and dropped), then the consistency checks.
+SOAK_SECONDS ?= 60
+soak: install
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
+
+## The same workload through a TCP proxy that refuses, blackholes, freezes and cuts COMMIT
+## replies, and with kill -9 of a server mid-batch; the checks after each (bench/README.md).
+FAULTS_PHASES ?= refuse,blackhole,freeze,cut,kill
+faults: install
+	$(BIN)/python -m bench.faults --phases $(FAULTS_PHASES)
 
 clean:
 	rm -rf $(VENV) sinergi.db sinergi.db-* demo-credentials.json
