@@ -198,9 +198,9 @@ async def fault_phase(load: Load, proxy: ProxyControl, name: str, mode: str, sec
 
     async def controller() -> None:
         await asyncio.sleep(o.pre)
+        await proxy.cmd(f"mode {mode}")
         marks["start"] = time.monotonic()
         probing = asyncio.ensure_future(_probe_ready(load, probes, stop_probes, o.max_wait))
-        got = await proxy.cmd(f"mode {mode}")
         await asyncio.sleep(seconds)
         stats = await proxy.cmd("mode pass")
         marks["end"] = time.monotonic()
@@ -222,7 +222,6 @@ async def fault_phase(load: Load, proxy: ProxyControl, name: str, mode: str, sec
         stop_probes.set()
         await probing
         await asyncio.sleep(o.post)
-        del got
 
     res.seconds = await load.run(0, controller())
     res.samples = load.samples[first:]
