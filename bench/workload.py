@@ -790,8 +790,9 @@ def check(load: Load, conninfo: str, *, no_5xx: bool = True, feed_key: str = "61
       included), ``If-Match`` lets one of two concurrent moves win at most;
     * ``outcome``: what a client was told failed, or changed nothing, left nothing; what it was
       told succeeded is there;
-    * ``audit``: no request recorded both as allowed and as failed; a failure recorded with the
-      status the client was answered; every answered ``/v1`` call (2xx, 4xx) audited.
+    * ``audit``: no request recorded both as allowed and as failed; ``audit-status``: a failure
+      recorded with the status the client was answered; ``audit-lost``: every answered ``/v1``
+      call (2xx, 4xx) audited.
     """
     out = list(load.findings)
     add = lambda check_, msg: out.append(Finding(check_, msg))  # noqa: E731
@@ -1037,7 +1038,7 @@ def check(load: Load, conninfo: str, *, no_5xx: bool = True, feed_key: str = "61
         add("audit-status", f"{len(wrong_status)} failed calls are recorded with another status than they were answered "
                      f"with, e.g. {Counter(wrong_status).most_common(2)}")
     if unaudited:
-        add("audit", f"{len(unaudited)} answered calls have no audit entry, e.g. {Counter(unaudited).most_common(3)}")
+        add("audit-lost", f"{len(unaudited)} answered calls have no audit entry, e.g. {Counter(unaudited).most_common(3)}")
     return out
 
 
