@@ -10,7 +10,7 @@ export SINERGI_DATABASE_URL ?= sqlite+aiosqlite:///./sinergi.db
 # SINERGI_MODE the service runs in production mode and refuses to start without real keys.
 export SINERGI_MODE ?= development
 
-.PHONY: run test fuzz install migrate demo bench clean
+.PHONY: run test lint fuzz install migrate demo bench soak faults clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,14 @@ demo: migrate
 run: demo
 	$(BIN)/sinergi serve --host $(HOST) --port $(PORT)
 
-## The whole suite, on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`).
-test: install
+## ruff, mypy, then the whole suite on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`).
+test: lint
 	$(BIN)/pytest
+
+## The linters the suite starts with: ruff (pyflakes, bugbear, import order) and mypy.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## Schema fuzzing at length (the suite runs a few derandomised examples per operation):
 ## FUZZ_EXAMPLES per operation, seeded at random; FUZZ_SEED=n replays a run.
@@ -44,6 +49,18 @@ fuzz: install
 
 bench: install
 	$(BIN)/python -m bench
+
+## The mixed workload on 2 server processes and one PostgreSQL (SINERGI_BENCH_POSTGRES, default
+## the local `test` server; a scratch database is made and dropped), then the consistency checks.
+SOAK_SECONDS ?= 60
+soak: install
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS)
+
+## The same workload through a TCP proxy that refuses, blackholes, freezes and cuts COMMIT
+## replies, and with kill -9 of a server mid-batch; the checks after each (bench/README.md).
+FAULTS_PHASES ?= refuse,blackhole,freeze,cut,kill
+faults: install
+	$(BIN)/python -m bench.faults --phases $(FAULTS_PHASES)
 
 clean:
 	rm -rf $(VENV) sinergi.db sinergi.db-* demo-credentials.json

@@ -159,6 +159,53 @@ def bench_verify(url: str, conninfo: str, n: int, repeat: int = 3) -> tuple[floa
     return n / min(base), n / min(ours), n / min(text)
 
 
+def sinergi_verify_from_checkpoint(url: str, tail: int) -> tuple[float, int, float, int]:
+    """Verification from a signed checkpoint ``tail`` entries before the head: the service's
+    signing key signs ``(seq, hash)`` of that entry, :func:`api.core.audit.read_checkpoint`
+    reads it back, and :func:`api.core.audit.verify` walks with it. Returns (seconds, entries
+    checked) from the checkpoint, and (seconds, entries checked) of a whole walk, best of three
+    each; the entries after the checkpoint are ``tail`` (plus the ``keys.create`` entry
+    appended when the signing key is made)."""
+    from api.core import clock, tokens
+    from api.core.audit import read_checkpoint, verify
+    from api.core.db import Database
+    from api.core.keys import KeyStore, ensure_active_key
+    from api.core.settings import Settings
+
+    async def run() -> tuple[float, int, float, int]:
+        settings = Settings(database_url=url, mode="development")
+        db = Database(settings)
+        try:
+            await ensure_active_key(db)  # appends keys.create to the chain
+            keys = KeyStore(db, settings.access_token_ttl)
+            await keys.load()
+            async with db.read() as conn:
+                head = (await conn.exec_driver_sql(f"SELECT seq FROM audit_head WHERE chain = '{CHAIN}'")).scalar()
+                at = head - tail
+                digest = (await conn.exec_driver_sql(
+                    f"SELECT hash FROM audit_event WHERE chain = '{CHAIN}' AND seq = {at}")).scalar()
+            kid, pem = await keys.signing_key()
+            signed = tokens.sign_checkpoint(private_pem=pem, kid=kid, issuer=settings.issuer, chain=CHAIN, seq=at,
+                                            hash=digest, now=clock.now())
+            best_cp, best_all = (float("inf"), 0), (float("inf"), 0)
+            for _ in range(3):
+                started = time.perf_counter()
+                cp = await read_checkpoint(keys, settings.issuer, signed)
+                result = await verify(db, CHAIN, (cp.seq, cp.hash))
+                elapsed = time.perf_counter() - started
+                if not result.ok:
+                    raise SystemExit(f"the bench chain did not verify from its checkpoint: {result}")
+                best_cp = min(best_cp, (elapsed, result.checked))
+                started = time.perf_counter()
+                whole = await verify(db, CHAIN)
+                best_all = min(best_all, (time.perf_counter() - started, whole.checked))
+            return best_cp[0], best_cp[1], best_all[0], best_all[1]
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
 # --- statistics --------------------------------------------------------------------------------
 
 # Kalimantan Barat's districts and cities
@@ -250,8 +297,8 @@ async def _make_stats_client(url: str) -> tuple[str, str]:
     from api.agencies import service as agencies
     from api.agencies.schemas import AgencyCreate, ClientCreate
     from api.core.db import Database
-    from api.core.unit import operator_unit
     from api.core.settings import Settings
+    from api.core.unit import operator_unit
     from models import AgencyKind
 
     db = Database(Settings(database_url=url))
@@ -291,8 +338,10 @@ def sinergi_stats(url: str, n: int, repeat: int) -> float:
                     elapsed = time.perf_counter() - started
                     resp.raise_for_status()
                     out = resp.json()
-                    if out["total"] != n:
-                        raise SystemExit(f"unexpected total {out['total']}")
+                    # the total is a cell like any other: rounded (to a multiple of 5) by the
+                    # protection against differencing, so it may differ from n by up to 4
+                    if out["total"] is None or abs(out["total"] - n) > 4:
+                        raise SystemExit(f"unexpected total {out['total']} (expected {n}, within 4)")
                     if i:
                         best = min(best, elapsed)
                 return best
