@@ -92,6 +92,23 @@ async def test_referrals_sync_by_changes(client, world):
     assert [i["id"] for i in r.json()["items"]] == [ids[0]]
 
 
+async def test_notices_sync_by_changes(client, make_party, db):
+    from tests.returnee_rows import insert_returnees
+    from tests.test_notices import _create, _parties
+
+    bp3mi, bengkayang, _ = await _parties(make_party)
+    ids = await insert_returnees(db, "BP3MI-KALBAR", "61.07", 2)
+    made = [(await _create(client, bp3mi, "61.07", [i])).json()["id"] for i in ids]
+    h = await bengkayang.headers()
+    page = (await client.get("/v1/notices", params={"sort": "changes"}, headers=h)).json()
+    assert [n["id"] for n in page["items"]] == made  # oldest change first (the default is newest first)
+    ack = await client.post(f"/v1/notices/{made[0]}/acknowledge", headers=await bengkayang.headers(**{"If-Match": '"1"'}))
+    assert ack.status_code == 200, ack.text
+    later = (await client.get("/v1/notices", params={"sort": "changes", "cursor": page["next_cursor"]},
+                              headers=h)).json()
+    assert [n["id"] for n in later["items"]] == [made[0]] and later["items"][0]["acknowledged_at"]
+
+
 async def test_a_transaction_that_began_first_and_committed_last_is_not_missed(backend, database_url, client,
                                                                                make_party):
     """Two overlapping batches on PostgreSQL: A begins first (its clock is read), waits on a row

@@ -4,7 +4,7 @@ Revision ID: 0008
 Revises: 0006
 Create Date: 2026-12-01 11:00:00
 
-A commit-ordered position of each returnee's and referral's last change (``change_pos``), from
+A commit-ordered position of each returnee's, referral's and notice's last change (``change_pos``), from
 a head row per list (``change_head``) that the unit of work advances just before it commits:
 the sync order of the lists (``sort=changes``). ``updated_at`` is the clock at the start of the
 writing transaction, so a batch that commits later can carry an earlier time; a partner syncing
@@ -24,7 +24,7 @@ down_revision: Union[str, None] = '0006'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-_TABLES = ("returnee", "referral")
+_TABLES = ("returnee", "referral", "notice")
 
 
 def upgrade() -> None:
