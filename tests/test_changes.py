@@ -16,16 +16,19 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.app import create_app
 from api.core.db import normalise_url
 from api.core.settings import Settings
 from models import Returnee
+from tests import test_referrals
 from tests.conftest import assert_problem
-from tests.test_referrals import create, move, world  # noqa: F401  (world: a fixture)
+from tests.test_referrals import create, move
 from tests.test_returnees import bp3mi, push, rec
+
+world = test_referrals.world  # the referral tests' parties, as a fixture here too
 
 
 async def _sync(client, headers, cursor: str | None, **params: Any) -> tuple[list[dict[str, Any]], str]:

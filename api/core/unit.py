@@ -105,9 +105,7 @@ class Unit:
 
     async def commit(self) -> None:
         """Write the unit's events and audit entries, then commit."""
-        from api.core import audit, outbox  # they use this module's unit_of
-
-        from api.core import changes
+        from api.core import audit, changes, outbox  # they use this module's unit_of
 
         session, ctx = self.session, self.ctx
         await session.flush()

@@ -19,7 +19,15 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from api.core.errors import PROBLEM_JSON, TYPE_BASE, Busy, Problem, ServiceUnavailable, ValidationFailed, validation_errors
+from api.core.errors import (
+    PROBLEM_JSON,
+    TYPE_BASE,
+    Busy,
+    Problem,
+    ServiceUnavailable,
+    ValidationFailed,
+    validation_errors,
+)
 
 log = logging.getLogger("sinergi.errors")
 
