@@ -3,7 +3,7 @@
 from models.agency import OVERSIGHT_KINDS, Agency, AgencyKind, ApiClient
 from models.audit import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
 from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
-from models.event import Event, EventHead
+from models.event import ChangeHead, Event, EventHead
 from models.idempotency import IdempotencyRecord
 from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee
 from models.referral import (
@@ -36,6 +36,7 @@ __all__ = [
     "OPEN_STATUSES",
     "GENESIS_HASH",
     "Agency",
+    "ChangeHead",
     "AgencyKind",
     "ApiClient",
     "AuditEvent",

@@ -20,6 +20,16 @@ class EventHead(SQLModel, table=True):
     pos: int = Field(default=0, sa_type=sa.BigInteger)
 
 
+class ChangeHead(SQLModel, table=True):
+    """Change-position counter of one list (``returnee``, ``referral``): the unit of work
+    advances it just before commit, so change positions are in commit order (api/core/changes.py)."""
+
+    __tablename__ = "change_head"
+
+    key: str = Field(primary_key=True, max_length=16)
+    pos: int = Field(default=0, sa_type=sa.BigInteger)
+
+
 class Event(SQLModel, table=True):
     __tablename__ = "event"
 

@@ -30,6 +30,7 @@ class Notice(SQLModel, table=True):
     __table_args__ = (
         # the district's inbox, newest first (keyset pagination on created_at, id)
         sa.Index("ix_notice_district_created", "district", "created_at", "id"),
+        sa.Index("ix_notice_change_pos", "change_pos", unique=True),  # the sync order (sort=changes)
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -44,6 +45,8 @@ class Notice(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     acknowledged_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     acknowledged_by: str | None = Field(default=None, foreign_key="agency.code", max_length=64)
+    # Position of the notice's last change in commit order (api/core/changes.py).
+    change_pos: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class NoticeReturnee(SQLModel, table=True):

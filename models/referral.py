@@ -86,6 +86,7 @@ class Referral(SQLModel, table=True):
         sa.Index("ix_referral_to_agency_status", "to_agency", "status"),
         sa.Index("ix_referral_from_agency_status", "from_agency", "status"),
         sa.Index("ix_referral_status_due_at", "status", "due_at"),
+        sa.Index("ix_referral_change_pos", "change_pos", unique=True),  # the sync order (sort=changes)
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -124,6 +125,8 @@ class Referral(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False, index=True))
     closed_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # Position of the referral's last change in commit order (api/core/changes.py).
+    change_pos: int | None = Field(default=None, sa_type=sa.BigInteger)
 
     @property
     def region(self) -> str:

@@ -137,6 +137,7 @@ class Returnee(ReturneeBase, table=True):
         sa.UniqueConstraint("source_agency", "source_ref"),
         sa.Index("ix_returnee_district_date", "origin_district", "return_date"),
         sa.Index("ix_returnee_updated_at_id", "updated_at", "id"),  # keyset order of the list
+        sa.Index("ix_returnee_change_pos", "change_pos", unique=True),  # the sync order (sort=changes)
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -156,3 +157,6 @@ class Returnee(ReturneeBase, table=True):
 
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
+    # Position of the record's last change in commit order, set by the unit of work as it commits
+    # (api/core/changes.py); NULL only inside the writing transaction.
+    change_pos: int | None = Field(default=None, sa_type=sa.BigInteger)

@@ -50,3 +50,31 @@ def test_downgrade_to_base_and_up_again(tmp_path):
         triggers = {r[0] for r in conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))}
     eng.dispose()
     assert triggers == {"audit_event_no_update", "audit_event_no_delete"}
+
+
+def test_change_positions_are_backfilled_in_updated_at_order(tmp_path):
+    """0008 numbers the records already stored by ``updated_at``, and the list heads start after them."""
+    from alembic import command
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'backfill.db'}"
+    command.upgrade(alembic_config(url), "0006")
+    eng = sa.create_engine(sync_url(url))
+    with eng.begin() as conn:
+        conn.execute(sa.text("INSERT INTO agency (code, name, kind, jurisdiction, created_at) "
+                             "VALUES ('BP3MI-KALBAR', 'BP3MI', 'other', '61', '2025-01-01 00:00:00')"))
+        for n, at in enumerate(["2025-03-02 00:00:00", "2025-03-01 00:00:00", "2025-03-03 00:00:00"]):
+            pid, rid = f"{n:032x}", f"{n + 100:032x}"
+            conn.execute(sa.text("INSERT INTO person (id, created_at) VALUES (:p, :at)"), {"p": pid, "at": at})
+            conn.execute(sa.text(
+                "INSERT INTO returnee (id, source_agency, person_id, version, content_hash, source_ref, full_name, sex, "
+                "origin_district, returned_from_country, return_type, return_date, trafficking_status, "
+                "control_methods, exploitation_types, created_at, updated_at) VALUES (:r, 'BP3MI-KALBAR', :p, 1, 'x', "
+                ":ref, 'Siti', 'F', '61.07', 'MY', 'deported', '2025-03-01', 'unknown', '[]', '[]', :at, :at)"),
+                {"r": rid, "p": pid, "ref": f"R-{n}", "at": at})
+    upgrade(url)
+    with eng.connect() as conn:
+        order = conn.execute(sa.text("SELECT source_ref FROM returnee ORDER BY change_pos")).scalars().all()
+        heads = dict(conn.execute(sa.text("SELECT key, pos FROM change_head")).all())
+    eng.dispose()
+    assert order == ["R-1", "R-0", "R-2"]
+    assert heads == {"returnee": 3, "referral": 0, "notice": 0}

@@ -1,6 +1,7 @@
 """Database engine and sessions.
 
-SQLite (the embedded default) runs every transaction as ``BEGIN IMMEDIATE``: every request
+SQLite (the embedded default) runs every writing transaction as ``BEGIN IMMEDIATE`` (a
+request that only reads begins deferred and writes its audit entry apart: api/core/unit.py): every request
 writes at least its audit event, so taking the write lock up front avoids the
 ``SQLITE_BUSY`` that upgrading a read transaction would hit (``SQLITE_BUSY_SNAPSHOT``: a
 deferred transaction that has read cannot start writing once another connection has committed
@@ -66,8 +67,9 @@ def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
     url = normalise_url(settings.database_url)
     kw.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kw)
-        _sqlite_setup(engine)
+        busy = settings.sqlite_busy_timeout
+        engine = create_async_engine(url, connect_args={"timeout": busy}, **kw)
+        _sqlite_setup(engine, int(busy * 1000))
     else:
         kw.setdefault("pool_size", settings.db_pool_size)
         kw.setdefault("max_overflow", 0)
@@ -105,7 +107,7 @@ def _redact_driver_message(context: ExceptionContext) -> None:
                 pass
 
 
-def _sqlite_setup(engine: AsyncEngine) -> None:
+def _sqlite_setup(engine: AsyncEngine, busy_ms: int = 30000) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
@@ -113,7 +115,7 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")

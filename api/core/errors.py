@@ -100,6 +100,13 @@ class ServiceUnavailable(Problem):
     status, slug, title = 503, "unavailable", "Service unavailable"
 
 
+class Busy(ServiceUnavailable):
+    """The database is up but another transaction held the lock we needed past the wait bound
+    (SQLite's busy timeout): contention, not an outage."""
+
+    slug, title = "busy", "The database is busy"
+
+
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "items", 3, "nik")`` -> ``items.3.nik`` (the request part is dropped)."""
     parts = list(loc)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     mode: Literal["development", "production"] = "production"
     database_url: str = "sqlite+aiosqlite:///./sinergi.db"
     db_pool_size: int = 20
+    # SQLite: how long a transaction waits for the write lock another holds before the request
+    # answers 503 /problems/busy (contention, not an outage).
+    sqlite_busy_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
     issuer: str = "http://127.0.0.1:8000"
     audience: str = "sinergi"
     access_token_ttl: int = Field(default=900, ge=60, le=86_400, description="seconds")

@@ -4,8 +4,24 @@ Every write of the service, and every audited read, happens inside a unit. A uni
 session; services reach it through :func:`unit_of` (``unit_of(session).audit(...)``, or the
 shorthands :func:`api.core.audit.record` and :func:`api.core.outbox.emit`), and :meth:`Unit.commit`
 writes what it recorded in the same transaction just before committing: the audit subjects
-first (no lock needed), then the events (the feed's head), then the audit chain (its head), so
+first (no lock needed), then the change positions of the rows it changed (the lists' heads,
+:mod:`api.core.changes`), then the events (the feed's head), then the audit chain (its head), so
 two units never deadlock and the heads' row locks are held as briefly as possible.
+
+Reading on SQLite. SQLite has one write lock for the whole database; a transaction that takes it
+up front (``BEGIN IMMEDIATE``, :mod:`api.core.db`) makes every reader queue behind every writer.
+A unit opened for a request that should only read (:meth:`Unit.reading`: the HTTP layer calls
+it for GET and HEAD) therefore begins with a plain deferred ``BEGIN``: in WAL mode it takes no
+lock and waits for no writer. Such a request still writes its audit entry, and a deferred
+transaction that has read cannot start writing once another connection has committed since
+(``SQLITE_BUSY_SNAPSHOT``, which no busy timeout cures). So at commit, if the read transaction
+wrote nothing (SQLite's own change counter says so), the unit ends it and writes its audit
+entries and events in a short write transaction of its own (``BEGIN IMMEDIATE``): nothing of the
+request is split, since the first transaction changed nothing, and a request that fails still
+writes nothing but its failure entry. If it did write (a GET that writes is unusual, but
+allowed), it commits as one transaction as before, its first write having taken the lock.
+Writing requests keep ``BEGIN IMMEDIATE`` from the start: their reads and writes stay one
+atomic transaction. PostgreSQL needs none of this (readers never wait for writers there).
 
 A session that was not opened as a unit has no context: :func:`unit_of` raises instead of
 inventing one, so an audit entry can never be lost silently. The HTTP layer opens a unit per
@@ -15,15 +31,18 @@ request (:mod:`api.http.session`); the command line and the demo loader open the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.context import AuditRecord, PendingEvent, RequestContext
 from api.core.db import Database
 from api.core.settings import Settings
+from api.core.sql import dialect_of
 from models import Outcome
 
 _KEY = "sinergi.unit"
@@ -36,13 +55,29 @@ class NoUnit(RuntimeError):
 class Unit:
     """One transaction with its audit entries and events."""
 
-    __slots__ = ("session", "ctx", "settings")
+    __slots__ = ("session", "ctx", "settings", "changes", "_read_changes")
 
     def __init__(self, session: AsyncSession, ctx: RequestContext, settings: Settings) -> None:
         self.session = session
         self.ctx = ctx
         self.settings = settings  # the service's settings, as the application was made with them
+        self.changes: dict[str, tuple[sa.Table, set[uuid.UUID]]] = {}  # rows changed (api.core.changes)
+        self._read_changes: int | None = None  # SQLite's change count when a read transaction began
         session.info[_KEY] = self
+
+    async def reading(self) -> None:
+        """Begin the unit's transaction as a read transaction on SQLite (no write lock; see the
+        module's docstring); on PostgreSQL nothing changes. Call it before the first statement."""
+        if dialect_of(self.session) != "sqlite" or self.session.in_transaction():
+            return
+        conn = await self.session.connection(execution_options={"sinergi_readonly": True})
+        self._read_changes = await _sqlite_changes(conn)
+
+    def changed(self, table: sa.Table, ids: Iterable[uuid.UUID]) -> None:
+        """Note rows of a synced list's table (``returnee``, ``referral``: a ``change_pos``
+        column) that this unit created or changed: they get their change positions when it
+        commits (:mod:`api.core.changes`)."""
+        self.changes.setdefault(table.name, (table, set()))[1].update(ids)
 
     def audit(
         self,
@@ -70,16 +105,30 @@ class Unit:
 
     async def commit(self) -> None:
         """Write the unit's events and audit entries, then commit."""
-        from api.core import audit, outbox  # they use this module's unit_of
+        from api.core import audit, changes, outbox  # they use this module's unit_of
 
         session, ctx = self.session, self.ctx
         await session.flush()
+        if self._read_changes is not None:
+            read_only = session.in_transaction() and await _sqlite_changes(await session.connection()) == self._read_changes
+            self._read_changes = None
+            if read_only:  # end the read transaction; what follows begins a short write one
+                await session.commit()
         default_chain = self.settings.audit_chain
         staged = await audit.stage(session, ctx, ctx.audit, default_chain)  # audit subjects: no lock needed
+        if self.changes:
+            await changes.flush(session, self.changes)
+            self.changes.clear()
         await outbox.flush(session, ctx, default_chain)
         await audit.append_staged(session, staged)
         ctx.audit.clear()
         await session.commit()
+
+
+async def _sqlite_changes(conn: Any) -> int:
+    """The rows the SQLite connection under ``conn`` has changed since it was opened."""
+    raw = await conn.get_raw_connection()
+    return int(raw.driver_connection.total_changes)
 
 
 def unit_of(session: AsyncSession) -> Unit:

@@ -9,6 +9,7 @@ request id), never to the caller.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 import orjson
@@ -18,7 +19,15 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from api.core.errors import PROBLEM_JSON, TYPE_BASE, Problem, ServiceUnavailable, ValidationFailed, validation_errors
+from api.core.errors import (
+    PROBLEM_JSON,
+    TYPE_BASE,
+    Busy,
+    Problem,
+    ServiceUnavailable,
+    ValidationFailed,
+    validation_errors,
+)
 
 log = logging.getLogger("sinergi.errors")
 
@@ -72,6 +81,10 @@ def install(app: FastAPI) -> None:
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
         # The database is down or out of connections: nothing was written (the transaction did
         # not commit), so the caller can safely retry.
+        if _lock_contention(exc):  # SQLite: up, but the write lock was held past the busy timeout
+            log.warning("database busy", extra={"path": request.url.path})
+            b = Busy("The database is busy; nothing was changed, retry shortly")
+            return problem_response(b.body(request.url.path), {"Retry-After": "1"})
         log.warning("database unavailable: %s", type(exc).__name__, extra={"path": request.url.path})
         p = ServiceUnavailable("The database is not reachable right now; nothing was changed, retry shortly")
         return problem_response(p.body(request.url.path), {"Retry-After": "5"})
@@ -92,3 +105,15 @@ def install(app: FastAPI) -> None:
             request.url.path
         )
         return problem_response(body)
+
+
+def _lock_contention(exc: Exception) -> bool:
+    """SQLite's ``database is locked`` (``SQLITE_BUSY``, or its snapshot variant): another
+    connection held the lock past the busy timeout."""
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, sqlite3.OperationalError) and (
+        getattr(orig, "sqlite_errorcode", None) in _SQLITE_BUSY or "database is locked" in str(orig)
+    )
+
+
+_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, 517}  # 517: SQLITE_BUSY_SNAPSHOT

@@ -67,6 +67,8 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     async with svc.db.sessionmaker() as session:
         unit = Unit(session, ctx, svc.settings)
         try:
+            if request.method in ("GET", "HEAD"):
+                await unit.reading()  # SQLite: no write lock for the reads (api.core.unit)
             await inputs.screen_form(request)  # the token endpoints' forms (other input: auth.require_scope)
             yield session
         except BaseException as exc:

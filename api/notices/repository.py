@@ -22,6 +22,7 @@ from api.core import pagination, preconditions
 from api.core.access import in_jurisdiction, visible_or_404
 from api.core.context import Caller
 from api.core.pagination import Position, Slice
+from api.core.unit import unit_of
 from models import Notice, NoticeFollowUp, NoticeReturnee
 
 _TABLE: sa.Table = Notice.__table__  # type: ignore[attr-defined]
@@ -46,15 +47,19 @@ async def readable_page(
     district: str | None,
     after: Position | None,
     limit: int,
+    changes: bool = False,
 ) -> Slice[Notice]:
     """Up to ``limit`` readable notices, newest first, after the position ``after`` (the
-    ``(created_at, id)`` of the last one of the previous page)."""
+    ``(created_at, id)`` of the last one of the previous page); with ``changes``, in the order
+    of their last change (``change_pos``), oldest first."""
     stmt = readable(caller)
     if acknowledged is not None:
         stmt = stmt.where(col(Notice.acknowledged_at).is_not(None) if acknowledged
                           else col(Notice.acknowledged_at).is_(None))
     if district is not None:
         stmt = stmt.where(col(Notice.district) == district)
+    if changes:
+        return await pagination.read_page(session, stmt, [col(Notice.change_pos)], after, limit)
     keys = [col(Notice.created_at), col(Notice.id)]
     return await pagination.read_page(session, stmt, keys, after, limit, descending=True)
 
@@ -83,6 +88,7 @@ async def mark_acknowledged(session: AsyncSession, notice: Notice, agency: str, 
     version = await preconditions.bump(
         session, Notice, notice.id, notice.version, acknowledged_at=now, acknowledged_by=agency, updated_at=now
     )
+    changed(session, notice)
     for attr, value in (("version", version), ("acknowledged_at", now), ("acknowledged_by", agency),
                         ("updated_at", now)):
         set_committed_value(notice, attr, value)
@@ -99,3 +105,10 @@ async def next_version(session: AsyncSession, notice: Notice, now: datetime) -> 
     ).scalar_one()
     set_committed_value(notice, "version", version)
     set_committed_value(notice, "updated_at", now)
+    changed(session, notice)
+
+
+def changed(session: AsyncSession, notice: Notice) -> None:
+    """Note that ``notice`` was created or changed: it gets its change position (the sync
+    order) when the unit commits."""
+    unit_of(session).changed(_TABLE, [notice.id])

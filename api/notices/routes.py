@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from api.core.preconditions import etag
 from api.core.unit import unit_of
@@ -13,6 +13,7 @@ from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.notices import service
 from api.notices.schemas import (
+    NOTICE_CHANGES,
     NOTICES,
     FollowUpCreate,
     FollowUpPublic,
@@ -65,16 +66,21 @@ async def list_notices(
     session: SessionDep,
     acknowledged: bool | None = None,
     district: str | None = None,
+    sort: Annotated[Literal["-created_at", "changes"], Query(
+        description="`-created_at` (default): newest first. `changes`: in the order changes (acknowledgements, "
+        "follow-ups) were committed, with `next_cursor` always set (on the last page: where the next sync "
+        "starts); the way to sync")] = "-created_at",
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> NoticeList:
     """Notices addressed to a district in the caller's jurisdiction, or issued by its agency;
-    newest first."""
+    newest first, or in the order of their last change (``sort=changes``)."""
     settings = unit_of(session).settings
+    keyset = NOTICE_CHANGES if sort == "changes" else NOTICES
     page = await service.list_notices(session, caller, acknowledged=acknowledged, district=district,
-                                      after=NOTICES.open(settings, cursor), limit=limit)
+                                      after=keyset.open(settings, cursor), limit=limit, changes=sort == "changes")
     return NoticeList(items=[NoticeSummary.model_validate(n) for n in page.items],
-                      next_cursor=NOTICES.seal(settings, page.next))
+                      next_cursor=keyset.seal(settings, page.next))
 
 
 @router.get("/{id}", response_model=NoticePublic, name="notice.get")

@@ -112,3 +112,4 @@ class NoticeList(Page[NoticeSummary]):
 
 
 NOTICES = Keyset("notices", (datetime, uuid.UUID))  # by (created_at, id), newest first
+NOTICE_CHANGES = Keyset("notices:changes", (int,))  # by change_pos: the sync order

@@ -75,6 +75,7 @@ async def issue(
     )
     session.add(notice)
     await session.flush()
+    repository.changed(session, notice)
     await repository.link_returnees(session, notice.id, returnee_ids)
     outbox.emit(
         session,
@@ -178,11 +179,15 @@ async def list_notices(
     district: str | None = None,
     after: Position | None = None,
     limit: int = DEFAULT_LIMIT,
+    changes: bool = False,
 ) -> Slice[Notice]:
     """Notices the caller may see, newest first; ``after`` is the (created_at, id) of the last
-    one of the previous page."""
+    one of the previous page. With ``changes``: in the order of their last change, and there is
+    always a position to continue from (where the next sync starts)."""
     page = await repository.readable_page(session, caller, acknowledged=acknowledged, district=district,
-                                          after=after, limit=limit)
+                                          after=after, limit=limit, changes=changes)
+    if changes and page.next is None:
+        page = Slice(page.items, (page.items[-1].change_pos,) if page.items else (after or (0,)))
     notices = page.items
     audit.record(
         session,

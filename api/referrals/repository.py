@@ -22,6 +22,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from api.core import access, clock, pagination, preconditions
 from api.core.context import Caller
 from api.core.pagination import DEFAULT_LIMIT, Position, Slice
+from api.core.unit import unit_of
 from models import OPEN_STATUSES, Referral, ReferralHistory, ReferralStatus
 
 OPEN = sorted(s.value for s in OPEN_STATUSES)
@@ -92,6 +93,7 @@ SORTS: dict[str, tuple[str, bool]] = {
     "-created_at": ("created_at", True),
     "updated_at": ("updated_at", False),
     "-updated_at": ("updated_at", True),
+    "changes": ("change_pos", False),  # the commit order of changes (api.core.changes): the sync order
 }
 DEFAULT_SORT = "due_at"  # the most pressing first
 
@@ -133,8 +135,8 @@ async def readable_page(session: AsyncSession, caller: Caller, q: ReferralQuery)
         stmt = stmt.where(overdue if q.overdue else sa.not_(overdue))
     if q.updated_since is not None:
         stmt = stmt.where(col(Referral.updated_at) >= q.updated_since)
-    return await pagination.read_page(session, stmt, [col(column), col(Referral.id)], q.after, q.limit,
-                                      descending=desc)
+    keys = [col(column)] if name == "change_pos" else [col(column), col(Referral.id)]  # change_pos is unique
+    return await pagination.read_page(session, stmt, keys, q.after, q.limit, descending=desc)
 
 
 # --- history and moves -----------------------------------------------------------------------
@@ -161,7 +163,14 @@ async def bump(session: AsyncSession, ref: Referral, **values: Any) -> None:
     (:func:`api.core.preconditions.bump`: of two simultaneous moves one wins, the other is a
     412), then reload ``ref``."""
     await preconditions.bump(session, Referral, ref.id, ref.version, **values)
+    changed(session, ref)
     await session.refresh(ref)
+
+
+def changed(session: AsyncSession, ref: Referral) -> None:
+    """Note that ``ref`` was created or changed: it gets its change position (the sync order)
+    when the unit commits."""
+    unit_of(session).changed(Referral.__table__, [ref.id])  # type: ignore[attr-defined]
 
 
 # --- without a caller ------------------------------------------------------------------------

@@ -95,7 +95,10 @@ def _statuses(values: list[str] | None) -> list[ReferralStatus]:
 @router.get("", response_model=ReferralList, name="referral.list",
             description="Referrals your agency sent or received (`role`), or, for an oversight agency, every "
             "referral in its jurisdiction. `status` repeats or takes a comma list. `overdue=true`: open and past "
-            "`due_at`. Sorted by `sort` (default `due_at`, the most pressing first), keyset-paginated.")
+            "`due_at`. Sorted by `sort` (default `due_at`, the most pressing first), keyset-paginated. To sync, use "
+            "`sort=changes`: the order changes were committed, with `next_cursor` always set (on the last page: "
+            "where the next sync starts); `updated_since` is not a sync key (a change committed later can carry "
+            "an earlier `updated_at`).")
 async def list_referrals(
     caller: auth.ReferralsRead,
     session: SessionDep,

@@ -270,10 +270,12 @@ class ReferralList(Page[ReferralSummary]):
     pass
 
 
-SortOrder = Literal["due_at", "-due_at", "created_at", "-created_at", "updated_at", "-updated_at"]
+SortOrder = Literal["due_at", "-due_at", "created_at", "-created_at", "updated_at", "-updated_at", "changes"]
 # One cursor format per sort order, by (the sort column, id): a cursor opens only on the order
 # that made it.
-REFERRALS = {sort: Keyset(f"referrals:{sort}", (datetime, uuid.UUID)) for sort in get_args(SortOrder)}
+# ``changes`` (the sync order) is by change_pos alone: it is unique.
+REFERRALS = {sort: Keyset(f"referrals:{sort}", (int,) if sort == "changes" else (datetime, uuid.UUID))
+             for sort in get_args(SortOrder)}
 
 
 class ReferredReturnee(BaseModel):

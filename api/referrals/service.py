@@ -190,6 +190,7 @@ async def _save(session: AsyncSession, ref: Referral, first: ReferralHistory) ->
         await session.flush()
     except IntegrityError:
         raise Conflict(f"Your agency already has a referral with sender_ref {ref.sender_ref}") from None
+    repository.changed(session, ref)
     return first
 
 
@@ -233,6 +234,8 @@ async def list_referrals(
         subjects.extend(_subjects(r))
     audit.record(session, "referral.list", resource_type="referral", subjects=subjects, count=len(rows),
                  role=q.role)
+    if q.sort == "changes" and page.next is None:  # the sync order: always where the next sync starts
+        return rows, ((rows[-1].change_pos,) if rows else (q.after or (0,)))
     return rows, page.next
 
 

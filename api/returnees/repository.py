@@ -39,6 +39,7 @@ from api.core.context import Caller
 from api.core.db import execute_text
 from api.core.errors import NotFound
 from api.core.pagination import Position, Slice
+from api.core.unit import unit_of
 from models import NoticeReturnee, Person, Referral, Returnee
 
 _TABLE: sa.Table = Returnee.__table__  # type: ignore[attr-defined]
@@ -76,6 +77,7 @@ class ListFilter:
     returned_to: date | None = None
     trafficking_status: str | None = None
     updated_since: datetime | None = None
+    sort: str = "updated_at"  # or "changes": by change_pos, the commit order (api.core.changes)
 
 
 async def readable_page(
@@ -86,8 +88,8 @@ async def readable_page(
     after: Position | None,
     limit: int,
 ) -> Slice[Returnee]:
-    """Up to ``limit`` readable returnees matching ``f`` in ``(updated_at, id)`` order after the
-    position ``after``."""
+    """Up to ``limit`` readable returnees matching ``f`` in ``(updated_at, id)`` order (or, with
+    ``f.sort == "changes"``, ``change_pos`` order) after the position ``after``."""
     stmt = readable(caller)
     if f.district:
         d = f.district
@@ -102,7 +104,8 @@ async def readable_page(
         stmt = stmt.where(col(Returnee.trafficking_status) == f.trafficking_status)
     if f.updated_since:
         stmt = stmt.where(col(Returnee.updated_at) >= f.updated_since)
-    return await pagination.read_page(session, stmt, [col(Returnee.updated_at), col(Returnee.id)], after, limit)
+    keys = [col(Returnee.change_pos)] if f.sort == "changes" else [col(Returnee.updated_at), col(Returnee.id)]
+    return await pagination.read_page(session, stmt, keys, after, limit)
 
 
 async def readable_origins(session: AsyncSession, caller: Caller, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -292,6 +295,7 @@ async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None
     :class:`sqlalchemy.exc.IntegrityError` when a concurrent batch created a same
     ``source_ref`` first."""
     await bulk.insert_rows(session, _TABLE, rows)
+    unit_of(session).changed(_TABLE, (r["id"] for r in rows))
 
 
 async def update_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -301,3 +305,4 @@ async def update_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None
         rows,
         execution_options={"synchronize_session": False},
     )
+    unit_of(session).changed(_TABLE, (r["b_id"] for r in rows))

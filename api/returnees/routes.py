@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -16,8 +16,15 @@ from api.http.jsonbody import OrjsonRoute
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.returnees import service
-from api.returnees.schemas import RETURNEES, BatchIn, BatchOut, ReturneeList, ReturneeOut
+from api.returnees.schemas import RETURNEE_CHANGES, RETURNEES, BatchIn, BatchOut, ReturneeList, ReturneeOut
 from models import TraffickingStatus
+
+SORT_HELP = (
+    "`updated_at` (default): by the time of the last change, which is the time its transaction began, "
+    "so a change committed later can carry an earlier time. `changes`: in the order changes were "
+    "committed; `next_cursor` is then always set (on the last page: where the next sync starts), "
+    "and a client that keeps it and asks again never misses a change committed later."
+)
 
 router = APIRouter(prefix="/v1/returnees", tags=["returnees"], route_class=OrjsonRoute)  # batch bodies are large
 
@@ -59,18 +66,22 @@ async def list_returnees(
     returned_from: Annotated[Day | None, Query(description="return_date on or after; " + DAY_HELP)] = None,
     returned_to: Annotated[Day | None, Query(description="return_date on or before; " + DAY_HELP)] = None,
     trafficking_status: TraffickingStatus | None = None,
-    updated_since: Annotated[Instant | None, Query(description="changed at or after; " + INSTANT_HELP)] = None,
+    updated_since: Annotated[Instant | None, Query(description="changed at or after; " + INSTANT_HELP
+                                                   + ". Not a sync key: use sort=changes")] = None,
+    sort: Annotated[Literal["updated_at", "changes"], Query(description=SORT_HELP)] = "updated_at",
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
-    """Returnees in the caller's jurisdiction, and those its agency pushed, in order of last
-    change. NIK, passport and phone are masked unless the caller holds ``pii:read``."""
+    """Returnees in the caller's jurisdiction, and those its agency pushed, by ``updated_at``
+    (default) or in the order changes were committed (``sort=changes``, the way to sync). NIK,
+    passport and phone are masked unless the caller holds ``pii:read``."""
     settings = unit_of(session).settings
+    keyset = RETURNEE_CHANGES if sort == "changes" else RETURNEES
     filters = service.ListFilter(district, returned_from, returned_to,
-                                 trafficking_status and str(trafficking_status), updated_since)
-    items, next_after = await service.list_visible(session, caller, filters, after=RETURNEES.open(settings, cursor),
+                                 trafficking_status and str(trafficking_status), updated_since, sort)
+    items, next_after = await service.list_visible(session, caller, filters, after=keyset.open(settings, cursor),
                                                    limit=limit)
-    return _json({"items": items, "next_cursor": RETURNEES.seal(settings, next_after)})
+    return _json({"items": items, "next_cursor": keyset.seal(settings, next_after)})
 
 
 @router.get("/{id}", response_model=ReturneeOut, name="returnee.get",

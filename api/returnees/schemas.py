@@ -257,3 +257,4 @@ class ReturneeList(Page[ReturneeOut]):
 
 
 RETURNEES = Keyset("returnees", (datetime, uuid.UUID))  # by (updated_at, id)
+RETURNEE_CHANGES = Keyset("returnees:changes", (int,))  # by change_pos: the sync order

@@ -401,11 +401,16 @@ async def list_visible(
     limit: int,
 ) -> tuple[list[dict[str, Any]], Position | None]:
     """Up to ``limit`` readable returnees in ``(updated_at, id)`` order after the position
-    ``after``, and the position to continue from (``None`` at the end); audited."""
+    ``after``, and the position to continue from (``None`` at the end); audited. In the sync
+    order (``filters.sort == "changes"``) there is always a position to continue from: the last
+    change seen, where the next sync starts."""
     page = await repository.readable_page(session, caller, filters, after=after, limit=limit)
     rows = page.items
+    nxt = page.next
+    if filters.sort == "changes" and nxt is None:
+        nxt = (rows[-1].change_pos,) if rows else (after or (0,))
     pii = caller.has("pii:read")
     audit.record(session, "returnee.list", resource_type=RESOURCE,
                  subjects=[(RESOURCE, r.id) for r in rows], pii=pii, count=len(rows))
     key = unit_of(session).settings.data_key_bytes
-    return [public(r, pii=pii, data_key=key) for r in rows], page.next
+    return [public(r, pii=pii, data_key=key) for r in rows], nxt

@@ -1,0 +1,77 @@
+"""Change positions: the commit order of the lists partners sync from.
+
+``updated_at`` is the clock at the start of the writing transaction, so a transaction that
+started first and commits last carries the earlier time: a partner that syncs by "everything
+changed since the latest ``updated_at`` I saw" has already moved past it and never sees it.
+Each synced list (``returnee``, ``referral``) therefore has a ``change_pos``: the writers name
+the rows they changed (:meth:`api.core.unit.Unit.changed`), and the unit, just before it
+commits, advances the list's head row (``change_head``) by their number and numbers them from
+it, exactly as the event feed numbers its events (:mod:`api.core.outbox`). The head's row lock
+is held to the commit, so the order of positions is the order of commits: a reader that has
+seen position ``n`` has seen every change committed before it, and a change committed later
+gets a position above ``n``. One head per list, not per province: the list a caller reads
+spans every province it may see, and one counter orders all of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.core.db import execute_text
+from api.core.sql import dialect_of, table_of
+from models import ChangeHead
+
+# PostgreSQL: the head advanced and the rows numbered in one statement (one round trip; the
+# head's row lock taken as late as possible). The ids are sorted: their order is the order
+# of positions within the unit.
+_PG_NUMBER = """
+    WITH h AS (UPDATE change_head SET pos = pos + :n WHERE key = :key RETURNING pos)
+    UPDATE {table} AS t SET change_pos = h.pos - :n + x.ord
+      FROM h, unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS x(id, ord)
+     WHERE t.id = x.id
+    RETURNING h.pos
+"""
+
+
+async def _ensure_head(session: AsyncSession, key: str) -> None:
+    head = table_of(ChangeHead)
+    stmt = pg_insert(head) if dialect_of(session) == "postgresql" else sqlite_insert(head)
+    await session.execute(stmt.values(key=key, pos=0).on_conflict_do_nothing())
+
+
+async def flush(session: AsyncSession, changed: Mapping[str, tuple[sa.Table, set[uuid.UUID]]]) -> None:
+    """Give the rows in ``changed`` (table name -> (table, ids)) their change positions, heads
+    in name order (every unit takes them in the same order, before the event and audit heads:
+    no deadlock). The head of a table is keyed by the table's name."""
+    postgres = dialect_of(session) == "postgresql"
+    for key in sorted(changed):
+        table, wanted = changed[key]
+        ids = sorted(wanted)
+        if not ids:
+            continue
+        if postgres:
+            sql = _PG_NUMBER.format(table=table.name)
+            params = {"key": key, "n": len(ids), "ids": ids}
+            if not (await execute_text(session, sql, params)).first():
+                await _ensure_head(session, key)  # the list's first change (or a fresh schema)
+                await execute_text(session, sql, params)
+            continue
+        head = table_of(ChangeHead)
+        advance = sa.update(head).where(head.c.key == key).values(pos=head.c.pos + len(ids)).returning(head.c.pos)
+        row = (await session.execute(advance)).first()
+        if row is None:
+            await _ensure_head(session, key)
+            row = (await session.execute(advance)).first()
+        assert row is not None
+        first = int(row[0]) - len(ids) + 1
+        await session.execute(
+            sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(change_pos=sa.bindparam("b_pos")),
+            [{"b_id": i, "b_pos": first + n} for n, i in enumerate(ids)],
+            execution_options={"synchronize_session": False},
+        )
