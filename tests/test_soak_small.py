@@ -52,7 +52,7 @@ async def test_soak_two_servers_consistent_and_the_checks_can_fail(pg_url):
         conn.execute("DELETE FROM returnee WHERE source_ref = %s", (ok_batch.info["refs"][0],))
         conn.execute("DELETE FROM event WHERE pos = (SELECT max(pos) / 2 FROM event)")
         conn.execute("CREATE TEMP TABLE twin AS SELECT * FROM referral WHERE note = %s", (referral.marker,))
-        conn.execute("UPDATE twin SET id = gen_random_uuid(), sender_ref = NULL")
+        conn.execute("UPDATE twin SET id = gen_random_uuid(), sender_ref = NULL, change_pos = NULL")
         conn.execute("INSERT INTO referral SELECT * FROM twin")
     found = {f.check for f in check(load, libpq(pg_url))}
     assert {"batch", "feed", "duplicate", "events"} <= found, found
