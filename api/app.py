@@ -9,16 +9,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from api.http import problems
 from api.agencies.routes import router as agencies_router
 from api.audit.routes import router as audit_router
 from api.core.db import Database
-from api.http.session import Services
+from api.core.keys import KeyStore, ensure_active_key
+from api.core.settings import Settings, get_settings
 from api.events.routes import router as events_router
-from api.http.logs import configure as configure_logs
+from api.http import problems
 from api.http.denials import DenialLedger
+from api.http.logs import configure as configure_logs
 from api.http.middleware import RequestMiddleware
 from api.http.ratelimit import RateLimitMiddleware, make_limiter
+from api.http.session import Services
 from api.notices.routes import router as notices_router
 from api.oauth.routes import oauth_error_reply
 from api.oauth.routes import router as oauth_router
@@ -26,9 +28,7 @@ from api.oauth.service import OAuthError
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
 from api.returnees.routes import router as returnees_router
-from api.core.keys import KeyStore, ensure_active_key
 from api.stats.routes import router as stats_router
-from api.core.settings import Settings, get_settings
 
 log = logging.getLogger("sinergi.app")
 

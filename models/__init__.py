@@ -6,6 +6,7 @@ from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.event import ChangeHead, Event, EventHead
 from models.idempotency import IdempotencyRecord
 from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee
+from models.ratelimit import RateLimitCounter
 from models.referral import (
     OPEN_STATUSES,
     ConsentMethod,
@@ -16,7 +17,6 @@ from models.referral import (
     ReferralStatus,
     Urgency,
 )
-from models.ratelimit import RateLimitCounter
 from models.returnee import (
     ControlMethod,
     ExploitationType,

@@ -134,8 +134,8 @@ def agency_add(code: str, name: str, jurisdiction: str, kind: str) -> None:
     """Register an agency."""
     from api.agencies import service
     from api.agencies.schemas import AgencyCreate, AgencyPublic
-    from api.core.unit import operator_unit
     from api.core.errors import Problem
+    from api.core.unit import operator_unit
 
     try:
         data = AgencyCreate(code=code, name=name, jurisdiction=jurisdiction, kind=kind)
@@ -165,8 +165,8 @@ def client_create(agency_code: str, scopes: str, name: str) -> None:
     """Create an API client; prints its id and secret (shown once)."""
     from api.agencies import service
     from api.agencies.schemas import ClientCreate
-    from api.core.unit import operator_unit
     from api.core.errors import Problem
+    from api.core.unit import operator_unit
 
     try:
         data = ClientCreate(scopes=scopes, name=name)
@@ -190,8 +190,8 @@ def client_create(agency_code: str, scopes: str, name: str) -> None:
 def client_disable(agency_code: str, client_id: str) -> None:
     """Disable a client; its tokens stop working at once."""
     from api.agencies import service
-    from api.core.unit import operator_unit
     from api.core.errors import Problem
+    from api.core.unit import operator_unit
 
     async def go(db: Any) -> None:
         async with operator_unit(db) as session:

@@ -24,13 +24,12 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock
-from api.core import bulk, tokens
+from api.core import bulk, clock, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
 from api.core.db import Database, execute_text

@@ -18,8 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock
-from api.core import bulk
+from api.core import bulk, clock
 from api.core.context import PendingEvent, RequestContext
 from api.core.db import execute_text
 from api.core.sql import dialect_of, table_of

@@ -6,13 +6,10 @@ from datetime import UTC, datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock
-from api.core import crypto
-from api.core import audit
-from api.core.unit import context_of
-from api.core import text, tokens
+from api.core import audit, clock, crypto, text, tokens
 from api.core.keys import KeyStore
 from api.core.settings import Settings
+from api.core.unit import context_of
 from models import Agency, ApiClient, Outcome, RevokedToken
 
 

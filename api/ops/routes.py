@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.http.session import ServicesDep
 from api.core.migrate import current_revision, head_revision
+from api.http.session import ServicesDep
 
 router = APIRouter(tags=["operations"])
 
