@@ -344,7 +344,7 @@ async def append_outside_unit(db: Database, entries: Sequence[tuple[RequestConte
     """Append entries that belong to no unit of work (a request that failed and rolled back,
     the per-minute summaries of refused callers), each with its own context, in one
     transaction of their own. The only session of the service opened outside api.core.unit
-    and api.http.session (tests/test_units.py checks it)."""
+    and the HTTP session dependency (tests/test_units.py checks it)."""
     async with db.sessionmaker() as session, session.begin():
         for ctx, rec in entries:
             await append(session, ctx, [rec], db.settings.audit_chain)

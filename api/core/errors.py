@@ -2,7 +2,7 @@
 
 Every error reply of the API is ``application/problem+json`` with a stable ``type`` per kind
 of error. Services raise a :class:`Problem` subclass; nothing else needs to know about HTTP.
-:mod:`api.http.problems` renders them (and every other error) as replies.
+The HTTP layer's problem renderer turns them (and every other error) into replies.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ atomic transaction. PostgreSQL needs none of this (readers never wait for writer
 
 A session that was not opened as a unit has no context: :func:`unit_of` raises instead of
 inventing one, so an audit entry can never be lost silently. The HTTP layer opens a unit per
-request (:mod:`api.http.session`); the command line and the demo loader open theirs with
+request (its session dependency); the command line and the demo loader open theirs with
 :func:`operator_unit`.
 """
 
