@@ -15,9 +15,11 @@ export SINERGI_MODE ?= development
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+# The client is a distribution of its own (clients/pyproject.toml), installed beside the service.
+$(VENV)/.installed: pyproject.toml clients/pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e clients/
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,2 @@
+__title__ = "sinergi-client"
+__version__ = "0.2.0"

@@ -1,0 +1,492 @@
+"""The request and response models of the API (checked against the service's OpenAPI
+document by the service's test suite).
+
+Replies are read leniently (a field the server adds later is kept, not refused); requests are
+strict (a misspelt field fails here, before it is sent).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel as _PydanticModel
+from pydantic import ConfigDict, Field, PrivateAttr
+
+__all__ = [
+    "AccessToken", "Agency", "AgencyCreate", "AgencyKind", "AuditEvent", "AuditHead", "AuditVerification",
+    "BatchResult", "Checkpoint", "ClientCreate", "ClientCreated", "Consent", "ConsentIn", "Event", "EventPage",
+    "FieldError", "FollowUp", "FollowUpAction", "FollowUpCreate", "HistoryEntry", "ItemResult", "Notice",
+    "NoticeCreate", "NoticeReturnee", "NoticeSummary", "Problem", "Referral", "ReferralAction", "ReferralCreate",
+    "ReferralReason", "ReferralStatus", "ReferralSummary", "ReferredReturnee", "Returnee", "ReturneeRecord",
+    "Stats", "Subject", "SubjectIn", "TransitionIn", "Urgency", "Webhook", "WebhookCreate", "WebhookCreated",
+    "WebhookDelivery",
+]
+
+Sex = Literal["F", "M"]
+ReturnType = Literal["deported", "repatriated", "self_returned"]
+TraffickingStatus = Literal["possible", "actual", "not_victim", "unknown"]
+ReferralReason = Literal[
+    "suspected_tppo_victim", "health_rehabilitation", "social_rehabilitation", "repatriation",
+    "reintegration", "legal_aid", "restitution", "other",
+]
+ReferralStatus = Literal[
+    "requested", "received", "accepted", "rejected", "in-progress", "on-hold", "completed", "failed", "cancelled",
+]
+ReferralAction = Literal["receive", "accept", "reject", "start", "hold", "resume", "complete", "fail", "cancel"]
+Urgency = Literal["emergency", "high", "normal"]
+ProcessingBasis = Literal["contract", "legal_obligation", "vital_interest", "public_task", "legitimate_interest"]
+ConsentMethod = Literal["written", "verbal_witnessed", "thumbprint", "electronic"]
+FollowUpAction = Literal["home_visit", "reintegration", "referral_made", "counselling", "other"]
+AgencyKind = Literal[
+    "migrant_protection", "police", "women_child_protection", "social_services", "task_force", "inspectorate",
+    "health", "operator", "other",
+]
+ControlMethod = Literal[
+    "debt_bondage", "takes_earnings", "threats", "psychological_abuse", "physical_abuse", "sexual_abuse",
+    "false_promises", "psychoactive_substances", "restricts_movement", "restricts_medical_care",
+    "excessive_working_hours", "threat_to_family", "withholds_documents", "withholds_necessities", "other",
+]
+ExploitationType = Literal[
+    "forced_labour", "sexual_exploitation", "domestic_servitude", "forced_marriage", "forced_begging",
+    "forced_criminality", "organ_removal", "other",
+]
+RecruiterRelationship = Literal[
+    "intimate_partner", "friend", "family", "neighbour", "agency", "employer", "other", "unknown",
+]
+
+
+class Reply(_PydanticModel):
+    """A model the server sends. Keeps the ``ETag`` of the reply it came in, if it had one."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    _etag: str | None = PrivateAttr(default=None)
+
+    @property
+    def etag(self) -> str | None:
+        return self._etag
+
+
+class Request(_PydanticModel):
+    """A body the client sends."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class FieldError(Reply):
+    field: str
+    message: str
+
+
+class Problem(Reply):
+    """RFC 9457 problem details."""
+
+    type: str | None = None
+    title: str | None = None
+    status: int | None = None
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+class AccessToken(Reply):
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str | None = None
+
+
+# --- agencies -----------------------------------------------------------------------------
+
+
+class AgencyCreate(Request):
+    code: str
+    name: str
+    kind: AgencyKind | None = None
+    jurisdiction: str
+
+
+class Agency(Reply):
+    code: str
+    name: str
+    kind: AgencyKind
+    jurisdiction: str
+    created_at: datetime
+
+
+class ClientCreate(Request):
+    scopes: list[str]
+    name: str | None = None
+
+
+class ClientCreated(Reply):
+    client_id: str
+    client_secret: str
+    agency: str
+    scopes: list[str]
+
+
+# --- returnees ----------------------------------------------------------------------------
+
+
+class ReturneeRecord(Request):
+    """One returnee record in a batch, keyed by the sender's ``source_ref``."""
+
+    source_ref: str
+    full_name: str
+    sex: Sex
+    birth_date: date | None = None
+    origin_district: str
+    origin_subdistrict: str | None = None
+    address: str | None = None
+    returned_from_country: str | None = None
+    returned_from_region: str | None = None
+    return_type: ReturnType
+    return_date: date
+    entry_point: str | None = None
+    employer: str | None = None
+    sector: str | None = None
+    documented: bool | None = None
+    trafficking_status: TraffickingStatus | None = None
+    control_methods: list[ControlMethod] | None = None
+    exploitation_types: list[ExploitationType] | None = None
+    recruiter_relationship: RecruiterRelationship | None = None
+    nik: str | None = None
+    passport_number: str | None = None
+    phone: str | None = None
+
+
+class ItemResult(Reply):
+    index: int
+    source_ref: str | None
+    id: uuid.UUID | None
+    status: Literal["created", "updated", "unchanged", "rejected"]
+    errors: list[FieldError] = []
+    warnings: list[str] = []
+
+
+class BatchResult(Reply):
+    results: list[ItemResult]
+    notices: list[dict[str, Any]] = []
+
+    @property
+    def rejected(self) -> list[ItemResult]:
+        return [r for r in self.results if r.status == "rejected"]
+
+
+class Returnee(Reply):
+    id: uuid.UUID
+    person_id: uuid.UUID
+    source_ref: str
+    source_agency: str
+    version: int
+    full_name: str
+    sex: Sex
+    birth_date: date | None
+    origin_district: str
+    origin_subdistrict: str | None
+    address: str | None
+    returned_from_country: str
+    returned_from_region: str | None
+    return_type: ReturnType
+    return_date: date
+    entry_point: str | None
+    employer: str | None
+    sector: str | None
+    documented: bool | None
+    trafficking_status: TraffickingStatus
+    control_methods: list[ControlMethod]
+    exploitation_types: list[ExploitationType]
+    recruiter_relationship: RecruiterRelationship | None
+    nik: str | None
+    passport_number: str | None
+    phone: str | None
+    nik_on_file: bool
+    passport_on_file: bool
+    phone_on_file: bool
+    pii_masked: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- notices ------------------------------------------------------------------------------
+
+
+class NoticeCreate(Request):
+    district: str
+    returnee_ids: list[uuid.UUID]
+    summary: str | None = None
+    arrival_date: date | None = None
+    entry_point: str | None = None
+
+
+class FollowUpCreate(Request):
+    action: FollowUpAction
+    occurred_on: date
+    note: str | None = None
+
+
+class FollowUp(Reply):
+    id: uuid.UUID
+    notice_id: uuid.UUID
+    action: FollowUpAction
+    note: str | None
+    occurred_on: date
+    recorded_by: str
+    created_at: datetime
+
+
+class NoticeReturnee(Reply):
+    id: uuid.UUID
+    name: str
+    sex: Sex
+    origin_subdistrict: str | None
+    return_type: ReturnType
+    return_date: date
+    trafficking_status: TraffickingStatus
+
+
+class NoticeSummary(Reply):
+    id: uuid.UUID
+    district: str
+    issued_by: str
+    summary: str | None
+    arrival_date: date | None
+    entry_point: str | None
+    returnee_count: int
+    created_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+class Notice(NoticeSummary):
+    returnee_ids: list[uuid.UUID]
+    returnees: list[NoticeReturnee]
+    follow_ups: list[FollowUp]
+
+
+# --- referrals ----------------------------------------------------------------------------
+
+
+class ConsentIn(Request):
+    given: bool | None = None
+    given_by: str | None = None
+    given_at: datetime | None = None
+    method: ConsentMethod | None = None
+    guardian: str | None = None
+
+
+class SubjectIn(Request):
+    full_name: str
+    sex: Sex | None = None
+    birth_date: date | None = None
+    is_child: bool | None = None
+    district: str | None = None
+    phone: str | None = None
+
+
+class ReferralCreate(Request):
+    to_agency: str
+    reason: ReferralReason
+    legal_basis: str
+    urgency: Urgency | None = None
+    returnee_id: uuid.UUID | None = None
+    subject: SubjectIn | None = None
+    sender_ref: str | None = None
+    note: str | None = None
+    consent: ConsentIn | None = None
+    processing_basis: ProcessingBasis | None = None
+
+
+class TransitionIn(Request):
+    action: ReferralAction
+    note: str | None = None
+
+
+class Consent(Reply):
+    given: bool
+    given_by: str | None = None
+    given_at: datetime | None = None
+    method: str | None = None
+    guardian: str | None = None
+
+
+class Subject(Reply):
+    full_name: str | None
+    sex: str | None
+    birth_date: date | None
+    is_child: bool
+    district: str | None
+    phone: str | None
+    phone_on_file: bool
+
+
+class HistoryEntry(Reply):
+    from_: str | None = Field(alias="from")
+    to: str
+    action: str
+    by: str
+    at: datetime
+    note: str | None = None
+
+
+class ReferralSummary(Reply):
+    id: uuid.UUID
+    sender_ref: str | None
+    from_agency: str
+    to_agency: str
+    status: ReferralStatus
+    returnee_id: uuid.UUID | None
+    subject: Subject | None
+    reason: ReferralReason
+    legal_basis: str
+    urgency: Urgency
+    note: str | None
+    consent: Consent
+    consent_status: Literal["given", "not_given"]
+    processing_basis: ProcessingBasis | None
+    due_at: datetime
+    overdue: bool
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    version: int
+
+    @property
+    def etag(self) -> str:
+        """The strong ETag of the version read (the server's is the quoted version number)."""
+        return self._etag or f'"{self.version}"'
+
+
+class Referral(ReferralSummary):
+    history: list[HistoryEntry]
+
+
+class ReferredReturnee(Reply):
+    id: uuid.UUID
+    full_name: str
+    sex: str
+    birth_date: date | None
+    origin_district: str
+    origin_subdistrict: str | None
+    returned_from_country: str
+    returned_from_region: str | None
+    return_type: str
+    return_date: date
+    entry_point: str | None
+    trafficking_status: str
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+class Stats(Reply):
+    group_by: list[str]
+    threshold: int
+    rounding_base: int | None = None
+    rows: list[dict[str, str | int | bool | None]]
+    total: int | None = None
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+class AuditEvent(Reply):
+    seq: int
+    chain: str
+    id: str
+    occurred_at: datetime
+    client_id: str | None
+    agency: str | None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    subjects: list[dict[str, str]]
+    outcome: str
+    request_id: str | None
+    detail: dict[str, Any]
+    hash: str
+    prev_hash: str
+
+
+class AuditHead(Reply):
+    seq: int
+    hash: str
+
+
+class AuditVerification(Reply):
+    ok: bool
+    chain: str
+    checked: int
+    head: AuditHead
+    first_bad_seq: int | None
+    reason: str | None = None
+    checkpoint: AuditHead | None = None
+
+
+class Checkpoint(Reply):
+    chain: str
+    seq: int
+    hash: str
+    checkpoint: str
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+class Event(Reply):
+    id: str
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+class EventPage(Reply):
+    items: list[Event]
+    next_cursor: str
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+
+class WebhookCreate(Request):
+    url: str
+    event_types: list[str] | None = None
+    description: str | None = None
+
+
+class Webhook(Reply):
+    id: uuid.UUID
+    url: str
+    event_types: list[str] = []
+    description: str | None = None
+    status: str | None = None
+    disabled_reason: str | None = None
+    created_at: datetime | None = None
+
+
+class WebhookCreated(Webhook):
+    secret: str
+
+
+class WebhookDelivery(Reply):
+    id: uuid.UUID
+    event_id: uuid.UUID | None = None
+    event_type: str | None = None
+    status: str
+    attempts: int | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    delivered_at: datetime | None = None

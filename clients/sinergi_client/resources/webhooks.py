@@ -1,0 +1,79 @@
+"""``/v1/webhooks``: the caller's subscriptions, their delivery log, and redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Unpack
+
+from sinergi_client._base_client import AsyncPager, RequestOptions, SyncPage
+from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client.models import Webhook, WebhookCreate, WebhookCreated, WebhookDelivery
+
+WebhookRef = Webhook | str | uuid.UUID
+
+
+def _id(webhook: WebhookRef) -> str:
+    return str(webhook.id) if isinstance(webhook, Webhook) else str(webhook)
+
+
+def _create(url: str, event_types: Sequence[str] | None, description: str | None) -> WebhookCreate:
+    body = WebhookCreate(url=url)
+    if event_types is not None:
+        body.event_types = list(event_types)
+    if description is not None:
+        body.description = description
+    return body
+
+
+class Webhooks(SyncResource):
+    def create(self, *, url: str, event_types: Sequence[str] | None = None, description: str | None = None,
+               **options: Unpack[RequestOptions]) -> WebhookCreated:
+        """Subscribe ``url``; the reply's ``secret`` (``whsec_…``) is shown this once."""
+        body = _create(url, event_types, description)
+        return self._client.post("/v1/webhooks", WebhookCreated, body=body.body(), options=options)
+
+    def list(self, *, limit: int | None = None, cursor: str | None = None,
+             **options: Unpack[RequestOptions]) -> SyncPage[Webhook]:
+        return self._client.page("/v1/webhooks", Webhook, params={"limit": limit, "cursor": cursor},
+                                 options=options)
+
+    def delete(self, webhook: WebhookRef, **options: Unpack[RequestOptions]) -> None:
+        self._client.send("DELETE", f"/v1/webhooks/{_id(webhook)}", options=options)
+
+    def deliveries(self, webhook: WebhookRef, *, limit: int | None = None, cursor: str | None = None,
+                   **options: Unpack[RequestOptions]) -> SyncPage[WebhookDelivery]:
+        return self._client.page(f"/v1/webhooks/{_id(webhook)}/deliveries", WebhookDelivery,
+                                 params={"limit": limit, "cursor": cursor}, options=options)
+
+    def redeliver(self, webhook: WebhookRef, delivery: WebhookDelivery | str | uuid.UUID,
+                  **options: Unpack[RequestOptions]) -> WebhookDelivery:
+        did = delivery.id if isinstance(delivery, WebhookDelivery) else delivery
+        return self._client.post(f"/v1/webhooks/{_id(webhook)}/deliveries/{did}/redeliver", WebhookDelivery,
+                                 options=options)
+
+
+class AsyncWebhooks(AsyncResource):
+    async def create(self, *, url: str, event_types: Sequence[str] | None = None, description: str | None = None,
+                     **options: Unpack[RequestOptions]) -> WebhookCreated:
+        body = _create(url, event_types, description)
+        return await self._client.post("/v1/webhooks", WebhookCreated, body=body.body(), options=options)
+
+    def list(self, *, limit: int | None = None, cursor: str | None = None,
+             **options: Unpack[RequestOptions]) -> AsyncPager[Webhook]:
+        return self._client.page("/v1/webhooks", Webhook, params={"limit": limit, "cursor": cursor},
+                                 options=options)
+
+    async def delete(self, webhook: WebhookRef, **options: Unpack[RequestOptions]) -> None:
+        await self._client.send("DELETE", f"/v1/webhooks/{_id(webhook)}", options=options)
+
+    def deliveries(self, webhook: WebhookRef, *, limit: int | None = None, cursor: str | None = None,
+                   **options: Unpack[RequestOptions]) -> AsyncPager[WebhookDelivery]:
+        return self._client.page(f"/v1/webhooks/{_id(webhook)}/deliveries", WebhookDelivery,
+                                 params={"limit": limit, "cursor": cursor}, options=options)
+
+    async def redeliver(self, webhook: WebhookRef, delivery: WebhookDelivery | str | uuid.UUID,
+                        **options: Unpack[RequestOptions]) -> WebhookDelivery:
+        did = delivery.id if isinstance(delivery, WebhookDelivery) else delivery
+        return await self._client.post(f"/v1/webhooks/{_id(webhook)}/deliveries/{did}/redeliver", WebhookDelivery,
+                                       options=options)
