@@ -24,7 +24,10 @@ entries loaded with COPY; baseline: the same rows and columns read through a psy
 server-side cursor without hashing. A second row verifies from a signed checkpoint 1,000
 entries before the head: only the entries after it should be read.
 
-``--only push,read,mixed,stats,verify`` picks rows (default: all). See ``bench/README.md``.
+Row "sdk": the partner client (``sinergi_client``) against bare httpx, per call, on the same
+endpoint in the same run (``bench/sdk.py``).
+
+``--only push,read,mixed,stats,verify,sdk`` picks rows (default: all). See ``bench/README.md``.
 
 Environment: ``SINERGI_BENCH_POSTGRES`` (an admin URL of the server to create the scratch
 database on; default ``postgresql://postgres@127.0.0.1:5432/test``).
@@ -256,7 +259,7 @@ def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, c
         return time.perf_counter() - started
 
 
-BENCHMARKS = ("push", "read", "mixed", "stats", "verify")
+BENCHMARKS = ("push", "read", "mixed", "stats", "verify", "sdk")
 
 
 def _profile(pids: list[int], out: str) -> list[subprocess.Popen[bytes]]:
@@ -474,6 +477,12 @@ def run_stats(args: argparse.Namespace, url: str) -> list[str]:
     ]
 
 
+def run_sdk(args: argparse.Namespace, url: str) -> list[str]:
+    from bench import sdk
+
+    return sdk.rows(url, args.sdk_calls, args.sdk_rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(BENCHMARKS),
@@ -490,6 +499,8 @@ def main() -> None:
     parser.add_argument("--mixed-seconds", type=float, default=30.0, help="mixed: seconds of the soak workload")
     parser.add_argument("--audit-rows", type=int, default=500_000, help="verify: entries on the chain")
     parser.add_argument("--checkpoint-tail", type=int, default=1_000, help="verify: entries after the checkpoint")
+    parser.add_argument("--sdk-calls", type=int, default=200, help="sdk: calls a round")
+    parser.add_argument("--sdk-rounds", type=int, default=4, help="sdk: alternating rounds of each")
     parser.add_argument("--returnees", type=int, default=1_000_000, help="stats: returnees in the table")
     args = parser.parse_args()
     only = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -498,7 +509,8 @@ def main() -> None:
         parser.error(f"--only takes a comma list of {', '.join(BENCHMARKS)}")
 
     os.environ.setdefault("SINERGI_MODE", "development")
-    runners = {"push": run_push, "read": run_read, "mixed": run_mixed, "verify": run_verify, "stats": run_stats}
+    runners = {"push": run_push, "read": run_read, "mixed": run_mixed, "verify": run_verify, "stats": run_stats,
+               "sdk": run_sdk}
     lines: list[str] = []
     started = time.monotonic()
     print(f"bench on {machine()}", flush=True)
