@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 
 from sinergi_client import PreconditionFailedError, Sinergi
-from sinergi_client.models import Referral, ReferralAction, ReferralSummary
+from sinergi_client.models import Referral, ReferralAction, ReferralStatus, ReferralSummary
 
 NEXT: dict[str, ReferralAction] = {"requested": "receive", "received": "accept", "accepted": "start"}
 
 
 def work(client: Sinergi, referral: Referral | ReferralSummary, complete: bool = False) -> Referral | ReferralSummary:
     """Move one referral as far as this office takes it; returns it as it ends up."""
-    steps = dict(NEXT, **({"in-progress": "complete"} if complete else {}))
+    steps: dict[str, ReferralAction] = {**NEXT, **({"in-progress": "complete"} if complete else {})}
     while referral.status in steps:
         action = steps[referral.status]
         try:
@@ -37,7 +37,10 @@ def main() -> None:
     parser.add_argument("--complete", action="store_true", help="also complete the referrals in progress")
     args = parser.parse_args()
     with Sinergi() as client:
-        for status in ("requested", "received", "accepted", *(["in-progress"] if args.complete else [])):
+        statuses: list[ReferralStatus] = ["requested", "received", "accepted"]
+        if args.complete:
+            statuses.append("in-progress")
+        for status in statuses:
             for referral in list(client.referrals.list(role="received", status=status)):
                 work(client, referral, args.complete)
 

@@ -98,20 +98,15 @@ class _Bearer(httpx.Auth):
         yield request
 
 
-def test_rate_limit_is_a_typed_error(backend, tmp_path):
-    from tests.demo_world import fresh_database_url
-
-    url = fresh_database_url(backend, tmp_path)
-    import asyncio
-
-    from tests.demo_world import load_demo, module_settings
-    creds = asyncio.run(load_demo(module_settings(url)))["clients"][AUDITOR]
-    with serve(url, SINERGI_RATE_CLIENT="3") as base:
+def test_rate_limit_is_a_typed_error(live):
+    creds = live.creds[AUDITOR]
+    with serve(live.database_url, SINERGI_RATE_CLIENT="3") as base:  # a second server, a low limit
         with Sinergi(base, creds["client_id"], creds["client_secret"], max_retries=0) as c:
             with pytest.raises(RateLimitError) as limited:
                 for _ in range(10):
                     c.audit.verify()
     assert limited.value.status_code == 429 and limited.value.retry_after and limited.value.retry_after > 0
+    assert limited.value.type.endswith("/problems/too-many-requests") and limited.value.problem.status == 429
 
 
 def test_token_cached_and_renewed_after_a_401(live):

@@ -1,64 +1,57 @@
-"""Resource namespaces and their ``.with_raw_response`` views."""
+"""Resource namespaces, and the wrappers behind their ``.with_raw_response`` views.
+
+``client.referrals.with_raw_response.get(id)`` makes the same call as
+``client.referrals.get(id)`` and returns an :class:`APIResponse` of its value: the reply's
+headers (``etag``, ``request_id``, ``idempotent_replayed``), its status and ``parse()``.
+"""
 
 from __future__ import annotations
 
-import inspect
+import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import ParamSpec, TypeVar
 
-from sinergi_client._base_client import APIResponse, AsyncAPIClient, AsyncPager, SyncAPIClient, capture
+from sinergi_client._base_client import APIResponse, AsyncAPIClient, SyncAPIClient, _Sent, capture
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class SyncResource:
     def __init__(self, client: SyncAPIClient) -> None:
         self._client = client
 
-    @property
-    def with_raw_response(self) -> RawResponses:
-        """The same methods, returning an :class:`APIResponse` (headers, status, ``parse()``)."""
-        return RawResponses(self)
-
 
 class AsyncResource:
     def __init__(self, client: AsyncAPIClient) -> None:
         self._client = client
 
-    @property
-    def with_raw_response(self) -> AsyncRawResponses:
-        return AsyncRawResponses(self)
+
+def _last(seen: list[_Sent], name: str) -> _Sent:
+    if not seen:
+        raise TypeError(f"{name}() made no call to read a response from")
+    return seen[-1]
 
 
-class RawResponses:
-    def __init__(self, resource: SyncResource) -> None:
-        self._resource = resource
+def to_raw_response_wrapper(func: Callable[P, R]) -> Callable[P, APIResponse[R]]:
+    @functools.wraps(func)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> APIResponse[R]:
+        with capture() as seen:
+            value = func(*args, **kwargs)
+        sent = _last(seen, func.__name__)
+        return APIResponse(sent.response, value, sent.retries_taken)
 
-    def __getattr__(self, name: str) -> Callable[..., APIResponse[Any]]:
-        method = getattr(self._resource, name)
-
-        def call(*args: Any, **kwargs: Any) -> APIResponse[Any]:
-            with capture() as seen:
-                value = method(*args, **kwargs)
-            if not seen:
-                raise TypeError(f"{name}() made no call to read a response from")
-            return APIResponse(seen[-1].response, value, seen[-1].retries_taken)
-
-        return call
+    return wrapped
 
 
-class AsyncRawResponses:
-    def __init__(self, resource: AsyncResource) -> None:
-        self._resource = resource
+def async_to_raw_response_wrapper(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[APIResponse[R]]]:
+    """For a list, the value is its first page (an ``AsyncPage``)."""
 
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[APIResponse[Any]]]:
-        method = getattr(self._resource, name)
+    @functools.wraps(func)
+    async def wrapped(*args: P.args, **kwargs: P.kwargs) -> APIResponse[R]:
+        with capture() as seen:
+            value = await func(*args, **kwargs)
+        sent = _last(seen, func.__name__)
+        return APIResponse(sent.response, value, sent.retries_taken)
 
-        async def call(*args: Any, **kwargs: Any) -> APIResponse[Any]:
-            with capture() as seen:
-                value = method(*args, **kwargs)
-                if isinstance(value, AsyncPager) or inspect.isawaitable(value):
-                    value = await value
-            if not seen:
-                raise TypeError(f"{name}() made no call to read a response from")
-            return APIResponse(seen[-1].response, value, seen[-1].retries_taken)
-
-        return call
+    return wrapped

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any, Unpack
 
 from sinergi_client._base_client import AsyncPager, RequestOptions, SyncPage
-from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client._resource import (
+    AsyncResource,
+    SyncResource,
+    async_to_raw_response_wrapper,
+    to_raw_response_wrapper,
+)
 from sinergi_client.models import Agency, AgencyCreate, AgencyKind, ClientCreate, ClientCreated, Reply
 
 
@@ -29,6 +35,11 @@ def _client(scopes: Sequence[str], name: str | None) -> dict[str, Any]:
 
 
 class Agencies(SyncResource):
+    @cached_property
+    def with_raw_response(self) -> AgenciesWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AgenciesWithRawResponse(self)
+
     def create(self, *, code: str, name: str, jurisdiction: str, kind: AgencyKind | None = None,
                **options: Unpack[RequestOptions]) -> Agency:
         return self._client.post("/v1/agencies", Agency, body=_agency(code, name, jurisdiction, kind), options=options)
@@ -47,6 +58,11 @@ class Agencies(SyncResource):
 
 
 class AsyncAgencies(AsyncResource):
+    @cached_property
+    def with_raw_response(self) -> AsyncAgenciesWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AsyncAgenciesWithRawResponse(self)
+
     async def create(self, *, code: str, name: str, jurisdiction: str, kind: AgencyKind | None = None,
                      **options: Unpack[RequestOptions]) -> Agency:
         return await self._client.post("/v1/agencies", Agency, body=_agency(code, name, jurisdiction, kind),
@@ -64,3 +80,19 @@ class AsyncAgencies(AsyncResource):
     async def disable_client(self, code: str, client_id: str, **options: Unpack[RequestOptions]) -> Disabled:
         return await self._client.post(f"/v1/agencies/{code}/clients/{client_id}/disable", Disabled,
                                        options=options)
+
+
+class AgenciesWithRawResponse:
+    def __init__(self, resource: Agencies) -> None:
+        self.create = to_raw_response_wrapper(resource.create)
+        self.list = to_raw_response_wrapper(resource.list)
+        self.create_client = to_raw_response_wrapper(resource.create_client)
+        self.disable_client = to_raw_response_wrapper(resource.disable_client)
+
+
+class AsyncAgenciesWithRawResponse:
+    def __init__(self, resource: AsyncAgencies) -> None:
+        self.create = async_to_raw_response_wrapper(resource.create)
+        self.list = async_to_raw_response_wrapper(resource.list)
+        self.create_client = async_to_raw_response_wrapper(resource.create_client)
+        self.disable_client = async_to_raw_response_wrapper(resource.disable_client)

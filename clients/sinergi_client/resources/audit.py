@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Unpack
 
 from sinergi_client._base_client import AsyncPager, RequestOptions, SyncPage
-from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client._resource import (
+    AsyncResource,
+    SyncResource,
+    async_to_raw_response_wrapper,
+    to_raw_response_wrapper,
+)
 from sinergi_client.models import AuditEvent, AuditVerification, Checkpoint
 
 
@@ -18,6 +24,11 @@ def _params(actor: str | None, agency: str | None, resource_type: str | None, re
 
 
 class Audit(SyncResource):
+    @cached_property
+    def with_raw_response(self) -> AuditWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AuditWithRawResponse(self)
+
     def list(self, *, actor: str | None = None, agency: str | None = None, resource_type: str | None = None,
              resource_id: str | None = None, action: str | None = None, from_: datetime | None = None,
              to: datetime | None = None, chain: str | None = None, limit: int | None = None,
@@ -35,6 +46,11 @@ class Audit(SyncResource):
 
 
 class AsyncAudit(AsyncResource):
+    @cached_property
+    def with_raw_response(self) -> AsyncAuditWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AsyncAuditWithRawResponse(self)
+
     def list(self, *, actor: str | None = None, agency: str | None = None, resource_type: str | None = None,
              resource_id: str | None = None, action: str | None = None, from_: datetime | None = None,
              to: datetime | None = None, chain: str | None = None, limit: int | None = None,
@@ -49,3 +65,17 @@ class AsyncAudit(AsyncResource):
 
     async def checkpoint(self, *, chain: str | None = None, **options: Unpack[RequestOptions]) -> Checkpoint:
         return await self._client.get("/v1/audit/checkpoint", Checkpoint, params={"chain": chain}, options=options)
+
+
+class AuditWithRawResponse:
+    def __init__(self, resource: Audit) -> None:
+        self.list = to_raw_response_wrapper(resource.list)
+        self.verify = to_raw_response_wrapper(resource.verify)
+        self.checkpoint = to_raw_response_wrapper(resource.checkpoint)
+
+
+class AsyncAuditWithRawResponse:
+    def __init__(self, resource: AsyncAudit) -> None:
+        self.list = async_to_raw_response_wrapper(resource.list)
+        self.verify = async_to_raw_response_wrapper(resource.verify)
+        self.checkpoint = async_to_raw_response_wrapper(resource.checkpoint)

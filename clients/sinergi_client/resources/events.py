@@ -5,14 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from functools import cached_property
 from typing import Unpack
 
 from sinergi_client._base_client import RequestOptions
-from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client._resource import (
+    AsyncResource,
+    SyncResource,
+    async_to_raw_response_wrapper,
+    to_raw_response_wrapper,
+)
 from sinergi_client.models import Event, EventPage
 
 
 class Events(SyncResource):
+    @cached_property
+    def with_raw_response(self) -> EventsWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return EventsWithRawResponse(self)
+
     def list(self, *, after: str | None = None, limit: int | None = None,
              **options: Unpack[RequestOptions]) -> EventPage:
         return self._client.get("/v1/events", EventPage, params={"after": after, "limit": limit}, options=options)
@@ -42,6 +53,11 @@ class EventFeed:
 
 
 class AsyncEvents(AsyncResource):
+    @cached_property
+    def with_raw_response(self) -> AsyncEventsWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AsyncEventsWithRawResponse(self)
+
     async def list(self, *, after: str | None = None, limit: int | None = None,
                    **options: Unpack[RequestOptions]) -> EventPage:
         return await self._client.get("/v1/events", EventPage, params={"after": after, "limit": limit},
@@ -68,3 +84,13 @@ class AsyncEventFeed:
                 if self._stop:
                     return
                 await asyncio.sleep(self._poll)
+
+
+class EventsWithRawResponse:
+    def __init__(self, resource: Events) -> None:
+        self.list = to_raw_response_wrapper(resource.list)
+
+
+class AsyncEventsWithRawResponse:
+    def __init__(self, resource: AsyncEvents) -> None:
+        self.list = async_to_raw_response_wrapper(resource.list)

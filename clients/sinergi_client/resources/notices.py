@@ -5,10 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date
+from functools import cached_property
 from typing import Unpack
 
 from sinergi_client._base_client import AsyncPager, RequestOptions, SyncPage
-from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client._resource import (
+    AsyncResource,
+    SyncResource,
+    async_to_raw_response_wrapper,
+    to_raw_response_wrapper,
+)
 from sinergi_client.models import FollowUp, FollowUpAction, FollowUpCreate, Notice, NoticeCreate, NoticeSummary
 
 NoticeRef = Notice | NoticeSummary | str | uuid.UUID
@@ -23,6 +29,11 @@ def _id(notice: NoticeRef) -> str:
 
 
 class Notices(SyncResource):
+    @cached_property
+    def with_raw_response(self) -> NoticesWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return NoticesWithRawResponse(self)
+
     def create(self, *, district: str, returnee_ids: Sequence[str | uuid.UUID], summary: str | None = None,
                arrival_date: date | None = None, entry_point: str | None = None,
                **options: Unpack[RequestOptions]) -> Notice:
@@ -54,6 +65,11 @@ class Notices(SyncResource):
 
 
 class AsyncNotices(AsyncResource):
+    @cached_property
+    def with_raw_response(self) -> AsyncNoticesWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AsyncNoticesWithRawResponse(self)
+
     async def create(self, *, district: str, returnee_ids: Sequence[str | uuid.UUID], summary: str | None = None,
                      arrival_date: date | None = None, entry_point: str | None = None,
                      **options: Unpack[RequestOptions]) -> Notice:
@@ -83,3 +99,21 @@ class AsyncNotices(AsyncResource):
         body = FollowUpCreate(action=action, occurred_on=occurred_on, note=note)
         return await self._client.post(f"/v1/notices/{_id(notice)}/follow-ups", FollowUp, body=body.body(),
                                        options=options)
+
+
+class NoticesWithRawResponse:
+    def __init__(self, resource: Notices) -> None:
+        self.create = to_raw_response_wrapper(resource.create)
+        self.list = to_raw_response_wrapper(resource.list)
+        self.get = to_raw_response_wrapper(resource.get)
+        self.acknowledge = to_raw_response_wrapper(resource.acknowledge)
+        self.follow_up = to_raw_response_wrapper(resource.follow_up)
+
+
+class AsyncNoticesWithRawResponse:
+    def __init__(self, resource: AsyncNotices) -> None:
+        self.create = async_to_raw_response_wrapper(resource.create)
+        self.list = async_to_raw_response_wrapper(resource.list)
+        self.get = async_to_raw_response_wrapper(resource.get)
+        self.acknowledge = async_to_raw_response_wrapper(resource.acknowledge)
+        self.follow_up = async_to_raw_response_wrapper(resource.follow_up)

@@ -10,10 +10,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Unpack
 
 from sinergi_client._base_client import AsyncPager, RequestOptions, SyncPage
-from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client._resource import (
+    AsyncResource,
+    SyncResource,
+    async_to_raw_response_wrapper,
+    to_raw_response_wrapper,
+)
 from sinergi_client.models import (
     ConsentIn,
     ProcessingBasis,
@@ -69,6 +75,11 @@ def _transition(referral: ReferralRef, action: ReferralAction, note: str | None,
 
 
 class Referrals(SyncResource):
+    @cached_property
+    def with_raw_response(self) -> ReferralsWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return ReferralsWithRawResponse(self)
+
     def create(self, *, to_agency: str, reason: ReferralReason, legal_basis: str, urgency: Urgency | None = None,
                returnee_id: str | uuid.UUID | None = None, subject: SubjectIn | Mapping[str, Any] | None = None,
                consent: ConsentIn | Mapping[str, Any] | None = None,
@@ -128,6 +139,11 @@ class Referrals(SyncResource):
 
 
 class AsyncReferrals(AsyncResource):
+    @cached_property
+    def with_raw_response(self) -> AsyncReferralsWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AsyncReferralsWithRawResponse(self)
+
     async def create(self, *, to_agency: str, reason: ReferralReason, legal_basis: str,
                      urgency: Urgency | None = None, returnee_id: str | uuid.UUID | None = None,
                      subject: SubjectIn | Mapping[str, Any] | None = None,
@@ -190,3 +206,39 @@ class AsyncReferrals(AsyncResource):
     async def cancel(self, referral: ReferralRef, *, note: str | None = None,
                      **options: Unpack[RequestOptions]) -> Referral:
         return await self.transition(referral, "cancel", note=note, **options)
+
+
+class ReferralsWithRawResponse:
+    def __init__(self, resource: Referrals) -> None:
+        self.create = to_raw_response_wrapper(resource.create)
+        self.list = to_raw_response_wrapper(resource.list)
+        self.get = to_raw_response_wrapper(resource.get)
+        self.returnee = to_raw_response_wrapper(resource.returnee)
+        self.transition = to_raw_response_wrapper(resource.transition)
+        self.receive = to_raw_response_wrapper(resource.receive)
+        self.accept = to_raw_response_wrapper(resource.accept)
+        self.reject = to_raw_response_wrapper(resource.reject)
+        self.start = to_raw_response_wrapper(resource.start)
+        self.hold = to_raw_response_wrapper(resource.hold)
+        self.resume = to_raw_response_wrapper(resource.resume)
+        self.complete = to_raw_response_wrapper(resource.complete)
+        self.fail = to_raw_response_wrapper(resource.fail)
+        self.cancel = to_raw_response_wrapper(resource.cancel)
+
+
+class AsyncReferralsWithRawResponse:
+    def __init__(self, resource: AsyncReferrals) -> None:
+        self.create = async_to_raw_response_wrapper(resource.create)
+        self.list = async_to_raw_response_wrapper(resource.list)
+        self.get = async_to_raw_response_wrapper(resource.get)
+        self.returnee = async_to_raw_response_wrapper(resource.returnee)
+        self.transition = async_to_raw_response_wrapper(resource.transition)
+        self.receive = async_to_raw_response_wrapper(resource.receive)
+        self.accept = async_to_raw_response_wrapper(resource.accept)
+        self.reject = async_to_raw_response_wrapper(resource.reject)
+        self.start = async_to_raw_response_wrapper(resource.start)
+        self.hold = async_to_raw_response_wrapper(resource.hold)
+        self.resume = async_to_raw_response_wrapper(resource.resume)
+        self.complete = async_to_raw_response_wrapper(resource.complete)
+        self.fail = async_to_raw_response_wrapper(resource.fail)
+        self.cancel = async_to_raw_response_wrapper(resource.cancel)

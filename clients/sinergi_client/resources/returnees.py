@@ -5,10 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Unpack
 
 from sinergi_client._base_client import AsyncPager, RequestOptions, SyncPage
-from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client._resource import (
+    AsyncResource,
+    SyncResource,
+    async_to_raw_response_wrapper,
+    to_raw_response_wrapper,
+)
 from sinergi_client.models import BatchResult, Returnee, ReturneeRecord, TraffickingStatus
 
 Record = ReturneeRecord | Mapping[str, Any]
@@ -29,6 +35,11 @@ def _list_params(district: str | None, returned_from: date | None, returned_to: 
 
 
 class Returnees(SyncResource):
+    @cached_property
+    def with_raw_response(self) -> ReturneesWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return ReturneesWithRawResponse(self)
+
     def push(self, records: Sequence[Record], *, notify: bool | None = None,
              **options: Unpack[RequestOptions]) -> BatchResult:
         """Upsert up to 1,000 records. Pass ``idempotency_key`` (e.g. file and batch number) to
@@ -49,6 +60,11 @@ class Returnees(SyncResource):
 
 
 class AsyncReturnees(AsyncResource):
+    @cached_property
+    def with_raw_response(self) -> AsyncReturneesWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AsyncReturneesWithRawResponse(self)
+
     async def push(self, records: Sequence[Record], *, notify: bool | None = None,
                    **options: Unpack[RequestOptions]) -> BatchResult:
         return await self._client.post("/v1/returnees/batch", BatchResult, body=_records(records),
@@ -64,3 +80,17 @@ class AsyncReturnees(AsyncResource):
 
     async def get(self, id: str | uuid.UUID, **options: Unpack[RequestOptions]) -> Returnee:
         return await self._client.get(f"/v1/returnees/{id}", Returnee, options=options)
+
+
+class ReturneesWithRawResponse:
+    def __init__(self, resource: Returnees) -> None:
+        self.push = to_raw_response_wrapper(resource.push)
+        self.list = to_raw_response_wrapper(resource.list)
+        self.get = to_raw_response_wrapper(resource.get)
+
+
+class AsyncReturneesWithRawResponse:
+    def __init__(self, resource: AsyncReturnees) -> None:
+        self.push = async_to_raw_response_wrapper(resource.push)
+        self.list = async_to_raw_response_wrapper(resource.list)
+        self.get = async_to_raw_response_wrapper(resource.get)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from functools import cached_property
 from typing import Any, Unpack
 
 from sinergi_client._base_client import RequestOptions
-from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client._resource import (
+    AsyncResource,
+    SyncResource,
+    async_to_raw_response_wrapper,
+    to_raw_response_wrapper,
+)
 from sinergi_client.models import ReferralReason, ReferralStatus, ReturnType, Stats, TraffickingStatus, Urgency
 
 CSV = {"Accept": "text/csv"}
@@ -28,6 +34,11 @@ def _referrals(group_by: Sequence[str] | None, threshold: int | None, from_: dat
 
 
 class Statistics(SyncResource):
+    @cached_property
+    def with_raw_response(self) -> StatisticsWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return StatisticsWithRawResponse(self)
+
     def returnees(self, *, group_by: Sequence[str] | None = None, threshold: int | None = None,
                   from_: date | None = None, to: date | None = None, district: str | None = None,
                   return_type: ReturnType | None = None, trafficking_status: TraffickingStatus | None = None,
@@ -58,6 +69,11 @@ class Statistics(SyncResource):
 
 
 class AsyncStatistics(AsyncResource):
+    @cached_property
+    def with_raw_response(self) -> AsyncStatisticsWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AsyncStatisticsWithRawResponse(self)
+
     async def returnees(self, *, group_by: Sequence[str] | None = None, threshold: int | None = None,
                         from_: date | None = None, to: date | None = None, district: str | None = None,
                         return_type: ReturnType | None = None, trafficking_status: TraffickingStatus | None = None,
@@ -88,3 +104,19 @@ class AsyncStatistics(AsyncResource):
         params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency)
         reply = await self._client.send("GET", "/v1/stats/referrals", params=params, headers=CSV, options=options)
         return reply.text
+
+
+class StatisticsWithRawResponse:
+    def __init__(self, resource: Statistics) -> None:
+        self.returnees = to_raw_response_wrapper(resource.returnees)
+        self.returnees_csv = to_raw_response_wrapper(resource.returnees_csv)
+        self.referrals = to_raw_response_wrapper(resource.referrals)
+        self.referrals_csv = to_raw_response_wrapper(resource.referrals_csv)
+
+
+class AsyncStatisticsWithRawResponse:
+    def __init__(self, resource: AsyncStatistics) -> None:
+        self.returnees = async_to_raw_response_wrapper(resource.returnees)
+        self.returnees_csv = async_to_raw_response_wrapper(resource.returnees_csv)
+        self.referrals = async_to_raw_response_wrapper(resource.referrals)
+        self.referrals_csv = async_to_raw_response_wrapper(resource.referrals_csv)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Unpack
 
 from sinergi_client._base_client import AsyncPager, RequestOptions, SyncPage
-from sinergi_client._resource import AsyncResource, SyncResource
+from sinergi_client._resource import (
+    AsyncResource,
+    SyncResource,
+    async_to_raw_response_wrapper,
+    to_raw_response_wrapper,
+)
 from sinergi_client.models import Webhook, WebhookCreate, WebhookCreated, WebhookDelivery
 
 WebhookRef = Webhook | str | uuid.UUID
@@ -27,6 +33,11 @@ def _create(url: str, event_types: Sequence[str] | None, description: str | None
 
 
 class Webhooks(SyncResource):
+    @cached_property
+    def with_raw_response(self) -> WebhooksWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return WebhooksWithRawResponse(self)
+
     def create(self, *, url: str, event_types: Sequence[str] | None = None, description: str | None = None,
                **options: Unpack[RequestOptions]) -> WebhookCreated:
         """Subscribe ``url``; the reply's ``secret`` (``whsec_…``) is shown this once."""
@@ -54,6 +65,11 @@ class Webhooks(SyncResource):
 
 
 class AsyncWebhooks(AsyncResource):
+    @cached_property
+    def with_raw_response(self) -> AsyncWebhooksWithRawResponse:
+        """The same calls, each returning an :class:`APIResponse` (headers, status, ``parse()``)."""
+        return AsyncWebhooksWithRawResponse(self)
+
     async def create(self, *, url: str, event_types: Sequence[str] | None = None, description: str | None = None,
                      **options: Unpack[RequestOptions]) -> WebhookCreated:
         body = _create(url, event_types, description)
@@ -77,3 +93,21 @@ class AsyncWebhooks(AsyncResource):
         did = delivery.id if isinstance(delivery, WebhookDelivery) else delivery
         return await self._client.post(f"/v1/webhooks/{_id(webhook)}/deliveries/{did}/redeliver", WebhookDelivery,
                                        options=options)
+
+
+class WebhooksWithRawResponse:
+    def __init__(self, resource: Webhooks) -> None:
+        self.create = to_raw_response_wrapper(resource.create)
+        self.list = to_raw_response_wrapper(resource.list)
+        self.delete = to_raw_response_wrapper(resource.delete)
+        self.deliveries = to_raw_response_wrapper(resource.deliveries)
+        self.redeliver = to_raw_response_wrapper(resource.redeliver)
+
+
+class AsyncWebhooksWithRawResponse:
+    def __init__(self, resource: AsyncWebhooks) -> None:
+        self.create = async_to_raw_response_wrapper(resource.create)
+        self.list = async_to_raw_response_wrapper(resource.list)
+        self.delete = async_to_raw_response_wrapper(resource.delete)
+        self.deliveries = async_to_raw_response_wrapper(resource.deliveries)
+        self.redeliver = async_to_raw_response_wrapper(resource.redeliver)
