@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sinergi_client import Sinergi, Webhook, WebhookVerificationError
+from sinergi_client.models import WEBHOOK_EVENT_TYPES
 
 
 class Store:
@@ -63,7 +64,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("subscribe")
     s.add_argument("url")
-    s.add_argument("--events", default="", help="comma-separated event types (default: every type)")
+    s.add_argument("--events", default=",".join(WEBHOOK_EVENT_TYPES),
+                   help="comma-separated event types (default: every type)")
     r = sub.add_parser("serve")
     r.add_argument("--host", default="127.0.0.1")
     r.add_argument("--port", type=int, default=8080)
@@ -71,7 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "subscribe":
         with Sinergi() as client:
-            created = client.webhooks.create(url=args.url, event_types=[e for e in args.events.split(",") if e] or None)
+            events = [e for e in WEBHOOK_EVENT_TYPES if e in args.events.split(",")]
+            created = client.webhooks.create(url=args.url, event_types=events)
         print(json.dumps({"id": str(created.id), "url": created.url, "secret": created.secret}))
         return
     server = ThreadingHTTPServer((args.host, args.port),

@@ -56,8 +56,11 @@ CALLS: list[tuple[str, str, list[str], type[BaseModel] | None, type[BaseModel] |
 WEBHOOK_CALLS: list[tuple[str, str, list[str], type[BaseModel] | None, type[BaseModel] | None]] = [
     ("post", "/v1/webhooks", [], m.WebhookCreate, m.WebhookCreated),
     ("get", "/v1/webhooks", ["limit", "cursor"], None, m.Webhook),
-    ("delete", "/v1/webhooks/{id}", [], None, None),
-    ("get", "/v1/webhooks/{id}/deliveries", ["limit", "cursor"], None, m.WebhookDelivery),
+    ("get", "/v1/webhooks/{id}", [], None, m.Webhook),
+    ("delete", "/v1/webhooks/{id}", [], None, m.Webhook),
+    ("post", "/v1/webhooks/{id}/enable", [], None, m.Webhook),
+    ("get", "/v1/webhooks/{id}/deliveries", ["status", "limit", "cursor"], None, m.WebhookDelivery),
+    ("post", "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", [], None, m.WebhookDelivery),
 ]
 
 

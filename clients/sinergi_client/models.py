@@ -20,8 +20,8 @@ __all__ = [
     "FieldError", "FollowUp", "FollowUpAction", "FollowUpCreate", "HistoryEntry", "ItemResult", "Notice",
     "NoticeCreate", "NoticeReturnee", "NoticeSummary", "Problem", "Referral", "ReferralAction", "ReferralCreate",
     "ReferralReason", "ReferralStatus", "ReferralSummary", "ReferredReturnee", "Returnee", "ReturneeRecord",
-    "Stats", "Subject", "SubjectIn", "TransitionIn", "Urgency", "Webhook", "WebhookCreate", "WebhookCreated",
-    "WebhookDelivery",
+    "Stats", "Subject", "SubjectIn", "TransitionIn", "Urgency", "WEBHOOK_EVENT_TYPES", "DeliveryAttempt", "Webhook",
+    "WebhookCreate", "WebhookCreated", "WebhookDelivery", "WebhookEventType",
 ]
 
 Sex = Literal["F", "M"]
@@ -460,33 +460,57 @@ class EventPage(Reply):
 # --- webhooks -----------------------------------------------------------------------------
 
 
+WebhookEventType = Literal[
+    "returnee.created", "returnee.updated", "notice.created", "notice.acknowledged", "notice.follow_up_recorded",
+    "referral.requested", "referral.status_changed",
+]
+WEBHOOK_EVENT_TYPES: tuple[WebhookEventType, ...] = (
+    "returnee.created", "returnee.updated", "notice.created", "notice.acknowledged", "notice.follow_up_recorded",
+    "referral.requested", "referral.status_changed",
+)
+
+
 class WebhookCreate(Request):
     url: str
-    event_types: list[str] | None = None
+    event_types: list[WebhookEventType]
     description: str | None = None
 
 
 class Webhook(Reply):
     id: uuid.UUID
+    agency: str
     url: str
-    event_types: list[str] = []
-    description: str | None = None
-    status: str | None = None
-    disabled_reason: str | None = None
-    created_at: datetime | None = None
+    event_types: list[str]
+    description: str
+    status: Literal["active", "disabled"]
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class WebhookCreated(Webhook):
     secret: str
 
 
+class DeliveryAttempt(Reply):
+    attempt: int
+    started_at: datetime
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+    next_attempt_at: datetime | None
+
+
 class WebhookDelivery(Reply):
-    id: uuid.UUID
-    event_id: uuid.UUID | None = None
-    event_type: str | None = None
-    status: str
-    attempts: int | None = None
-    last_status_code: int | None = None
-    last_error: str | None = None
-    created_at: datetime | None = None
-    delivered_at: datetime | None = None
+    id: str  # the webhook-id header of every attempt
+    event_id: uuid.UUID
+    event_type: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    log: list[DeliveryAttempt]
