@@ -128,8 +128,8 @@ def test_dp3a_pulls_district_statistics_into_a_csv(live, tmp_path):
 
 
 @contextmanager
-def receiver(secret: str, store: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
+def receiver(secret: str, store: Path, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, str(EXAMPLES / "webhook_receiver.py"), "serve", "--port", str(port),
                              "--store", str(store)], env=os.environ | {"SINERGI_WEBHOOK_SECRET": secret,
                                                                        "PYTHONPATH": f"{ROOT}:{ROOT / 'clients'}"},
@@ -176,9 +176,49 @@ def test_webhook_receiver_verifies_and_handles_each_webhook_id_once(tmp_path):
     assert proc.stdout.read() == ""
 
 
-@pytest.mark.skipif("/v1/webhooks" not in create_app(Settings(mode="development")).openapi()["paths"],
-                    reason="this service does not serve /v1/webhooks yet")
-def test_webhook_receiver_subscribes(live):
-    done = run(live, BP3MI, "webhook_receiver.py", "subscribe", "http://127.0.0.1:9/hooks")
+SERVES_WEBHOOKS = "/v1/webhooks" in create_app(Settings(mode="development")).openapi()["paths"]
+
+
+@pytest.mark.skipif(not SERVES_WEBHOOKS, reason="this service does not serve /v1/webhooks yet")
+def test_webhook_receiver_gets_the_servers_signed_deliveries_once(live, tmp_path):
+    """Subscribed through the example, the receiver gets the server's own deliveries, verifies
+    them, and a redelivery (the same webhook-id) is not handled twice."""
+    port = free_port()
+    done = run(live, BP3MI, "webhook_receiver.py", "subscribe", f"http://127.0.0.1:{port}/hooks",
+               "--events", "referral.requested")
     assert done.returncode == 0, done.stderr
-    assert '"secret": "whsec_' in done.stdout
+    subscription = json.loads(done.stdout)
+    assert subscription["secret"].startswith("whsec_")
+    store = tmp_path / "hooks.db"
+    with receiver(subscription["secret"], store, port) as (_url, _proc), live.client(BP3MI) as bp3mi:
+        referral = bp3mi.referrals.create(**referral_args("webhook"))
+        handled = wait_for(lambda: handled_events(store), lambda rows: len(rows) >= 1)
+        assert [e["type"] for e in handled] == ["referral.requested"]
+        assert str(referral.id) in json.dumps(handled[0])
+        deliveries = wait_for(lambda: list(bp3mi.webhooks.deliveries(subscription["id"])),
+                              lambda ds: [d.status for d in ds] == ["succeeded"])  # recorded after the 204
+        assert [d.status for d in deliveries] == ["succeeded"]
+        bp3mi.webhooks.redeliver(subscription["id"], deliveries[0])
+        again = wait_for(lambda: bp3mi.webhooks.deliveries(subscription["id"]).items[0],
+                         lambda d: d.status == "succeeded" and len(d.log) == 2)
+        assert again.id == deliveries[0].id
+        assert len(handled_events(store)) == 1  # the same webhook-id: handled once
+        bp3mi.webhooks.delete(subscription["id"])
+
+
+def handled_events(store: Path) -> list[dict]:
+    import sqlite3
+
+    if not store.exists():
+        return []
+    with sqlite3.connect(store) as db:
+        return [json.loads(e) for (e,) in db.execute("SELECT event FROM delivery")]
+
+
+def wait_for(read, done, seconds: float = 30.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
