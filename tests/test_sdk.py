@@ -3,10 +3,12 @@ errors, tokens, ETags, idempotent retries, pagination, raw replies, sync and asy
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import httpx
@@ -265,3 +267,13 @@ async def test_async_client_against_the_live_server(live):
         events = [e async for e in bp3mi.events.feed(stop_when_idle=True, limit=100)]
         assert events
     assert isinstance(bp3mi, AsyncSinergi)
+
+
+async def test_calls_starting_together_share_one_token_fetch(live):
+    async with live.async_client(AUDITOR) as c:
+        replies = await asyncio.gather(*(c.audit.verify() for _ in range(12)))
+        assert all(r.ok for r in replies) and c.auth.tokens_fetched == 1
+    with live.client(AUDITOR) as c:
+        with ThreadPoolExecutor(6) as pool:
+            assert all(r.ok for r in pool.map(lambda _: c.audit.verify(), range(12)))
+        assert c.auth.tokens_fetched == 1

@@ -5,13 +5,18 @@ same way from ``httpx.Client`` and ``httpx.AsyncClient``: the token request is y
 client that sends the call itself (one connection pool, the same transport). The token is
 cached and renewed ``leeway`` seconds before it expires; a ``401`` on a call (a revoked token,
 a rotated key) drops it, fetches a new one and sends the call once more.
+
+Calls that start together while no token is cached wait for one fetch instead of each making
+their own (a lock around the fetch: a thread lock for the sync flow, an asyncio lock for the
+async one); the flow they then run is the same generator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 
 import httpx
 
@@ -30,7 +35,10 @@ class ClientCredentials(httpx.Auth):
         self.scope = scope
         self.leeway = leeway
         self.user_agent = user_agent
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the cached token
+        self._fetching = threading.Lock()  # one fetch at a time (sync calls)
+        self._async_lock: asyncio.Lock | None = None  # the same for async calls, per event loop
+        self._async_lock_loop: asyncio.AbstractEventLoop | None = None
         self._token: str | None = None
         self._expires_at = 0.0
         self.tokens_fetched = 0
@@ -46,6 +54,37 @@ class ClientCredentials(httpx.Auth):
             token = self._store((yield self._token_request()))
             request.headers["Authorization"] = f"Bearer {token}"
             yield request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._cached() is None:
+            with self._fetching:
+                if self._cached() is None:
+                    response = yield self._token_request()
+                    response.read()
+                    self._store(response)
+        yield from super().sync_auth_flow(request)
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self._cached() is None:
+            async with self._async_fetching():
+                if self._cached() is None:
+                    response = yield self._token_request()
+                    await response.aread()
+                    self._store(response)
+        flow = super().async_auth_flow(request)
+        outgoing = await flow.__anext__()
+        while True:
+            incoming = yield outgoing
+            try:
+                outgoing = await flow.asend(incoming)
+            except StopAsyncIteration:
+                return
+
+    def _async_fetching(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._async_lock is None or self._async_lock_loop is not loop:
+            self._async_lock, self._async_lock_loop = asyncio.Lock(), loop
+        return self._async_lock
 
     def invalidate(self) -> None:
         with self._lock:
