@@ -48,7 +48,7 @@ def bench_sdk(url: str, calls: int, rounds: int) -> tuple[Round, Round]:
     try:
         server.wait_ready()
         with Sinergi(server.url, creds.client_id, creds.secret) as sdk, httpx.Client(base_url=server.url) as bare:
-            referral = sdk.referrals.create(**REFERRAL)  # type: ignore[arg-type]
+            referral = sdk.referrals.create(**REFERRAL)
             token = httpx.post(server.url + "/oauth/token", data={"grant_type": "client_credentials"},
                                auth=(creds.client_id, creds.secret)).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
