@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import operator
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import bulk, clock, tokens
+from api.core import bulk, clock, spool, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
 from api.core.db import Database, execute_text
@@ -39,6 +40,8 @@ from api.core.sql import dialect_of, table_of
 from api.core.unit import unit_of
 from models import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
 from models.regions import province_of
+
+log = logging.getLogger("sinergi.audit")
 
 
 def record(
@@ -344,10 +347,92 @@ async def append_outside_unit(db: Database, entries: Sequence[tuple[RequestConte
     """Append entries that belong to no unit of work (a request that failed and rolled back,
     the per-minute summaries of refused callers), each with its own context, in one
     transaction of their own. The only session of the service opened outside api.core.unit
-    and the HTTP session dependency (tests/test_units.py checks it)."""
-    async with db.sessionmaker() as session, session.begin():
-        for ctx, rec in entries:
-            await append(session, ctx, [rec], db.settings.audit_chain)
+    and the HTTP session dependency (tests/test_units.py checks it).
+
+    When the database cannot take them (the failure was the database's), they are written to
+    the spool (the settings' ``audit_spool``, :mod:`api.core.spool`), to be appended when it is
+    back (:func:`drain_spool`); without a spool the error is raised (and the caller logs it)."""
+    now = clock.now()
+    staged = [Staged(chain, [_build(chain, ctx, rec, now)])
+              for ctx, rec in entries for chain in (chain_of(ctx, db.settings.audit_chain),)]
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            await _append_rows(session, staged)
+    except Exception:
+        path = db.settings.audit_spool
+        if not path:
+            raise
+        # Marked as written late: the detail says so (the entry's place in the chain is when
+        # it was appended, its occurred_at when it happened).
+        late = [Staged(chain, [_build(chain, ctx, AuditRecord(rec.action, rec.outcome, rec.resource_type,
+                                                              rec.resource_id, rec.subjects,
+                                                              {**rec.detail, "spooled": True}), now)])
+                for ctx, rec in entries for chain in (chain_of(ctx, db.settings.audit_chain),)]
+        await spool.write(path, [_to_spool(st.chain, row) for st in late for row in st.rows])
+        log.warning("the database could not take %d audit entries: spooled", len(late))
+
+
+async def _append_rows(session: AsyncSession, staged: Sequence[Staged]) -> None:
+    subjects = [{"event_id": row.id, "resource_type": t, "resource_id": i}
+                for st in staged for row in st.rows for t, i in row.subjects]
+    if subjects:
+        await bulk.insert_rows(session, table_of(AuditSubject), subjects)
+    for st in staged:
+        await append_staged(session, st)
+
+
+def _to_spool(chain: str, row: _Row) -> dict[str, Any]:
+    return {"chain": chain, "id": str(row.id), "occurred_at": _iso(row.occurred_at), "client_id": row.client_id,
+            "agency": row.agency, "action": row.action, "resource_type": row.resource_type,
+            "resource_id": row.resource_id, "outcome": row.outcome, "request_id": row.request_id,
+            "body": row.body, "subjects": [list(x) for x in row.subjects]}
+
+
+def _from_spool(d: dict[str, Any]) -> Staged:
+    occurred = datetime.strptime(d["occurred_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    row = _Row(uuid.UUID(d["id"]), occurred, d["client_id"], d["agency"], d["action"], d["resource_type"],
+               d["resource_id"], d["outcome"], d["request_id"], d["body"], [(t, i) for t, i in d["subjects"]])
+    return Staged(d["chain"], [row])
+
+
+def spool_check(db: Database) -> None:
+    """After the database took a unit: if entries wait in the spool, drain it in the background
+    (at most one drain per process at a time; the spool is looked at once a second at most)."""
+    path = db.settings.audit_spool
+    if path and spool.due(path):
+        task = asyncio.get_running_loop().create_task(drain_spool(db))
+        _DRAINS.add(task)
+        task.add_done_callback(_DRAINS.discard)
+
+
+_DRAINS: set[asyncio.Task[int]] = set()
+
+
+async def drain_spool(db: Database) -> int:
+    """Append the entries that waited in the spool, each once (an entry already in the chain,
+    from a drain that committed and then could not clear its file, is not appended again).
+    Returns how many were appended; what cannot be appended now stays for the next drain."""
+    path = db.settings.audit_spool
+    if not path:
+        return 0
+    appended = 0
+    async for batch in spool.batches(path):
+        try:
+            staged = [_from_spool(d) for d in batch.entries]
+            ids = [st.rows[0].id for st in staged]
+            async with db.sessionmaker() as session, session.begin():
+                there = set((await session.execute(sa.select(_EVENTS.c.id).where(_EVENTS.c.id.in_(ids)))).scalars())
+                todo = [st for st in staged if st.rows[0].id not in there]
+                await _append_rows(session, todo)
+        except Exception:
+            log.warning("the audit spool could not be written into the chain yet", exc_info=True)
+            batch.keep()
+            break
+        appended += len(todo)
+        batch.done()
+    if appended:
+        log.warning("%d audit entries from the spool appended to the chain", appended)
+    return appended
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ problem it is answered with). Routes and services never commit.
 When the COMMIT's answer is lost (:class:`api.core.errors.OutcomeUnknown`, see
 :mod:`api.core.unit`) no failure is recorded: if the transaction committed, the request's own
 entries are in the chain; if it did not, nothing of it is. The log says which request it was.
+
+After a successful unit, audit entries that waited in the spool for the database to come back
+(:func:`api.core.audit.drain_spool`) are written, in the background.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
             if failure is not exc:
                 raise failure from exc
             raise
+    audit.spool_check(svc.db)  # the database took a unit: entries that waited for it go in now
 
 
 async def _rollback(session: AsyncSession, ctx: RequestContext) -> None:
