@@ -14,6 +14,7 @@ write lock (``BEGIN IMMEDIATE``), so the hash is computed here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import operator
@@ -133,7 +134,7 @@ def _bounded_detail(value: Any, depth: int = 0) -> Any:
     return text_rules.bounded(str(value), limit)
 
 
-def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime) -> _Row:
+def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime, entry_id: uuid.UUID | None = None) -> _Row:
     """One entry. What it says is bounded, whatever the caller sent: the indexed columns hold
     only what the service knows (the authenticated client, its agency, ids the service made or
     checked); anything else a caller claims goes into ``detail`` under ``claimed_*``, bounded
@@ -168,7 +169,7 @@ def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime) -> 
             claimed.append([text_rules.bounded(str(t), text_rules.MAX_ID), text_rules.bounded(str(i), text_rules.MAX_ID)])
     if claimed:
         detail["claimed_subjects"] = _bounded_detail(claimed)
-    row = _Row(uuid.uuid4(), now, columns["client_id"], columns["agency"], columns["action"], columns["resource_type"],
+    row = _Row(entry_id or uuid.uuid4(), now, columns["client_id"], columns["agency"], columns["action"], columns["resource_type"],
                columns["resource_id"], str(rec.outcome), columns["request_id"], "", subjects)
     row.body = orjson.dumps(
         {
@@ -363,11 +364,13 @@ async def append_outside_unit(db: Database, entries: Sequence[tuple[RequestConte
         if not path:
             raise
         # Marked as written late: the detail says so (the entry's place in the chain is when
-        # it was appended, its occurred_at when it happened).
-        late = [Staged(chain, [_build(chain, ctx, AuditRecord(rec.action, rec.outcome, rec.resource_type,
-                                                              rec.resource_id, rec.subjects,
-                                                              {**rec.detail, "spooled": True}), now)])
-                for ctx, rec in entries for chain in (chain_of(ctx, db.settings.audit_chain),)]
+        # it was appended, its occurred_at when it happened). Same ids: if the transaction
+        # above did commit (its COMMIT's answer lost), the drain finds them there and skips them.
+        late = [Staged(st.chain, [_build(st.chain, ctx, AuditRecord(rec.action, rec.outcome, rec.resource_type,
+                                                                    rec.resource_id, rec.subjects,
+                                                                    {**rec.detail, "spooled": True}),
+                                         now, st.rows[0].id)])
+                for (ctx, rec), st in zip(entries, staged, strict=True)]
         await spool.write(path, [_to_spool(st.chain, row) for st in late for row in st.rows])
         log.warning("the database could not take %d audit entries: spooled", len(late))
 
@@ -416,23 +419,37 @@ async def drain_spool(db: Database) -> int:
     if not path:
         return 0
     appended = 0
-    async for batch in spool.batches(path):
-        try:
-            staged = [_from_spool(d) for d in batch.entries]
-            ids = [st.rows[0].id for st in staged]
-            async with db.sessionmaker() as session, session.begin():
-                there = set((await session.execute(sa.select(_EVENTS.c.id).where(_EVENTS.c.id.in_(ids)))).scalars())
-                todo = [st for st in staged if st.rows[0].id not in there]
-                await _append_rows(session, todo)
-        except Exception:
-            log.warning("the audit spool could not be written into the chain yet", exc_info=True)
-            batch.keep()
-            break
-        appended += len(todo)
-        batch.done()
+    async with contextlib.aclosing(spool.batches(path)) as batches:
+        async for batch in batches:
+            appended += await _drain_one(db, batch)
+            if batch.fd < 0:  # kept: the database is not taking entries yet
+                break
     if appended:
         log.warning("%d audit entries from the spool appended to the chain", appended)
     return appended
+
+
+async def _drain_one(db: Database, batch: spool.Batch) -> int:
+    staged = []
+    for d in batch.entries:
+        try:
+            staged.append(_from_spool(d))
+        except (KeyError, TypeError, ValueError):
+            log.error("audit spool %s: an entry that is not one the service wrote: skipped", batch.file)
+    ids = [st.rows[0].id for st in staged]
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            there = set((await session.execute(sa.select(_EVENTS.c.id).where(_EVENTS.c.id.in_(ids)))).scalars())
+            todo = [st for st in staged if st.rows[0].id not in there]
+            await _append_rows(session, todo)
+    except BaseException as exc:
+        batch.keep()
+        if not isinstance(exc, Exception):
+            raise
+        log.warning("the audit spool could not be written into the chain yet: %s", type(exc).__name__)
+        return 0
+    batch.done()
+    return len(todo)
 
 
 # --- reading -------------------------------------------------------------------------------

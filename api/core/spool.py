@@ -27,7 +27,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,11 +130,16 @@ class Batch:
         try:
             os.unlink(self.file)
         finally:
-            os.close(self.fd)
+            self._close()
 
     def keep(self) -> None:
-        """Not written: the file stays for the next drain."""
-        os.close(self.fd)
+        """Not written: the file stays for the next drain (``fd`` is then -1)."""
+        self._close()
+        self.fd = -1
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 def _open_sync(file: str) -> Batch | None:
@@ -161,7 +166,7 @@ def _open_sync(file: str) -> Batch | None:
     return Batch(file, fd, entries)
 
 
-async def batches(path: str) -> AsyncIterator[Batch]:
+async def batches(path: str) -> AsyncGenerator[Batch, None]:
     """The spool's files, one :class:`Batch` each; the caller ends each with ``done`` or ``keep``."""
     for file in await asyncio.to_thread(_take_sync, path):
         batch = await asyncio.to_thread(_open_sync, file)
