@@ -347,8 +347,9 @@ async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, 
 async def append_outside_unit(db: Database, entries: Sequence[tuple[RequestContext, AuditRecord]]) -> None:
     """Append entries that belong to no unit of work (a request that failed and rolled back,
     the per-minute summaries of refused callers), each with its own context, in one
-    transaction of their own. The only session of the service opened outside api.core.unit
-    and the HTTP session dependency (tests/test_units.py checks it).
+    transaction of their own. With :func:`drain_spool`, the second half of this failure path,
+    the only sessions of the service opened outside api.core.unit and the HTTP session
+    dependency (tests/test_units.py checks it).
 
     When the database cannot take them (the failure was the database's), they are written to
     the spool (the settings' ``audit_spool``, :mod:`api.core.spool`), to be appended when it is
