@@ -800,8 +800,9 @@ def check(load: Load, conninfo: str, *, no_5xx: bool = True, feed_key: str = "61
     * ``outcome``: what a client was told failed, or changed nothing, left nothing; what it was
       told succeeded is there;
     * ``audit``: no request recorded both as allowed and as failed; ``audit-status``: a failure
-      recorded with the status the client was answered; ``audit-lost``: every answered ``/v1``
-      call (2xx, 4xx) audited.
+      recorded with the status the client was answered, and a call answered outcome-unknown
+      not recorded as failed; ``audit-lost``: every answered ``/v1`` call (2xx, 4xx, and a 503
+      that said nothing was changed) audited.
     """
     out = list(load.findings)
     add = lambda check_, msg: out.append(Finding(check_, msg))  # noqa: E731
@@ -1041,8 +1042,13 @@ def check(load: Load, conninfo: str, *, no_5xx: bool = True, feed_key: str = "61
         if s.status is None or not s.path.startswith("/v1"):
             continue
         es = by_rid.get(s.request_id, [])
-        if s.status < 500 and s.status not in (401, 429) and not es:
+        # a 503 that says nothing was changed is a failure the audit records (through the
+        # spool while the database is away); an unknown outcome is not recorded as one
+        told_failed = s.status == 503 and not _unknown_type(s.ptype)
+        if (s.status < 500 and s.status not in (401, 429) or told_failed) and not es:
             unaudited.append(f"{s.kind} {s.status}")
+        if _unknown_type(s.ptype) and any(o == "failed" for o, _ in es):
+            wrong_status.append(f"{s.kind}: recorded failed, answered {s.status} outcome-unknown")
         for outcome_, st in es:
             if outcome_ != "allowed" and st is not None and st != s.status:
                 wrong_status.append(f"{s.kind}: recorded {st}, answered {s.status}")

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import orjson
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from api.core.settings import Settings
+from api.http.problems import database_problem
 from bench.common import via
 from bench.faults import ProxyControl
 from models import AgencyKind, AuditEvent, Referral
@@ -127,3 +129,14 @@ async def test_a_connection_lost_before_the_commit_is_not_unknown(proxy, client,
     problem = assert_problem(r, 503, "/problems/unavailable")
     assert "nothing was changed" in problem["detail"]
     assert await referrals_noted(db, body["note"]) == []
+
+
+def test_the_drivers_own_connection_errors_are_503s_that_say_nothing_changed():
+    """Where the service uses the driver's connection directly (the chain walk's server-side
+    cursor) a lost connection raises the driver's error, not SQLAlchemy's: it is the same 503
+    (reads change nothing), never a 500."""
+    for exc in (psycopg.OperationalError("consuming input failed"), psycopg.InterfaceError("the connection is lost")):
+        problem = database_problem(exc)
+        assert problem is not None and (problem.status, problem.slug) == (503, "unavailable")
+        assert problem.headers["Retry-After"] and "nothing was changed" in problem.detail
+    assert database_problem(ValueError("not the database's")) is None

@@ -13,6 +13,7 @@ import sqlite3
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
@@ -78,6 +79,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.OperationalError)
     @app.exception_handler(sa_exc.InterfaceError)
     @app.exception_handler(sa_exc.TimeoutError)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
         # A database error outside a request's unit of work (the session dependency turns its
         # own into the same problems, and records them with the status answered).
@@ -103,12 +106,18 @@ def install(app: FastAPI) -> None:
         return problem_response(body)
 
 
+# SQLAlchemy's errors, and the driver's own where the service uses its connection directly
+# (the chain walk's server-side cursor).
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, psycopg.OperationalError,
+                psycopg.InterfaceError)
+
+
 def database_problem(exc: BaseException) -> Problem | None:
     """The problem a database error is answered with (``None``: not one of them). The database
     is down or out of connections, or (SQLite) up but its write lock was held past the busy
     timeout: nothing was written (the transaction did not commit; a COMMIT whose answer was lost
     is :class:`api.core.errors.OutcomeUnknown` instead), so the caller can safely retry."""
-    if not isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+    if not isinstance(exc, _UNAVAILABLE):
         return None
     if _lock_contention(exc):
         return Busy("The database is busy; nothing was changed, retry shortly", headers={"Retry-After": "1"})
