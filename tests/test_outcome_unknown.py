@@ -116,6 +116,22 @@ async def test_a_lost_commit_of_an_unkeyed_move_is_unknown_and_a_read_tells_the_
     assert_problem(retried, 412)
 
 
+async def test_a_read_whose_commit_is_lost_is_a_plain_503(proxy, client, db, sender):
+    """A read changes nothing of the caller's: its lost COMMIT (only its audit entry is in
+    doubt) is answered as any outage, retry; it is not recorded as failed either."""
+    created = await client.post("/v1/referrals", json={**referral_body(), "note": "lost commit, read"},
+                                headers=await sender.headers())
+    assert created.status_code == 201, created.text
+    headers = await sender.headers()
+    assert (await proxy.cmd("mode cut 1")).get("ok")
+    try:
+        r = await client.get(f"/v1/referrals/{created.json()['id']}", headers=headers)
+    finally:
+        assert (await proxy.cmd("mode pass")).get("cuts") == 1
+    assert_problem(r, 503, "/problems/unavailable")
+    assert "failed" not in [o for o, _ in await entries_of(db, r.headers["x-request-id"])]
+
+
 async def test_a_connection_lost_before_the_commit_is_not_unknown(proxy, client, db, sender):
     """Only a COMMIT whose answer was lost is unknown: a connection lost before the COMMIT
     leaves nothing (the server rolls back), and the caller is told so."""
