@@ -150,12 +150,13 @@ class Unit:
 def _not_committed(session: AsyncSession, exc: BaseException) -> bool:
     """Whether a COMMIT that raised ``exc`` certainly committed nothing: on SQLite always (a
     local file), on PostgreSQL when the server itself refused it (SQLSTATE class 23, a
-    deferred constraint; 40, a serialisation failure or deadlock). A lost connection, a
-    timeout, anything else: perhaps committed."""
+    deferred constraint; 40001, 40002, 40P01: a serialisation failure, an integrity violation,
+    a deadlock, each rolled back). A lost connection, a timeout, 40003 ("statement completion
+    unknown"), anything else: perhaps committed."""
     if dialect_of(session) == "sqlite":
         return True
     state = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return isinstance(state, str) and state[:2] in ("23", "40")
+    return isinstance(state, str) and (state[:2] == "23" or state in ("40001", "40002", "40P01"))
 
 
 async def _sqlite_changes(conn: Any) -> int:
