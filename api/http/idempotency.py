@@ -76,7 +76,7 @@ from api.core import crypto
 from api.core.context import AuditRecord, Caller
 from api.core.errors import Conflict, Problem
 from api.core.scopes import Scope
-from api.core.sql import dialect_of
+from api.core.sql import database_now, dialect_of
 from api.core.unit import unit_of
 from api.http.problems import problem_response
 from models import IdempotencyRecord, Outcome
@@ -176,16 +176,6 @@ class Idempotency:
                 expires_at=cast(datetime, database_now(session, RETENTION)),
             )
         )
-
-
-def database_now(session: AsyncSession, plus: timedelta = timedelta(0)) -> Any:
-    """The database's time now (``+ plus``), as an SQL expression: on PostgreSQL
-    ``CURRENT_TIMESTAMP`` (the transaction's start), on SQLite the time in the form the
-    timestamp columns are stored in there (UTC, microseconds), so that the two compare."""
-    if dialect_of(session) == "postgresql":
-        now = sa.func.current_timestamp()
-        return now + plus if plus else now
-    return sa.func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"+{int(plus.total_seconds())} seconds")
 
 
 async def begin(session: AsyncSession, caller: Caller, request: Request) -> Idempotency:
