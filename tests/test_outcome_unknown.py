@@ -116,9 +116,9 @@ async def test_a_lost_commit_of_an_unkeyed_move_is_unknown_and_a_read_tells_the_
     assert_problem(retried, 412)
 
 
-async def test_a_read_whose_commit_is_lost_is_a_plain_503(proxy, client, db, sender):
+async def test_a_read_whose_commit_is_lost_is_told_to_retry(proxy, client, db, sender):
     """A read changes nothing of the caller's: its lost COMMIT (only its audit entry is in
-    doubt) is answered as any outage, retry; it is not recorded as failed either."""
+    doubt) is unknown too, and the caller is told it may simply retry; not recorded as failed."""
     created = await client.post("/v1/referrals", json={**referral_body(), "note": "lost commit, read"},
                                 headers=await sender.headers())
     assert created.status_code == 201, created.text
@@ -128,7 +128,8 @@ async def test_a_read_whose_commit_is_lost_is_a_plain_503(proxy, client, db, sen
         r = await client.get(f"/v1/referrals/{created.json()['id']}", headers=headers)
     finally:
         assert (await proxy.cmd("mode pass")).get("cuts") == 1
-    assert_problem(r, 503, "/problems/unavailable")
+    problem = assert_problem(r, 503, "/problems/outcome-unknown")
+    assert "retry it" in problem["detail"] and r.headers["retry-after"]
     assert "failed" not in [o for o, _ in await entries_of(db, r.headers["x-request-id"])]
 
 

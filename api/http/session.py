@@ -30,7 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import audit
 from api.core.context import RequestContext
 from api.core.db import Database
-from api.core.errors import ServiceUnavailable
+from api.core.errors import OutcomeUnknown
 from api.core.keys import KeyStore
 from api.core.settings import Settings
 from api.core.unit import Unit
@@ -99,10 +99,10 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
                 ctx.audited = True
                 log.warning("the answer to a COMMIT was lost: the request's outcome is unknown (%s)",
                             type(exc.__cause__ or exc).__name__, extra={"request_id": ctx.request_id})
-                if request.method in ("GET", "HEAD") and isinstance(exc, Exception):
-                    # a read changed nothing of the caller's (only its audit entry is in doubt)
-                    raise ServiceUnavailable("The database is not reachable right now; nothing was changed, "
-                                             "retry shortly", headers={"Retry-After": "5"}) from exc
+                if request.method in ("GET", "HEAD") and isinstance(exc, OutcomeUnknown):
+                    # a read changes nothing of the caller's: only its audit entry is in doubt
+                    raise OutcomeUnknown("The connection to the database was lost while the request was being "
+                                         "committed; a read changes nothing, retry it") from exc.__cause__
                 raise
             failure = database_problem(exc) or exc
             await _record_failure(svc, ctx, failure)
