@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from bench.common import Credentials, Server, free_port, libpq, machine, make_parties, via
-from bench.soak import SERVER_ENV, scratch_database
+from bench.soak import SERVER_ENV, scratch_database, spool_env
 from bench.workload import WRITE_KINDS, Finding, Load, Sample, check, format_summary, ops_summary, summary
 
 PHASES = ("refuse", "blackhole", "freeze", "cut", "kill")
@@ -326,7 +327,8 @@ async def faults(url: str, creds: dict[str, Credentials], phases: list[str], o: 
     """Start the proxy and two servers behind it on ``url``, run ``phases``, stop them."""
     u = make_url(url)
     proxy = await ProxyControl.start(f"{u.host or '127.0.0.1'}:{u.port or 5432}")
-    env = {**SERVER_ENV, **({"SINERGI_DB_POOL_SIZE": str(pool)} if pool else {})}
+    spool = tempfile.TemporaryDirectory(prefix="sinergi-spool-")
+    env = {**SERVER_ENV, **spool_env(spool.name), **({"SINERGI_DB_POOL_SIZE": str(pool)} if pool else {})}
     servers = [Server(via(url, proxy.port), env=env) for _ in range(2)]
     try:
         servers[0].start()
@@ -339,6 +341,7 @@ async def faults(url: str, creds: dict[str, Credentials], phases: list[str], o: 
         for s in servers:
             s.stop()
         await proxy.close()
+        spool.cleanup()
 
 
 async def main_async(url: str, creds: dict[str, Credentials], args: argparse.Namespace, o: Options) -> int:

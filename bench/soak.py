@@ -11,14 +11,18 @@ kind of request, and every check that failed; the exit status is 1 when one did.
 
 The servers run with the per-client rate limits off (``SINERGI_RATE_CLIENT=0``,
 ``SINERGI_RATE_TOKEN=0``): each agency here is one client sending as fast as it is answered,
-far more than a partner system does, and a 429 would only hide what is measured.
+far more than a partner system does, and a 429 would only hide what is measured. They share
+one audit spool (``SINERGI_AUDIT_SPOOL``, in a temporary directory): a call that fails while
+the database is away is audited when it is back.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +37,8 @@ SERVER_ENV = {"SINERGI_RATE_CLIENT": "0", "SINERGI_RATE_TOKEN": "0"}
 @contextmanager
 def servers(url: str, n: int = 2, env: dict[str, str] | None = None) -> Iterator[list[Server]]:
     """``n`` server processes on ``url``, started at once, ready; stopped at the end."""
-    procs = [Server(url, env={**SERVER_ENV, **(env or {})}) for _ in range(n)]
+    spool = tempfile.TemporaryDirectory(prefix="sinergi-spool-")
+    procs = [Server(url, env={**SERVER_ENV, **spool_env(spool.name), **(env or {})}) for _ in range(n)]
     try:
         procs[0].start()
         procs[0].wait_ready()  # the first start makes the signing key; the others find it
@@ -45,6 +50,12 @@ def servers(url: str, n: int = 2, env: dict[str, str] | None = None) -> Iterator
     finally:
         for p in procs:
             p.stop()
+        spool.cleanup()
+
+
+def spool_env(directory: str) -> dict[str, str]:
+    """The servers' shared audit spool, in ``directory``."""
+    return {"SINERGI_AUDIT_SPOOL": os.path.join(directory, "audit.spool")}
 
 
 @contextmanager

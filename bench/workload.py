@@ -18,7 +18,9 @@ What runs (each a loop of its own, against the servers given, round robin):
 Every request carries its own ``X-Request-ID``; every write is a logical :class:`Op` (its
 attempts, its outcome: ``ok``, ``failed`` when the server's answer says nothing was done, or
 ``unknown``). A client that is told "nothing was changed, retry" retries; one that is told the
-outcome is unknown retries only under its ``Idempotency-Key`` (API.md, Conventions).
+outcome is unknown (503 ``/problems/outcome-unknown``, or no answer after the request was sent)
+retries only under its ``Idempotency-Key``, or with its ``If-Match`` (a conditional write made
+already is refused, 412 or 409, never made twice) (API.md, Conventions).
 
 :func:`check` then compares what the clients were told with what the database holds: see its
 docstring for the list. Loopback only; every loop is bounded in time and count.
@@ -109,6 +111,7 @@ class Op:
     outcome: str = "pending"  # ok | failed | unknown
     attempts: list[tuple[str, Any, str | None, int]] = field(default_factory=list)  # (request id, status, type, server)
     reply: Reply | None = None
+    conditional: bool = False  # sent with If-Match: safe to retry after an unknown outcome
 
 
 @dataclass
@@ -276,7 +279,9 @@ class Load:
     async def run_op(self, op: Op, attempt: Any, *, first: int | None = None, max_attempts: int = 8) -> Op:
         """Run ``attempt(server) -> Reply`` until its outcome is known: what a careful client
         does (API.md): retry what the server says changed nothing, retry an unknown outcome only
-        under the op's Idempotency-Key, a request that never reached the server anywhere."""
+        under the op's Idempotency-Key or its If-Match, a request that never reached the server
+        anywhere. An op that had an unknown outcome and is then refused (412, 409) is unknown,
+        not failed: the refusal may be of its own first attempt."""
         self.ops.append(op)
         op.t_sent = time.monotonic()
         server = self.pick() if first is None else first
@@ -296,11 +301,11 @@ class Load:
                     retry = True  # it never reached a server
                 else:
                     unknown = True
-                    retry = op.keyed
+                    retry = op.keyed or op.conditional
             elif r.status == 503:
                 if _unknown_type(r.ptype):
                     unknown = True
-                    retry = op.keyed
+                    retry = op.keyed or op.conditional
                 else:
                     retry = True  # "nothing was changed": the client believes it
             elif r.status == 409 and (op.kind.startswith("batch") or "still being processed" in str(
@@ -476,8 +481,8 @@ class Load:
                 return self.send("referral.transition", "polres", "POST", f"/v1/referrals/{rid}/transitions",
                                  server=server, headers=headers, json=payload)
 
-            ops = [Op("referral.transition", g, False, f"{rid} {action}", {"id": rid, "action": action, "from": status})
-                   for _ in range(2 if dup else 1)]
+            ops = [Op("referral.transition", g, False, f"{rid} {action}", {"id": rid, "action": action, "from": status},
+                      conditional=True) for _ in range(2 if dup else 1)]
             if dup:
                 a = self.pick()
                 await asyncio.gather(self.run_op(ops[0], attempt, first=a),
@@ -543,7 +548,7 @@ class Load:
             return self.send("notice.ack", "dp3a", "POST", f"/v1/notices/{nid}/acknowledge", server=server,
                              headers={"If-Match": '"1"'})
 
-        ops = [Op("notice.ack", g, False, nid, {"id": nid}) for _ in range(2 if dup else 1)]
+        ops = [Op("notice.ack", g, False, nid, {"id": nid}, conditional=True) for _ in range(2 if dup else 1)]
         if dup:
             a = self.pick()
             await asyncio.gather(self.run_op(ops[0], ack, first=a), self.run_op(ops[1], ack, first=self.pick(avoid=a)))
@@ -795,8 +800,9 @@ def check(load: Load, conninfo: str, *, no_5xx: bool = True, feed_key: str = "61
     * ``outcome``: what a client was told failed, or changed nothing, left nothing; what it was
       told succeeded is there;
     * ``audit``: no request recorded both as allowed and as failed; ``audit-status``: a failure
-      recorded with the status the client was answered; ``audit-lost``: every answered ``/v1``
-      call (2xx, 4xx) audited.
+      recorded with the status the client was answered, and a call answered outcome-unknown
+      not recorded as failed; ``audit-lost``: every answered ``/v1`` call (2xx, 4xx, and a 503
+      that said nothing was changed) audited.
     """
     out = list(load.findings)
     add = lambda check_, msg: out.append(Finding(check_, msg))  # noqa: E731
@@ -1036,8 +1042,13 @@ def check(load: Load, conninfo: str, *, no_5xx: bool = True, feed_key: str = "61
         if s.status is None or not s.path.startswith("/v1"):
             continue
         es = by_rid.get(s.request_id, [])
-        if s.status < 500 and s.status not in (401, 429) and not es:
+        # a 503 that says nothing was changed is a failure the audit records (through the
+        # spool while the database is away); an unknown outcome is not recorded as one
+        told_failed = s.status == 503 and not _unknown_type(s.ptype)
+        if (s.status < 500 and s.status not in (401, 429) or told_failed) and not es:
             unaudited.append(f"{s.kind} {s.status}")
+        if _unknown_type(s.ptype) and any(o == "failed" for o, _ in es):
+            wrong_status.append(f"{s.kind}: recorded failed, answered {s.status} outcome-unknown")
         for outcome_, st in es:
             if outcome_ != "allowed" and st is not None and st != s.status:
                 wrong_status.append(f"{s.kind}: recorded {st}, answered {s.status}")

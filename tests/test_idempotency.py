@@ -3,13 +3,14 @@ by the same token would, and its audit entry names what it shows again."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
 import sqlalchemy as sa
 
-from api.core import crypto
+from api.core import clock, crypto
 from api.core.unit import operator_unit
 from models import AgencyKind, AuditEvent, AuditSubject, IdempotencyRecord, Referral
 from tests.conftest import Party, assert_problem
@@ -148,3 +149,23 @@ async def test_a_record_kept_before_the_envelope_is_replayed_only_to_every_view_
     assert full.status_code == 201 and full.headers["idempotent-replayed"] == "true"
     assert full.json() == first.json()
     assert await referral_count(db) == 1
+
+
+async def test_a_key_lives_by_the_database_clock_not_the_servers(client, db, sender):
+    """A server whose clock is 49 hours ahead still replays a key stored a moment ago (its
+    expiry is the database's time, written and compared by the database); a record whose
+    expiry the database has passed is done afresh."""
+    key = {"Idempotency-Key": "clock-skew-1"}
+    first = await client.post("/v1/referrals", json=referral_body(), headers=await sender.headers(**key))
+    assert first.status_code == 201, first.text
+    with clock.frozen(clock.now() + timedelta(hours=49)):
+        again = await client.post("/v1/referrals", json=referral_body(), headers=await sender.headers(**key))
+    assert again.status_code == 201 and again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["id"] == first.json()["id"] and await referral_count(db) == 1
+
+    async with db.sessionmaker() as s, s.begin():  # the database's clock passes the expiry
+        await s.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.key == "clock-skew-1")
+                        .values(expires_at=clock.now() - timedelta(seconds=1)))
+    fresh = await client.post("/v1/referrals", json=referral_body(), headers=await sender.headers(**key))
+    assert fresh.status_code == 201 and "idempotent-replayed" not in fresh.headers
+    assert fresh.json()["id"] != first.json()["id"] and await referral_count(db) == 2

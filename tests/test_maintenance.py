@@ -27,3 +27,18 @@ async def test_purge_keeps_what_is_still_needed(db):
         keys = (await conn.execute(sa.select(IdempotencyRecord.key))).scalars().all()
         jtis = (await conn.execute(sa.select(RevokedToken.jti))).scalars().all()
     assert keys == ["live"] and jtis == ["still-valid"]
+
+
+async def test_purge_on_a_server_whose_clock_is_ahead_keeps_live_keys(db):
+    """Idempotency records expire by the database's clock: a purge run on a server two days
+    ahead deletes no key that is still live."""
+    now = utcnow()
+    async with operator_unit(db, "test") as s:
+        s.add(IdempotencyRecord(client_id="c1", key="live", request_hash="h", status_code=200, response_body="{}",
+                                expires_at=now + timedelta(hours=47)))
+    with clock.frozen(now + timedelta(hours=49)):
+        async with operator_unit(db, "test") as s:
+            counts = await purge_expired(s, clock.now())
+    assert counts["idempotency_records"] == 0
+    async with db.read() as conn:
+        assert (await conn.execute(sa.select(IdempotencyRecord.key))).scalars().all() == ["live"]

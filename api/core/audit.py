@@ -14,12 +14,14 @@ write lock (``BEGIN IMMEDIATE``), so the hash is computed here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import operator
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -29,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import bulk, clock, tokens
+from api.core import bulk, clock, spool, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
 from api.core.db import Database, execute_text
@@ -39,6 +41,8 @@ from api.core.sql import dialect_of, table_of
 from api.core.unit import unit_of
 from models import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
 from models.regions import province_of
+
+log = logging.getLogger("sinergi.audit")
 
 
 def record(
@@ -130,7 +134,7 @@ def _bounded_detail(value: Any, depth: int = 0) -> Any:
     return text_rules.bounded(str(value), limit)
 
 
-def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime) -> _Row:
+def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime, entry_id: uuid.UUID | None = None) -> _Row:
     """One entry. What it says is bounded, whatever the caller sent: the indexed columns hold
     only what the service knows (the authenticated client, its agency, ids the service made or
     checked); anything else a caller claims goes into ``detail`` under ``claimed_*``, bounded
@@ -165,7 +169,7 @@ def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime) -> 
             claimed.append([text_rules.bounded(str(t), text_rules.MAX_ID), text_rules.bounded(str(i), text_rules.MAX_ID)])
     if claimed:
         detail["claimed_subjects"] = _bounded_detail(claimed)
-    row = _Row(uuid.uuid4(), now, columns["client_id"], columns["agency"], columns["action"], columns["resource_type"],
+    row = _Row(entry_id or uuid.uuid4(), now, columns["client_id"], columns["agency"], columns["action"], columns["resource_type"],
                columns["resource_id"], str(rec.outcome), columns["request_id"], "", subjects)
     row.body = orjson.dumps(
         {
@@ -343,11 +347,110 @@ async def record_failure(db: Database, ctx: RequestContext, exc: BaseException, 
 async def append_outside_unit(db: Database, entries: Sequence[tuple[RequestContext, AuditRecord]]) -> None:
     """Append entries that belong to no unit of work (a request that failed and rolled back,
     the per-minute summaries of refused callers), each with its own context, in one
-    transaction of their own. The only session of the service opened outside api.core.unit
-    and the HTTP session dependency (tests/test_units.py checks it)."""
-    async with db.sessionmaker() as session, session.begin():
-        for ctx, rec in entries:
-            await append(session, ctx, [rec], db.settings.audit_chain)
+    transaction of their own. With :func:`drain_spool`, the second half of this failure path,
+    the only sessions of the service opened outside api.core.unit and the HTTP session
+    dependency (tests/test_units.py checks it).
+
+    When the database cannot take them (the failure was the database's), they are written to
+    the spool (the settings' ``audit_spool``, :mod:`api.core.spool`), to be appended when it is
+    back (:func:`drain_spool`); without a spool the error is raised (and the caller logs it)."""
+    now = clock.now()
+    staged = [Staged(chain, [_build(chain, ctx, rec, now)])
+              for ctx, rec in entries for chain in (chain_of(ctx, db.settings.audit_chain),)]
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            await _append_rows(session, staged)
+    except Exception:
+        path = db.settings.audit_spool
+        if not path:
+            raise
+        # Marked as written late: the detail says so (the entry's place in the chain is when
+        # it was appended, its occurred_at when it happened). Same ids: if the transaction
+        # above did commit (its COMMIT's answer lost), the drain finds them there and skips them.
+        late = [Staged(st.chain, [_build(st.chain, ctx, AuditRecord(rec.action, rec.outcome, rec.resource_type,
+                                                                    rec.resource_id, rec.subjects,
+                                                                    {**rec.detail, "spooled": True}),
+                                         now, st.rows[0].id)])
+                for (ctx, rec), st in zip(entries, staged, strict=True)]
+        await spool.write(path, [_to_spool(st.chain, row) for st in late for row in st.rows])
+        log.warning("the database could not take %d audit entries: spooled", len(late))
+
+
+async def _append_rows(session: AsyncSession, staged: Sequence[Staged]) -> None:
+    subjects = [{"event_id": row.id, "resource_type": t, "resource_id": i}
+                for st in staged for row in st.rows for t, i in row.subjects]
+    if subjects:
+        await bulk.insert_rows(session, table_of(AuditSubject), subjects)
+    for st in staged:
+        await append_staged(session, st)
+
+
+def _to_spool(chain: str, row: _Row) -> dict[str, Any]:
+    return {"chain": chain, "id": str(row.id), "occurred_at": _iso(row.occurred_at), "client_id": row.client_id,
+            "agency": row.agency, "action": row.action, "resource_type": row.resource_type,
+            "resource_id": row.resource_id, "outcome": row.outcome, "request_id": row.request_id,
+            "body": row.body, "subjects": [list(x) for x in row.subjects]}
+
+
+def _from_spool(d: dict[str, Any]) -> Staged:
+    occurred = datetime.strptime(d["occurred_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    row = _Row(uuid.UUID(d["id"]), occurred, d["client_id"], d["agency"], d["action"], d["resource_type"],
+               d["resource_id"], d["outcome"], d["request_id"], d["body"], [(t, i) for t, i in d["subjects"]])
+    return Staged(d["chain"], [row])
+
+
+def spool_check(db: Database) -> None:
+    """After the database took a unit: if entries wait in the spool, drain it in the background
+    (at most one drain per process at a time; the spool is looked at once a second at most)."""
+    path = db.settings.audit_spool
+    if path and spool.due(path):
+        task = asyncio.get_running_loop().create_task(drain_spool(db))
+        _DRAINS.add(task)
+        task.add_done_callback(_DRAINS.discard)
+
+
+_DRAINS: set[asyncio.Task[int]] = set()
+
+
+async def drain_spool(db: Database) -> int:
+    """Append the entries that waited in the spool, each once (an entry already in the chain,
+    from a drain that committed and then could not clear its file, is not appended again).
+    Returns how many were appended; what cannot be appended now stays for the next drain."""
+    path = db.settings.audit_spool
+    if not path:
+        return 0
+    appended = 0
+    async with contextlib.aclosing(spool.batches(path)) as batches:
+        async for batch in batches:
+            appended += await _drain_one(db, batch)
+            if batch.fd < 0:  # kept: the database is not taking entries yet
+                break
+    if appended:
+        log.warning("%d audit entries from the spool appended to the chain", appended)
+    return appended
+
+
+async def _drain_one(db: Database, batch: spool.Batch) -> int:
+    staged = []
+    for d in batch.entries:
+        try:
+            staged.append(_from_spool(d))
+        except (KeyError, TypeError, ValueError):
+            log.error("audit spool %s: an entry that is not one the service wrote: skipped", batch.file)
+    ids = [st.rows[0].id for st in staged]
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            there = set((await session.execute(sa.select(_EVENTS.c.id).where(_EVENTS.c.id.in_(ids)))).scalars())
+            todo = [st for st in staged if st.rows[0].id not in there]
+            await _append_rows(session, todo)
+    except BaseException as exc:
+        batch.keep()
+        if not isinstance(exc, Exception):
+            raise
+        log.warning("the audit spool could not be written into the chain yet: %s", type(exc).__name__)
+        return 0
+    batch.done()
+    return len(todo)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -107,6 +107,21 @@ class Busy(ServiceUnavailable):
     slug, title = "busy", "The database is busy"
 
 
+class OutcomeUnknown(ServiceUnavailable):
+    """The connection to the database was lost while the request's transaction was being
+    committed (``COMMIT`` was sent, its answer never came): the change may have been made or
+    not, and the service cannot tell. Unlike every other 503 this one does not say "nothing was
+    changed": a client retries only under the same ``Idempotency-Key`` (which replays the
+    committed reply, or does the work once), or after reading the resource."""
+
+    slug, title = "outcome-unknown", "The outcome is unknown"
+    DETAIL = ("The connection to the database was lost while the change was being committed: it may have "
+              "been made or not. Retry only with the same Idempotency-Key, or read the resource first")
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.DETAIL, headers={"Retry-After": "5"})
+
+
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "items", 3, "nik")`` -> ``items.3.nik`` (the request part is dropped)."""
     parts = list(loc)

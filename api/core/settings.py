@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         default="61",
         description="chain key for events of callers without a jurisdiction (the operator)",
     )
+    # A local append-only file where the audit entries of failed requests wait while the
+    # database cannot take them (an outage): fsynced, and written into the chain when the
+    # database is back (api.core.audit). None: such an entry is only logged.
+    audit_spool: str | None = Field(default=None, description="path of the audit spool file")
     max_body_bytes: int = 1024 * 1024
     # Addresses or networks of the reverse proxies in front of the service. Only a request from
     # one of them has its client address taken from X-Forwarded-For; every other request's is

@@ -8,6 +8,7 @@ statement.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -31,3 +32,14 @@ def dialect_of(session: AsyncSession) -> str:
 def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (``execute`` of DML returns a ``CursorResult``)."""
     return cast(CursorResult[Any], result).rowcount or 0
+
+
+def database_now(session: AsyncSession, plus: timedelta = timedelta(0)) -> Any:
+    """The database's time now (``+ plus``), as an SQL expression, for times that several
+    server processes compare (an idempotency key's expiry): on PostgreSQL ``CURRENT_TIMESTAMP``
+    (the transaction's start), on SQLite the time in the form its timestamp columns are stored
+    in (UTC, microseconds), so that the two compare."""
+    if dialect_of(session) == "postgresql":
+        now = sa.func.current_timestamp()
+        return now + plus if plus else now
+    return sa.func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"+{int(plus.total_seconds())} seconds")

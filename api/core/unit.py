@@ -23,6 +23,17 @@ allowed), it commits as one transaction as before, its first write having taken 
 Writing requests keep ``BEGIN IMMEDIATE`` from the start: their reads and writes stay one
 atomic transaction. PostgreSQL needs none of this (readers never wait for writers there).
 
+A lost COMMIT. When the connection fails after ``COMMIT`` was sent and before its answer came,
+the transaction may have committed or not, and nothing here can tell. :meth:`Unit.commit` then
+raises :class:`api.core.errors.OutcomeUnknown` (503 ``/problems/outcome-unknown``) instead of
+the database error, whose reply would say "nothing was changed", and leaves
+:attr:`Unit.outcome_unknown` set: whoever records failures must not record this one as failed
+(if it committed, its own audit entries, written in the same transaction, are in the chain). A
+COMMIT the database answered with an error (a deferred constraint, a serialisation failure) and
+any COMMIT on SQLite (a local file: one that raises has not committed) are known not to have
+happened; everything before the COMMIT is known too (a transaction whose connection is lost
+before its COMMIT is rolled back by the server).
+
 A session that was not opened as a unit has no context: :func:`unit_of` raises instead of
 inventing one, so an audit entry can never be lost silently. The HTTP layer opens a unit per
 request (its session dependency); the command line and the demo loader open theirs with
@@ -41,6 +52,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.context import AuditRecord, PendingEvent, RequestContext
 from api.core.db import Database
+from api.core.errors import OutcomeUnknown
 from api.core.settings import Settings
 from api.core.sql import dialect_of
 from models import Outcome
@@ -55,7 +67,7 @@ class NoUnit(RuntimeError):
 class Unit:
     """One transaction with its audit entries and events."""
 
-    __slots__ = ("session", "ctx", "settings", "changes", "_read_changes")
+    __slots__ = ("session", "ctx", "settings", "changes", "outcome_unknown", "_read_changes")
 
     def __init__(self, session: AsyncSession, ctx: RequestContext, settings: Settings) -> None:
         self.session = session
@@ -63,6 +75,7 @@ class Unit:
         self.settings = settings  # the service's settings, as the application was made with them
         self.changes: dict[str, tuple[sa.Table, set[uuid.UUID]]] = {}  # rows changed (api.core.changes)
         self._read_changes: int | None = None  # SQLite's change count when a read transaction began
+        self.outcome_unknown = False  # COMMIT was sent and its answer lost (see the module's docstring)
         session.info[_KEY] = self
 
     async def reading(self) -> None:
@@ -122,7 +135,28 @@ class Unit:
         await outbox.flush(session, ctx, default_chain)
         await audit.append_staged(session, staged)
         ctx.audit.clear()
-        await session.commit()
+        await session.flush()  # nothing left to send but the COMMIT itself
+        self.outcome_unknown = True  # until the database has answered it
+        try:
+            await session.commit()
+        except Exception as exc:
+            if _not_committed(session, exc):
+                self.outcome_unknown = False
+                raise
+            raise OutcomeUnknown() from exc
+        self.outcome_unknown = False
+
+
+def _not_committed(session: AsyncSession, exc: BaseException) -> bool:
+    """Whether a COMMIT that raised ``exc`` certainly committed nothing: on SQLite always (a
+    local file), on PostgreSQL when the server itself refused it (SQLSTATE class 23, a
+    deferred constraint; 40001, 40002, 40P01: a serialisation failure, an integrity violation,
+    a deadlock, each rolled back). A lost connection, a timeout, 40003 ("statement completion
+    unknown"), anything else: perhaps committed."""
+    if dialect_of(session) == "sqlite":
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(state, str) and (state[:2] == "23" or state in ("40001", "40002", "40P01"))
 
 
 async def _sqlite_changes(conn: Any) -> int:

@@ -4,7 +4,18 @@ The same key and the same request from the same client replays the first reply (
 ``Idempotent-Replayed: true``); the same key with a different request is ``422``; the same key
 while the first request is still running is ``409``. The record is written in the request's own
 transaction, so a request that fails leaves no record and can simply be retried. Records are
-kept :data:`RETENTION` (at least 24 hours).
+kept :data:`RETENTION` (at least 24 hours), by the database's clock: the record's times are
+written and its expiry checked with the database's ``CURRENT_TIMESTAMP``, so a server whose
+own clock is wrong (a day ahead) neither re-runs a live key nor keeps a dead one.
+
+After an unknown outcome
+------------------------
+When the answer to a request's COMMIT is lost (503 ``/problems/outcome-unknown``), its record
+was in the same transaction: a retry under the same key finds it and replays the reply if the
+work was committed, and does the work (once) if it was not. On PostgreSQL the key's advisory
+lock is held by the first transaction until the server has finished it, so a retry that comes
+while the lost COMMIT is still being carried out is a ``409`` ("still being processed"), never
+a second run.
 
 A replay never shows more than a fresh request would
 ------------------------------------------------------
@@ -50,21 +61,22 @@ import hashlib
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from fastapi import Request
 from fastapi.responses import Response
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock, crypto
+from api.core import crypto
 from api.core.context import AuditRecord, Caller
 from api.core.errors import Conflict, Problem
 from api.core.scopes import Scope
-from api.core.sql import dialect_of
+from api.core.sql import database_now, dialect_of
 from api.core.unit import unit_of
 from api.http.problems import problem_response
 from models import IdempotencyRecord, Outcome
@@ -150,7 +162,6 @@ class Idempotency:
             return
         unit = unit_of(session)
         envelope = {"reply": body.decode(), "view": self.view, **_resources(unit.ctx.audit)}
-        now = clock.now()
         session.add(
             IdempotencyRecord(
                 client_id=self.client_id,
@@ -160,8 +171,9 @@ class Idempotency:
                 # the reply may hold personal data (a caller with pii:read sees it): encrypted
                 response_body=crypto.encrypt(orjson.dumps(envelope).decode(), context=_RECORD,
                                              key=unit.settings.data_key_bytes),
-                created_at=now,
-                expires_at=now + RETENTION,
+                # the database's clock, not this server's (see the module's docstring)
+                created_at=cast(datetime, database_now(session)),
+                expires_at=cast(datetime, database_now(session, RETENTION)),
             )
         )
 
@@ -185,8 +197,12 @@ async def begin(session: AsyncSession, caller: Caller, request: Request) -> Idem
         got = (await session.execute(sa.select(sa.func.pg_try_advisory_xact_lock(lock_id)))).scalar()
         if not got:
             raise Conflict("A request with this Idempotency-Key is still being processed; retry later")
-    record = await session.get(IdempotencyRecord, (caller.client_id, key))
-    if record is not None and record.expires_at <= clock.now():
+    found = (await session.execute(
+        sa.select(IdempotencyRecord, col(IdempotencyRecord.expires_at) <= database_now(session))
+        .where(col(IdempotencyRecord.client_id) == caller.client_id, col(IdempotencyRecord.key) == key)
+    )).first()
+    record = found[0] if found is not None else None
+    if record is not None and found is not None and found[1]:  # expired, by the database's clock
         await session.delete(record)
         await session.flush()
         record = None

@@ -13,6 +13,7 @@ import sqlite3
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
@@ -78,16 +79,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.OperationalError)
     @app.exception_handler(sa_exc.InterfaceError)
     @app.exception_handler(sa_exc.TimeoutError)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
-        # The database is down or out of connections: nothing was written (the transaction did
-        # not commit), so the caller can safely retry.
-        if _lock_contention(exc):  # SQLite: up, but the write lock was held past the busy timeout
-            log.warning("database busy", extra={"path": request.url.path})
-            b = Busy("The database is busy; nothing was changed, retry shortly")
-            return problem_response(b.body(request.url.path), {"Retry-After": "1"})
-        log.warning("database unavailable: %s", type(exc).__name__, extra={"path": request.url.path})
-        p = ServiceUnavailable("The database is not reachable right now; nothing was changed, retry shortly")
-        return problem_response(p.body(request.url.path), {"Retry-After": "5"})
+        # A database error outside a request's unit of work (the session dependency turns its
+        # own into the same problems, and records them with the status answered).
+        p = database_problem(exc) or ServiceUnavailable()
+        log.warning("database %s: %s", p.slug, type(exc).__name__, extra={"path": request.url.path})
+        return problem_response(p.body(request.url.path), p.headers)
 
     @app.exception_handler(sa_exc.DataError)
     async def _unstorable(request: Request, exc: Exception) -> Response:
@@ -107,7 +106,26 @@ def install(app: FastAPI) -> None:
         return problem_response(body)
 
 
-def _lock_contention(exc: Exception) -> bool:
+# SQLAlchemy's errors, and the driver's own where the service uses its connection directly
+# (the chain walk's server-side cursor).
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, psycopg.OperationalError,
+                psycopg.InterfaceError)
+
+
+def database_problem(exc: BaseException) -> Problem | None:
+    """The problem a database error is answered with (``None``: not one of them). The database
+    is down or out of connections, or (SQLite) up but its write lock was held past the busy
+    timeout: nothing was written (the transaction did not commit; a COMMIT whose answer was lost
+    is :class:`api.core.errors.OutcomeUnknown` instead), so the caller can safely retry."""
+    if not isinstance(exc, _UNAVAILABLE):
+        return None
+    if _lock_contention(exc):
+        return Busy("The database is busy; nothing was changed, retry shortly", headers={"Retry-After": "1"})
+    return ServiceUnavailable("The database is not reachable right now; nothing was changed, retry shortly",
+                              headers={"Retry-After": "5"})
+
+
+def _lock_contention(exc: BaseException) -> bool:
     """SQLite's ``database is locked`` (``SQLITE_BUSY``, or its snapshot variant): another
     connection held the lock past the busy timeout."""
     orig = getattr(exc, "orig", None)

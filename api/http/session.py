@@ -4,7 +4,15 @@
 when the route returns, after writing the events and audit entries the request recorded (same
 transaction, chain heads last so their row locks are held as briefly as possible). When the
 route fails it rolls everything back and records only the failure, in a transaction of its
-own. Routes and services never commit.
+own, with the status the caller is answered (a database error is turned here into the 503
+problem it is answered with). Routes and services never commit.
+
+When the COMMIT's answer is lost (:class:`api.core.errors.OutcomeUnknown`, see
+:mod:`api.core.unit`) no failure is recorded: if the transaction committed, the request's own
+entries are in the chain; if it did not, nothing of it is. The log says which request it was.
+
+After a successful unit, audit entries that waited in the spool for the database to come back
+(:func:`api.core.audit.drain_spool`) are written, in the background.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import audit
 from api.core.context import RequestContext
 from api.core.db import Database
+from api.core.errors import OutcomeUnknown
 from api.core.keys import KeyStore
 from api.core.settings import Settings
 from api.core.unit import Unit
 from api.http import inputs
 from api.http.denials import DenialLedger, aggregated
+from api.http.problems import database_problem
 from api.http.ratelimit import Limiter
 
 log = logging.getLogger("sinergi.session")
@@ -72,8 +82,11 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
             await inputs.screen_form(request)  # the token endpoints' forms (other input: auth.require_scope)
             yield session
         except BaseException as exc:
-            await session.rollback()
-            await _record_failure(svc, ctx, exc)
+            await _rollback(session, ctx)
+            failure = database_problem(exc) or exc
+            await _record_failure(svc, ctx, failure)
+            if failure is not exc:
+                raise failure from exc
             raise
         try:
             if ctx.caller is not None and not ctx.audit:
@@ -81,9 +94,29 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
             ctx.audited = ctx.audited or bool(ctx.audit)
             await unit.commit()
         except BaseException as exc:
-            await session.rollback()
-            await _record_failure(svc, ctx, exc)
+            await _rollback(session, ctx)
+            if unit.outcome_unknown:  # perhaps committed, with its entries: no "failed" beside them
+                ctx.audited = True
+                log.warning("the answer to a COMMIT was lost: the request's outcome is unknown (%s)",
+                            type(exc.__cause__ or exc).__name__, extra={"request_id": ctx.request_id})
+                if request.method in ("GET", "HEAD") and isinstance(exc, OutcomeUnknown):
+                    # a read changes nothing of the caller's: only its audit entry is in doubt
+                    raise OutcomeUnknown("The connection to the database was lost while the request was being "
+                                         "committed; a read changes nothing, retry it") from exc.__cause__
+                raise
+            failure = database_problem(exc) or exc
+            await _record_failure(svc, ctx, failure)
+            if failure is not exc:
+                raise failure from exc
             raise
+    audit.spool_check(svc.db)  # the database took a unit: entries that waited for it go in now
+
+
+async def _rollback(session: AsyncSession, ctx: RequestContext) -> None:
+    try:
+        await session.rollback()
+    except Exception:  # a connection already lost: the server rolls back what it had
+        log.warning("rollback failed", extra={"request_id": ctx.request_id})
 
 
 async def record_failure(svc: Services, ctx: RequestContext, exc: BaseException) -> None:

@@ -9,15 +9,17 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import audit
-from api.core.sql import rowcount
+from api.core.sql import database_now, rowcount
 from api.core.tokens import LEEWAY
 from models import IdempotencyRecord, RevokedToken
 
 
 async def purge_expired(session: AsyncSession, now: datetime) -> dict[str, int]:
-    """Delete idempotency records past their retention and revocations of tokens that have
-    expired anyway (an expired token is refused without them)."""
-    keys = await session.execute(sa.delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) < now))
+    """Delete idempotency records past their retention (by the database's clock, as their
+    expiry is written and checked) and revocations of tokens that have expired anyway (an
+    expired token is refused without them)."""
+    keys = await session.execute(
+        sa.delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) < database_now(session)))
     revoked = await session.execute(
         sa.delete(RevokedToken).where(col(RevokedToken.expires_at) < now - timedelta(seconds=LEEWAY + 60))
     )
