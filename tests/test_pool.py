@@ -94,3 +94,26 @@ async def test_a_stuck_key_reload_holds_up_no_authentication(settings: Settings)
             finally:
                 for conn in held:
                     await conn.close()
+
+
+async def test_no_free_connection_within_the_bound_is_a_busy_503(app: Any, client: httpx.AsyncClient,
+                                                                auditor: Any) -> None:
+    """Every connection held elsewhere (here by the test) past ``SINERGI_DB_POOL_TIMEOUT``: the
+    request is answered 503 ``/problems/busy`` with ``Retry-After`` (contention, not an
+    outage), within the bound; once a connection is free again, it is served."""
+    import time
+
+    headers = await auditor.headers()
+    db = app.state.services.db
+    held = [await db.engine.connect() for _ in range(POOL)]
+    try:
+        started = time.monotonic()
+        r = await client.get("/v1/audit", headers=headers, params={"limit": 1})
+        took = time.monotonic() - started
+    finally:
+        for conn in held:
+            await conn.close()
+    assert r.status_code == 503 and r.json()["type"] == "/problems/busy", r.text
+    assert r.headers["retry-after"] == "1"
+    assert took < 3 * db.settings.db_pool_timeout + 2
+    assert (await client.get("/v1/audit", headers=headers, params={"limit": 1})).status_code == 200

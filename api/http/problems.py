@@ -9,7 +9,6 @@ request id), never to the caller.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 import orjson
@@ -19,10 +18,12 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from api.core.db import failure_kind
 from api.core.errors import (
     PROBLEM_JSON,
     TYPE_BASE,
     Busy,
+    DatabaseTimeout,
     Problem,
     ServiceUnavailable,
     ValidationFailed,
@@ -79,15 +80,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(sa_exc.InterfaceError)
     @app.exception_handler(sa_exc.TimeoutError)
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
-        # The database is down or out of connections: nothing was written (the transaction did
-        # not commit), so the caller can safely retry.
-        if _lock_contention(exc):  # SQLite: up, but the write lock was held past the busy timeout
-            log.warning("database busy", extra={"path": request.url.path})
-            b = Busy("The database is busy; nothing was changed, retry shortly")
-            return problem_response(b.body(request.url.path), {"Retry-After": "1"})
-        log.warning("database unavailable: %s", type(exc).__name__, extra={"path": request.url.path})
-        p = ServiceUnavailable("The database is not reachable right now; nothing was changed, retry shortly")
-        return problem_response(p.body(request.url.path), {"Retry-After": "5"})
+        # The database is down, out of reach, or what the request needed was held past a bound:
+        # the transaction did not commit, so nothing was written and the caller can retry.
+        kind = failure_kind(exc)
+        log.warning("database %s: %s", kind or "unavailable", type(getattr(exc, "orig", None) or exc).__name__,
+                    extra={"path": request.url.path})
+        p: Problem
+        if kind == "busy":  # up, but a lock (SQLite's write lock) or every pooled connection was held
+            p, retry = Busy("The database is busy; nothing was changed, retry shortly"), "1"
+        elif kind == "timeout":  # no answer within a bound (connecting, a statement, a reply)
+            p, retry = DatabaseTimeout("The database did not answer in time; nothing was changed, retry "
+                                       "shortly"), "5"
+        else:
+            p, retry = ServiceUnavailable("The database is not reachable right now; nothing was changed, retry "
+                                          "shortly"), "5"
+        return problem_response(p.body(request.url.path), {"Retry-After": retry})
 
     @app.exception_handler(sa_exc.DataError)
     async def _unstorable(request: Request, exc: Exception) -> Response:
@@ -105,15 +112,3 @@ def install(app: FastAPI) -> None:
             request.url.path
         )
         return problem_response(body)
-
-
-def _lock_contention(exc: Exception) -> bool:
-    """SQLite's ``database is locked`` (``SQLITE_BUSY``, or its snapshot variant): another
-    connection held the lock past the busy timeout."""
-    orig = getattr(exc, "orig", None)
-    return isinstance(orig, sqlite3.OperationalError) and (
-        getattr(orig, "sqlite_errorcode", None) in _SQLITE_BUSY or "database is locked" in str(orig)
-    )
-
-
-_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, 517}  # 517: SQLITE_BUSY_SNAPSHOT
