@@ -287,7 +287,10 @@ class Database:
         """Return once the database answers; try again (a log line each time, waits growing
         from half a second to five) while it refuses, times out or is not there, for at most
         ``within`` seconds, then raise the last failure. Each attempt is bounded by the
-        connect and reply bounds."""
+        connect and reply bounds. SQLite is tried once: a file that cannot be opened does not
+        come up by itself."""
+        if self.dialect == "sqlite":
+            within = 0
         deadline = time.monotonic() + within
         pause = 0.5
         while True:

@@ -61,7 +61,7 @@ async def readiness(db: Database, bound: float) -> Readiness:
         task.add_done_callback(_forget_failure)
         _running[db] = task
     done, _pending = await asyncio.wait({task}, timeout=bound)
-    if not done:
+    if not done or task.cancelled():
         return Readiness(False, f"database: no answer within {bound:g} s", {"database": "no answer"})
     exc = task.exception()
     if exc is not None:
