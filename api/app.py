@@ -47,8 +47,15 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                         ", ".join(settings.development_keys))
         db = Database(settings)
         keys = KeyStore(db, settings.access_token_ttl)
-        await ensure_active_key(db)  # first start: make and persist the signing key
-        await keys.load()
+        try:
+            # A database that is not up yet (started together with the service, restarting) is
+            # waited for, bounded, with a log line per attempt, instead of the process exiting.
+            await db.wait_until_reachable(settings.db_startup_wait)
+            await ensure_active_key(db)  # first start: make and persist the signing key
+            await keys.load()
+        except BaseException:
+            await db.dispose()
+            raise
         ledger = DenialLedger(db)
         app.state.services = Services(settings=settings, db=db, keys=keys, limiter=make_limiter(db), denials=ledger)
         ledger.start()
@@ -56,6 +63,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             yield
         finally:
             await ledger.stop()  # the open minutes' denial summaries
+            await keys.close()
             await db.dispose()
 
     app = FastAPI(

@@ -113,7 +113,7 @@ def raw_chain_read_text(conninfo: str) -> tuple[float, int]:
         count = 0
         with conn.cursor(name="bench_chain_text") as cur:
             cur.itersize = 5000
-            cur.execute(_PG_VERIFY_SQL, {"chain": CHAIN, "upto": 2**62})
+            cur.execute(_PG_VERIFY_SQL, {"chain": CHAIN, "first": 1, "upto": 2**62})
             for _row in cur:
                 count += 1
         conn.rollback()

@@ -306,6 +306,45 @@ async def test_a_forged_or_foreign_checkpoint_is_refused(client, busy_chain):
     assert_problem(await client.get("/v1/audit/verify", params={"checkpoint": token}, headers=busy_chain), 422)
 
 
+def tamper(database_url: str, seq: int) -> None:
+    """Edit one entry's body in place (its hash no longer matches it)."""
+    with as_attacker(database_url) as c:
+        c.execute(sa.text("UPDATE audit_event SET body = replace(body, '\"allowed\"', '\"denied\"') "
+                          "WHERE chain = '61' AND seq = :s"), {"s": seq})
+
+
+async def test_verification_from_a_checkpoint_reads_only_the_entries_after_it(client, busy_chain, database_url):
+    """What lies before a checkpoint was proven when it was taken: verification against it
+    starts at its entry and reads nothing before it, so an entry edited before it is not
+    seen (a verification without the checkpoint still sees it), one edited after it is."""
+    cp = (await client.get("/v1/audit/checkpoint", headers=busy_chain)).json()
+    for _ in range(3):  # the chain goes on after the checkpoint
+        assert (await client.get("/v1/audit", headers=busy_chain)).status_code == 200
+    before = next(e["seq"] for e in entries(database_url) if e["seq"] < cp["seq"] and e["outcome"] == "allowed")
+    tamper(database_url, before)
+
+    r = await client.get("/v1/audit/verify", params={"checkpoint": cp["checkpoint"]}, headers=busy_chain)
+    body = r.json()
+    assert r.status_code == 200 and body["ok"] is True, body
+    assert body["from_seq"] == cp["seq"]
+    assert body["checked"] == body["head"]["seq"] - cp["seq"] + 1  # the checkpoint's entry and those after it
+    whole = await verify(client, busy_chain)
+    assert whole["ok"] is False and whole["first_bad_seq"] == before and whole["from_seq"] == 1
+
+    after = next(e["seq"] for e in entries(database_url) if e["seq"] > cp["seq"] and e["outcome"] == "allowed")
+    tamper(database_url, after)
+    body = (await client.get("/v1/audit/verify", params={"checkpoint": cp["checkpoint"]}, headers=busy_chain)).json()
+    assert body["ok"] is False and body["first_bad_seq"] == after and body["from_seq"] == cp["seq"]
+
+
+async def test_the_checkpoints_own_entry_is_checked(client, busy_chain, database_url):
+    cp = (await client.get("/v1/audit/checkpoint", headers=busy_chain)).json()
+    await client.get("/v1/audit", headers=busy_chain)
+    tamper(database_url, cp["seq"])
+    body = (await client.get("/v1/audit/verify", params={"checkpoint": cp["checkpoint"]}, headers=busy_chain)).json()
+    assert body["ok"] is False and body["first_bad_seq"] == cp["seq"]
+
+
 def test_cli_verifies_against_a_checkpoint_file(sinergi, database_url, tmp_path, busy_chain_sync):
     path = tmp_path / "checkpoint.jws"
     path.write_text(busy_chain_sync)
@@ -359,7 +398,7 @@ async def test_a_district_auditor_reads_only_its_districts_entries(client, audit
     r = await client.get("/v1/audit/verify", headers=await district.headers())
     body = r.json()
     assert body["ok"] is True and body["checked"] == body["head"]["seq"] == len(entries(database_url)) - 1
-    assert set(body) <= {"ok", "chain", "checked", "head", "first_bad_seq", "reason", "checkpoint"}
+    assert set(body) <= {"ok", "chain", "checked", "from_seq", "head", "first_bad_seq", "reason", "checkpoint"}
     assert "DINSOS-SAMBAS" not in r.text and sambas.client_id not in r.text
     cp = await client.get("/v1/audit/checkpoint", headers=await district.headers())
     assert cp.status_code == 200 and set(cp.json()) == {"chain", "seq", "hash", "checkpoint"}

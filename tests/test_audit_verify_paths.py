@@ -16,9 +16,10 @@ async def reference(db, chain: str) -> service.VerifyResult:
     """The entry-by-entry walk over typed rows (the path SQLite takes)."""
     head_seq, head_hash = await service.head(db, chain)
     walker = service._Walker(chain, None)
-    async for row in service._stream_rows(db, chain, head_seq):
-        if not walker.check(row):
-            break
+    async with db.read() as conn:
+        async for row in service._stream_rows(conn, chain, 1, head_seq):
+            if not walker.check(row):
+                break
     bad = walker.bad
     if bad is None and (head_seq != walker.expected_seq - 1 or head_hash != walker.prev_hash):
         bad = (walker.expected_seq, f"the chain ends at {walker.expected_seq - 1} but its head is at {head_seq}")

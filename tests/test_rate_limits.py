@@ -280,8 +280,8 @@ async def test_a_write_completes_while_a_verification_walks_the_chain(database_u
 
     @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
     def _seen(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        # verify reads the head on a read-only connection of its own, then walks
-        if "audit_head" in statement and conn.get_execution_options().get("sinergi_readonly"):
+        # verify reads the head (on the request's own session), then walks
+        if statement.lstrip().upper().startswith("SELECT") and "FROM audit_head" in statement:
             walking.set()
 
     verification = asyncio.create_task(client.get("/v1/audit/verify", headers=headers))

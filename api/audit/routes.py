@@ -7,7 +7,6 @@ from fastapi import APIRouter, Query
 from api.audit import repository
 from api.audit.schemas import AUDIT, AuditEventPublic, AuditPage, CheckpointReply, VerifyHead, VerifyReply
 from api.core import audit as audit_chain
-from api.core.db import end_read_transaction
 from api.core.errors import NotFound
 from api.core.params import INSTANT_HELP, Instant
 from api.core.unit import unit_of
@@ -81,24 +80,24 @@ async def verify(
                                             "outside the database: the chain must still hold it")] = None,
 ) -> VerifyReply:
     """Recompute the chain: any edited, deleted or reordered entry is reported, and with a
-    ``checkpoint`` also a rewrite of the whole chain since it was taken."""
+    ``checkpoint`` also a rewrite of the whole chain since it was taken. With a checkpoint the
+    walk starts at the checkpoint's entry and reads nothing before it (``from_seq``): that
+    part was proven when the checkpoint was taken."""
     key = _chain(caller, chain)
-    # The walk reads on a connection of its own (a snapshot: writers go on meanwhile). End the
-    # request's transaction (it has only authenticated) before it, so the walk holds neither
-    # SQLite's write lock nor a second pooled connection; this request's own entry is written
-    # in a short transaction when it ends.
-    await end_read_transaction(session)
+    # Everything is read on the request's own session: one pooled connection for the whole
+    # request. A GET's transaction only reads (on SQLite a deferred one, without the write lock),
+    # and this request's entry is written when it ends (api.core.unit).
     expect = None
     if checkpoint is not None:
-        cp = await audit_chain.read_checkpoint(svc.keys, svc.settings.issuer, checkpoint)
+        cp = await audit_chain.read_checkpoint(svc.keys, svc.settings.issuer, checkpoint, session)
         if cp.chain != key:
             raise audit_chain.BadCheckpoint(f"The checkpoint is of chain {cp.chain}, not {key}")
         expect = (cp.seq, cp.hash)
-    result = await audit_chain.verify(svc.db, key, expect)
+    result = await audit_chain.verify(session, key, expect)
     audit_chain.record(session, "audit.verify", resource_type="audit_chain", resource_id=key,
                    ok=result.ok, checked=result.checked, first_bad_seq=result.first_bad_seq,
-                   checkpoint_seq=expect[0] if expect else None)
-    return VerifyReply(ok=result.ok, chain=key, checked=result.checked,
+                   checkpoint_seq=expect[0] if expect else None, from_seq=result.from_seq)
+    return VerifyReply(ok=result.ok, chain=key, checked=result.checked, from_seq=result.from_seq,
                        head=VerifyHead(seq=result.head_seq, hash=result.head_hash),
                        first_bad_seq=result.first_bad_seq, reason=result.reason,
                        checkpoint=None if expect is None else VerifyHead(seq=expect[0], hash=expect[1]))
@@ -111,7 +110,6 @@ async def checkpoint(caller: auth.AuditRead, session: SessionDep, svc: ServicesD
     Inspektorat's own records); ``GET /v1/audit/verify?checkpoint=…`` later proves that the
     chain was not rewritten since, even by someone able to recompute every hash."""
     key = _chain(caller, chain)
-    await end_read_transaction(session)  # as in verify: no write lock, one connection at a time
-    cp, signed = await audit_chain.make_checkpoint(svc.db, svc.keys, svc.settings.issuer, key)
+    cp, signed = await audit_chain.make_checkpoint(session, svc.keys, svc.settings.issuer, key)  # on the session
     audit_chain.record(session, "audit.checkpoint", resource_type="audit_chain", resource_id=key, seq=cp.seq)
     return CheckpointReply(chain=cp.chain, seq=cp.seq, hash=cp.hash, checkpoint=signed)

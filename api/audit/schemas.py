@@ -66,6 +66,8 @@ class VerifyReply(BaseModel):
     ok: bool
     chain: str
     checked: int
+    from_seq: int = Field(default=1, description="the first entry checked: 1, or the checkpoint's entry (nothing "
+                                                   "before a checkpoint is read)")
     head: VerifyHead
     first_bad_seq: int | None
     reason: str | None = None

@@ -20,6 +20,7 @@ import logging
 import operator
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,6 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import bulk, clock, spool, tokens
@@ -465,51 +468,80 @@ class VerifyResult:
     head_hash: str
     first_bad_seq: int | None
     reason: str | None
+    from_seq: int = 1  # the first entry read: 1, or a checkpoint's entry
 
 
 _COLUMNS = ("id", "occurred_at", "client_id", "agency", "action", "resource_type", "resource_id", "outcome", "request_id")
 
+# Where the chain is read: a request's session (its own connection, in its transaction), a
+# connection, or the database (a connection of its own: the command line, the benchmark).
+Source = Database | SAAsyncSession | AsyncConnection
 
-async def _stream_rows(db: Database, chain: str, upto: int) -> AsyncIterator[tuple[Any, ...]]:
+
+@asynccontextmanager
+async def _reading(source: Source) -> AsyncIterator[AsyncConnection]:
+    if isinstance(source, Database):
+        async with source.read() as conn:
+            yield conn
+    elif isinstance(source, SAAsyncSession):
+        yield await source.connection()
+    else:
+        yield source
+
+
+async def _stream_rows(conn: AsyncConnection, chain: str, first: int, upto: int) -> AsyncIterator[tuple[Any, ...]]:
     stmt = (
         sa.select(
             _EVENTS.c.seq, _EVENTS.c.prev_hash, _EVENTS.c.hash, _EVENTS.c.body,
             *(_EVENTS.c[c] for c in _COLUMNS),
         )
-        .where(_EVENTS.c.chain == chain, _EVENTS.c.seq <= upto)
+        .where(_EVENTS.c.chain == chain, _EVENTS.c.seq >= first, _EVENTS.c.seq <= upto)
         .order_by(_EVENTS.c.seq)
         .execution_options(yield_per=5000)
     )
-    async with db.read() as conn:
-        result = await conn.stream(stmt)
-        async for row in result:
-            yield tuple(row)
+    result = await conn.stream(stmt)
+    async for row in result:
+        yield tuple(row)
 
 
-async def verify(db: Database, chain: str, expect: tuple[int, str] | None = None) -> VerifyResult:
+async def verify(source: Source, chain: str, expect: tuple[int, str] | None = None) -> VerifyResult:
     """Walk the chain: contiguous sequence numbers, each ``prev_hash`` equal to the previous
     entry's hash, each hash recomputed from its body, the indexed columns equal to what the
-    body says, and the last entry equal to the head (a deleted tail is noticed too).
+    body says, and the last entry equal to the head (a deleted tail is noticed too). One
+    connection (``source``'s) for all of it.
 
-    ``expect`` is a checkpoint ``(seq, hash)`` kept elsewhere: the chain must still hold that
-    hash at that position, which catches a rewrite that recomputed every hash."""
-    async with db.read() as conn:  # the head first: what is appended after it is not checked
-        head = (await conn.execute(sa.select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.chain == chain))).first()
-    head_seq, head_hash = (head[0], head[1]) if head else (0, GENESIS_HASH)
-    walker = _Walker(chain, expect)
-    if db.dialect == "postgresql":
-        await _walk_postgres(db, chain, head_seq, walker)
-    else:
-        async for row in _stream_rows(db, chain, head_seq):
-            if not walker.check(row):
-                break
+    ``expect`` is a checkpoint ``(seq, hash)`` kept elsewhere (signed by the service). The walk
+    then starts AT the checkpoint and reads nothing before it: the checkpoint's entry must still
+    hold that hash (which catches a rewrite that recomputed every hash), and every entry after
+    it must link up to the head. What lies before the checkpoint was proven when the checkpoint
+    was taken; ``from_seq`` of the result says where the walk began."""
+    async with _reading(source) as conn:  # the head first: what is appended after it is not checked
+        row = (await conn.execute(sa.select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.chain == chain))).first()
+        head_seq, head_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        walker = _Walker(chain, expect)
+        first = 1
+        if expect is not None:
+            cp_seq, cp_hash = expect
+            if head_seq < cp_seq:
+                return VerifyResult(chain, False, 0, head_seq, head_hash, head_seq + 1,
+                                    f"the chain ends at {head_seq}, before the checkpoint at {cp_seq}", cp_seq)
+            if cp_seq == 0 and cp_hash != GENESIS_HASH:
+                return VerifyResult(chain, False, 0, head_seq, head_hash, 1,
+                                    "the checkpoint's start differs from the chain's: the chain was rewritten", 1)
+            if cp_seq >= 1:
+                first = cp_seq
+                walker.start_at(cp_seq)
+        if conn.dialect.name == "postgresql":
+            await _walk_postgres(conn, chain, first, head_seq, walker)
+        else:
+            async for entry in _stream_rows(conn, chain, first, head_seq):
+                if not walker.check(entry):
+                    break
     bad, prev_hash, expected_seq, checked = walker.bad, walker.prev_hash, walker.expected_seq, walker.checked
-    if bad is None and (head_seq != expected_seq - 1 or head_hash != prev_hash):
+    if bad is None and (head_seq != expected_seq - 1 or head_hash != (prev_hash or GENESIS_HASH)):
         bad = (expected_seq, f"the chain ends at {expected_seq - 1} but its head is at {head_seq}")
-    if bad is None and expect is not None and head_seq < expect[0]:
-        bad = (head_seq + 1, f"the chain ends at {head_seq}, before the checkpoint at {expect[0]}")
     return VerifyResult(chain, bad is None, checked, head_seq, head_hash,
-                        bad[0] if bad else None, bad[1] if bad else None)
+                        bad[0] if bad else None, bad[1] if bad else None, first)
 
 
 class _Walker:
@@ -523,13 +555,20 @@ class _Walker:
     def __init__(self, chain: str, expect: tuple[int, str] | None) -> None:
         self.chain, self.expect = chain, expect
         self.bad: tuple[int, str] | None = None
-        self.prev_hash, self.expected_seq, self.checked = GENESIS_HASH, 1, 0
+        # None: the next entry's own prev_hash is taken as it is (the walk starts at a checkpoint)
+        self.prev_hash: str | None = GENESIS_HASH
+        self.expected_seq, self.checked = 1, 0
+
+    def start_at(self, seq: int) -> None:
+        """Begin at entry ``seq`` (a checkpoint's), whose predecessor is not read: its link
+        back is taken as it is, its own hash is checked against the checkpoint."""
+        self.prev_hash, self.expected_seq = None, seq
 
     def _links(self, seq: int, row_prev: str, row_hash: str, body: str) -> bool:
         expected_seq = self.expected_seq
         if seq != expected_seq:
             self.bad = (expected_seq, f"entry {expected_seq} is missing (found {seq})")
-        elif row_prev != self.prev_hash:
+        elif self.prev_hash is not None and row_prev != self.prev_hash:
             self.bad = (seq, "prev_hash does not match the previous entry")
         elif chain_hash(row_prev, seq, body) != row_hash:
             self.bad = (seq, "hash does not match the entry's content")
@@ -611,7 +650,7 @@ _PG_VERIFY_SQL = """
                 THEN to_char(occurred_at AT TIME ZONE 'UTC', 'FMYYYY-MM-DD"T"HH24:MI:SS.US"Z"') END,
            client_id, agency, action, resource_type, resource_id, outcome, request_id, chain
       FROM audit_event
-     WHERE chain = %(chain)s AND seq <= %(upto)s
+     WHERE chain = %(chain)s AND seq >= %(first)s AND seq <= %(upto)s
      ORDER BY seq
 """
 
@@ -619,39 +658,38 @@ _PG_VERIFY_SQL = """
 _VERIFY_BATCH = 10_000
 
 
-async def _walk_postgres(db: Database, chain: str, upto: int, walker: _Walker) -> None:
-    """The chain's rows through a psycopg server-side cursor on the driver's connection, in
-    batches of 10,000, the columns as text (no UUID or datetime objects to build per row)."""
-    async with db.read() as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None  # a live pooled connection
-        async with driver.transaction():
-            cur = driver.cursor(name=f"sinergi_verify_{uuid.uuid4().hex[:8]}")
+async def _walk_postgres(conn: AsyncConnection, chain: str, first: int, upto: int, walker: _Walker) -> None:
+    """The chain's rows from ``first`` through ``upto``, through a psycopg server-side cursor on
+    ``conn``'s driver connection (in its transaction), in batches of 10,000, the columns as text
+    (no UUID or datetime objects to build per row)."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None  # a live pooled connection
+    cur = driver.cursor(name=f"sinergi_verify_{uuid.uuid4().hex[:8]}")
+    try:
+        await cur.execute(_PG_VERIFY_SQL, {"chain": chain, "first": first, "upto": upto})
+        size = _VERIFY_BATCH
+        rows = await cur.fetchmany(size)
+        while rows:
+            # PostgreSQL reads and sends the next batch while this one is checked in a worker
+            # thread (the hashing and parsing are Python work; the wait is not)
+            following = asyncio.ensure_future(cur.fetchmany(size)) if len(rows) == size else None
             try:
-                await cur.execute(_PG_VERIFY_SQL, {"chain": chain, "upto": upto})
-                size = _VERIFY_BATCH
-                rows = await cur.fetchmany(size)
-                while rows:
-                    # PostgreSQL reads and sends the next batch while this one is checked in a
-                    # worker thread (the hashing and parsing are Python work; the wait is not)
-                    following = asyncio.ensure_future(cur.fetchmany(size)) if len(rows) == size else None
-                    try:
-                        ok = await asyncio.to_thread(walker.check_text, rows)
-                    finally:
-                        if following is not None and not following.done():
-                            await asyncio.wait([following])
-                    if not ok:
-                        if following is not None:
-                            following.exception()  # retrieved: the walk stops at the first bad entry
-                        break
-                    rows = following.result() if following is not None else []
+                ok = await asyncio.to_thread(walker.check_text, rows)
             finally:
-                await cur.close()
+                if following is not None and not following.done():
+                    await asyncio.wait([following])
+            if not ok:
+                if following is not None:
+                    following.exception()  # retrieved: the walk stops at the first bad entry
+                break
+            rows = following.result() if following is not None else []
+    finally:
+        await cur.close()
 
 
-async def head(db: Database, chain: str) -> tuple[int, str]:
-    async with db.read() as conn:
+async def head(source: Source, chain: str) -> tuple[int, str]:
+    async with _reading(source) as conn:
         row = (await conn.execute(sa.select(_HEADS.c.seq, _HEADS.c.hash).where(_HEADS.c.chain == chain))).first()
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
@@ -664,19 +702,23 @@ async def chains(db: Database) -> list[str]:
 # --- checkpoints -----------------------------------------------------------------------------
 
 
-async def make_checkpoint(db: Database, keys: KeyStore, issuer: str, chain: str) -> tuple[tokens.Checkpoint, str]:
-    """The chain's head now, signed: keep it outside the database and verify against it later."""
-    seq, digest = await head(db, chain)
-    kid, pem = await keys.signing_key()
+async def make_checkpoint(session: AsyncSession, keys: KeyStore, issuer: str,
+                          chain: str) -> tuple[tokens.Checkpoint, str]:
+    """The chain's head now, signed: keep it outside the database and verify against it later.
+    Read on ``session`` (the request's)."""
+    seq, digest = await head(session, chain)
+    kid, pem = await keys.signing_key(session)
     now = clock.now()
     signed = tokens.sign_checkpoint(private_pem=pem, kid=kid, issuer=issuer, chain=chain, seq=seq, hash=digest, now=now)
     return tokens.Checkpoint(chain, seq, digest, int(now.timestamp())), signed
 
 
-async def read_checkpoint(keys: KeyStore, issuer: str, signed: str) -> tokens.Checkpoint:
-    """A checkpoint this service signed (with any key it ever had), else :class:`BadCheckpoint`."""
+async def read_checkpoint(keys: KeyStore, issuer: str, signed: str,
+                          session: AsyncSession | None = None) -> tokens.Checkpoint:
+    """A checkpoint this service signed (with any key it ever had), else :class:`BadCheckpoint`.
+    Its key is read on ``session`` (the request's), else on a connection of the key store's."""
     try:
-        key = await keys.archived_verifier(tokens.checkpoint_kid(signed))
+        key = await keys.archived_verifier(tokens.checkpoint_kid(signed), session)
         if key is None:
             raise tokens.InvalidToken("The checkpoint was signed by a key this service never had")
         return tokens.verify_checkpoint(signed, key, issuer=issuer)

@@ -9,23 +9,39 @@ since, and no busy timeout helps; the request would have to be replayed from the
 PostgreSQL runs at READ COMMITTED; the chain heads (audit, events) are the rows writers
 serialise on.
 
-Two ways to read without holding SQLite's write lock: :meth:`Database.read` (a connection of
-its own, plain ``BEGIN``: in WAL mode a reader blocks no writer), and, for a request that does
-a long read after authenticating, :func:`end_read_transaction` (end the request's transaction
-before the long read, so neither its lock nor its pooled connection is held during it).
+:meth:`Database.read` is a connection of its own for reading only (plain ``BEGIN`` on SQLite:
+in WAL mode a reader blocks no writer). A request never takes one while its session holds a
+connection: everything a request reads (its keys, the audit chain it verifies) it reads on its
+own session, so a request holds one pooled connection at most and the pool cannot deadlock on
+itself.
+
+**Every wait is bounded** (the settings ``db_*``; README, "Bounds on waiting for the database"):
+a free pooled connection (``db_pool_timeout``), connecting (``db_connect_timeout``), each
+statement in PostgreSQL (``statement_timeout``), each reply of PostgreSQL on this side
+(:class:`ReplyTimeout`: the statement timeout plus ``db_reply_margin``; a network that drops
+everything is noticed even though no TCP error ever comes), a session whose client vanished
+mid-transaction (``idle_in_transaction_session_timeout``, which frees its locks), and the TCP
+connection itself (keepalives and ``TCP_USER_TIMEOUT`` on both ends). :func:`failure_kind` says
+which kind of wait failed; the HTTP layer answers 503 with ``Retry-After`` for each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
+import psycopg
 import sqlalchemy as sa
+from psycopg import errors as pg_errors
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import CursorResult, ExceptionContext
 from sqlalchemy.engine.url import make_url
@@ -33,7 +49,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.settings import Settings
-from api.core.sql import dialect_of
 
 
 def normalise_url(url: str) -> str:
@@ -68,17 +83,137 @@ def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
     kw.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         busy = settings.sqlite_busy_timeout
+        if ":memory:" not in url and "mode=memory" not in url:  # a file: a queue pool, bounded as PostgreSQL's
+            kw.setdefault("pool_size", settings.db_pool_size)
+            kw.setdefault("max_overflow", 0)
+            kw.setdefault("pool_timeout", settings.db_pool_timeout)
         engine = create_async_engine(url, connect_args={"timeout": busy}, **kw)
         _sqlite_setup(engine, int(busy * 1000))
     else:
         kw.setdefault("pool_size", settings.db_pool_size)
         kw.setdefault("max_overflow", 0)
-        kw.setdefault("pool_timeout", 30)
+        kw.setdefault("pool_timeout", settings.db_pool_timeout)
         kw.setdefault("pool_pre_ping", True)
-        engine = create_async_engine(url, **kw)
+        engine = create_async_engine(url, connect_args=_pg_connect_args(settings, url), **kw)
+        _bound_pings(engine, float(settings.db_connect_timeout))
     event.listen(engine.sync_engine, "handle_error", _redact_driver_message)
     return engine
 
+
+class ReplyTimeout(psycopg.OperationalError):
+    """PostgreSQL did not answer within the bound (``Settings.db_reply_timeout``): the link is
+    taken for lost, and the connection is closed (what it was doing is unknown), so the pool
+    never hands it out again."""
+
+
+class _BoundedConnection(psycopg.AsyncConnection):
+    """A psycopg connection whose every wait for the server (a statement, a fetch, a commit,
+    a ping) ends after ``reply_timeout`` seconds: psycopg waits for ever otherwise, and a
+    network that silently drops everything sends no error to notice."""
+
+    reply_timeout: float | None = None
+
+    async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        bound = self.reply_timeout if timeout is None else timeout
+        try:
+            return await super().wait(gen, interval, bound)
+        except _WAIT_TIMEOUT:
+            self.pgconn.finish()
+            raise ReplyTimeout(f"no reply from the database within {bound:g} s") from None
+
+
+_WAIT_TIMEOUT: type[Exception] = getattr(pg_errors, "_WaitTimeout", ReplyTimeout)
+
+
+def _pg_connect_args(settings: Settings, url: str) -> dict[str, Any]:
+    """The bounds of a PostgreSQL connection: connect timeout, TCP keepalives and user timeout
+    on this end (libpq); statement, idle-in-transaction and TCP bounds on the server's end
+    (session settings in ``options``, after any the URL already gives)."""
+    reply = settings.db_reply_timeout
+    tcp = settings.db_tcp_user_timeout
+    idle, interval = max(1, int(tcp / 3)), max(1, int(tcp / 9))
+
+    async def connect(*args: Any, **kw: Any) -> _BoundedConnection:
+        conn = await _BoundedConnection.connect(*args, **kw)
+        conn.reply_timeout = reply
+        return conn
+
+    server = {
+        "statement_timeout": int(settings.db_statement_timeout * 1000),
+        "idle_in_transaction_session_timeout": int(settings.db_idle_in_transaction_timeout * 1000),
+        "tcp_user_timeout": int(tcp * 1000),
+        "tcp_keepalives_idle": idle,
+        "tcp_keepalives_interval": interval,
+        "tcp_keepalives_count": 3,
+    }
+    given = make_url(url).query.get("options")
+    options = " ".join([*([given] if isinstance(given, str) else list(given or ())),
+                        *(f"-c {k}={v}" for k, v in server.items())])
+    return {
+        "async_creator_fn": connect,
+        "connect_timeout": settings.db_connect_timeout,
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": interval,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(tcp * 1000),
+        "options": options,
+    }
+
+
+def _bound_pings(engine: AsyncEngine, bound: float) -> None:
+    """The pool's ping of a connection before handing it out (``pool_pre_ping``) waits no
+    longer than connecting would: a connection the network dropped is replaced after that,
+    not after a whole statement's bound."""
+    dialect = engine.sync_engine.dialect
+    plain = dialect.do_ping
+
+    def ping(dbapi_connection: Any) -> bool:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if not isinstance(driver, _BoundedConnection):
+            return plain(dbapi_connection)
+        saved = driver.reply_timeout
+        driver.reply_timeout = bound if saved is None else min(saved, bound)
+        try:
+            return plain(dbapi_connection)
+        finally:
+            driver.reply_timeout = saved
+
+    dialect.do_ping = ping  # type: ignore[method-assign]
+
+
+FailureKind = Literal["busy", "timeout", "unavailable"]
+
+
+def failure_kind(exc: BaseException) -> FailureKind | None:
+    """What kind of database failure ``exc`` is: ``busy`` (up, but what the request needed was
+    held past its bound: SQLite's write lock, every pooled connection), ``timeout`` (no answer
+    within a bound: connecting, a statement, a reply), ``unavailable`` (refused, reset, down);
+    ``None`` for anything else."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no free pooled connection within db_pool_timeout
+        return "busy"
+    orig: object
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        orig = exc  # the driver's own, where the service uses its connection directly (the chain walk)
+    elif isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        orig = getattr(exc, "orig", None)
+    else:
+        return None
+    if isinstance(orig, sqlite3.OperationalError) and (
+        getattr(orig, "sqlite_errorcode", None) in _SQLITE_BUSY or "database is locked" in str(orig)
+    ):
+        return "busy"
+    if isinstance(orig, pg_errors.LockNotAvailable):
+        return "busy"
+    if isinstance(orig, ReplyTimeout | pg_errors.ConnectionTimeout | pg_errors.QueryCanceled):
+        return "timeout"
+    return "unavailable"
+
+
+_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, 517}  # 517: SQLITE_BUSY_SNAPSHOT
+
+
+log = logging.getLogger("sinergi.db")
 
 _CHATTY_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool")
 _QUOTED_TAIL = re.compile(r'(: )".*"$')
@@ -152,42 +287,34 @@ class Database:
             conn = await conn.execution_options(sinergi_readonly=True)
             yield conn
 
+    async def wait_until_reachable(self, within: float) -> None:
+        """Return once the database answers; try again (a log line each time, waits growing
+        from half a second to five) while it refuses, times out or is not there, for at most
+        ``within`` seconds, then raise the last failure. Each attempt is bounded by the
+        connect and reply bounds. SQLite is tried once: a file that cannot be opened does not
+        come up by itself."""
+        if self.dialect == "sqlite":
+            within = 0
+        deadline = time.monotonic() + within
+        pause = 0.5
+        while True:
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.execute(sa.text("SELECT 1"))
+                return
+            except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError) as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.error("database not reachable after %.0f s (%s); giving up", within, type(exc).__name__)
+                    raise
+                pause = min(pause, left)
+                log.warning("database not reachable yet (%s: %s); retrying in %.1f s, giving up in %.0f s",
+                            type(exc).__name__, redacted(str(getattr(exc, "orig", None) or exc)), pause, left)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-class WroteBeforeRelease(RuntimeError):
-    """:func:`end_read_transaction` on a transaction that has written: that would commit part
-    of a request apart from the rest."""
-
-
-async def end_read_transaction(session: AsyncSession) -> None:
-    """End ``session``'s transaction, which has only read, and give its connection back.
-
-    For a request that reads a little through its session (authentication) and then reads a
-    lot on a connection of its own (:meth:`Database.read`: the audit chain walk, a
-    checkpoint). Without it, on SQLite the session's ``BEGIN IMMEDIATE`` would hold the
-    database's one write lock for the whole walk (every writer waits), and on both databases
-    the walk would take a second pooled connection while the session keeps its first (enough
-    such requests at once and the pool deadlocks on itself). After it the session is usable as
-    before: its next statement begins a new transaction, in which the unit writes what the
-    request recorded when it ends (on SQLite taking the write lock only for that). Nothing
-    read before is relied on after: the long read sees the database as it is then.
-
-    Raises :class:`WroteBeforeRelease` if the transaction has changed anything: ORM changes
-    pending, or, on PostgreSQL, a transaction id assigned (the server's own proof that some
-    statement wrote, flushed or not). On SQLite only the first check applies; the test suite
-    runs every route on both databases.
-    """
-    if not session.in_transaction():
-        return
-    if session.new or session.dirty or session.deleted:
-        raise WroteBeforeRelease("the session has pending changes")
-    if dialect_of(session) == "postgresql":
-        xid = (await session.execute(sa.text("SELECT txid_current_if_assigned()"))).scalar()
-        if xid is not None:
-            raise WroteBeforeRelease("the transaction has written")
-    await session.commit()  # it only read: this ends it and releases the connection (and lock)
 
 
 _PSYCOPG = PGDialect_psycopg()

@@ -122,6 +122,13 @@ class OutcomeUnknown(ServiceUnavailable):
         super().__init__(detail or self.DETAIL, headers={"Retry-After": "5"})
 
 
+class DatabaseTimeout(ServiceUnavailable):
+    """The database did not answer within a bound (connecting, a statement, a reply): it may
+    be overloaded or out of reach. Retry shortly."""
+
+    slug, title = "database-timeout", "The database did not answer in time"
+
+
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "items", 3, "nik")`` -> ``items.3.nik`` (the request part is dropped)."""
     parts = list(loc)

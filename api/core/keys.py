@@ -6,6 +6,13 @@ them per request would double the cost of every call). It reloads them from the 
 a token names a ``kid`` it does not know (another process rotated) and every
 :data:`REFRESH_SECONDS`, so a rotation reaches every process of a cluster.
 
+**A request never waits for a reload, and never takes a connection for one.** The periodic
+refresh runs in a task of its own (one at a time, on a pooled connection it alone holds); the
+requests go on with the keys they have meanwhile, so a refresh stuck on the database holds up
+no authentication. What a request must read itself (a ``kid`` it does not know, a checkpoint's
+archived key) it reads on its own session, the one connection it holds. No lock is held across
+database I/O: a reload builds the new set apart and puts it in place in one assignment.
+
 A retired key stays in the JWKS, and keeps verifying, until every token it signed has expired.
 
 **Every stored key is authenticated by the data key.** The database is not trusted to say which
@@ -42,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk
 from jose.backends.base import Key
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -138,16 +146,23 @@ def _usable(key: SigningKey, data_key: bytes) -> bool:
 async def ensure_active_key(db: Database, actor: str = "service") -> None:
     """Create the first signing key if there is none the service can use (first start, or
     only keys that are not sealed with this data key); audited as ``keys.create``."""
-    data_key = db.settings.data_key_bytes
     async with operator_unit(db, actor) as session:
-        await _lock_keys(session)
-        active = (await session.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None)))).all()
-        if any(_usable(key, data_key) for key in active):
-            return
-        new = generate_key(data_key)
-        session.add(new)
-        unit_of(session).audit("keys.create", resource_type="signing_key", resource_id=new.kid, kid=new.kid,
-                               refused=sorted(k.kid for k in active) or None)
+        await ensure_active_key_in(session)
+
+
+async def ensure_active_key_in(session: AsyncSession) -> None:
+    """:func:`ensure_active_key` inside the unit ``session`` belongs to (its entry is that
+    unit's)."""
+    data_key = unit_of(session).settings.data_key_bytes
+    await _lock_keys(session)
+    active = (await session.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None)))).all()
+    if any(_usable(key, data_key) for key in active):
+        return
+    new = generate_key(data_key)
+    session.add(new)
+    await session.flush()
+    unit_of(session).audit("keys.create", resource_type="signing_key", resource_id=new.kid, kid=new.kid,
+                           refused=sorted(k.kid for k in active) or None)
 
 
 async def rotate(db: Database, actor: str = "cli") -> str:
@@ -176,6 +191,9 @@ class _Opened:
     verifier: Key
 
 
+Reader = AsyncSession | AsyncConnection  # the request's session, or a connection of its own
+
+
 class KeyStore:
     def __init__(self, db: Database, token_ttl: int) -> None:
         self.db = db
@@ -187,7 +205,7 @@ class KeyStore:
         # -> the opened key, or None for a refused row (warned about once).
         self._opened: dict[tuple[str, str, str], _Opened | None] = {}
         self._loaded_at = 0.0
-        self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None  # the periodic reload, while it runs
 
     def _keep_until(self, retired_at: datetime) -> datetime:
         # Tokens signed just before retirement (by a process that had not refreshed yet) live
@@ -211,48 +229,82 @@ class KeyStore:
         self._opened[row] = opened
         return opened
 
-    async def load(self) -> None:
-        async with self._lock:
+    async def load(self, reader: Reader | None = None) -> None:
+        """Read the stored keys and put the usable ones in place (in one assignment: a request
+        sees the old set or the new one). ``reader``: the request's session (or a connection);
+        without one, a connection of the key store's own (start-up, the periodic refresh)."""
+        stmt = (select(SigningKey.kid, SigningKey.public_jwk, SigningKey.private_key_enc, SigningKey.retired_at)
+                .order_by(col(SigningKey.created_at)))
+        if reader is None:
             async with self.db.read() as conn:
-                result = await conn.execute(
-                    select(SigningKey.kid, SigningKey.public_jwk, SigningKey.private_key_enc, SigningKey.retired_at)
-                    .order_by(col(SigningKey.created_at))
-                )
-                rows = result.all()
-            now = clock.now()
-            keys: dict[str, LoadedKey] = {}
-            refused: set[str] = set()
-            signing = None
-            for row in rows:
-                if row.retired_at is not None and self._keep_until(row.retired_at) < now:
-                    continue
-                opened = self._open(row.kid, row.private_key_enc, row.public_jwk)
-                if opened is None:
-                    refused.add(row.kid)
-                    continue
-                keys[row.kid] = LoadedKey(row.kid, opened.public_jwk, opened.verifier, row.retired_at)
-                if row.retired_at is None:
-                    signing = (row.kid, opened.pem)
-            self._keys, self._signing, self._refused = keys, signing, frozenset(refused)
-            self._loaded_at = time.monotonic()
+                rows = (await conn.execute(stmt)).all()
+        else:
+            rows = (await reader.execute(stmt)).all()
+        now = clock.now()
+        keys: dict[str, LoadedKey] = {}
+        refused: set[str] = set()
+        signing = None
+        for row in rows:
+            if row.retired_at is not None and self._keep_until(row.retired_at) < now:
+                continue
+            opened = self._open(row.kid, row.private_key_enc, row.public_jwk)
+            if opened is None:
+                refused.add(row.kid)
+                continue
+            keys[row.kid] = LoadedKey(row.kid, opened.public_jwk, opened.verifier, row.retired_at)
+            if row.retired_at is None:
+                signing = (row.kid, opened.pem)
+        self._keys, self._signing, self._refused = keys, signing, frozenset(refused)
+        self._loaded_at = time.monotonic()
 
-    async def _fresh(self) -> None:
-        if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+    def _fresh(self) -> None:
+        """Past :data:`REFRESH_SECONDS`, start the refresh (one at a time) and go on with the
+        keys as they are: the caller waits for nothing."""
+        if time.monotonic() - self._loaded_at <= REFRESH_SECONDS or self._refresh is not None:
+            return
+        self._refresh = asyncio.ensure_future(self._refresh_now())
+
+    async def _refresh_now(self) -> None:
+        try:
             await self.load()
+        except Exception as exc:  # the database is away: keep the keys, try again on a later use
+            log.warning("signing keys not refreshed: %s", type(exc).__name__)
+            self._loaded_at = time.monotonic() - REFRESH_SECONDS + 5
+        finally:
+            self._refresh = None
 
-    async def signing_key(self) -> tuple[str, str]:
-        await self._fresh()
-        if self._signing is None:
+    async def close(self) -> None:
+        """Stop a refresh that is still running (the application's shutdown)."""
+        task = self._refresh
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - cancelled, or failed: either way it is over
+                pass
+
+    async def signing_key(self, session: AsyncSession | None = None) -> tuple[str, str]:
+        """The active key. Should none be known (never, after a normal start), it is read, and
+        if need be made, on ``session``, a unit of work (the request's)."""
+        self._fresh()
+        if self._signing is None and session is not None:
+            await self.load(session)
+            if self._signing is None:
+                await ensure_active_key_in(session)
+                await self.load(session)
+        elif self._signing is None:
             await ensure_active_key(self.db)
             await self.load()
         assert self._signing is not None
         return self._signing
 
-    async def verifier(self, kid: str) -> Key | None:
-        await self._fresh()
+    async def verifier(self, kid: str, session: AsyncSession | None = None) -> Key | None:
+        """The key that verifies tokens of ``kid``. A ``kid`` not known here but stored (made
+        by a rotation in another process) is looked up on ``session``, the request's."""
+        self._fresh()
         key = self._keys.get(kid)
-        if key is None and kid not in self._refused and await self._stored(kid):
-            await self.load()  # made by a rotation in another process
+        if key is None and kid not in self._refused and await self._stored(kid, session):
+            await self.load(session)
             key = self._keys.get(kid)
         if key is None:
             return None
@@ -260,27 +312,32 @@ class KeyStore:
             return None
         return key.verifier
 
-    async def archived_verifier(self, kid: str) -> Key | None:
+    async def archived_verifier(self, kid: str, reader: Reader | None = None) -> Key | None:
         """The public key ``kid`` even long after it was retired (audit checkpoints outlive
-        the tokens of their key); None for a key the service never had or a refused row."""
-        async with self.db.read() as conn:
-            row = (await conn.execute(
-                select(SigningKey.kid, SigningKey.private_key_enc, SigningKey.public_jwk)
-                .where(SigningKey.kid == kid[:64])
-            )).first()
+        the tokens of their key); None for a key the service never had or a refused row.
+        Read on ``reader`` (the request's session), else on a connection of its own."""
+        stmt = (select(SigningKey.kid, SigningKey.private_key_enc, SigningKey.public_jwk)
+                .where(SigningKey.kid == kid[:64]))
+        if reader is None:
+            async with self.db.read() as conn:
+                row = (await conn.execute(stmt)).first()
+        else:
+            row = (await reader.execute(stmt)).first()
         if row is None:
             return None
         opened = self._open(row.kid, row.private_key_enc, row.public_jwk)
         return None if opened is None else opened.verifier
 
-    async def _stored(self, kid: str) -> bool:
+    async def _stored(self, kid: str, reader: Reader | None) -> bool:
         """One primary-key lookup: an unknown ``kid`` costs no more than a normal call's
         client lookup, and a key rotated in by another process is picked up at once."""
-        async with self.db.read() as conn:
-            found = await conn.execute(select(SigningKey.kid).where(SigningKey.kid == kid[:64]))
-            return found.first() is not None
+        stmt = select(SigningKey.kid).where(SigningKey.kid == kid[:64])
+        if reader is None:
+            async with self.db.read() as conn:
+                return (await conn.execute(stmt)).first() is not None
+        return (await reader.execute(stmt)).first() is not None
 
     async def jwks(self) -> dict[str, Any]:
         """The keys that verify tokens now: only those authenticated by the data key."""
-        await self._fresh()
+        self._fresh()
         return {"keys": [k.public_jwk for k in self._keys.values()]}

@@ -31,7 +31,29 @@ class Settings(BaseSettings):
 
     mode: Literal["development", "production"] = "production"
     database_url: str = "sqlite+aiosqlite:///./sinergi.db"
-    db_pool_size: int = 20
+    db_pool_size: int = Field(default=20, ge=1)
+    # Bounds on every wait for the database (README, "Bounds on waiting for the database"). A
+    # bound hit is a 503 problem with Retry-After, never a request that hangs.
+    db_pool_timeout: float = Field(default=10.0, gt=0, le=600,
+                                   description="seconds a request waits for a free pooled connection")
+    db_connect_timeout: int = Field(default=5, ge=2, le=600,
+                                    description="seconds to open a connection to PostgreSQL (libpq's minimum is 2)")
+    db_statement_timeout: float = Field(default=15.0, gt=0, le=3600,
+                                        description="seconds PostgreSQL may work on one statement")
+    db_reply_margin: float = Field(default=5.0, gt=0, le=600,
+                                   description="seconds past the statement timeout the service waits for the "
+                                               "database's reply before it gives the connection up as lost")
+    db_idle_in_transaction_timeout: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="seconds PostgreSQL keeps a session idle in a transaction (its client gone) before it ends it "
+                    "and frees its locks")
+    db_tcp_user_timeout: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="seconds sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT; "
+                    "keepalives probe an idle connection from a third of it), on both ends of PostgreSQL connections")
+    db_startup_wait: float = Field(default=120.0, ge=0, le=86_400,
+                                   description="seconds a starting server waits for the database before it gives up")
+    readyz_timeout: float = Field(default=3.0, gt=0, le=60, description="seconds /readyz takes at most")
     # SQLite: how long a transaction waits for the write lock another holds before the request
     # answers 503 /problems/busy (contention, not an outage).
     sqlite_busy_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
@@ -124,6 +146,12 @@ class Settings(BaseSettings):
     @property
     def index_key_bytes(self) -> bytes:
         return _b64(self.index_key or DEV_INDEX_KEY)
+
+    @property
+    def db_reply_timeout(self) -> float:
+        """How long the service waits for any one reply of PostgreSQL: the statement timeout
+        (the server gives up by then and says so) plus the margin (the reply's way back)."""
+        return self.db_statement_timeout + self.db_reply_margin
 
     @property
     def is_sqlite(self) -> bool:

@@ -49,7 +49,7 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller:
     svc = services(request)
     ctx = request_context(request)
     try:
-        claims = await _verified_claims(request, svc)
+        claims = await _verified_claims(request, svc, session)
     except Unauthorized:
         await _count(svc, session, counter_key("source", ctx.ip), svc.settings.rate_source,
                      "failed authentication attempts from this address")
@@ -81,13 +81,13 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller:
     return caller
 
 
-async def _verified_claims(request: Request, svc: Services) -> tokens.TokenClaims:
+async def _verified_claims(request: Request, svc: Services, session: AsyncSession) -> tokens.TokenClaims:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("A bearer token is required")
     try:
         kid = tokens.peek_kid(token)
-        key = await svc.keys.verifier(kid)
+        key = await svc.keys.verifier(kid, session)  # an unknown kid is looked up on the session
         if key is None:
             raise tokens.InvalidToken("The token was signed by a key this service does not know")
         return tokens.verify(token, key, issuer=svc.settings.issuer, audience=svc.settings.audience,

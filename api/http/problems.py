@@ -9,7 +9,6 @@ request id), never to the caller.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 import orjson
@@ -20,10 +19,12 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from api.core.db import failure_kind
 from api.core.errors import (
     PROBLEM_JSON,
     TYPE_BASE,
     Busy,
+    DatabaseTimeout,
     Problem,
     ServiceUnavailable,
     ValidationFailed,
@@ -85,7 +86,8 @@ def install(app: FastAPI) -> None:
         # A database error outside a request's unit of work (the session dependency turns its
         # own into the same problems, and records them with the status answered).
         p = database_problem(exc) or ServiceUnavailable()
-        log.warning("database %s: %s", p.slug, type(exc).__name__, extra={"path": request.url.path})
+        log.warning("database %s: %s", p.slug, type(getattr(exc, "orig", None) or exc).__name__,
+                    extra={"path": request.url.path})
         return problem_response(p.body(request.url.path), p.headers)
 
     @app.exception_handler(sa_exc.DataError)
@@ -106,32 +108,18 @@ def install(app: FastAPI) -> None:
         return problem_response(body)
 
 
-# SQLAlchemy's errors, and the driver's own where the service uses its connection directly
-# (the chain walk's server-side cursor).
-_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, psycopg.OperationalError,
-                psycopg.InterfaceError)
-
-
 def database_problem(exc: BaseException) -> Problem | None:
-    """The problem a database error is answered with (``None``: not one of them). The database
-    is down or out of connections, or (SQLite) up but its write lock was held past the busy
-    timeout: nothing was written (the transaction did not commit; a COMMIT whose answer was lost
-    is :class:`api.core.errors.OutcomeUnknown` instead), so the caller can safely retry."""
-    if not isinstance(exc, _UNAVAILABLE):
+    """The problem a database error is answered with (``None``: not one of them): busy (SQLite's
+    write lock or every pooled connection held past its bound), no answer within a bound, or not
+    reachable. The transaction did not commit, so nothing was written and the caller can safely
+    retry (a COMMIT whose answer was lost is :class:`api.core.errors.OutcomeUnknown` instead)."""
+    kind = failure_kind(exc)
+    if kind is None:
         return None
-    if _lock_contention(exc):
+    if kind == "busy":
         return Busy("The database is busy; nothing was changed, retry shortly", headers={"Retry-After": "1"})
+    if kind == "timeout":
+        return DatabaseTimeout("The database did not answer in time; nothing was changed, retry shortly",
+                               headers={"Retry-After": "5"})
     return ServiceUnavailable("The database is not reachable right now; nothing was changed, retry shortly",
                               headers={"Retry-After": "5"})
-
-
-def _lock_contention(exc: BaseException) -> bool:
-    """SQLite's ``database is locked`` (``SQLITE_BUSY``, or its snapshot variant): another
-    connection held the lock past the busy timeout."""
-    orig = getattr(exc, "orig", None)
-    return isinstance(orig, sqlite3.OperationalError) and (
-        getattr(orig, "sqlite_errorcode", None) in _SQLITE_BUSY or "database is locked" in str(orig)
-    )
-
-
-_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, 517}  # 517: SQLITE_BUSY_SNAPSHOT

@@ -50,7 +50,7 @@ async def issue_token(
                      resource_id=client.client_id, reason="invalid_scope",
                      requested=sorted(wanted), not_allowed=sorted(wanted - allowed))
         raise OAuthError("invalid_scope", "The requested scope exceeds what this client is allowed")
-    kid, pem = await keys.signing_key()
+    kid, pem = await keys.signing_key(session)
     token, claims = tokens.issue(
         private_pem=pem, kid=kid, issuer=settings.issuer, audience=settings.audience,
         client_id=client.client_id, agency=agency.code, jurisdiction=agency.jurisdiction,
@@ -70,7 +70,7 @@ async def revoke_token(session: AsyncSession, keys: KeyStore, settings: Settings
     """RFC 7009: revoke a token of this client. Unknown or foreign tokens are ignored (200)."""
     try:
         kid = tokens.peek_kid(token)
-        key = await keys.verifier(kid)
+        key = await keys.verifier(kid, session)
         claims = (tokens.verify(token, key, issuer=settings.issuer, audience=settings.audience, now=clock.now(),
                                max_lifetime=settings.access_token_ttl) if key else None)
     except tokens.InvalidToken:
