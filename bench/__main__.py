@@ -24,7 +24,10 @@ entries loaded with COPY; baseline: the same rows and columns read through a psy
 server-side cursor without hashing. A second row verifies from a signed checkpoint 1,000
 entries before the head: only the entries after it should be read.
 
-``--only push,read,mixed,stats,verify`` picks rows (default: all). See ``bench/README.md``.
+Row "webhooks": webhook delivery against a bare httpx loop posting the same signed bodies to
+the same receiver, and a receiver outage: zero lost, zero twice (``bench/webhooks.py``).
+
+``--only push,read,mixed,stats,verify,webhooks`` picks rows (default: all). See ``bench/README.md``.
 
 Environment: ``SINERGI_BENCH_POSTGRES`` (an admin URL of the server to create the scratch
 database on; default ``postgresql://postgres@127.0.0.1:5432/test``).
@@ -61,6 +64,7 @@ from bench.common import (
     make_parties,
     records,
 )
+from bench.webhooks import run_webhooks
 
 
 async def make_client(url: str) -> tuple[str, str]:
@@ -256,7 +260,7 @@ def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, c
         return time.perf_counter() - started
 
 
-BENCHMARKS = ("push", "read", "mixed", "stats", "verify")
+BENCHMARKS = ("push", "read", "mixed", "stats", "verify", "webhooks")
 
 
 def _profile(pids: list[int], out: str) -> list[subprocess.Popen[bytes]]:
@@ -491,6 +495,7 @@ def main() -> None:
     parser.add_argument("--audit-rows", type=int, default=500_000, help="verify: entries on the chain")
     parser.add_argument("--checkpoint-tail", type=int, default=1_000, help="verify: entries after the checkpoint")
     parser.add_argument("--returnees", type=int, default=1_000_000, help="stats: returnees in the table")
+    parser.add_argument("--webhook-events", type=int, default=1_000, help="webhooks: events delivered (twice)")
     args = parser.parse_args()
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = [x for x in only if x not in BENCHMARKS]
@@ -498,7 +503,8 @@ def main() -> None:
         parser.error(f"--only takes a comma list of {', '.join(BENCHMARKS)}")
 
     os.environ.setdefault("SINERGI_MODE", "development")
-    runners = {"push": run_push, "read": run_read, "mixed": run_mixed, "verify": run_verify, "stats": run_stats}
+    runners = {"push": run_push, "read": run_read, "mixed": run_mixed, "verify": run_verify, "stats": run_stats,
+               "webhooks": run_webhooks}
     lines: list[str] = []
     started = time.monotonic()
     print(f"bench on {machine()}", flush=True)

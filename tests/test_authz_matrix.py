@@ -37,8 +37,8 @@ from fastapi.routing import iter_route_contexts
 from api.agencies import service as agencies
 from api.agencies.schemas import AgencyCreate, ClientCreate
 from api.app import create_app
-from api.core import clock
 from api.cli.demo_data import AGENCIES
+from api.core import clock
 from api.core.db import Database
 from api.core.unit import operator_unit
 from models import AgencyKind, DeliveryStatus, Notice, NoticeReturnee, Returnee, WebhookDelivery

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     webhook_backoff_max: float = Field(default=6 * 3600.0, gt=0, description="seconds: the longest wait between attempts")
     webhook_poll: float = Field(default=1.0, gt=0, le=60, description="seconds between looks for new work when idle")
     webhook_batch: int = Field(default=100, ge=1, le=1000, description="deliveries claimed at once")
-    webhook_concurrency: int = Field(default=16, ge=1, le=256, description="attempts in flight per worker")
+    webhook_concurrency: int = Field(default=8, ge=1, le=256, description="attempts in flight per worker")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

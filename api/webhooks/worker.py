@@ -177,7 +177,7 @@ class Worker:
             now = clock.now()
             rows = [{
                 "id": uuid.uuid4(), "webhook_id": sub.webhook.id, "event_id": e.id, "event_pos": e.pos,
-                "event_type": e.type, "body": _body(e), "status": DeliveryStatus.pending.value, "attempts": 0,
+                "event_type": e.type, "body": body_of(e), "status": DeliveryStatus.pending.value, "attempts": 0,
                 "last_attempt": self.settings.webhook_max_attempts, "next_attempt_at": now, "created_at": now,
             } for e in events]
             await repository.add_deliveries(session, rows)
@@ -290,7 +290,7 @@ class Worker:
                                  reason=reason)
 
 
-def _body(e: repository.FeedEvent) -> str:
+def body_of(e: repository.FeedEvent) -> str:
     """The JSON posted for an event: the feed's event (``id``, ``type``, ``occurred_at``, ``data``)."""
     occurred = e.occurred_at.isoformat().replace("+00:00", "Z")
     return orjson.dumps({"id": str(e.id), "type": e.type, "occurred_at": occurred,
