@@ -162,6 +162,41 @@ async def test_other_agencies_subscriptions_are_not_found(client, make_party, db
     assert len(receiver.received) == 1  # nothing more after unsubscribing
 
 
+async def test_deleted_while_in_flight(client, make_party, db, worker, receiver):
+    bp3mi = await make_party("BP3MI-KALBAR", "61", SUBSCRIBER, kind=AgencyKind.migrant_protection)
+    hook = await subscribe(client, bp3mi, receiver.url)
+    await emit_notices(db, 3)
+    receiver.delay = 0.5
+    await worker.fan_out()
+    batch = asyncio.create_task(worker.deliver_batch())
+    for _ in range(100):
+        if receiver.received:
+            break
+        await asyncio.sleep(0.02)
+    r = await client.delete(f"/v1/webhooks/{hook['id']}", headers=await bp3mi.headers())
+    assert r.status_code == 200, r.text
+    assert await batch == 3  # its log is not written for deliveries that are gone, and nothing fails
+    async with db.sessionmaker() as s:
+        assert (await s.execute(sa.select(sa.func.count()).select_from(WebhookAttempt))).scalar_one() == 0
+
+
+async def test_nothing_is_delivered_while_the_client_is_disabled(client, make_party, db, worker, receiver):
+    from api.agencies import service as agencies
+
+    bp3mi = await make_party("BP3MI-KALBAR", "61", SUBSCRIBER, kind=AgencyKind.migrant_protection)
+    await subscribe(client, bp3mi, receiver.url)
+    async with operator_unit(db, "test") as session:
+        await agencies.set_client_disabled(session, "BP3MI-KALBAR", bp3mi.client_id, True)
+    await emit_notices(db, 2)
+    await drain(worker)
+    assert receiver.received == []
+    async with operator_unit(db, "test") as session:
+        await agencies.set_client_disabled(session, "BP3MI-KALBAR", bp3mi.client_id, False)
+    await drain(worker, until=lambda: len(receiver.received) >= 2)
+    await drain(worker)
+    assert len(receiver.received) == 2
+
+
 # --- outage, retries, 410, budget, re-enable ---------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +24,7 @@ class Receiver:
         self.received: list[Received] = []
         self.status = 200
         self.location: str | None = None  # with a 3xx status: where it redirects
+        self.delay = 0.0  # seconds before answering
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -44,7 +46,9 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
                                                       body))
-                    status, location = receiver.status, receiver.location
+                    status, location, delay = receiver.status, receiver.location, receiver.delay
+                if delay:
+                    time.sleep(delay)
                 self.send_response(status)
                 if location:
                     self.send_header("Location", location)

@@ -116,10 +116,12 @@ async def requeue(session: AsyncSession, webhook_id: uuid.UUID, *, now: datetime
 
 async def webhooks_behind(conn: Any, limit: int) -> list[uuid.UUID]:
     """Active subscriptions whose feed has events past their position (a read, no lock)."""
-    head = table_of(EventHead)
+    head, client = table_of(EventHead), table_of(ApiClient)
     stmt = (sa.select(_WEBHOOK.c.id)
             .join(head, head.c.key == _WEBHOOK.c.feed_key)
-            .where(_WEBHOOK.c.status == WebhookStatus.active, _WEBHOOK.c.position < head.c.pos)
+            .join(client, client.c.client_id == _WEBHOOK.c.client_id)
+            .where(_WEBHOOK.c.status == WebhookStatus.active, _WEBHOOK.c.position < head.c.pos,
+                   client.c.disabled_at.is_(None))
             .order_by(_WEBHOOK.c.id).limit(limit))
     return [r[0] for r in (await conn.execute(stmt)).all()]
 
@@ -226,6 +228,15 @@ async def claim(session: AsyncSession, *, worker: str, now: datetime, lease_unti
         sa.select(_WEBHOOK.c.id, _WEBHOOK.c.url, _WEBHOOK.c.secret_enc)
         .where(_WEBHOOK.c.id.in_({r[1] for r in rows})))).all()}
     return [Claimed(r[0], r[1], int(r[2]), int(r[3]), r[4], *hooks[r[1]]) for r in rows if r[1] in hooks]
+
+
+async def still_there(session: AsyncSession, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of the deliveries ``ids`` still exist (their subscription may have been deleted
+    meanwhile), locked until the commit so that a deletion waits for the log written now."""
+    stmt = sa.select(_DELIVERY.c.id).where(_DELIVERY.c.id.in_(list(ids)))
+    if dialect_of(session) == "postgresql":
+        stmt = stmt.with_for_update()
+    return {r[0] for r in (await session.execute(stmt)).all()}
 
 
 async def record_attempts(session: AsyncSession, attempts: list[dict[str, Any]]) -> None:

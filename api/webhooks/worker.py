@@ -278,8 +278,9 @@ class Worker:
                             "b_delivered": delivered})
         async with self._unit() as unit:
             session = unit.session
-            await repository.record_attempts(session, attempts)
-            await repository.settle(session, self.name, settled)
+            there = await repository.still_there(session, [o.claimed.id for o in outcomes])
+            await repository.record_attempts(session, [a for a in attempts if a["delivery_id"] in there])
+            await repository.settle(session, self.name, [x for x in settled if x["b_id"] in there])
             hooks = sorted({o.claimed.webhook_id for o in outcomes})
             audit.record(session, "webhook.attempt", resource_type="webhook_delivery",
                          subjects=[("webhook", h) for h in hooks[:32]], worker=self.name,
