@@ -361,7 +361,7 @@ async def test_addresses_are_checked_again_at_every_connection(client, strict, m
 
 
 @pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "file:///etc/passwd",
-                                    "second-receiver"])
+                                    "http://localhost:9/", "second-receiver"])
 async def test_redirects_are_not_followed(client, make_party, db, worker, receiver, target):
     second = Receiver().start()
     try:
@@ -495,6 +495,8 @@ def test_webhooks_in_the_openapi_document(settings):
     assert set(doc["webhooks"]) >= {"notice.created", "referral.status_changed", "returnee.created"}
     op = doc["webhooks"]["referral.status_changed"]["post"]
     assert "webhook-signature" in op["description"]
+    assert {p["name"] for p in op["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert "422" not in op["responses"]
     ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert set(doc["components"]["schemas"][ref]["properties"]) == {"id", "type", "occurred_at", "data"}
     assert "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver" in doc["paths"]

@@ -137,6 +137,16 @@ _HEADERS = (
 )
 
 
+_HEADER_PARAMETERS = [
+    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "the delivery's id: the same on every retry of it; de-duplicate by it"},
+    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "integer"},
+     "description": "when this attempt was signed, in seconds since the epoch"},
+    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "`v1,` and the base64 of HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`"},
+]
+
+
 def _document(event_type: str) -> None:
     model = event_body_model(event_type)
     _, summary = EVENT_DATA[event_type]
@@ -149,9 +159,10 @@ def _document(event_type: str) -> None:
     receive.__doc__ = f"{summary[0].upper()}{summary[1:]}.\n\n{_HEADERS}"
     events.add_api_route(event_type, receive, methods=["POST"], name=f"event {event_type}", summary=event_type,
                          operation_id=f"event_{event_type.replace('.', '_')}",
-                         status_code=200, response_class=Response,
+                         status_code=200, response_class=Response, openapi_extra={"parameters": _HEADER_PARAMETERS},
                          responses={200: {"description": "received (any 2xx)"},
-                                    410: {"description": "gone: disables the subscription"}})
+                                    410: {"description": "gone: disables the subscription"},
+                                    "default": {"description": "anything else (a redirect too): tried again later"}})
 
 
 for _event_type in EVENT_DATA:
