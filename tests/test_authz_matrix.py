@@ -51,8 +51,8 @@ NONE = "none"  # the column of a request without any token
 # The columns, in the order of the rows below. The agencies are those of the demo, in its order.
 COLUMNS: tuple[str, ...] = (
     NONE,
-    "BP3MI-KALBAR",           # province 61, border intake: returnees/notices/referrals write, pii:read
-    "POLRES-BENGKAYANG",      # district 61.07, police: referrals read/write/respond, returnees:read
+    "BP3MI-KALBAR",           # province 61, border intake: returnees/notices/referrals write, pii:read, webhooks:manage
+    "POLRES-BENGKAYANG",      # district 61.07, police: referrals read/write/respond, returnees:read, webhooks:manage
     "DP3A-KALBAR",            # province 61: stats:read notices:read
     "DP3A-BENGKAYANG",        # district 61.07: notices read/ack, referrals read/write/respond, returnees:read
     "DINSOS-BENGKAYANG",      # district 61.07: the same scopes as DP3A-BENGKAYANG

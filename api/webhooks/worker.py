@@ -30,6 +30,7 @@ deliveries are then claimed again as their next attempt, so a receiver may see a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -97,16 +98,28 @@ class Worker:
         self._stop.clear()
         self._task = asyncio.create_task(self.run(), name=f"webhook-worker {self.name}")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop after the pass under way (at most ``grace`` seconds: a pass stuck on an
+        unreachable database is cancelled; its leases run out and the work is claimed again)."""
         self._stop.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
 
     async def wait(self) -> None:
         """Until the started worker has stopped."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        task = self._task
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
 
     async def run(self) -> None:
         """Work until :meth:`stop`: passes back to back while there is work, else a look every
