@@ -29,6 +29,9 @@ from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
 from api.returnees.routes import router as returnees_router
 from api.stats.routes import router as stats_router
+from api.webhooks.routes import events as webhook_events
+from api.webhooks.routes import router as webhooks_router
+from api.webhooks.worker import Worker
 
 log = logging.getLogger("sinergi.app")
 
@@ -59,9 +62,14 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         ledger = DenialLedger(db)
         app.state.services = Services(settings=settings, db=db, keys=keys, limiter=make_limiter(db), denials=ledger)
         ledger.start()
+        worker = Worker(db) if settings.webhook_worker else None  # else `sinergi worker` delivers
+        if worker is not None:
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await ledger.stop()  # the open minutes' denial summaries
             await keys.close()
             await db.dispose()
@@ -80,8 +88,9 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         return oauth_error_reply(exc)  # RFC 6749 §5.2 at the token endpoints, not problem+json
 
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
-                   referrals_router, stats_router, events_router):
+                   referrals_router, stats_router, events_router, webhooks_router):
         app.include_router(router)
+    app.webhooks.include_router(webhook_events)  # the events posted to subscribers, in the OpenAPI document
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
                        trusted_proxies=settings.trusted_proxies)

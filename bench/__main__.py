@@ -27,7 +27,10 @@ entries before the head: only the entries after it should be read.
 Row "sdk": the partner client (``sinergi_client``) against bare httpx, per call, on the same
 endpoint in the same run (``bench/sdk.py``).
 
-``--only push,read,mixed,stats,verify,sdk`` picks rows (default: all). See ``bench/README.md``.
+Row "webhooks": webhook delivery against a bare httpx loop posting the same signed bodies to
+the same receiver, and a receiver outage: zero lost, zero twice (``bench/webhooks.py``).
+
+``--only push,read,mixed,stats,verify,sdk,webhooks`` picks rows (default: all). See ``bench/README.md``.
 
 Environment: ``SINERGI_BENCH_POSTGRES`` (an admin URL of the server to create the scratch
 database on; default ``postgresql://postgres@127.0.0.1:5432/test``).
@@ -64,6 +67,7 @@ from bench.common import (
     make_parties,
     records,
 )
+from bench.webhooks import run_webhooks
 
 
 async def make_client(url: str) -> tuple[str, str]:
@@ -259,7 +263,7 @@ def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, c
         return time.perf_counter() - started
 
 
-BENCHMARKS = ("push", "read", "mixed", "stats", "verify", "sdk")
+BENCHMARKS = ("push", "read", "mixed", "stats", "verify", "sdk", "webhooks")
 
 
 def _profile(pids: list[int], out: str) -> list[subprocess.Popen[bytes]]:
@@ -502,6 +506,7 @@ def main() -> None:
     parser.add_argument("--sdk-calls", type=int, default=200, help="sdk: calls a round")
     parser.add_argument("--sdk-rounds", type=int, default=4, help="sdk: alternating rounds of each")
     parser.add_argument("--returnees", type=int, default=1_000_000, help="stats: returnees in the table")
+    parser.add_argument("--webhook-events", type=int, default=1_000, help="webhooks: events delivered (twice)")
     args = parser.parse_args()
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = [x for x in only if x not in BENCHMARKS]
@@ -510,7 +515,7 @@ def main() -> None:
 
     os.environ.setdefault("SINERGI_MODE", "development")
     runners = {"push": run_push, "read": run_read, "mixed": run_mixed, "verify": run_verify, "stats": run_stats,
-               "sdk": run_sdk}
+               "sdk": run_sdk, "webhooks": run_webhooks}
     lines: list[str] = []
     started = time.monotonic()
     print(f"bench on {machine()}", flush=True)

@@ -29,6 +29,7 @@ from models.returnee import (
     TraffickingStatus,
 )
 from models.security import RevokedToken, SigningKey
+from models.webhook import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery, WebhookStatus
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -69,6 +70,11 @@ __all__ = [
     "RevokedToken",
     "SigningKey",
     "UTCDateTime",
+    "DeliveryStatus",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookStatus",
     "Urgency",
     "new_id",
     "utcnow",

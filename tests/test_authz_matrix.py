@@ -38,9 +38,10 @@ from api.agencies import service as agencies
 from api.agencies.schemas import AgencyCreate, ClientCreate
 from api.app import create_app
 from api.cli.demo_data import AGENCIES
+from api.core import clock
 from api.core.db import Database
 from api.core.unit import operator_unit
-from models import AgencyKind, Notice, NoticeReturnee, Returnee
+from models import AgencyKind, DeliveryStatus, Notice, NoticeReturnee, Returnee, WebhookDelivery
 from tests.conftest import Backend
 from tests.demo_world import fresh_database_url, load_demo, module_settings
 from tests.reply_shapes import CheckReplies
@@ -50,8 +51,8 @@ NONE = "none"  # the column of a request without any token
 # The columns, in the order of the rows below. The agencies are those of the demo, in its order.
 COLUMNS: tuple[str, ...] = (
     NONE,
-    "BP3MI-KALBAR",           # province 61, border intake: returnees/notices/referrals write, pii:read
-    "POLRES-BENGKAYANG",      # district 61.07, police: referrals read/write/respond, returnees:read
+    "BP3MI-KALBAR",           # province 61, border intake: returnees/notices/referrals write, pii:read, webhooks:manage
+    "POLRES-BENGKAYANG",      # district 61.07, police: referrals read/write/respond, returnees:read, webhooks:manage
     "DP3A-KALBAR",            # province 61: stats:read notices:read
     "DP3A-BENGKAYANG",        # district 61.07: notices read/ack, referrals read/write/respond, returnees:read
     "DINSOS-BENGKAYANG",      # district 61.07: the same scopes as DP3A-BENGKAYANG
@@ -67,6 +68,7 @@ COLUMNS: tuple[str, ...] = (
 #   referral.get/returnee a referral BP3MI -> POLRES-BENGKAYANG about that returnee, open
 #   referral.transition   a fresh such referral per cell, action "receive" (the receiver's first move)
 #   client.*              a spare agency of the test / a fresh client of it per cell
+#   webhook.*             a subscription of BP3MI (to a closed port) with one delivery; delete: a fresh one per cell
 #
 # fmt: off
 MATRIX: dict[str, tuple[int, ...]] = {
@@ -102,6 +104,14 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "stats.returnees":     (401, 403,  403,   200,   403,   403,   200,  403, 403,   403),
     "stats.referrals":     (401, 403,  403,   200,   403,   403,   200,  403, 403,   403),
     "event.list":          (401, 200,  200,   403,   200,   200,   200,  403, 200,   403),
+    # webhooks: BP3MI and Polres hold webhooks:manage; a subscription is its agency's (BP3MI's here)
+    "webhook.create":      (401, 201,  201,   403,   403,   403,   403,  403, 403,   403),
+    "webhook.list":        (401, 200,  200,   403,   403,   403,   403,  403, 403,   403),
+    "webhook.get":         (401, 200,  404,   403,   403,   403,   403,  403, 403,   403),
+    "webhook.delete":      (401, 200,  404,   403,   403,   403,   403,  403, 403,   403),
+    "webhook.enable":      (401, 200,  404,   403,   403,   403,   403,  403, 403,   403),
+    "webhook.deliveries":  (401, 200,  404,   403,   403,   403,   403,  403, 403,   403),
+    "webhook.redeliver":   (401, 202,  404,   403,   403,   403,   403,  403, 403,   403),
 }
 # fmt: on
 
@@ -130,6 +140,8 @@ class World:
     notice_bky: str = ""  # a notice to 61.07 issued by BP3MI
     referral_bky: str = ""  # BP3MI -> POLRES-BENGKAYANG about returnee_bky, open
     spare_agency: str = "MATRIX-SPARE"
+    webhook_bp3mi: str = ""  # a subscription of BP3MI
+    delivery_bp3mi: str = ""  # a delivery of it
     serial: Any = field(default_factory=lambda: itertools.count(1))
 
     def bearer(self, code: str) -> dict[str, str]:
@@ -147,6 +159,12 @@ class World:
     async def fresh_notice(self) -> tuple[str, str]:
         return await self.as_bp3mi("POST", "/v1/notices", json={
             "district": "61.07", "returnee_ids": [self.returnee_bky], "summary": "matrix"})
+
+    async def fresh_webhook(self) -> str:
+        r = await self.http.post("/v1/webhooks", headers=self.bearer("BP3MI-KALBAR"), json={
+            "url": "http://127.0.0.1:9/matrix", "event_types": ["notice.created"]})
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
 
     async def fresh_referral(self) -> tuple[str, str]:
         return await self.as_bp3mi("POST", "/v1/referrals", json=referral_body(
@@ -212,6 +230,13 @@ async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> A
             async with operator_unit(db, "test") as session:
                 await agencies.create_agency(session, AgencyCreate(
                     code=w.spare_agency, name="Spare agency of the matrix", kind=AgencyKind.other, jurisdiction="61.01"))
+            w.webhook_bp3mi = await w.fresh_webhook()
+            async with operator_unit(db, "test") as session:
+                delivery = WebhookDelivery(webhook_id=uuid.UUID(w.webhook_bp3mi), event_id=uuid.uuid4(), event_pos=0,
+                                           event_type="notice.created", body="{}", last_attempt=1,
+                                           status=DeliveryStatus.failed, next_attempt_at=clock.now())
+                session.add(delivery)
+            w.delivery_bp3mi = str(delivery.id)
             yield w
         assert not checked.mismatches, checked.mismatches
 
@@ -316,6 +341,18 @@ async def _referral_returnee(w: World, who: str) -> Call:
     return Call("GET", f"/v1/referrals/{w.referral_bky}/returnee")
 
 
+async def _webhook_delete(w: World, who: str) -> Call:
+    return Call("DELETE", f"/v1/webhooks/{await w.fresh_webhook()}")
+
+
+def _webhook(method: str, tail: str = "", **kw: Any) -> Builder:
+    async def build(w: World, who: str) -> Call:
+        path = f"/v1/webhooks/{w.webhook_bp3mi}{tail}".replace("{delivery}", w.delivery_bp3mi)
+        return Call(method, path, **kw)
+
+    return build
+
+
 def call_for(route: str) -> Builder:
     builders: dict[str, Builder] = {
         "healthz": static("GET", "/healthz"),
@@ -347,6 +384,14 @@ def call_for(route: str) -> Builder:
         "stats.returnees": static("GET", "/v1/stats/returnees", params={"group_by": "district"}),
         "stats.referrals": static("GET", "/v1/stats/referrals", params={"group_by": "status"}),
         "event.list": static("GET", "/v1/events", params={"limit": 5}),
+        "webhook.create": static("POST", "/v1/webhooks", json={"url": "http://127.0.0.1:9/matrix",
+                                                              "event_types": ["referral.requested"]}),
+        "webhook.list": static("GET", "/v1/webhooks", params={"limit": 5}),
+        "webhook.get": _webhook("GET"),
+        "webhook.delete": _webhook_delete,
+        "webhook.enable": _webhook("POST", "/enable"),
+        "webhook.deliveries": _webhook("GET", "/deliveries", params={"limit": 5}),
+        "webhook.redeliver": _webhook("POST", "/deliveries/{delivery}/redeliver"),
     }
     return builders[route]
 

@@ -264,6 +264,34 @@ def audit_verify(chain: str | None, checkpoint: str | None) -> None:
 
 
 @main.command()
+@click.option("--once", is_flag=True, help="one pass (fan-out and one batch), then exit")
+def worker(once: bool) -> None:
+    """Deliver webhooks (as many of these as needed: they never post one attempt twice)."""
+    import signal
+
+    from api.webhooks.worker import Worker
+
+    async def go(db: Any) -> int:
+        w = Worker(db)
+        click.echo(f"webhook worker {w.name}", err=True)
+        if once:
+            try:
+                return await w.run_once()
+            finally:
+                await w.close()
+        loop = asyncio.get_running_loop()
+        w.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(w.stop()))
+        await w.wait()
+        return 0
+
+    done = _run(go)
+    if once:
+        click.echo(json.dumps({"done": done}))
+
+
+@main.command()
 def purge() -> None:
     """Delete expired idempotency records and revocations (run daily, e.g. from cron)."""
     from api.core import clock

@@ -22,9 +22,9 @@ from models import Agency, AgencyKind, ApiClient
 AGENCIES: list[dict[str, Any]] = [
     {"code": "BP3MI-KALBAR", "name": "BP3MI Kalimantan Barat", "kind": AgencyKind.migrant_protection,
      "jurisdiction": "61",
-     "scopes": "returnees:write returnees:read pii:read notices:write notices:read referrals:write referrals:read events:read"},
+     "scopes": "returnees:write returnees:read pii:read notices:write notices:read referrals:write referrals:read events:read webhooks:manage"},
     {"code": "POLRES-BENGKAYANG", "name": "Polres Bengkayang", "kind": AgencyKind.police, "jurisdiction": "61.07",
-     "scopes": "referrals:read referrals:write referrals:respond returnees:read events:read"},
+     "scopes": "referrals:read referrals:write referrals:respond returnees:read events:read webhooks:manage"},
     {"code": "DP3A-KALBAR", "name": "DP3A Provinsi Kalimantan Barat", "kind": AgencyKind.women_child_protection,
      "jurisdiction": "61", "scopes": "stats:read notices:read"},
     {"code": "DP3A-BENGKAYANG", "name": "DP3A Kabupaten Bengkayang", "kind": AgencyKind.women_child_protection,

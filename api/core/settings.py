@@ -93,6 +93,22 @@ class Settings(BaseSettings):
     # Denials of unauthenticated callers are audited one entry per (source, minute) plus a summary
     # (api/http/denials.py); past this many (source, client) pairs in one minute the rest share one.
     rate_audit_sources: int = Field(default=1000, ge=1, description="denial tallies per minute")
+    # Webhooks (api/webhooks). The server delivers in-process unless ``webhook_worker`` is off
+    # (then run ``sinergi worker``, as many as needed: they never deliver one attempt twice).
+    webhook_worker: bool = True
+    # Partner URLs whose addresses are not globally routable (loopback, private, link-local such
+    # as 169.254.169.254) are refused at subscription and at every connection, unless allowed
+    # here. Unset: allowed in development mode only (tests and `make run` post to 127.0.0.1).
+    webhook_allow_private: bool | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60, description="seconds per attempt, connecting included")
+    webhook_max_attempts: int = Field(default=12, ge=1, le=50, description="attempts of one delivery before it is "
+                                      "given up and its subscription disabled")
+    webhook_backoff: float = Field(default=5.0, gt=0, le=3600, description="seconds before the first retry; "
+                                   "doubled at every further one (with jitter)")
+    webhook_backoff_max: float = Field(default=6 * 3600.0, gt=0, description="seconds: the longest wait between attempts")
+    webhook_poll: float = Field(default=1.0, gt=0, le=60, description="seconds between looks for new work when idle")
+    webhook_batch: int = Field(default=100, ge=1, le=1000, description="deliveries claimed at once")
+    webhook_concurrency: int = Field(default=8, ge=1, le=256, description="attempts in flight per worker")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -152,6 +168,11 @@ class Settings(BaseSettings):
         """How long the service waits for any one reply of PostgreSQL: the statement timeout
         (the server gives up by then and says so) plus the margin (the reply's way back)."""
         return self.db_statement_timeout + self.db_reply_margin
+
+    @property
+    def webhook_private_allowed(self) -> bool:
+        """Whether webhook URLs may reach addresses that are not globally routable."""
+        return self.mode == "development" if self.webhook_allow_private is None else self.webhook_allow_private
 
     @property
     def is_sqlite(self) -> bool:
