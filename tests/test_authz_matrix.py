@@ -102,6 +102,9 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "stats.returnees":     (401, 403,  403,   200,   403,   403,   200,  403, 403,   403),
     "stats.referrals":     (401, 403,  403,   200,   403,   403,   200,  403, 403,   403),
     "event.list":          (401, 200,  200,   403,   200,   200,   200,  403, 200,   403),
+    # reference data: any valid token
+    "region.list":         (401, 200,  200,   200,   200,   200,   200,  200, 200,   200),
+    "region.get":          (401, 200,  200,   200,   200,   200,   200,  200, 200,   200),
 }
 # fmt: on
 
@@ -347,6 +350,8 @@ def call_for(route: str) -> Builder:
         "stats.returnees": static("GET", "/v1/stats/returnees", params={"group_by": "district"}),
         "stats.referrals": static("GET", "/v1/stats/referrals", params={"group_by": "status"}),
         "event.list": static("GET", "/v1/events", params={"limit": 5}),
+        "region.list": static("GET", "/v1/regions", params={"parent": "61.07"}),
+        "region.get": static("GET", "/v1/regions/61.07.07"),
     }
     return builders[route]
 

@@ -1,7 +1,9 @@
 """Notice queries, in one place: who may see which notice, and the reads and writes built on it.
 
 :func:`readable` is THE rule for seeing notices: agencies whose jurisdiction covers the
-notice's district, and the issuing agency. Every query of notices for a caller starts from it;
+notice's district, the issuing agency, and the agencies that see the whole province of the
+issuer (:func:`api.core.access.taken_in`: the province sees the notices to districts of other
+provinces, and which of them wait for an agency there). Every query of notices for a caller starts from it;
 ``tests/test_readable.py`` fails when a query of ``notice`` is built anywhere else. The
 returnees a notice lists are read through :mod:`api.returnees.repository`.
 """
@@ -19,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from api.core import pagination, preconditions
-from api.core.access import in_jurisdiction, visible_or_404
+from api.core.access import in_jurisdiction, taken_in, visible_or_404
 from api.core.context import Caller
 from api.core.pagination import Position, Slice
 from api.core.unit import unit_of
@@ -31,7 +33,8 @@ _TABLE: sa.Table = Notice.__table__  # type: ignore[attr-defined]
 def readable(caller: Caller) -> SelectOfScalar[Notice]:
     """The notices ``caller`` may see. The one place that decides it."""
     return select(Notice).where(sa.or_(in_jurisdiction(caller, col(Notice.district)),
-                                       col(Notice.issued_by) == caller.agency))
+                                       col(Notice.issued_by) == caller.agency,
+                                       taken_in(caller, col(Notice.issued_by))))
 
 
 async def get_readable(session: AsyncSession, caller: Caller, notice_id: uuid.UUID) -> Notice:

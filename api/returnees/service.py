@@ -222,7 +222,7 @@ def _outside(writer: Caller, item: ReturneeIn) -> dict[str, str] | None:
     A record is filed under its sub-district when it gives one, else its district; the error
     names ``origin_district``, or ``origin_subdistrict`` for a writer of one sub-district of it."""
     origin = item.origin_subdistrict or item.origin_district
-    if access.may_write(writer, origin):
+    if access.may_take_in(writer, origin):
         return None
     within = covers(item.origin_district, access.writable_region(writer))
     return {"field": "origin_subdistrict" if within else "origin_district",
