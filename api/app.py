@@ -21,6 +21,7 @@ from api.http.logs import configure as configure_logs
 from api.http.middleware import RequestMiddleware
 from api.http.ratelimit import RateLimitMiddleware, make_limiter
 from api.http.session import Services
+from api.manifests.routes import router as manifests_router
 from api.notices.routes import router as notices_router
 from api.oauth.routes import oauth_error_reply
 from api.oauth.routes import router as oauth_router
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         return oauth_error_reply(exc)  # RFC 6749 §5.2 at the token endpoints, not problem+json
 
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
-                   referrals_router, stats_router, events_router, regions_router):
+                   referrals_router, stats_router, events_router, regions_router,
+                   manifests_router):
         app.include_router(router)
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,

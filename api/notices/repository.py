@@ -25,7 +25,7 @@ from api.core.access import in_jurisdiction, taken_in, visible_or_404
 from api.core.context import Caller
 from api.core.pagination import Position, Slice
 from api.core.unit import unit_of
-from models import Notice, NoticeFollowUp, NoticeReturnee
+from models import Agency, Notice, NoticeFollowUp, NoticeReturnee, NoticeStatus
 
 _TABLE: sa.Table = Notice.__table__  # type: ignore[attr-defined]
 
@@ -51,6 +51,7 @@ async def readable_page(
     after: Position | None,
     limit: int,
     changes: bool = False,
+    status: NoticeStatus | None = None,
 ) -> Slice[Notice]:
     """Up to ``limit`` readable notices, newest first, after the position ``after`` (the
     ``(created_at, id)`` of the last one of the previous page); with ``changes``, in the order
@@ -61,10 +62,48 @@ async def readable_page(
                           else col(Notice.acknowledged_at).is_(None))
     if district is not None:
         stmt = stmt.where(col(Notice.district) == district)
+    if status is not None:
+        stmt = stmt.where(col(Notice.status) == status)
     if changes:
         return await pagination.read_page(session, stmt, [col(Notice.change_pos)], after, limit)
     keys = [col(Notice.created_at), col(Notice.id)]
     return await pagination.read_page(session, stmt, keys, after, limit, descending=True)
+
+
+async def agency_covers(session: AsyncSession, district: str) -> bool:
+    """Whether a registered agency's jurisdiction covers ``district`` (the district itself or
+    its province): someone there to deliver a notice to."""
+    province = district.split(".", 1)[0]
+    stmt = sa.select(sa.literal(1)).select_from(Agency).where(col(Agency.jurisdiction).in_([district, province]))
+    return (await session.execute(stmt.limit(1))).first() is not None
+
+
+async def waiting_in(session: AsyncSession, jurisdiction: str) -> list[Notice]:
+    """The notices waiting for an agency, addressed to districts ``jurisdiction`` covers or
+    to the district that contains it (an agency of a kecamatan there is one of the region)."""
+    province = jurisdiction.split(".", 1)[0]
+    district = ".".join(jurisdiction.split(".")[:2])
+    within = sa.or_(col(Notice.district) == jurisdiction, col(Notice.district) == district,
+                    col(Notice.district).startswith(province + ".", autoescape=True)
+                    if jurisdiction == province else sa.false())
+    stmt = (select(Notice).where(col(Notice.status) == NoticeStatus.waiting_for_agency, within)
+            .order_by(col(Notice.created_at), col(Notice.id)))
+    return list((await session.exec(stmt)).all())
+
+
+async def mark_delivered(session: AsyncSession, notice: Notice, now: datetime) -> None:
+    """The notice is delivered at ``now``, a version on; ``notice`` follows."""
+    version = (
+        await session.execute(
+            sa.update(_TABLE).where(_TABLE.c.id == notice.id)
+            .values(version=_TABLE.c.version + 1, status=NoticeStatus.delivered.value, delivered_at=now,
+                    updated_at=now).returning(_TABLE.c.version)
+        )
+    ).scalar_one()
+    for attr, value in (("version", version), ("status", NoticeStatus.delivered), ("delivered_at", now),
+                        ("updated_at", now)):
+        set_committed_value(notice, attr, value)
+    changed(session, notice)
 
 
 async def link_returnees(session: AsyncSession, notice_id: uuid.UUID, returnee_ids: Sequence[uuid.UUID]) -> None:
