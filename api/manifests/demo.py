@@ -6,7 +6,7 @@
   not (yet) found another, so each of the district's lists has someone in it;
 * one that arrived through PLBN Aruk two days ago, people of Bengkayang and Sambas not yet
   located;
-* one expected through PLBN Jagoi Babang later this week, of Bengkayang and Sambas.
+* one expected through PLBN Jagoi Babang later this week, of Bengkayang and Melawi.
 
 Safe to run again: a letter already registered is left as it is.
 """
@@ -52,7 +52,7 @@ RECENT_PEOPLE: list[dict[str, Any]] = [
 EXPECTED_PEOPLE: list[dict[str, Any]] = [
     {"full_name": "Paulus Jemat", "sex": "M", "origin_district": "61.07", "origin_subdistrict": "61.07.08"},
     {"full_name": "Lidia Kurniasih", "sex": "F", "origin_district": "61.07"},
-    {"full_name": "Hendra Wijaya", "sex": "M", "origin_district": "61.01"},
+    {"full_name": "Hendra Wijaya", "sex": "M", "origin_district": "61.10"},
 ]
 
 

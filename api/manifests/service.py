@@ -48,7 +48,7 @@ from api.manifests.schemas import ArrivalsIn, ManifestCreate, OutcomeIn
 from api.notices import service as notices
 from api.notices.schemas import today_in_kalbar
 from api.returnees import service as returnees
-from models import Manifest, ManifestPerson, ManifestPersonStatus, Notice, regions
+from models import Agency, Manifest, ManifestPerson, ManifestPersonStatus, Notice, regions
 from models.regions import province_of
 
 RESOURCE = "manifest"
@@ -70,11 +70,6 @@ def _ciphers(session: AsyncSession) -> list[tuple[str, str, crypto.FieldCipher]]
     return [(fname, prefix, crypto.FieldCipher(data_key=settings.data_key_bytes, index_key=settings.index_key_bytes,
                                                context=enc, index_context=idx))
             for fname, prefix, enc, idx in PII_FIELDS]
-
-
-def _region_of(person: ManifestPerson, manifest: Manifest, issuer_region: str | None = None) -> str:
-    """Where a person's events are filed: its origin district, else the issuer's province."""
-    return person.origin_district or issuer_region or "61"
 
 
 # --- the letter -------------------------------------------------------------------------------
@@ -124,10 +119,11 @@ async def create_manifest(session: AsyncSession, caller: Caller, data: ManifestC
     for district, n in sorted(by_district.items(), key=lambda kv: kv[0] or ""):
         if district is None:
             continue
-        outbox.emit(session, "manifest.announced",
-                    {"id": str(manifest.id), "district": district, "expected_date": manifest.expected_date.isoformat(),
-                     "entry_point": str(manifest.entry_point), "person_count": n},
-                    region=district, audience=[caller.agency])
+        outbox.emit_taken_in(
+            session, "manifest.announced",
+            {"id": str(manifest.id), "district": district, "expected_date": manifest.expected_date.isoformat(),
+             "entry_point": str(manifest.entry_point), "person_count": n},
+            region=district, intake=issuer_region, audience=[caller.agency])
     audit.record(session, "manifest.create", resource_type=RESOURCE, resource_id=manifest.id,
                  subjects=[(PERSON, r["id"]) for r in rows], persons=len(rows),
                  with_nik=sum(1 for r in rows if r["nik_enc"]), with_passport=sum(1 for r in rows if r["passport_enc"]))
@@ -312,13 +308,14 @@ async def mark_arrivals(
             marked_at=now, updated_at=now, returnee_id=returnee_of.get(p.id),
             notice_id=notice.id if notice is not None else None,
         )
-        outbox.emit(session, f"manifest.person_{status}",
-                    {"manifest_id": str(manifest.id), "person_id": str(p.id), "origin_district": p.origin_district,
-                     "arrived_on": data.arrived_on.isoformat() if status == S.arrived else None,
-                     "returnee_id": str(returnee_of[p.id]) if p.id in returnee_of else None,
-                     "notice_id": str(notice.id) if notice is not None else None,
-                     "notice_status": str(notice.status) if notice is not None else None},
-                    region=_region_of(p, manifest, issuer_region), audience=[manifest.created_by])
+        outbox.emit_taken_in(
+            session, f"manifest.person_{status}",
+            {"manifest_id": str(manifest.id), "person_id": str(p.id), "origin_district": p.origin_district,
+             "arrived_on": data.arrived_on.isoformat() if status == S.arrived else None,
+             "returnee_id": str(returnee_of[p.id]) if p.id in returnee_of else None,
+             "notice_id": str(notice.id) if notice is not None else None,
+             "notice_status": str(notice.status) if notice is not None else None},
+            region=p.origin_district, intake=issuer_region, audience=[manifest.created_by])
     audit.record(session, "manifest.arrivals", resource_type=RESOURCE, resource_id=manifest.id,
                  subjects=[(PERSON, m.person_id) for m in data.persons]
                  + [("returnee", rid) for rid in returnee_of.values()],
@@ -357,11 +354,14 @@ async def record_outcome(
         seen_by=data.seen_by, seen_on=data.seen_on, outcome_note=data.note, outcome_by=caller.agency,
         outcome_at=now, updated_at=now,
     )
-    outbox.emit(session, f"manifest.person_{status}",
-                {"manifest_id": str(manifest.id), "person_id": str(person.id), "origin_district": person.origin_district,
-                 "village": person.located_village, "seen_on": data.seen_on.isoformat(), "recorded_by": caller.agency,
-                 "returnee_id": str(person.returnee_id) if person.returnee_id else None},
-                region=_region_of(person, manifest), audience=[manifest.created_by])
+    issuer = await session.get(Agency, manifest.created_by)
+    outbox.emit_taken_in(
+        session, f"manifest.person_{status}",
+        {"manifest_id": str(manifest.id), "person_id": str(person.id), "origin_district": person.origin_district,
+         "village": person.located_village, "seen_on": data.seen_on.isoformat(), "recorded_by": caller.agency,
+         "returnee_id": str(person.returnee_id) if person.returnee_id else None},
+        region=person.origin_district, intake=province_of(issuer.jurisdiction) if issuer else None,
+        audience=[manifest.created_by])
     subjects: list[tuple[str, Any]] = [(PERSON, person.id)]
     if person.returnee_id:
         subjects.append(("returnee", person.returnee_id))

@@ -41,7 +41,8 @@ from api.core.pagination import DEFAULT_LIMIT, Position, Slice
 from api.notices import repository
 from api.notices.schemas import FollowUpCreate, NoticeCreate
 from api.returnees import repository as returnees
-from models import FollowUpAction, Notice, NoticeFollowUp, NoticeStatus
+from models import Agency, FollowUpAction, Notice, NoticeFollowUp, NoticeStatus
+from models.regions import province_of
 
 
 class NotAddressee(Problem):
@@ -67,6 +68,7 @@ async def issue(
     arrival_date: date | None = None,
     entry_point: str | None = None,
     status: NoticeStatus = NoticeStatus.delivered,
+    intake: str | None = None,
 ) -> Notice:
     """Write a notice (no checks: callers have validated the returnees), its returnee links,
     its ``notice.created`` event and its audit entry."""
@@ -87,12 +89,13 @@ async def issue(
     await session.flush()
     repository.changed(session, notice)
     await repository.link_returnees(session, notice.id, returnee_ids)
-    outbox.emit(
+    outbox.emit_taken_in(
         session,
         "notice.created",
         {"id": str(notice.id), "district": district, "issued_by": issuer, "returnee_count": len(returnee_ids),
          "status": str(status)},
         region=district,
+        intake=intake,
         audience=[issuer],
     )
     audit.record(
@@ -142,6 +145,7 @@ async def create_notice(session: AsyncSession, caller: Caller, data: NoticeCreat
         arrival_date=data.arrival_date,
         entry_point=data.entry_point,
         status=await status_for(session, caller, data.district),
+        intake=province_of(caller.jurisdiction),
     )
 
 
@@ -193,6 +197,7 @@ async def raise_for(
                 arrival_date=max(info[rid][1] for rid in ids),
                 entry_point=entry_points.most_common(1)[0][0] if entry_points else None,
                 status=await status_for(session, issuer, district),
+                intake=province_of(issuer.jurisdiction),
             )
         )
     return notices
@@ -276,12 +281,14 @@ async def deliver_waiting(session: AsyncSession, agency: str, jurisdiction: str)
     now = clock.now()
     for notice in await repository.waiting_in(session, jurisdiction):
         await repository.mark_delivered(session, notice, now)
-        outbox.emit(
+        issuer = await session.get(Agency, notice.issued_by)
+        outbox.emit_taken_in(
             session,
             "notice.delivered",
             {"id": str(notice.id), "district": notice.district, "issued_by": notice.issued_by,
              "delivered_at": now.isoformat().replace("+00:00", "Z"), "registered_agency": agency},
             region=notice.district,
+            intake=province_of(issuer.jurisdiction) if issuer is not None else None,
             audience=[notice.issued_by],
         )
         audit.record(session, "notice.deliver", resource_type="notice", resource_id=notice.id,
