@@ -254,3 +254,29 @@ async def test_the_letter_is_checked(client, make_party):
         body = assert_problem(await client.post("/v1/manifests", json=LETTER, headers=await writer.headers()), 403,
                               "outside-jurisdiction")
         assert "persons.0.origin_district" in [e["field"] for e in body["errors"]]
+
+
+async def test_the_week_lists_page_with_sealed_cursors(client, make_party):
+    p = await parties(make_party)
+    letter = LETTER | {"persons": [{"full_name": f"Orang {i}", "sex": "M", "origin_district": "61.07"}
+                                   for i in range(3)]}
+    with clock.frozen(MONDAY):
+        assert (await client.post("/v1/manifests", json=letter, headers=await p["bp3mi"].headers())).status_code == 201
+        h = await p["bky"].headers()
+        seen, cursor = [], None
+        while True:
+            r = await client.get("/v1/manifests/persons", headers=h, params={
+                "view": "expected_this_week", "limit": 1, **({"cursor": cursor} if cursor else {})})
+            assert r.status_code == 200, r.text
+            seen += [x["full_name"] for x in r.json()["items"]]
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen) == ["Orang 0", "Orang 1", "Orang 2"]
+        first = (await client.get("/v1/manifests/persons", headers=h,
+                                  params={"view": "expected_this_week", "limit": 1})).json()["next_cursor"]
+        for params in ({"view": "arrived_not_located", "cursor": first}, {"view": "expected_this_week", "cursor": "x"}):
+            assert_problem(await client.get("/v1/manifests/persons", headers=h, params=params), 400)
+        assert_problem(await client.get("/v1/manifests/persons", headers=h, params={"view": "someday"}), 422)
+        listed = (await client.get("/v1/manifests", headers=h)).json()["items"]
+        assert [m["letter_ref"] for m in listed] == [LETTER["letter_ref"]]

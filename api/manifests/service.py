@@ -90,7 +90,10 @@ async def create_manifest(session: AsyncSession, caller: Caller, data: ManifestC
                         expected_date=data.expected_date, entry_point=data.entry_point, note=data.note,
                         person_count=len(data.persons), created_at=now, updated_at=now)
     session.add(manifest)
-    await session.flush()
+    try:
+        await session.flush()
+    except sa.exc.IntegrityError:  # a concurrent request registering the same letter
+        raise Conflict(f"Your agency already registered the letter {data.letter_ref}") from None
     ciphers = _ciphers(session)
     rows = []
     for i, p in enumerate(data.persons, start=1):
@@ -346,6 +349,9 @@ async def record_outcome(
     problem = data.village_error(person.origin_district)
     if problem:
         raise ValidationFailed("The desa does not fit the person's origin", errors=[{"field": "village", "message": problem}])
+    if person.arrived_on is not None and data.seen_on < person.arrived_on:
+        raise ValidationFailed("The person was not yet back on that day", errors=[
+            {"field": "seen_on", "message": f"seen_on is before the arrival ({person.arrived_on.isoformat()})"}])
     now = clock.now()
     status = S.located if data.outcome == "located" else S.not_located
     await repository.bump_person(
