@@ -21,12 +21,14 @@ from api.http.logs import configure as configure_logs
 from api.http.middleware import RequestMiddleware
 from api.http.ratelimit import RateLimitMiddleware, make_limiter
 from api.http.session import Services
+from api.manifests.routes import router as manifests_router
 from api.notices.routes import router as notices_router
 from api.oauth.routes import oauth_error_reply
 from api.oauth.routes import router as oauth_router
 from api.oauth.service import OAuthError
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
+from api.regions.routes import router as regions_router
 from api.returnees.routes import router as returnees_router
 from api.stats.routes import router as stats_router
 from api.webhooks.routes import events as webhook_events
@@ -88,7 +90,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         return oauth_error_reply(exc)  # RFC 6749 §5.2 at the token endpoints, not problem+json
 
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
-                   referrals_router, stats_router, events_router, webhooks_router):
+                   referrals_router, stats_router, events_router, regions_router, manifests_router,
+                   webhooks_router):
         app.include_router(router)
     app.webhooks.include_router(webhook_events)  # the events posted to subscribers, in the OpenAPI document
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line

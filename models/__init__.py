@@ -5,7 +5,8 @@ from models.audit import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outc
 from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.event import ChangeHead, Event, EventHead
 from models.idempotency import IdempotencyRecord
-from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee
+from models.manifest import EntryPoint, Manifest, ManifestPerson, ManifestPersonStatus
+from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee, NoticeStatus
 from models.ratelimit import RateLimitCounter
 from models.referral import (
     OPEN_STATUSES,
@@ -66,6 +67,11 @@ __all__ = [
     "Sex",
     "TraffickingStatus",
     "EventHead",
+    "EntryPoint",
+    "Manifest",
+    "ManifestPerson",
+    "ManifestPersonStatus",
+    "NoticeStatus",
     "Outcome",
     "RevokedToken",
     "SigningKey",

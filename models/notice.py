@@ -25,12 +25,21 @@ class FollowUpAction(StrEnum):
     other = "other"
 
 
+class NoticeStatus(StrEnum):
+    """Whether the addressed district can see the notice yet: a notice to the home district of a
+    person of another province waits until an agency of that region is registered."""
+
+    delivered = "delivered"
+    waiting_for_agency = "waiting_for_agency"
+
+
 class Notice(SQLModel, table=True):
     __tablename__ = "notice"
     __table_args__ = (
         # the district's inbox, newest first (keyset pagination on created_at, id)
         sa.Index("ix_notice_district_created", "district", "created_at", "id"),
         sa.Index("ix_notice_change_pos", "change_pos", unique=True),  # the sync order (sort=changes)
+        sa.Index("ix_notice_status_district", "status", "district"),  # what waits, and for whom
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -45,6 +54,9 @@ class Notice(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     acknowledged_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     acknowledged_by: str | None = Field(default=None, foreign_key="agency.code", max_length=64)
+    status: NoticeStatus = Field(default=NoticeStatus.delivered, sa_type=str_enum(NoticeStatus, 24),
+                                 sa_column_kwargs={"server_default": NoticeStatus.delivered.value})
+    delivered_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     # Position of the notice's last change in commit order (api/core/changes.py).
     change_pos: int | None = Field(default=None, sa_type=sa.BigInteger)
 

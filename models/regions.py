@@ -1,4 +1,11 @@
-"""Kemendagri region codes of Kalimantan Barat (the project's copy of the shared reference)."""
+"""Kemendagri region codes: every province and regency (kabupaten / kota) of Indonesia, and for
+Kalimantan Barat every kecamatan and desa / kelurahan (``models/data/regions.csv``, built from a
+public dataset by ``models/data/build_regions.py``; see ``models/data/README``).
+
+Levels: ``province`` (``61``), ``district`` (kabupaten / kota, ``61.07``), ``subdistrict``
+(kecamatan, ``61.07.07``), ``village`` (desa / kelurahan, ``61.07.07.2001``). Below the regency
+the reference holds Kalimantan Barat only (:data:`FULL_DEPTH`).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +14,38 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+LEVELS = ("province", "district", "subdistrict", "village")
+KALBAR = "61"
+#: Provinces whose kecamatan and desa the reference holds.
+FULL_DEPTH = frozenset({KALBAR})
+
 
 @dataclass(frozen=True, slots=True)
 class Region:
     code: str
     name: str
-    level: str  # province | district | subdistrict
+    level: str  # province | district | subdistrict | village
+    parent: str | None
 
 
 @lru_cache
 def regions() -> dict[str, Region]:
-    text = resources.files("models").joinpath("data/kalbar_regions.csv").read_text("utf-8")
-    return {r["code"]: Region(r["code"], r["name"], r["level"]) for r in csv.DictReader(text.splitlines())}
+    text = resources.files("models").joinpath("data/regions.csv").read_text("utf-8")
+    return {r["code"]: Region(r["code"], r["name"], r["level"], r["parent"] or None)
+            for r in csv.DictReader(text.splitlines())}
+
+
+@lru_cache
+def children() -> dict[str | None, tuple[Region, ...]]:
+    """Each code's regions one level down, in code order (``None``: the provinces)."""
+    out: dict[str | None, list[Region]] = {}
+    for r in regions().values():
+        out.setdefault(r.parent, []).append(r)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def get(code: str) -> Region | None:
+    return regions().get(code)
 
 
 def is_region(code: str, level: str | None = None) -> bool:
@@ -37,8 +64,20 @@ def province_of(code: str | None) -> str | None:
     return code.split(".", 1)[0] if code else None
 
 
+def district_of(code: str | None) -> str | None:
+    """The regency (``61.07``) a code lies in; ``None`` for a province or no code."""
+    if not code or code.count(".") < 1:
+        return None
+    return ".".join(code.split(".")[:2])
+
+
+def held_to_depth(code: str) -> bool:
+    """Whether the reference holds the kecamatan and desa under ``code``'s province."""
+    return province_of(code) in FULL_DEPTH
+
+
 def district_code(code: str) -> str:
     """A field validator: ``code`` must be a district (kabupaten / kota) code of the reference."""
     if not is_region(code, "district"):
-        raise ValueError(f"'{code}' is not a Kalimantan Barat district code")
+        raise ValueError(f"'{code}' is not a regency (kabupaten / kota) code of the region reference")
     return code

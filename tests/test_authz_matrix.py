@@ -41,7 +41,17 @@ from api.cli.demo_data import AGENCIES
 from api.core import clock
 from api.core.db import Database
 from api.core.unit import operator_unit
-from models import AgencyKind, DeliveryStatus, Notice, NoticeReturnee, Returnee, WebhookDelivery
+from api.manifests.demo import EXPECTED_LETTER
+from models import (
+    AgencyKind,
+    DeliveryStatus,
+    Manifest,
+    ManifestPerson,
+    Notice,
+    NoticeReturnee,
+    Returnee,
+    WebhookDelivery,
+)
 from tests.conftest import Backend
 from tests.demo_world import fresh_database_url, load_demo, module_settings
 from tests.reply_shapes import CheckReplies
@@ -69,6 +79,10 @@ COLUMNS: tuple[str, ...] = (
 #   referral.transition   a fresh such referral per cell, action "receive" (the receiver's first move)
 #   client.*              a spare agency of the test / a fresh client of it per cell
 #   webhook.*             a subscription of BP3MI (to a closed port) with one delivery; delete: a fresh one per cell
+#   manifest.get/person   the demo manifest expected this week (people of Bengkayang and Melawi),
+#                         one of its Bengkayang people
+#   manifest.arrivals     a fresh manifest per cell (one person of Bengkayang), with its ETag
+#   manifest.locate       a fresh manifest per cell whose Bengkayang person arrived, with its ETag
 #
 # fmt: off
 MATRIX: dict[str, tuple[int, ...]] = {
@@ -112,6 +126,18 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "webhook.enable":      (401, 200,  404,   403,   403,   403,   403,  403, 403,   403),
     "webhook.deliveries":  (401, 200,  404,   403,   403,   403,   403,  403, 403,   403),
     "webhook.redeliver":   (401, 202,  404,   403,   403,   403,   403,  403, 403,   403),
+    # reference data: any valid token
+    "region.list":         (401, 200,  200,   200,   200,   200,   200,  200, 200,   200),
+    "region.get":          (401, 200,  200,   200,   200,   200,   200,  200, 200,   200),
+    # manifests: BP3MI registers and marks arrivals; the province reads; a district reads and
+    # locates its own people (the target lists people of Bengkayang and Melawi: Sambas gets 404)
+    "manifest.create":     (401, 201,  403,   403,   403,   403,   403,  403, 403,   403),
+    "manifest.list":       (401, 200,  403,   200,   200,   403,   403,  403, 200,   403),
+    "manifest.week":       (401, 200,  403,   200,   200,   403,   403,  403, 200,   403),
+    "manifest.get":        (401, 200,  403,   200,   200,   403,   403,  403, 404,   403),
+    "manifest.person":     (401, 200,  403,   200,   200,   403,   403,  403, 404,   403),
+    "manifest.arrivals":   (401, 200,  403,   403,   403,   403,   403,  403, 403,   403),
+    "manifest.locate":     (401, 403,  403,   403,   200,   403,   403,  403, 404,   403),
 }
 # fmt: on
 
@@ -139,6 +165,8 @@ class World:
     returnee_bky: str = ""  # a returnee of 61.07 pushed by BP3MI
     notice_bky: str = ""  # a notice to 61.07 issued by BP3MI
     referral_bky: str = ""  # BP3MI -> POLRES-BENGKAYANG about returnee_bky, open
+    manifest_bky: str = ""  # the demo manifest expected this week (Bengkayang and Melawi)
+    manifest_person_bky: str = ""  # one of its people of Bengkayang
     spare_agency: str = "MATRIX-SPARE"
     webhook_bp3mi: str = ""  # a subscription of BP3MI
     delivery_bp3mi: str = ""  # a delivery of it
@@ -165,6 +193,21 @@ class World:
             "url": "http://127.0.0.1:9/matrix", "event_types": ["notice.created"]})
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
+
+    async def fresh_manifest(self, arrived: bool = False) -> tuple[str, str, str]:
+        """A manifest of one person of Bengkayang (arrived, if asked): its id, ETag and the person."""
+        today = date.today().isoformat()
+        r = await self.http.post("/v1/manifests", headers=self.bearer("BP3MI-KALBAR"), json={
+            "letter_ref": self.unique("KJRI-MATRIX"), "letter_date": today, "expected_date": today,
+            "entry_point": "plbn_jagoi_babang", "persons": [{"full_name": "Matrix", "sex": "F", "origin_district": "61.07"}]})
+        assert r.status_code == 201, r.text
+        mid, etag, person = r.json()["id"], r.headers["etag"], r.json()["persons"][0]["id"]
+        if arrived:
+            r = await self.http.post(f"/v1/manifests/{mid}/arrivals", headers={**self.bearer("BP3MI-KALBAR"), "If-Match": etag},
+                                     json={"arrived_on": today, "persons": [{"person_id": person, "status": "arrived"}]})
+            assert r.status_code == 200, r.text
+            etag = f'"{r.json()["persons"][0]["version"]}"'  # the person's ETag
+        return mid, etag, person
 
     async def fresh_referral(self) -> tuple[str, str]:
         return await self.as_bp3mi("POST", "/v1/referrals", json=referral_body(
@@ -226,6 +269,12 @@ async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> A
                 w.notice_bky = str((await conn.execute(
                     sa.select(Notice.id).where(Notice.district == "61.07", Notice.issued_by == "BP3MI-KALBAR")
                     .order_by(Notice.created_at, Notice.id).limit(1))).scalar_one())
+                w.manifest_bky = str((await conn.execute(
+                    sa.select(Manifest.id).where(Manifest.letter_ref == EXPECTED_LETTER))).scalar_one())
+                w.manifest_person_bky = str((await conn.execute(
+                    sa.select(ManifestPerson.id).where(ManifestPerson.manifest_id == uuid.UUID(w.manifest_bky),
+                                                       ManifestPerson.origin_district == "61.07")
+                    .order_by(ManifestPerson.position).limit(1))).scalar_one())
             w.referral_bky, _ = await w.fresh_referral()
             async with operator_unit(db, "test") as session:
                 await agencies.create_agency(session, AgencyCreate(
@@ -352,6 +401,25 @@ def _webhook(method: str, tail: str = "", **kw: Any) -> Builder:
 
     return build
 
+async def _manifest_create(w: World, who: str) -> Call:
+    today = date.today().isoformat()
+    return Call("POST", "/v1/manifests", json={
+        "letter_ref": w.unique("KJRI-MATRIX"), "letter_date": today, "expected_date": today,
+        "entry_point": "plbn_entikong", "persons": [{"full_name": "Matrix", "sex": "M", "origin_district": "61.07"}]})
+
+
+async def _manifest_arrivals(w: World, who: str) -> Call:
+    mid, etag, person = await w.fresh_manifest()
+    return Call("POST", f"/v1/manifests/{mid}/arrivals", headers={"If-Match": etag},
+                json={"arrived_on": date.today().isoformat(), "persons": [{"person_id": person, "status": "arrived"}]})
+
+
+async def _manifest_locate(w: World, who: str) -> Call:
+    mid, etag, person = await w.fresh_manifest(arrived=True)
+    return Call("POST", f"/v1/manifests/{mid}/persons/{person}/outcome", headers={"If-Match": etag},
+                json={"outcome": "located", "village": "61.07.07.2001", "seen_by": "Kepala Desa",
+                      "seen_on": date.today().isoformat()})
+
 
 def call_for(route: str) -> Builder:
     builders: dict[str, Builder] = {
@@ -392,6 +460,16 @@ def call_for(route: str) -> Builder:
         "webhook.enable": _webhook("POST", "/enable"),
         "webhook.deliveries": _webhook("GET", "/deliveries", params={"limit": 5}),
         "webhook.redeliver": _webhook("POST", "/deliveries/{delivery}/redeliver"),
+        "region.list": static("GET", "/v1/regions", params={"parent": "61.07"}),
+        "region.get": static("GET", "/v1/regions/61.07.07"),
+        "manifest.create": _manifest_create,
+        "manifest.list": static("GET", "/v1/manifests", params={"limit": 5}),
+        "manifest.week": static("GET", "/v1/manifests/persons", params={"view": "expected_this_week"}),
+        "manifest.get": lambda w, who: static("GET", f"/v1/manifests/{w.manifest_bky}")(w, who),
+        "manifest.person": lambda w, who: static(
+            "GET", f"/v1/manifests/{w.manifest_bky}/persons/{w.manifest_person_bky}")(w, who),
+        "manifest.arrivals": _manifest_arrivals,
+        "manifest.locate": _manifest_locate,
     }
     return builders[route]
 

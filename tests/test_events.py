@@ -35,7 +35,8 @@ async def test_feed_shows_notice_to_district_and_issuer_only(client, make_party,
         items = (await _feed(client, party))["items"]
         assert [(e["type"], e["data"]["id"]) for e in items] == [("notice.created", n["id"])]
         e = items[0]
-        assert e["data"] == {"id": n["id"], "district": "61.07", "issued_by": "BP3MI-KALBAR", "returnee_count": 2}
+        assert e["data"] == {"id": n["id"], "district": "61.07", "issued_by": "BP3MI-KALBAR", "returnee_count": 2,
+                             "status": "delivered"}
         assert {"id", "type", "occurred_at", "data"} == e.keys()
     assert (await _feed(client, sambas))["items"] == []
     assert (await _feed(client, gugus))["items"] == []  # in the district, but no notices:read

@@ -54,12 +54,16 @@ def as_party(creds: dict[str, Any], code: str, jurisdiction: str, client: Any) -
 
 
 async def read_all(client: Any, party: Party, district: str) -> dict[str, dict[str, Any]]:
-    """Every record of ``district`` as ``party`` reads it one by one (``source_ref`` -> reply)."""
+    """Every record of ``district`` pushed by the returnees demo, as ``party`` reads it one by
+    one (``source_ref`` -> reply). The demo manifests' arrived people (``manifest:...``) are
+    masked alike (tests/test_manifests.py) but are not of the generated truth."""
     h = await party.headers()
     listed = await client.get("/v1/returnees", params={"district": district, "limit": 500}, headers=h)
     assert listed.status_code == 200, listed.text
     out = {}
     for item in listed.json()["items"]:
+        if item["source_ref"].startswith("manifest:"):
+            continue
         r = await client.get(f"/v1/returnees/{item['id']}", headers=h)
         assert r.status_code == 200, r.text
         assert r.json() == item  # the list shows a record as its own read does

@@ -17,6 +17,8 @@ def test_parse_woman_and_man():
     m = nik.parse("6107 0101 0120 0002", today=TODAY)
     assert (m.sex, m.birth_date) == (Sex.M, date(2020, 1, 1))
     assert nik.parse("3174015708059999", today=TODAY).birth_date == date(2005, 8, 17)  # Jakarta
+    surabaya = nik.parse("3578014505900001", today=TODAY)  # Kota Surabaya, Jawa Timur
+    assert (surabaya.province, surabaya.regency, surabaya.sex) == ("35", "35.78", Sex.F)
 
 
 @pytest.mark.parametrize("value, why", [
@@ -24,7 +26,8 @@ def test_parse_woman_and_man():
     ("61070745059000011", "16 digits"),
     ("61070745059O0001", "16 digits"),
     ("9907074505900001", "province"),
-    ("6199074505900001", "Kalimantan Barat district"),
+    ("6199074505900001", "not a regency of Kalimantan Barat"),
+    ("3599074505900001", "not a regency of Jawa Timur"),  # every province's regencies are checked
     ("6100074505900001", "regency"),
     ("6107004505900001", "sub-district"),
     ("6107073202900001", "date of birth"),  # 32 February

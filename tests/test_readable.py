@@ -34,6 +34,8 @@ GUARDED = {
     "Returnee": ("returnee", "api/returnees/repository.py"),
     "Notice": ("notice", "api/notices/repository.py"),
     "Referral": ("referral", "api/referrals/repository.py"),
+    "Manifest": ("manifest", "api/manifests/repository.py"),
+    "ManifestPerson": ("manifest_person", "api/manifests/repository.py"),
 }
 
 # Modules that query a guarded model without going through its repository, and why they may.
@@ -58,6 +60,14 @@ OWN_PATHS = {
     },
     "api/notices/repository.py": {
         "readable": "the readable statement itself",
+        "waiting_in": "agency registration (no caller): the notices waiting for an agency of the new "
+                      "agency's region, to deliver them to it",
+    },
+    "api/manifests/repository.py": {
+        "readable": "the readable statement itself (the manifests)",
+        "readable_persons": "the readable statement itself (the people of the manifests)",
+        "_sees_person": "the condition of readable_persons",
+        "letter_registered": "writer: whether the caller's own agency already registered this letter; a yes or no",
     },
     "api/referrals/repository.py": {
         "readable": "the readable statement itself",

@@ -24,7 +24,7 @@ class AgencyCreate(BaseModel):
     @classmethod
     def _known_region(cls, v: str) -> str:
         if not is_region(v):
-            raise ValueError(f"'{v}' is not a Kalimantan Barat region code")
+            raise ValueError(f"'{v}' is not a region code of the reference (GET /v1/regions)")
         return v
 
 

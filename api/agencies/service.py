@@ -11,6 +11,7 @@ from api.agencies.schemas import AgencyCreate, ClientCreate, ClientCreated
 from api.core import audit, clock, crypto, pagination
 from api.core.errors import Conflict, NotFound
 from api.core.pagination import Position, Slice
+from api.notices import service as notices
 from models import Agency, ApiClient
 
 
@@ -21,6 +22,8 @@ async def create_agency(session: AsyncSession, data: AgencyCreate) -> Agency:
     session.add(agency)
     await session.flush()
     audit.record(session, "agency.create", resource_type="agency", resource_id=agency.code)
+    # notices to people of its region that waited for an agency there are delivered now
+    await notices.deliver_waiting(session, agency.code, agency.jurisdiction)
     return agency
 
 

@@ -22,14 +22,16 @@ from models import Agency, AgencyKind, ApiClient
 AGENCIES: list[dict[str, Any]] = [
     {"code": "BP3MI-KALBAR", "name": "BP3MI Kalimantan Barat", "kind": AgencyKind.migrant_protection,
      "jurisdiction": "61",
-     "scopes": "returnees:write returnees:read pii:read notices:write notices:read referrals:write referrals:read events:read webhooks:manage"},
+     "scopes": "returnees:write returnees:read pii:read notices:write notices:read referrals:write referrals:read events:read "
+               "manifests:write manifests:read webhooks:manage"},
     {"code": "POLRES-BENGKAYANG", "name": "Polres Bengkayang", "kind": AgencyKind.police, "jurisdiction": "61.07",
      "scopes": "referrals:read referrals:write referrals:respond returnees:read events:read webhooks:manage"},
     {"code": "DP3A-KALBAR", "name": "DP3A Provinsi Kalimantan Barat", "kind": AgencyKind.women_child_protection,
-     "jurisdiction": "61", "scopes": "stats:read notices:read"},
+     "jurisdiction": "61", "scopes": "stats:read notices:read manifests:read"},
     {"code": "DP3A-BENGKAYANG", "name": "DP3A Kabupaten Bengkayang", "kind": AgencyKind.women_child_protection,
      "jurisdiction": "61.07",
-     "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read"},
+     "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read "
+               "manifests:read manifests:locate"},
     {"code": "DINSOS-BENGKAYANG", "name": "Dinas Sosial Kabupaten Bengkayang", "kind": AgencyKind.social_services,
      "jurisdiction": "61.07",
      "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read"},
@@ -39,7 +41,8 @@ AGENCIES: list[dict[str, Any]] = [
      "jurisdiction": "61", "scopes": "audit:read"},
     {"code": "DP3A-SAMBAS", "name": "DP3A Kabupaten Sambas", "kind": AgencyKind.women_child_protection,
      "jurisdiction": "61.01",
-     "scopes": "notices:read notices:ack referrals:read referrals:respond returnees:read events:read"},
+     "scopes": "notices:read notices:ack referrals:read referrals:respond returnees:read events:read "
+               "manifests:read manifests:locate"},
     {"code": "SINERGI-OPERATOR", "name": "Sinergi operator", "kind": AgencyKind.operator, "jurisdiction": "61",
      "scopes": "admin"},
 ]
@@ -49,12 +52,13 @@ Loader = Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
 
 def loaders() -> list[Loader]:
     """The record loaders, in order: notices are raised for the returnees loaded before them,
-    referrals are about those returnees."""
+    referrals are about those returnees; the manifests raise their own notices last."""
+    from api.manifests.demo import load_manifests
     from api.notices.demo import load_notices
     from api.referrals.demo import load_referrals
     from api.returnees.demo import load_returnees
 
-    return [load_returnees, load_notices, load_referrals]
+    return [load_returnees, load_notices, load_referrals, load_manifests]
 
 
 def demo_client_id(code: str) -> str:

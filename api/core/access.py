@@ -14,6 +14,16 @@ is the one rule for both: the region must lie in the writer's :func:`writable_re
 * the whole province of its jurisdiction for the border intake (:data:`BORDER_INTAKE_KINDS`,
   BP3MI): deportees of every district come home through its posts, and it tells each district.
 
+People of other provinces
+-------------------------
+Deportees of every province come home through Kalimantan Barat's border posts. The border
+intake files them under their real origin (``35.78``, Kota Surabaya) and tells their home
+district (:func:`may_take_in`). Who reads such a record or notice, filed outside the province
+of the agency that took it in (:func:`taken_in`): that agency, agencies whose jurisdiction
+covers the origin (the home district, once it is registered), and the agencies of the intake
+province that see the whole province (jurisdiction ``61``: the province, its task force).
+Nobody else in the province: a district of Kalimantan Barat does not read them.
+
 The scopes say *what* a caller may write; this says *where*. A write outside is refused with
 :class:`OutsideJurisdiction` (403, naming the field at fault); a batch of returnees rejects
 only its records outside, each with an error on ``origin_district``. Referrals are not filed
@@ -31,10 +41,12 @@ from sqlmodel.sql.expression import SelectOfScalar
 
 from api.core.context import Caller
 from api.core.errors import NotFound, Problem
-from models import AgencyKind
+from models import Agency, AgencyKind
 from models.regions import covers, province_of
 
 #: Agencies that may write for every district of their province (BP3MI, the border intake).
+_AGENCY: sa.Table = Agency.__table__  # type: ignore[attr-defined]
+
 BORDER_INTAKE_KINDS = frozenset({AgencyKind.migrant_protection})
 
 
@@ -42,6 +54,17 @@ def in_jurisdiction(caller: Caller, column: Any) -> sa.ColumnElement[bool]:
     """SQL condition: ``column`` (a region code) lies in the caller's jurisdiction."""
     j = caller.jurisdiction
     return sa.or_(column == j, column.startswith(j + ".", autoescape=True))
+
+
+def taken_in(caller: Caller, agency_column: Any) -> sa.ColumnElement[bool]:
+    """SQL condition: ``agency_column`` (the agency that took a record in, or issued a notice)
+    is an agency of the caller's province, and the caller sees the whole province (its
+    jurisdiction is a province). What lets the province read the records of people of other
+    provinces taken in by its border intake (see the module's rule); false for anyone else."""
+    if "." in caller.jurisdiction:
+        return sa.false()
+    return agency_column.in_(sa.select(_AGENCY.c.code).where(
+        in_jurisdiction(caller, _AGENCY.c.jurisdiction)))
 
 
 T = TypeVar("T")
@@ -74,6 +97,24 @@ def may_write(caller: Caller, region: str | None) -> bool:
     """Whether ``caller`` may write a record filed under ``region`` (a region code). The one
     place that decides it (see the module's rule)."""
     return covers(writable_region(caller), region)
+
+
+def may_take_in(caller: Caller, region: str | None) -> bool:
+    """Whether ``caller`` may file a returnee record, or address a notice, under ``region``:
+    where it may write (:func:`may_write`), and for the border intake also any region outside
+    its own province (people of other provinces come through its posts)."""
+    if may_write(caller, region):
+        return True
+    return (caller.agency_kind in BORDER_INTAKE_KINDS and region is not None
+            and not covers(province_of(caller.jurisdiction), region))
+
+
+def check_take_in(caller: Caller, region: str | None, field: str) -> None:
+    """:func:`check_write` for :func:`may_take_in`."""
+    if region is not None and not may_take_in(caller, region):
+        message = outside_message(caller, region)
+        raise OutsideJurisdiction(f"Your agency may not write for {region}",
+                                  errors=[{"field": field, "message": message}])
 
 
 def outside_message(caller: Caller, region: str) -> str:

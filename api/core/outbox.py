@@ -40,6 +40,27 @@ def emit(
     unit_of(session).emit(type, data, region=region, audience=audience)
 
 
+def emit_taken_in(
+    session: AsyncSession,
+    type: str,
+    data: dict[str, Any],
+    *,
+    region: str | None,
+    intake: str | None,
+    audience: Iterable[str] = (),
+) -> None:
+    """:func:`emit` for an event about someone the border intake of the province ``intake``
+    took in: filed under ``region`` (in its province's feed: the home region reads it there),
+    and, when ``region`` lies in another province (or is not known), also under ``intake`` in
+    the intake province's feed, where the intake agency and the agencies of the whole province
+    read it (as they read the record: :func:`api.core.access.taken_in`)."""
+    home = province_of(region)
+    if region is not None:
+        emit(session, type, data, region=region, audience=audience)
+    if intake is not None and home != province_of(intake):
+        emit(session, type, data, region=province_of(intake), audience=audience)
+
+
 def feed_key(region: str | None, default_key: str) -> str:
     """The feed of ``region``'s province; ``default_key`` (the settings' ``audit_chain``) for
     events without a region."""

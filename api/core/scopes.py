@@ -23,6 +23,9 @@ class Scope(StrEnum):
     audit_read = "audit:read"
     events_read = "events:read"
     webhooks_manage = "webhooks:manage"
+    manifests_write = "manifests:write"
+    manifests_read = "manifests:read"
+    manifests_locate = "manifests:locate"
     admin = "admin"
 
     @property
@@ -44,5 +47,8 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.audit_read: "read and verify the audit chain",
     Scope.events_read: "read the change feed",
     Scope.webhooks_manage: "manage webhook subscriptions",
+    Scope.manifests_write: "register arrival manifests and mark who arrived at the border (BP3MI)",
+    Scope.manifests_read: "read arrival manifests: their people of the jurisdiction, all of them for the issuer",
+    Scope.manifests_locate: "record whether an arrived person of the district was located",
     Scope.admin: "register agencies and their API clients",
 }

@@ -30,6 +30,7 @@ FAMILY_SCOPES = {
     "returnee.": "returnees:read",
     "notice.": "notices:read",
     "referral.": "referrals:read",
+    "manifest.": "manifests:read",
 }
 
 # families whose region makes them visible only to oversight agencies (the parties are the audience)

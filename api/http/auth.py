@@ -133,6 +133,23 @@ def require_scope(*scopes: Scope) -> Callable[..., Awaitable[Caller]]:
     return dependency
 
 
+def require_token() -> Callable[..., Awaitable[Caller]]:
+    """A dependency yielding the caller of any valid token, whatever its scopes (reference
+    data every partner needs, such as the region codes)."""
+
+    async def dependency(
+        request: Request,
+        session: SessionDep,
+        _header: str | None = Security(oauth2_scheme),
+    ) -> Caller:
+        caller = await authenticate(request, session)
+        await inputs.screen(request)
+        return caller
+
+    return dependency
+
+
+AnyToken = Annotated[Caller, Depends(require_token())]
 Admin = Annotated[Caller, Depends(require_scope(Scope.admin))]
 AuditRead = Annotated[Caller, Depends(require_scope(Scope.audit_read))]
 ReturneesWrite = Annotated[Caller, Depends(require_scope(Scope.returnees_write))]
@@ -146,3 +163,6 @@ ReferralsAct = Annotated[Caller, Depends(require_scope(Scope.referrals_respond, 
 StatsRead = Annotated[Caller, Depends(require_scope(Scope.stats_read))]
 EventsRead = Annotated[Caller, Depends(require_scope(Scope.events_read))]
 WebhooksManage = Annotated[Caller, Depends(require_scope(Scope.webhooks_manage))]
+ManifestsWrite = Annotated[Caller, Depends(require_scope(Scope.manifests_write))]
+ManifestsRead = Annotated[Caller, Depends(require_scope(Scope.manifests_read))]
+ManifestsLocate = Annotated[Caller, Depends(require_scope(Scope.manifests_locate))]

@@ -23,6 +23,7 @@ from api.notices.schemas import (
     NoticeReturneePublic,
     NoticeSummary,
 )
+from models import NoticeStatus
 
 router = APIRouter(prefix="/v1/notices", tags=["notices"])
 
@@ -66,6 +67,8 @@ async def list_notices(
     session: SessionDep,
     acknowledged: bool | None = None,
     district: str | None = None,
+    status: Annotated[NoticeStatus | None, Query(description="`waiting_for_agency`: the notices to districts of "
+                                                 "other provinces that wait for an agency there")] = None,
     sort: Annotated[Literal["-created_at", "changes"], Query(
         description="`-created_at` (default): newest first. `changes`: in the order changes (acknowledgements, "
         "follow-ups) were committed, with `next_cursor` always set (on the last page: where the next sync "
@@ -78,7 +81,7 @@ async def list_notices(
     settings = unit_of(session).settings
     keyset = NOTICE_CHANGES if sort == "changes" else NOTICES
     page = await service.list_notices(session, caller, acknowledged=acknowledged, district=district,
-                                      after=keyset.open(settings, cursor), limit=limit, changes=sort == "changes")
+                                      status=status, after=keyset.open(settings, cursor), limit=limit, changes=sort == "changes")
     return NoticeList(items=[NoticeSummary.model_validate(n) for n in page.items],
                       next_cursor=keyset.seal(settings, page.next))
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api.core import clock
 from api.core.pagination import Keyset, Page
 from api.core.text import SafeText
-from models import FollowUpAction, ReturnType, Sex, TraffickingStatus
+from models import FollowUpAction, NoticeStatus, ReturnType, Sex, TraffickingStatus
 from models.regions import district_code
 
 MAX_RETURNEES = 1000
@@ -99,6 +99,9 @@ class NoticeSummary(BaseModel):
     updated_at: datetime
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    status: NoticeStatus = Field(description="`waiting_for_agency`: addressed to a district of another province "
+                                 "where no agency is registered yet; delivered when one is")
+    delivered_at: datetime | None
 
 
 class NoticePublic(NoticeSummary):

@@ -10,6 +10,13 @@ province for BP3MI, the border intake); elsewhere it is a 403 ``outside-jurisdic
 ``district``. Which returnees a notice may list: those its issuer may read
 (:func:`api.returnees.repository.readable`), of that district.
 
+Notices to people of other provinces: the border intake (BP3MI) also tells the home district of
+a deportee of another province (:func:`api.core.access.may_take_in`). When no agency of that
+region is registered yet, the notice waits (``status: waiting_for_agency``): the issuer and the
+agencies that see the issuer's whole province read it (the province sees what waits,
+:func:`api.notices.repository.readable`); when an agency whose jurisdiction covers the district
+is registered, :func:`deliver_waiting` delivers it (``notice.delivered``).
+
 Who answers it: only the addressed district, that is an agency whose jurisdiction *is* the
 notice's district (:func:`is_addressee`), acknowledges it and records follow-ups. The province
 sees the notice but does not answer for the district, nor does the issuer, nor a sub-district
@@ -34,7 +41,8 @@ from api.core.pagination import DEFAULT_LIMIT, Position, Slice
 from api.notices import repository
 from api.notices.schemas import FollowUpCreate, NoticeCreate
 from api.returnees import repository as returnees
-from models import FollowUpAction, Notice, NoticeFollowUp
+from models import Agency, FollowUpAction, Notice, NoticeFollowUp, NoticeStatus
+from models.regions import province_of
 
 
 class NotAddressee(Problem):
@@ -59,11 +67,15 @@ async def issue(
     summary: str | None = None,
     arrival_date: date | None = None,
     entry_point: str | None = None,
+    status: NoticeStatus = NoticeStatus.delivered,
+    intake: str | None = None,
 ) -> Notice:
     """Write a notice (no checks: callers have validated the returnees), its returnee links,
     its ``notice.created`` event and its audit entry."""
     now = clock.now()
     notice = Notice(
+        status=status,
+        delivered_at=now if status == NoticeStatus.delivered else None,
         district=district,
         issued_by=issuer,
         summary=summary,
@@ -77,11 +89,13 @@ async def issue(
     await session.flush()
     repository.changed(session, notice)
     await repository.link_returnees(session, notice.id, returnee_ids)
-    outbox.emit(
+    outbox.emit_taken_in(
         session,
         "notice.created",
-        {"id": str(notice.id), "district": district, "issued_by": issuer, "returnee_count": len(returnee_ids)},
+        {"id": str(notice.id), "district": district, "issued_by": issuer, "returnee_count": len(returnee_ids),
+         "status": str(status)},
         region=district,
+        intake=intake,
         audience=[issuer],
     )
     audit.record(
@@ -91,8 +105,17 @@ async def issue(
         resource_id=notice.id,
         subjects=[("returnee", rid) for rid in returnee_ids],
         district=district,
+        status=str(status),
     )
     return notice
+
+
+async def status_for(session: AsyncSession, issuer: Caller, district: str) -> NoticeStatus:
+    """``waiting_for_agency`` for a district outside where the issuer may write (another
+    province's, through the border intake) that no registered agency covers; else delivered."""
+    if access.may_write(issuer, district) or await repository.agency_covers(session, district):
+        return NoticeStatus.delivered
+    return NoticeStatus.waiting_for_agency
 
 
 async def create_notice(session: AsyncSession, caller: Caller, data: NoticeCreate) -> Notice:
@@ -100,7 +123,7 @@ async def create_notice(session: AsyncSession, caller: Caller, data: NoticeCreat
     ``outside-jurisdiction`` otherwise, :func:`api.core.access.check_write`); every returnee
     must exist, be readable by the caller (:func:`api.returnees.repository.readable`) and come
     from that district; otherwise 422 naming each returnee at fault."""
-    access.check_write(caller, data.district, "district")
+    access.check_take_in(caller, data.district, "district")
     origin = await returnees.readable_origins(session, caller, data.returnee_ids)
     errors = []
     for i, rid in enumerate(data.returnee_ids):
@@ -121,6 +144,8 @@ async def create_notice(session: AsyncSession, caller: Caller, data: NoticeCreat
         summary=data.summary,
         arrival_date=data.arrival_date,
         entry_point=data.entry_point,
+        status=await status_for(session, caller, data.district),
+        intake=province_of(caller.jurisdiction),
     )
 
 
@@ -137,9 +162,17 @@ async def raise_for_batch(
 
 
 async def raise_for(
-    session: AsyncSession, issuer: Caller, touched: Mapping[str, Iterable[uuid.UUID]], *, source: str = "batch"
+    session: AsyncSession,
+    issuer: Caller,
+    touched: Mapping[str, Iterable[uuid.UUID]],
+    *,
+    source: str = "batch",
+    summary: str | None = None,
 ) -> list[Notice]:
-    """:func:`raise_for_batch` for any ``touched`` mapping (ids repeated or missing are fine)."""
+    """:func:`raise_for_batch` for any ``touched`` mapping (ids repeated or missing are fine).
+    A district of another province (through the border intake) gets a notice that waits for an
+    agency of its region when none is registered (:func:`status_for`). ``summary``: the
+    notices' text instead of the batch's."""
     wanted = {d: list(dict.fromkeys(ids)) for d, ids in touched.items()}
     all_ids = [rid for ids in wanted.values() for rid in ids]
     if not all_ids:
@@ -147,7 +180,7 @@ async def raise_for(
     info = await returnees.readable_arrivals(session, issuer, all_ids)
     notices = []
     for district in sorted(wanted):
-        if not access.may_write(issuer, district):
+        if not access.may_take_in(issuer, district):
             continue
         ids = [rid for rid in wanted[district] if rid in info and info[rid][0] == district]
         if not ids:
@@ -160,9 +193,11 @@ async def raise_for(
                 issuer=issuer.agency,
                 district=district,
                 returnee_ids=ids,
-                summary=f"{n} returnee{'s' if n != 1 else ''} from {source} push by {issuer.agency}",
+                summary=summary or f"{n} returnee{'s' if n != 1 else ''} from {source} push by {issuer.agency}",
                 arrival_date=max(info[rid][1] for rid in ids),
                 entry_point=entry_points.most_common(1)[0][0] if entry_points else None,
+                status=await status_for(session, issuer, district),
+                intake=province_of(issuer.jurisdiction),
             )
         )
     return notices
@@ -177,6 +212,7 @@ async def list_notices(
     *,
     acknowledged: bool | None = None,
     district: str | None = None,
+    status: NoticeStatus | None = None,
     after: Position | None = None,
     limit: int = DEFAULT_LIMIT,
     changes: bool = False,
@@ -185,7 +221,7 @@ async def list_notices(
     one of the previous page. With ``changes``: in the order of their last change, and there is
     always a position to continue from (where the next sync starts)."""
     page = await repository.readable_page(session, caller, acknowledged=acknowledged, district=district,
-                                          after=after, limit=limit, changes=changes)
+                                          status=status, after=after, limit=limit, changes=changes)
     if changes and page.next is None:
         page = Slice(page.items, (page.items[-1].change_pos,) if page.items else (after or (0,)))
     notices = page.items
@@ -194,7 +230,8 @@ async def list_notices(
         "notice.list",
         resource_type="notice",
         subjects=[("notice", n.id) for n in notices],
-        filters={k: v for k, v in {"acknowledged": acknowledged, "district": district}.items() if v is not None}
+        filters={k: v for k, v in {"acknowledged": acknowledged, "district": district,
+                                   "status": None if status is None else str(status)}.items() if v is not None}
         or None,
     )
     return page
@@ -232,6 +269,32 @@ async def describe(session: AsyncSession, notice: Notice, *, audit_action: str |
             subjects=[("returnee", r["id"]) for r in returnees_listed],
         )
     return NoticeDetail(notice, returnees_listed, follow_ups)
+
+
+# --- delivering what waited ------------------------------------------------------------------
+
+
+async def deliver_waiting(session: AsyncSession, agency: str, jurisdiction: str) -> list[Notice]:
+    """An agency was registered: the notices waiting for an agency of its region (districts its
+    jurisdiction covers) are delivered, each with its ``notice.delivered`` event and audit entry."""
+    delivered = []
+    now = clock.now()
+    for notice in await repository.waiting_in(session, jurisdiction):
+        await repository.mark_delivered(session, notice, now)
+        issuer = await session.get(Agency, notice.issued_by)
+        outbox.emit_taken_in(
+            session,
+            "notice.delivered",
+            {"id": str(notice.id), "district": notice.district, "issued_by": notice.issued_by,
+             "delivered_at": now.isoformat().replace("+00:00", "Z"), "registered_agency": agency},
+            region=notice.district,
+            intake=province_of(issuer.jurisdiction) if issuer is not None else None,
+            audience=[notice.issued_by],
+        )
+        audit.record(session, "notice.deliver", resource_type="notice", resource_id=notice.id,
+                     district=notice.district, registered_agency=agency)
+        delivered.append(notice)
+    return delivered
 
 
 # --- the district's side ----------------------------------------------------------------------

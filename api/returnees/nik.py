@@ -1,11 +1,11 @@
 """NIK (Nomor Induk Kependudukan) structure.
 
 16 digits: province (2) regency (2) sub-district (2) DDMMYY (women: day + 40) serial (4, from
-0001). There is no checksum, so only the structure and the date can be checked. For Kalimantan
-Barat (province ``61``) the regency must be one of the reference's districts; other provinces
-are checked against the list of Kemendagri province codes only (the reference holds Kalbar
-alone). The sub-district part is not checked against the reference: NIKs keep the code of the
-sub-district where they were issued, and sub-districts have been split since.
+0001). There is no checksum, so only the structure and the date can be checked. The province
+and the regency (digits 1-4) must be a province and a regency of the region reference, for every
+province of Indonesia (:mod:`models.regions`). The sub-district part is not checked against the
+reference: NIKs keep the code of the sub-district where they were issued, and sub-districts
+have been split since (and below the regency the reference holds Kalimantan Barat only).
 """
 
 from __future__ import annotations
@@ -15,16 +15,10 @@ from datetime import date
 from functools import lru_cache
 
 from api.core import clock
-from models import Sex
+from models import Sex, regions
 from models.regions import is_region
 
 KALBAR = "61"
-
-# Kemendagri province codes (Aceh 11 ... Papua Barat Daya 96).
-PROVINCES = frozenset(
-    "11 12 13 14 15 16 17 18 19 21 31 32 33 34 35 36 51 52 53 61 62 63 64 65 "
-    "71 72 73 74 75 76 81 82 91 92 93 94 95 96".split()
-)
 
 
 class InvalidNik(ValueError):
@@ -69,12 +63,13 @@ def _parse(nik: str, today: date) -> NikInfo:
     if len(nik) != 16 or not nik.isascii() or not nik.isdigit():
         raise InvalidNik("an NIK is 16 digits")
     province, regency, sub = nik[0:2], nik[2:4], nik[4:6]
-    if province not in PROVINCES:
+    if not is_region(province, "province"):
         raise InvalidNik(f"'{province}' is not an Indonesian province code")
     if regency == "00":
         raise InvalidNik("the regency digits (3-4) cannot be 00")
-    if province == KALBAR and not is_region(f"{province}.{regency}", "district"):
-        raise InvalidNik(f"'{province}.{regency}' is not a Kalimantan Barat district")
+    if not is_region(f"{province}.{regency}", "district"):
+        where = regions.get(province)
+        raise InvalidNik(f"'{province}.{regency}' is not a regency of {where.name if where else province}")
     if sub == "00":
         raise InvalidNik("the sub-district digits (5-6) cannot be 00")
     day, month, yy = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])

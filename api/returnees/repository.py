@@ -1,8 +1,9 @@
 """Returnee queries, in one place: who may read which record, and the batch writer's statements.
 
 :func:`readable` is THE rule for reading returnees: a record is readable by callers whose
-jurisdiction covers its origin district or its origin sub-district, and by the agency that
-pushed it. Every query that shows returnees to a caller starts from it, here and for the other
+jurisdiction covers its origin district or its origin sub-district, by the agency that
+pushed it, and by the agencies that see the whole province of that agency (a returnee of
+another province taken in by BP3MI Kalimantan Barat: :func:`api.core.access.taken_in`). Every query that shows returnees to a caller starts from it, here and for the other
 resources (referrals, notices and the demo loaders call the functions below; they do not write
 the rule again). ``tests/test_readable.py`` fails when a query of ``returnee`` is built anywhere
 else.
@@ -34,7 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from api.core import bulk, pagination
-from api.core.access import in_jurisdiction, visible_or_404
+from api.core.access import in_jurisdiction, taken_in, visible_or_404
 from api.core.context import Caller
 from api.core.db import execute_text
 from api.core.errors import NotFound
@@ -55,6 +56,7 @@ def readable(caller: Caller) -> SelectOfScalar[Returnee]:
             in_jurisdiction(caller, col(Returnee.origin_district)),
             in_jurisdiction(caller, col(Returnee.origin_subdistrict)),
             col(Returnee.source_agency) == caller.agency,
+            taken_in(caller, col(Returnee.source_agency)),
         )
     )
 

@@ -20,7 +20,7 @@ from api.core import clock, text
 from api.core.pagination import Keyset, Page
 from api.returnees import nik as nikmod
 from models import ReturneeBase
-from models.regions import district_code, is_region
+from models.regions import district_code, held_to_depth, is_region
 
 MAX_BATCH = 1000
 
@@ -119,7 +119,8 @@ class _ReturneeFields(ReturneeBase):
         if v is not None and district is not None and not (
             is_region(v, "subdistrict") and v.startswith(district + ".")
         ):
-            raise ValueError(f"'{v}' is not a sub-district of {district} in the region reference")
+            held = "" if held_to_depth(district) else " (below the regency it holds Kalimantan Barat only)"
+            raise ValueError(f"'{v}' is not a sub-district of {district} in the region reference{held}")
         return v
 
 

@@ -50,7 +50,7 @@ from api.returnees import repository
 from api.returnees.repository import ListFilter
 from api.returnees.schemas import ReturneeIn
 from models import Returnee, ReturneeBase
-from models.regions import covers
+from models.regions import covers, province_of
 
 RESOURCE = "returnee"
 
@@ -170,7 +170,7 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     by_nik, fresh = await _persons(session, plan, now)
     written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now)
     written += await _update_changed(session, plan.updates, by_nik, now)
-    touched = _emit(session, agency, written)
+    touched = _emit(session, agency, written, intake=province_of(writer.jurisdiction))
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("created", "updated", "unchanged", "rejected")}
     audit.record(session, "returnee.batch", resource_type=RESOURCE, subjects=[(RESOURCE, row["id"]) for _, row in written],
                  source_agency=agency, records=len(results), created=counts["created"], updated=counts["updated"],
@@ -222,7 +222,7 @@ def _outside(writer: Caller, item: ReturneeIn) -> dict[str, str] | None:
     A record is filed under its sub-district when it gives one, else its district; the error
     names ``origin_district``, or ``origin_subdistrict`` for a writer of one sub-district of it."""
     origin = item.origin_subdistrict or item.origin_district
-    if access.may_write(writer, origin):
+    if access.may_take_in(writer, origin):
         return None
     within = covers(item.origin_district, access.writable_region(writer))
     return {"field": "origin_subdistrict" if within else "origin_district",
@@ -311,18 +311,22 @@ async def _update_changed(
     return written
 
 
-def _emit(session: AsyncSession, agency: str, written: list[tuple[str, dict[str, Any]]]) -> dict[str, list[uuid.UUID]]:
-    """One event per record written (no personal data), filed under its origin district;
-    returns ``district -> ids`` (:attr:`BatchOutcome.touched`)."""
+def _emit(
+    session: AsyncSession, agency: str, written: list[tuple[str, dict[str, Any]]], *, intake: str | None
+) -> dict[str, list[uuid.UUID]]:
+    """One event per record written (no personal data), filed under its origin district (and
+    in the writer's province's feed too for a person of another province:
+    :func:`api.core.outbox.emit_taken_in`); returns ``district -> ids`` (:attr:`BatchOutcome.touched`)."""
     touched: dict[str, list[uuid.UUID]] = {}
     for kind, row in written:
         touched.setdefault(row["origin_district"], []).append(row["id"])
-        outbox.emit(
+        outbox.emit_taken_in(
             session,
             kind,
             {"id": str(row["id"]), "source_ref": row["source_ref"], "origin_district": row["origin_district"],
              "trafficking_status": row["trafficking_status"]},
             region=row["origin_district"],
+            intake=intake,
             audience=[agency],
         )
     return touched

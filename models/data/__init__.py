@@ -1,0 +1,1 @@
+"""The region reference's data and its build script."""
