@@ -1,7 +1,7 @@
 """0010 notice status
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-01 12:00:00
 
 A notice to the home district of a person of another province (deportees of every province
@@ -23,7 +23,7 @@ import models.base
 
 # revision identifiers, used by Alembic.
 revision: str = '0010'
-down_revision: str | None = '0008'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
