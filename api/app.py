@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from api.agencies.routes import router as agencies_router
+from api.alerts.routes import public_router as warnings_router
+from api.alerts.routes import router as alerts_router
 from api.audit.routes import router as audit_router
 from api.core.db import Database
 from api.core.keys import KeyStore, ensure_active_key
@@ -27,6 +29,7 @@ from api.oauth.routes import router as oauth_router
 from api.oauth.service import OAuthError
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
+from api.register.routes import router as register_router
 from api.returnees.routes import router as returnees_router
 from api.stats.routes import router as stats_router
 
@@ -72,7 +75,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         return oauth_error_reply(exc)  # RFC 6749 §5.2 at the token endpoints, not problem+json
 
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
-                   referrals_router, stats_router, events_router):
+                   referrals_router, stats_router, events_router, register_router, alerts_router, warnings_router):
         app.include_router(router)
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,

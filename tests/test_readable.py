@@ -55,6 +55,8 @@ OWN_PATHS = {
         "existing_for_batch": "batch writer: reads the sender's own rows by (source_agency, source_ref) "
                               "to compare them with the batch; keys, hash and version only",
         "_PG_EXISTING": "batch writer: the same lookup, compiled for PostgreSQL",
+        "returns_of_persons": "register writer: sums the records of the persons it just wrote into their "
+                              "register rows (api.register.service.refresh), which are read by jurisdiction",
     },
     "api/notices/repository.py": {
         "readable": "the readable statement itself",
