@@ -40,7 +40,7 @@ from api.app import create_app
 from api.cli.demo_data import AGENCIES
 from api.core.db import Database
 from api.core.unit import operator_unit
-from models import AgencyKind, Notice, NoticeReturnee, Returnee
+from models import AgencyKind, Notice, NoticeReturnee, RecruitmentAlert, RegisterPerson, Returnee
 from tests.conftest import Backend
 from tests.demo_world import fresh_database_url, load_demo, module_settings
 from tests.reply_shapes import CheckReplies
@@ -52,7 +52,7 @@ COLUMNS: tuple[str, ...] = (
     NONE,
     "BP3MI-KALBAR",           # province 61, border intake: returnees/notices/referrals write, pii:read
     "POLRES-BENGKAYANG",      # district 61.07, police: referrals read/write/respond, returnees:read
-    "DP3A-KALBAR",            # province 61: stats:read notices:read
+    "DP3A-KALBAR",            # province 61: stats:read notices:read (so the register's counts too)
     "DP3A-BENGKAYANG",        # district 61.07: notices read/ack, referrals read/write/respond, returnees:read
     "DINSOS-BENGKAYANG",      # district 61.07: the same scopes as DP3A-BENGKAYANG
     "GUGUS-TPPO-BENGKAYANG",  # district 61.07, task force (oversight): referrals:read stats:read events:read
@@ -102,6 +102,16 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "stats.returnees":     (401, 403,  403,   200,   403,   403,   200,  403, 403,   403),
     "stats.referrals":     (401, 403,  403,   200,   403,   403,   200,  403, 403,   403),
     "event.list":          (401, 200,  200,   403,   200,   200,   200,  403, 200,   403),
+    # the register: per-record results (a record outside the writer's region is rejected alone)
+    "departure.batch":     (401, 200,  403,   403,   200,   403,   403,  403, 200,   403),
+    "register.person.list": (401, 200, 403,   403,   200,   200,   200,  403, 200,   403),
+    "register.person.get": (401, 200,  403,   403,   200,   200,   200,  403, 404,   403),
+    "register.counts":     (401, 200,  403,   200,   200,   200,   200,  403, 200,   403),
+    # a report of Bengkayang: Sambas may not write for it (403 outside-jurisdiction)
+    "recruitment.report.create": (401, 201, 201, 403, 201,   201,   403,  403, 403,   403),
+    "alert.list":          (401, 403,  200,   403,   403,   403,   200,  403, 403,   403),
+    "alert.get":           (401, 403,  200,   403,   403,   403,   200,  403, 403,   403),
+    "warning.public":      (200, 200,  200,   200,   200,   200,   200,  200, 200,   200),
 }
 # fmt: on
 
@@ -129,6 +139,8 @@ class World:
     returnee_bky: str = ""  # a returnee of 61.07 pushed by BP3MI
     notice_bky: str = ""  # a notice to 61.07 issued by BP3MI
     referral_bky: str = ""  # BP3MI -> POLRES-BENGKAYANG about returnee_bky, open
+    person_bky: str = ""  # a person of the register of 61.07
+    alert_bky: str = ""  # a demo alert over 61.07.07
     spare_agency: str = "MATRIX-SPARE"
     serial: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -208,6 +220,12 @@ async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> A
                 w.notice_bky = str((await conn.execute(
                     sa.select(Notice.id).where(Notice.district == "61.07", Notice.issued_by == "BP3MI-KALBAR")
                     .order_by(Notice.created_at, Notice.id).limit(1))).scalar_one())
+                w.person_bky = str((await conn.execute(
+                    sa.select(RegisterPerson.person_id).where(RegisterPerson.origin_district == "61.07")
+                    .order_by(RegisterPerson.person_id).limit(1))).scalar_one())
+                w.alert_bky = str((await conn.execute(
+                    sa.select(RecruitmentAlert.id).order_by(RecruitmentAlert.raised_at, RecruitmentAlert.id)
+                    .limit(1))).scalar_one())
             w.referral_bky, _ = await w.fresh_referral()
             async with operator_unit(db, "test") as session:
                 await agencies.create_agency(session, AgencyCreate(
@@ -316,6 +334,20 @@ async def _referral_returnee(w: World, who: str) -> Call:
     return Call("GET", f"/v1/referrals/{w.referral_bky}/returnee")
 
 
+async def _departure_batch(w: World, who: str) -> Call:
+    region = ("61.01", "61.01.01") if who == "DP3A-SAMBAS" else ("61.07", "61.07.07")
+    return Call("POST", "/v1/register/departures/batch", json={"records": [{
+        "source_ref": w.unique("MATRIX"), "full_name": "Siti Aminah", "sex": "F", "origin_district": region[0],
+        "origin_subdistrict": region[1], "destination_country": "MY", "departure_date": "2025-03-01",
+        "procedural": False}]})
+
+
+async def _report_create(w: World, who: str) -> Call:
+    return Call("POST", "/v1/alerts/reports", json={
+        "modus": "fake_job_offer_social_media", "region": "61.07.07", "route": ["61.07.07"],
+        "identifiers": [{"kind": "phone", "value": "0812 0000 1111"}]})
+
+
 def call_for(route: str) -> Builder:
     builders: dict[str, Builder] = {
         "healthz": static("GET", "/healthz"),
@@ -347,6 +379,14 @@ def call_for(route: str) -> Builder:
         "stats.returnees": static("GET", "/v1/stats/returnees", params={"group_by": "district"}),
         "stats.referrals": static("GET", "/v1/stats/referrals", params={"group_by": "status"}),
         "event.list": static("GET", "/v1/events", params={"limit": 5}),
+        "departure.batch": _departure_batch,
+        "register.person.list": static("GET", "/v1/register/persons", params={"limit": 5}),
+        "register.person.get": lambda w, who: static("GET", f"/v1/register/persons/{w.person_bky}")(w, who),
+        "register.counts": static("GET", "/v1/register/counts", params={"district": "61.07"}),
+        "recruitment.report.create": _report_create,
+        "alert.list": static("GET", "/v1/alerts", params={"limit": 5}),
+        "alert.get": lambda w, who: static("GET", f"/v1/alerts/{w.alert_bky}")(w, who),
+        "warning.public": static("GET", "/v1/public/warnings"),
     }
     return builders[route]
 
