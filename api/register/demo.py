@@ -4,8 +4,7 @@ Built on the demo returnees (:mod:`api.returnees.demo`, same seed, same NIKs), a
 
 * 80 of Bengkayang's returnees left earlier, as BP3MI's placement data records (procedural);
 * 60 of them left again after they came back, recorded by DP3A Bengkayang for their village
-  (most not procedural), and 12 of those came back a second time (a second returnee record
-  pushed by BP3MI): the register flags them ``repeat_return``;
+  (most not procedural): abroad again;
 * 90 people of Bengkayang who left and have not come back (abroad), and 15 of Sambas recorded
   by DP3A Sambas.
 
@@ -24,7 +23,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core.context import Caller
 from api.register import service
 from api.returnees import demo as returnee_demo
-from api.returnees import service as returnees
 from models import Agency, AgencyKind
 
 SEED = 20250818
@@ -128,7 +126,9 @@ async def _writer(session: AsyncSession, code: str, scope: str) -> Caller | None
 
 
 async def load_departures(session: AsyncSession) -> dict[str, Any] | None:
-    """Demo loader: the departures (BP3MI, DP3A Bengkayang, DP3A Sambas) and the second returns."""
+    """Demo loader: the departures (BP3MI, DP3A Bengkayang, DP3A Sambas). The returnee demo keeps
+    its figures (one return per person): ``generate()["second_returns"]`` are what BP3MI would push
+    when 12 of those who left again come back, for a walk-through of the ``repeat_return`` flag."""
     data = generate()
     counts: dict[str, int] = {}
     for code, key in (("BP3MI-KALBAR", "bp3mi"), ("DP3A-BENGKAYANG", "bengkayang"), ("DP3A-SAMBAS", "sambas")):
@@ -137,8 +137,4 @@ async def load_departures(session: AsyncSession) -> dict[str, Any] | None:
             continue
         results = await service.upsert_departures(session, writer, data[key])
         counts[code] = sum(1 for r in results if r["status"] != "rejected")
-    bp3mi = await _writer(session, "BP3MI-KALBAR", "returnees:write")
-    if bp3mi is not None:
-        outcome = await returnees.upsert_batch(session, bp3mi, data["second_returns"])
-        counts["second_returns"] = outcome.counts["created"] + outcome.counts["unchanged"]
     return {"departures": counts}
