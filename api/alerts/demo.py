@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.alerts import service
+from api.alerts import repository, service
 from api.alerts.schemas import ReportIn
 from api.core.context import Caller
 from api.returnees import repository as returnees
-from models import Agency, AgencyKind, RecruitmentReport
+from models import Agency, AgencyKind
 
 # Made-up identifiers (documented so that tests can look for them in what must not hold them).
 PHONE_JOB_OFFER = "+62 812-5566-7788"
@@ -57,7 +56,7 @@ REPORTS: list[tuple[str, dict[str, Any]]] = [
 
 async def load_alerts(session: AsyncSession) -> dict[str, Any] | None:
     """Demo loader: the reports above (once), as their agencies."""
-    if (await session.execute(sa.select(sa.func.count()).select_from(RecruitmentReport))).scalar_one():
+    if await repository.any_report(session):
         return None
     loaded = 0
     for code, spec in REPORTS:

@@ -1,9 +1,8 @@
 """Recruitment report and alert queries, in one place.
 
-:func:`readable_reports` is THE rule for reading reports: the reporting agency, and the police
-and task force over the report's region (:func:`api.core.access.alerted_over`).
-:func:`readable_alerts` is THE rule for alerts: the police and task force over the region of any
-report of its identifier. The public warning list (:func:`warning_groups`) reads only the modus,
+:func:`readable` is THE rule for alerts: the police and task force over the region of any
+report of its identifier (:func:`api.core.access.alerted_over`). Reports are not read back as
+such: an alert shows what its reports say (:func:`sources_of`), to those who may read the alert. The public warning list (:func:`warning_groups`) reads only the modus,
 the region codes, the destination and the months, never a person, an identifier or a text.
 """
 
@@ -27,13 +26,7 @@ from api.core.pagination import Position, Slice
 from models import Agency, RecruiterIdentifier, RecruiterLink, RecruitmentAlert, RecruitmentReport
 
 
-def readable_reports(caller: Caller) -> SelectOfScalar[RecruitmentReport]:
-    """The reports ``caller`` may read. The one place that decides it."""
-    return select(RecruitmentReport).where(sa.or_(col(RecruitmentReport.reporting_agency) == caller.agency,
-                                                  alerted_over(caller, col(RecruitmentReport.region))))
-
-
-def readable_alerts(caller: Caller) -> SelectOfScalar[RecruitmentAlert]:
+def readable(caller: Caller) -> SelectOfScalar[RecruitmentAlert]:
     """The alerts ``caller`` may read. The one place that decides it."""
     i, r = RecruiterIdentifier, RecruitmentReport
     over = (sa.select(sa.literal(1)).select_from(i).join(r, col(r.id) == col(i.report_id))
@@ -45,11 +38,11 @@ def readable_alerts(caller: Caller) -> SelectOfScalar[RecruitmentAlert]:
 async def alerts_page(session: AsyncSession, caller: Caller, *, after: Position | None,
                       limit: int) -> Slice[RecruitmentAlert]:
     keys = [col(RecruitmentAlert.raised_at), col(RecruitmentAlert.id)]
-    return await pagination.read_page(session, readable_alerts(caller), keys, after, limit, descending=True)
+    return await pagination.read_page(session, readable(caller), keys, after, limit, descending=True)
 
 
 async def get_alert(session: AsyncSession, caller: Caller, alert_id: uuid.UUID) -> RecruitmentAlert:
-    return await visible_or_404(session, readable_alerts(caller).where(col(RecruitmentAlert.id) == alert_id), "alert")
+    return await visible_or_404(session, readable(caller).where(col(RecruitmentAlert.id) == alert_id), "alert")
 
 
 @dataclass
@@ -92,6 +85,12 @@ async def sources_of(session: AsyncSession, pairs: Sequence[tuple[str, str]]) ->
             for key in report_ids[rid]:
                 out[key].returnees.add(returnee)
     return out
+
+
+async def any_report(session: AsyncSession) -> bool:
+    """Whether any report is stored (the demo loader loads its reports once)."""
+    stmt = sa.select(sa.func.count()).select_from(RecruitmentReport)
+    return bool((await session.execute(stmt)).scalar_one())
 
 
 async def alert_of(session: AsyncSession, kind: str, index: str) -> RecruitmentAlert | None:
