@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import bulk, pagination
+from api.core import pagination
 from api.core.access import in_jurisdiction, visible_or_404
 from api.core.context import Caller
 from api.core.pagination import Position, Slice
-from api.core.sql import table_of
+from api.core.sql import dialect_of, table_of
 from api.stats import service as stats
 from models import Departure, RegisterPerson, RegisterStatus
 
@@ -141,11 +143,18 @@ async def flags_of(session: AsyncSession, person_ids: Sequence[uuid.UUID]) -> di
 
 
 async def replace_persons(session: AsyncSession, person_ids: Sequence[uuid.UUID], rows: list[dict[str, Any]]) -> None:
-    """The register rows of these persons, replaced by ``rows``."""
+    """The register rows of these persons, replaced by ``rows`` (one per person that still has
+    records; the others' rows go). An upsert: two writers refreshing the same person one after
+    the other (the second waits for the first's row) both succeed, the later sum standing."""
     table = table_of(RegisterPerson)
-    ids = sorted(set(person_ids))
-    for i in range(0, len(ids), 1000):
-        await session.execute(sa.delete(table).where(table.c.person_id.in_(ids[i : i + 1000])),
+    kept = {r["person_id"] for r in rows}
+    gone = sorted(set(person_ids) - kept)
+    for i in range(0, len(gone), 1000):
+        await session.execute(sa.delete(table).where(table.c.person_id.in_(gone[i : i + 1000])),
                               execution_options={"synchronize_session": False})
-    if rows:
-        await bulk.insert_rows(session, table, rows)
+    insert: Any = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+    for i in range(0, len(rows), 500):
+        stmt = insert(table).values(rows[i : i + 500])
+        stmt = stmt.on_conflict_do_update(index_elements=["person_id"],
+                                          set_={c.name: stmt.excluded[c.name] for c in table.c if c.name != "person_id"})
+        await session.execute(stmt, execution_options={"synchronize_session": False})
