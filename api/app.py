@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from api.agencies.routes import router as agencies_router
+from api.alerts.routes import public_router as warnings_router
+from api.alerts.routes import router as alerts_router
 from api.audit.routes import router as audit_router
 from api.core.db import Database
 from api.core.keys import KeyStore, ensure_active_key
@@ -29,6 +31,7 @@ from api.oauth.service import OAuthError
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
 from api.regions.routes import router as regions_router
+from api.register.routes import router as register_router
 from api.returnees.routes import router as returnees_router
 from api.stats.routes import router as stats_router
 from api.webhooks.routes import events as webhook_events
@@ -91,7 +94,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
 
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
                    referrals_router, stats_router, events_router, regions_router, manifests_router,
-                   webhooks_router):
+                   webhooks_router, register_router, alerts_router, warnings_router):
         app.include_router(router)
     app.webhooks.include_router(webhook_events)  # the events posted to subscribers, in the OpenAPI document
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line

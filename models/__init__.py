@@ -1,6 +1,14 @@
 """Every table model, imported here so that ``SQLModel.metadata`` is complete when used."""
 
 from models.agency import OVERSIGHT_KINDS, Agency, AgencyKind, ApiClient
+from models.alert import (
+    IdentifierKind,
+    RecruiterIdentifier,
+    RecruiterLink,
+    RecruitmentAlert,
+    RecruitmentModus,
+    RecruitmentReport,
+)
 from models.audit import GENESIS_HASH, AuditEvent, AuditHead, AuditSubject, Outcome
 from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.event import ChangeHead, Event, EventHead
@@ -18,6 +26,7 @@ from models.referral import (
     ReferralStatus,
     Urgency,
 )
+from models.register import Departure, DepartureBase, RegisterPerson, RegisterStatus
 from models.returnee import (
     ControlMethod,
     ExploitationType,
@@ -44,6 +53,16 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuditSubject",
+    "Departure",
+    "DepartureBase",
+    "IdentifierKind",
+    "RecruiterIdentifier",
+    "RecruiterLink",
+    "RecruitmentAlert",
+    "RecruitmentModus",
+    "RecruitmentReport",
+    "RegisterPerson",
+    "RegisterStatus",
     "ConsentMethod",
     "ControlMethod",
     "Event",

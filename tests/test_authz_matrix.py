@@ -49,6 +49,8 @@ from models import (
     ManifestPerson,
     Notice,
     NoticeReturnee,
+    RecruitmentAlert,
+    RegisterPerson,
     Returnee,
     WebhookDelivery,
 )
@@ -63,7 +65,7 @@ COLUMNS: tuple[str, ...] = (
     NONE,
     "BP3MI-KALBAR",           # province 61, border intake: returnees/notices/referrals write, pii:read, webhooks:manage
     "POLRES-BENGKAYANG",      # district 61.07, police: referrals read/write/respond, returnees:read, webhooks:manage
-    "DP3A-KALBAR",            # province 61: stats:read notices:read
+    "DP3A-KALBAR",            # province 61: stats:read notices:read (so the register's counts too)
     "DP3A-BENGKAYANG",        # district 61.07: notices read/ack, referrals read/write/respond, returnees:read
     "DINSOS-BENGKAYANG",      # district 61.07: the same scopes as DP3A-BENGKAYANG
     "GUGUS-TPPO-BENGKAYANG",  # district 61.07, task force (oversight): referrals:read stats:read events:read
@@ -138,6 +140,16 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "manifest.person":     (401, 200,  403,   200,   200,   403,   403,  403, 404,   403),
     "manifest.arrivals":   (401, 200,  403,   403,   403,   403,   403,  403, 403,   403),
     "manifest.locate":     (401, 403,  403,   403,   200,   403,   403,  403, 404,   403),
+    # the register: per-record results (a record outside the writer's region is rejected alone)
+    "departure.batch":     (401, 200,  403,   403,   200,   403,   403,  403, 200,   403),
+    "register.person.list": (401, 200, 403,   403,   200,   200,   200,  403, 200,   403),
+    "register.person.get": (401, 200,  403,   403,   200,   200,   200,  403, 404,   403),
+    "register.counts":     (401, 200,  403,   200,   200,   200,   200,  403, 200,   403),
+    # a report of Bengkayang: Sambas may not write for it (403 outside-jurisdiction)
+    "recruitment.report.create": (401, 201, 201, 403, 201,   201,   403,  403, 403,   403),
+    "alert.list":          (401, 403,  200,   403,   403,   403,   200,  403, 403,   403),
+    "alert.get":           (401, 403,  200,   403,   403,   403,   200,  403, 403,   403),
+    "warning.public":      (200, 200,  200,   200,   200,   200,   200,  200, 200,   200),
 }
 # fmt: on
 
@@ -167,6 +179,8 @@ class World:
     referral_bky: str = ""  # BP3MI -> POLRES-BENGKAYANG about returnee_bky, open
     manifest_bky: str = ""  # the demo manifest expected this week (Bengkayang and Melawi)
     manifest_person_bky: str = ""  # one of its people of Bengkayang
+    person_bky: str = ""  # a person of the register of 61.07
+    alert_bky: str = ""  # a demo alert over 61.07.07
     spare_agency: str = "MATRIX-SPARE"
     webhook_bp3mi: str = ""  # a subscription of BP3MI
     delivery_bp3mi: str = ""  # a delivery of it
@@ -275,6 +289,12 @@ async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> A
                     sa.select(ManifestPerson.id).where(ManifestPerson.manifest_id == uuid.UUID(w.manifest_bky),
                                                        ManifestPerson.origin_district == "61.07")
                     .order_by(ManifestPerson.position).limit(1))).scalar_one())
+                w.person_bky = str((await conn.execute(
+                    sa.select(RegisterPerson.person_id).where(RegisterPerson.origin_district == "61.07")
+                    .order_by(RegisterPerson.person_id).limit(1))).scalar_one())
+                w.alert_bky = str((await conn.execute(
+                    sa.select(RecruitmentAlert.id).order_by(RecruitmentAlert.raised_at, RecruitmentAlert.id)
+                    .limit(1))).scalar_one())
             w.referral_bky, _ = await w.fresh_referral()
             async with operator_unit(db, "test") as session:
                 await agencies.create_agency(session, AgencyCreate(
@@ -401,6 +421,7 @@ def _webhook(method: str, tail: str = "", **kw: Any) -> Builder:
 
     return build
 
+
 async def _manifest_create(w: World, who: str) -> Call:
     today = date.today().isoformat()
     return Call("POST", "/v1/manifests", json={
@@ -419,6 +440,20 @@ async def _manifest_locate(w: World, who: str) -> Call:
     return Call("POST", f"/v1/manifests/{mid}/persons/{person}/outcome", headers={"If-Match": etag},
                 json={"outcome": "located", "village": "61.07.07.2001", "seen_by": "Kepala Desa",
                       "seen_on": date.today().isoformat()})
+
+
+async def _departure_batch(w: World, who: str) -> Call:
+    region = ("61.01", "61.01.01") if who == "DP3A-SAMBAS" else ("61.07", "61.07.07")
+    return Call("POST", "/v1/register/departures/batch", json={"records": [{
+        "source_ref": w.unique("MATRIX"), "full_name": "Siti Aminah", "sex": "F", "origin_district": region[0],
+        "origin_subdistrict": region[1], "destination_country": "MY", "departure_date": "2025-03-01",
+        "procedural": False}]})
+
+
+async def _report_create(w: World, who: str) -> Call:
+    return Call("POST", "/v1/alerts/reports", json={
+        "modus": "fake_job_offer_social_media", "region": "61.07.07", "route": ["61.07.07"],
+        "identifiers": [{"kind": "phone", "value": "0812 0000 1111"}]})
 
 
 def call_for(route: str) -> Builder:
@@ -470,6 +505,14 @@ def call_for(route: str) -> Builder:
             "GET", f"/v1/manifests/{w.manifest_bky}/persons/{w.manifest_person_bky}")(w, who),
         "manifest.arrivals": _manifest_arrivals,
         "manifest.locate": _manifest_locate,
+        "departure.batch": _departure_batch,
+        "register.person.list": static("GET", "/v1/register/persons", params={"limit": 5}),
+        "register.person.get": lambda w, who: static("GET", f"/v1/register/persons/{w.person_bky}")(w, who),
+        "register.counts": static("GET", "/v1/register/counts", params={"district": "61.07"}),
+        "recruitment.report.create": _report_create,
+        "alert.list": static("GET", "/v1/alerts", params={"limit": 5}),
+        "alert.get": lambda w, who: static("GET", f"/v1/alerts/{w.alert_bky}")(w, who),
+        "warning.public": static("GET", "/v1/public/warnings"),
     }
     return builders[route]
 

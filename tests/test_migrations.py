@@ -78,3 +78,34 @@ def test_change_positions_are_backfilled_in_updated_at_order(tmp_path):
     eng.dispose()
     assert order == ["R-1", "R-0", "R-2"]
     assert heads == {"returnee": 3, "referral": 0, "notice": 0}
+
+
+def test_the_register_starts_with_the_returnees_already_stored(tmp_path):
+    """0012 sums each person of the stored returnees into the register: a person with two returns
+    is a repeat return, deported or returned by the latest."""
+    from alembic import command
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'register.db'}"
+    command.upgrade(alembic_config(url), "0008")
+    eng = sa.create_engine(sync_url(url))
+    with eng.begin() as conn:
+        conn.execute(sa.text("INSERT INTO agency (code, name, kind, jurisdiction, created_at) "
+                             "VALUES ('BP3MI-KALBAR', 'BP3MI', 'other', '61', '2025-01-01 00:00:00')"))
+        for n, (person, day, kind, district) in enumerate([(1, "2025-01-05", "deported", "61.07"),
+                                                           (1, "2025-06-05", "repatriated", "61.01"),
+                                                           (2, "2025-03-01", "deported", "61.07")]):
+            pid, rid = f"{person:032x}", f"{n + 100:032x}"
+            conn.execute(sa.text("INSERT INTO person (id, created_at) SELECT :p, '2025-01-01 00:00:00' "
+                                 "WHERE NOT EXISTS (SELECT 1 FROM person WHERE id = :p)"), {"p": pid})
+            conn.execute(sa.text(
+                "INSERT INTO returnee (id, source_agency, person_id, version, content_hash, source_ref, full_name, sex, "
+                "origin_district, returned_from_country, return_type, return_date, trafficking_status, "
+                "control_methods, exploitation_types, created_at, updated_at) VALUES (:r, 'BP3MI-KALBAR', :p, 1, 'x', "
+                ":ref, 'Siti', 'F', :d, 'MY', :k, :day, 'unknown', '[]', '[]', :day, :day)"),
+                {"r": rid, "p": pid, "ref": f"R-{n}", "d": district, "k": kind, "day": day})
+    upgrade(url)
+    with eng.connect() as conn:
+        rows = conn.execute(sa.text("SELECT person_id, origin_district, returns, deportations, status, repeat_return "
+                                    "FROM register_person ORDER BY person_id")).all()
+    eng.dispose()
+    assert [tuple(r[1:]) for r in rows] == [("61.01", 2, 1, "returned", 1), ("61.07", 1, 1, "deported", 0)]

@@ -36,6 +36,10 @@ GUARDED = {
     "Referral": ("referral", "api/referrals/repository.py"),
     "Manifest": ("manifest", "api/manifests/repository.py"),
     "ManifestPerson": ("manifest_person", "api/manifests/repository.py"),
+    "RegisterPerson": ("register_person", "api/register/repository.py"),
+    "Departure": ("departure", "api/register/repository.py"),
+    "RecruitmentReport": ("recruitment_report", "api/alerts/repository.py"),
+    "RecruitmentAlert": ("recruitment_alert", "api/alerts/repository.py"),
 }
 
 # Modules that query a guarded model without going through its repository, and why they may.
@@ -57,6 +61,8 @@ OWN_PATHS = {
         "existing_for_batch": "batch writer: reads the sender's own rows by (source_agency, source_ref) "
                               "to compare them with the batch; keys, hash and version only",
         "_PG_EXISTING": "batch writer: the same lookup, compiled for PostgreSQL",
+        "returns_of_persons": "register writer: sums the records of the persons it just wrote into their "
+                              "register rows (api.register.service.refresh), which are read by jurisdiction",
     },
     "api/notices/repository.py": {
         "readable": "the readable statement itself",
@@ -68,6 +74,25 @@ OWN_PATHS = {
         "readable_persons": "the readable statement itself (the people of the manifests)",
         "_sees_person": "the condition of readable_persons",
         "letter_registered": "writer: whether the caller's own agency already registered this letter; a yes or no",
+    },
+    "api/register/repository.py": {
+        "readable": "the readable statement itself (the register's persons)",
+        "readable_departures": "the readable statement of departure records",
+        "count_rows": "counts of the readable persons (the readable condition, _in_view), published only through "
+                      "the statistics' protection (api.stats.service.protect); returns no record",
+        "flags_of": "register writer: whether the persons it refreshes were flagged already; a yes or no each",
+        "existing_departures": "batch writer: the sender's own rows by (source_agency, source_ref), to compare",
+        "departures_of_persons": "register writer: sums the departures of the persons it just wrote into their "
+                                 "register rows, which are read by jurisdiction",
+    },
+    "api/alerts/repository.py": {
+        "readable": "the readable statement itself (alerts, for the police and task force over a place)",
+        "sources_of": "what the reports of an identifier say: for the writer counting independent sources, and "
+                      "for the shape of alerts already found through readable",
+        "alert_of": "report writer: the alert of an identifier it just counted, to raise or update it",
+        "any_report": "demo loader (a writer): whether its reports are loaded; a yes or no",
+        "warning_groups": "the public warning list: modus, region codes, destinations and months of reports "
+                          "corroborated by enough agencies; never a person, an identifier or a text",
     },
     "api/referrals/repository.py": {
         "readable": "the readable statement itself",

@@ -198,7 +198,7 @@ async def test_record_keys_in_sql_are_hmac_sha256(db):
     """Both databases compute :func:`record_key` in SQL (PostgreSQL with its built-in sha256,
     SQLite through a function registered on the connection)."""
     async with operator_unit(db, "test") as session:
-        dialect, secret, _ = await service._prepare(session)
+        dialect, secret, _ = await service.prepare(session)
         messages = ["returnee|61.07|2025-06-10", "referral|" + uuid.uuid4().hex, "ü|" + "x" * 100]
         got = [(await session.execute(sa.select(service._key_sql(dialect, secret, sa.literal(m))))).scalar_one()
                for m in messages]

@@ -24,9 +24,11 @@ from api.core import outbox
 from api.core.db import Database
 from api.core.settings import Settings
 from api.core.unit import operator_unit
+from api.webhooks.schemas import EVENT_DATA, WebhookCreate
 from api.webhooks.worker import Worker
 from models import AgencyKind, AuditEvent, WebhookAttempt, WebhookDelivery
 from tests.conftest import Backend, assert_not_stored, assert_problem
+from tests.demo_world import load_demo
 from tests.reply_shapes import CheckReplies
 from tests.returnee_rows import insert_returnees
 from tests.test_notices import _create
@@ -500,3 +502,19 @@ def test_webhooks_in_the_openapi_document(settings):
     ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert set(doc["components"]["schemas"][ref]["properties"]) == {"id", "type", "occurred_at", "data"}
     assert "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver" in doc["paths"]
+
+
+async def test_every_event_the_demo_writes_can_be_subscribed_to(settings):
+    """Each event type the service writes on the feed (the demo writes every family) is one a
+    subscription may name and the document describes: a new event that webhooks cannot carry
+    fails here."""
+    await load_demo(settings)
+    db = Database(settings)
+    try:
+        async with db.read() as conn:
+            written = set((await conn.execute(sa.text("SELECT DISTINCT type FROM event"))).scalars())
+    finally:
+        await db.dispose()
+    assert {"returnee.created", "notice.created", "referral.requested", "manifest.created"} <= written
+    assert written <= set(EVENT_DATA), sorted(written - set(EVENT_DATA))
+    WebhookCreate(url="https://example.org/h", event_types=sorted(written))

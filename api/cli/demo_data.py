@@ -23,26 +23,28 @@ AGENCIES: list[dict[str, Any]] = [
     {"code": "BP3MI-KALBAR", "name": "BP3MI Kalimantan Barat", "kind": AgencyKind.migrant_protection,
      "jurisdiction": "61",
      "scopes": "returnees:write returnees:read pii:read notices:write notices:read referrals:write referrals:read events:read "
-               "manifests:write manifests:read webhooks:manage"},
+               "manifests:write manifests:read webhooks:manage register:write register:read alerts:write"},
     {"code": "POLRES-BENGKAYANG", "name": "Polres Bengkayang", "kind": AgencyKind.police, "jurisdiction": "61.07",
-     "scopes": "referrals:read referrals:write referrals:respond returnees:read events:read webhooks:manage"},
+     "scopes": "referrals:read referrals:write referrals:respond returnees:read events:read webhooks:manage alerts:write "
+               "alerts:read"},
     {"code": "DP3A-KALBAR", "name": "DP3A Provinsi Kalimantan Barat", "kind": AgencyKind.women_child_protection,
      "jurisdiction": "61", "scopes": "stats:read notices:read manifests:read"},
     {"code": "DP3A-BENGKAYANG", "name": "DP3A Kabupaten Bengkayang", "kind": AgencyKind.women_child_protection,
      "jurisdiction": "61.07",
      "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read "
-               "manifests:read manifests:locate"},
+               "manifests:read manifests:locate register:write register:read alerts:write"},
     {"code": "DINSOS-BENGKAYANG", "name": "Dinas Sosial Kabupaten Bengkayang", "kind": AgencyKind.social_services,
      "jurisdiction": "61.07",
-     "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read"},
+     "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read "
+               "register:read alerts:write"},
     {"code": "GUGUS-TPPO-BENGKAYANG", "name": "Gugus Tugas TPPO Kabupaten Bengkayang", "kind": AgencyKind.task_force,
-     "jurisdiction": "61.07", "scopes": "referrals:read stats:read events:read"},
+     "jurisdiction": "61.07", "scopes": "referrals:read stats:read events:read register:read alerts:read"},
     {"code": "INSPEKTORAT-KALBAR", "name": "Inspektorat Provinsi Kalimantan Barat", "kind": AgencyKind.inspectorate,
      "jurisdiction": "61", "scopes": "audit:read"},
     {"code": "DP3A-SAMBAS", "name": "DP3A Kabupaten Sambas", "kind": AgencyKind.women_child_protection,
      "jurisdiction": "61.01",
      "scopes": "notices:read notices:ack referrals:read referrals:respond returnees:read events:read "
-               "manifests:read manifests:locate"},
+               "manifests:read manifests:locate register:read register:write alerts:write"},
     {"code": "SINERGI-OPERATOR", "name": "Sinergi operator", "kind": AgencyKind.operator, "jurisdiction": "61",
      "scopes": "admin"},
 ]
@@ -52,13 +54,16 @@ Loader = Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
 
 def loaders() -> list[Loader]:
     """The record loaders, in order: notices are raised for the returnees loaded before them,
-    referrals are about those returnees; the manifests raise their own notices last."""
+    referrals are about those returnees; the manifests raise their own notices; departures and
+    recruitment reports come last."""
+    from api.alerts.demo import load_alerts
     from api.manifests.demo import load_manifests
     from api.notices.demo import load_notices
     from api.referrals.demo import load_referrals
+    from api.register.demo import load_departures
     from api.returnees.demo import load_returnees
 
-    return [load_returnees, load_notices, load_referrals, load_manifests]
+    return [load_returnees, load_notices, load_referrals, load_manifests, load_departures, load_alerts]
 
 
 def demo_client_id(code: str) -> str:

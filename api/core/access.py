@@ -33,6 +33,7 @@ under a region the sender writes into: they go to the one agency they name, wher
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -128,3 +129,23 @@ def check_write(caller: Caller, region: str | None, field: str) -> None:
         message = outside_message(caller, region)
         raise OutsideJurisdiction(f"Your agency may not write for {region}",
                                   errors=[{"field": field, "message": message}])
+
+
+# --- who is alerted to a recruiter --------------------------------------------------------------
+
+#: Agencies alerted to a recruiter reported in their jurisdiction, and who read the alerts and
+#: the reports behind them: the police and the task force (api.alerts).
+ALERTED_KINDS = frozenset({AgencyKind.police, AgencyKind.task_force})
+
+
+def is_alerted(kind: AgencyKind | str, jurisdiction: str, regions: Iterable[str]) -> bool:
+    """Whether an agency of ``kind`` and ``jurisdiction`` is alerted to (and may read) what was
+    reported in any of ``regions``. The one rule, for the feed's audience and for the reads."""
+    return kind in ALERTED_KINDS and any(covers(jurisdiction, r) for r in regions)
+
+
+def alerted_over(caller: Caller, column: Any) -> sa.ColumnElement[bool]:
+    """SQL condition: :func:`is_alerted` for ``caller`` of the region in ``column``."""
+    if caller.agency_kind not in ALERTED_KINDS:
+        return sa.false()
+    return in_jurisdiction(caller, column)

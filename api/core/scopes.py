@@ -20,6 +20,10 @@ class Scope(StrEnum):
     referrals_read = "referrals:read"
     referrals_respond = "referrals:respond"
     stats_read = "stats:read"
+    register_write = "register:write"
+    register_read = "register:read"
+    alerts_write = "alerts:write"
+    alerts_read = "alerts:read"
     audit_read = "audit:read"
     events_read = "events:read"
     webhooks_manage = "webhooks:manage"
@@ -44,6 +48,10 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.referrals_read: "read referrals sent or received (all in the jurisdiction for oversight agencies)",
     Scope.referrals_respond: "receive, accept, reject and work referrals addressed to the agency",
     Scope.stats_read: "read aggregate statistics",
+    Scope.register_write: "record departures of migrant workers (BP3MI's placements, a village's or district's records)",
+    Scope.register_read: "read the register of migrant workers of the jurisdiction (persons, counts)",
+    Scope.alerts_write: "report illegal recruitment (modus, places, the recruiter's identifiers)",
+    Scope.alerts_read: "read recruitment alerts over the jurisdiction (police, task force)",
     Scope.audit_read: "read and verify the audit chain",
     Scope.events_read: "read the change feed",
     Scope.webhooks_manage: "manage webhook subscriptions",

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     suppression_threshold: int = 5
+    # Recruitment alerts (api/alerts): an identifier of a recruiter reported by this many distinct
+    # agencies raises an alert to the police and task force over the places of the reports; the
+    # public warning list shows a modus and place reported by this many.
+    alert_threshold: int = Field(default=2, ge=1, le=100, description="independent reporting agencies")
     # Rate limits (api/http/ratelimit.py): requests per ``rate_window`` seconds; 0 turns one off.
     # The defaults are far above what a partner system, the demo or the benchmarks send.
     rate_window: int = Field(default=60, ge=1, le=3600, description="seconds")
@@ -90,6 +94,8 @@ class Settings(BaseSettings):
     )
     # A client keeps its token for its lifetime; a failed token request is one audit entry each.
     rate_token: int = Field(default=300, ge=0, description="requests to /oauth/token and /oauth/revoke per source and window")
+    # The public warning list (GET /v1/public/warnings, no token) per source and window.
+    rate_public: int = Field(default=120, ge=0, description="requests to the public routes per source and window")
     # Denials of unauthenticated callers are audited one entry per (source, minute) plus a summary
     # (api/http/denials.py); past this many (source, client) pairs in one minute the rest share one.
     rate_audit_sources: int = Field(default=1000, ge=1, description="denial tallies per minute")

@@ -3,7 +3,9 @@
 A caller sees the events of its province's feed (:func:`api.events.outbox.feed_key`) whose
 region its jurisdiction covers or whose audience names its agency, and only of the families it
 holds the read scope for (``notice.*`` needs ``notices:read``...). Referral events, like
-referrals, are seen by their two parties and by oversight agencies over their region only. Positions are assigned at
+referrals, are seen by their two parties and by oversight agencies over their region only. Alert
+events are seen by their audience only (the police and task force alerted, named when the alert
+was raised: :func:`api.core.access.is_alerted`), whoever else covers their region. Positions are assigned at
 commit, in commit order, so ``pos > cursor`` never skips an event that commits later.
 """
 
@@ -31,10 +33,16 @@ FAMILY_SCOPES = {
     "notice.": "notices:read",
     "referral.": "referrals:read",
     "manifest.": "manifests:read",
+    "departure.": "register:read",
+    "register.": "register:read",
+    "alert.": "alerts:read",
 }
 
 # families whose region makes them visible only to oversight agencies (the parties are the audience)
 PARTY_ONLY_FAMILIES = ("referral.",)
+
+# families seen by their audience only, oversight or not (their region files them in a feed)
+AUDIENCE_ONLY_FAMILIES = ("alert.",)
 
 
 @dataclass(slots=True)
@@ -56,6 +64,8 @@ def visible(caller: Caller) -> sa.ColumnElement[bool]:
         # A referral is seen by its two parties, and by oversight agencies over its region.
         for prefix in PARTY_ONLY_FAMILIES:
             by_region = sa.and_(by_region, sa.not_(col(Event.type).startswith(prefix, autoescape=True)))
+    for prefix in AUDIENCE_ONLY_FAMILIES:
+        by_region = sa.and_(by_region, sa.not_(col(Event.type).startswith(prefix, autoescape=True)))
     cond = sa.or_(by_region, audience)
     for prefix, scope in FAMILY_SCOPES.items():
         if not caller.has(scope):

@@ -13,6 +13,8 @@ seconds, 0 turns it off):
   the partner behind it.
 * ``rate_token`` — requests to ``/oauth/token`` and ``/oauth/revoke`` of one source, counted
   by :class:`RateLimitMiddleware` before the route runs (secrets are guessed there).
+* ``rate_public`` — requests to the routes anyone may read without a token (the public warning
+  list, :data:`PUBLIC_PATHS`) of one source, counted the same way.
 
 Over a limit the reply is ``429`` problem+json (``/problems/too-many-requests``) with
 ``Retry-After``: the whole seconds until a request would be allowed again if the caller sent
@@ -74,6 +76,14 @@ log = logging.getLogger("sinergi.ratelimit")
 
 # Routes counted per source before they run: they authenticate clients by their secret.
 TOKEN_PATHS = {"/oauth/token": "token.issue", "/oauth/revoke": "token.revoke"}
+# Routes anyone may call without a token, counted per source before they run.
+PUBLIC_PATHS = {"/v1/public/warnings": "warning.public"}
+# path -> (route name, counter kind, the setting of its limit, what the 429 says)
+SOURCE_LIMITED = {
+    **{path: (name, "token", "rate_token", "token requests from this address") for path, name in TOKEN_PATHS.items()},
+    **{path: (name, "public", "rate_public", "requests to the public routes from this address")
+       for path, name in PUBLIC_PATHS.items()},
+}
 
 
 class TooManyRequests(Problem):
@@ -210,7 +220,8 @@ def make_limiter(db: Database) -> Limiter:
 
 
 class RateLimitMiddleware:
-    """Counts the token endpoints per source before their route (and its session) runs, so
+    """Counts the token endpoints and the public routes per source before their route (and its
+    session) runs, so
     the counter's connection is never a request's second one. A refused request is audited
     like any denial of an unauthenticated caller (aggregated, :mod:`api.http.denials`)."""
 
@@ -218,19 +229,20 @@ class RateLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = TOKEN_PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        limited = SOURCE_LIMITED.get(scope.get("path", "")) if scope["type"] == "http" else None
         svc: Any = getattr(getattr(scope.get("app"), "state", None), "services", None)
-        if name is None or svc is None or svc.limiter is None:
+        if limited is None or svc is None or svc.limiter is None:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
         # the client address RequestMiddleware found (the socket's, or a trusted proxy's X-Forwarded-For)
         source = scope.get("state", {}).get("client_ip", client[0] if client else None)
-        verdict = await svc.limiter.hit(counter_key("token", source), svc.settings.rate_token)
+        name, kind, setting, what = limited
+        verdict = await svc.limiter.hit(counter_key(kind, source), getattr(svc.settings, setting))
         if verdict.allowed:
             await self.app(scope, receive, send)
             return
-        exc = TooManyRequests(verdict.retry_after, "token requests from this address")
+        exc = TooManyRequests(verdict.retry_after, what)
         if svc.denials is not None:
             ctx = RequestContext(request_id=scope.get("state", {}).get("request_id"), ip=source, route=name)
             await svc.denials.record(ctx, exc, 429)

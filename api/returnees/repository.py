@@ -151,6 +151,13 @@ async def readable_not_on_a_notice(session: AsyncSession, caller: Caller) -> lis
     return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
 
 
+async def readable_of_person(session: AsyncSession, caller: Caller, person_id: uuid.UUID) -> list[Returnee]:
+    """The readable returnee records of one person, oldest return first (the register's view)."""
+    stmt = readable(caller).where(col(Returnee.person_id) == person_id).order_by(
+        col(Returnee.return_date), col(Returnee.id))
+    return list((await session.exec(stmt)).all())
+
+
 # --- the other ways in -----------------------------------------------------------------------
 
 
@@ -190,6 +197,39 @@ async def listed_on(session: AsyncSession, notice_id: uuid.UUID) -> list[Listed]
         .order_by(col(Returnee.return_date), col(Returnee.full_name), col(Returnee.id))
     )
     return [Listed(*r) for r in rows.all()]
+
+
+@dataclass(frozen=True, slots=True)
+class Return:
+    """What the register sums of a returnee record (:mod:`api.register.service`)."""
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    full_name: str
+    sex: str
+    birth_date: date | None
+    nik_enc: str | None
+    origin_district: str
+    origin_subdistrict: str | None
+    return_date: date
+    return_type: str
+    updated_at: datetime
+
+
+async def returns_of_persons(session: AsyncSession, person_ids: Sequence[uuid.UUID]) -> list[Return]:
+    """Every returnee record of these persons, for the writer that refreshes their register rows
+    just after writing their records (:func:`api.register.service.refresh`); never shown as
+    records, only summed into the register's person view (itself read by jurisdiction)."""
+    out: list[Return] = []
+    ids = sorted(set(person_ids))
+    t = _TABLE.c
+    for i in range(0, len(ids), 1000):
+        rows = await session.execute(
+            sa.select(t.id, t.person_id, t.full_name, t.sex, t.birth_date, t.nik_enc, t.origin_district,
+                      t.origin_subdistrict, t.return_date, t.return_type, t.updated_at)
+            .where(t.person_id.in_(ids[i : i + 1000])))
+        out.extend(Return(*r) for r in rows.all())
+    return out
 
 
 # --- the batch writer ------------------------------------------------------------------------

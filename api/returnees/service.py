@@ -46,6 +46,7 @@ from api.core.unit import unit_of
 from api.notices import service as notices
 from api.notices.schemas import NoticeSummary
 from api.referrals import repository as referrals
+from api.register import service as register
 from api.returnees import repository
 from api.returnees.repository import ListFilter
 from api.returnees.schemas import ReturneeIn
@@ -171,6 +172,9 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now)
     written += await _update_changed(session, plan.updates, by_nik, now)
     touched = _emit(session, agency, written, intake=province_of(writer.jurisdiction))
+    # the register's person view of everyone written (and of those a changed NIK moved away)
+    await register.refresh(session, {row["person_id"] for _, row in written}
+                           | {old.person_id for _, _, old in plan.updates})
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("created", "updated", "unchanged", "rejected")}
     audit.record(session, "returnee.batch", resource_type=RESOURCE, subjects=[(RESOURCE, row["id"]) for _, row in written],
                  source_agency=agency, records=len(results), created=counts["created"], updated=counts["updated"],

@@ -213,8 +213,9 @@ async def _register_sqlite_key(session: AsyncSession, secret: bytes) -> None:
     await conn.run_sync(register)
 
 
-async def _prepare(session: AsyncSession) -> tuple[str, bytes, int]:
-    """(dialect, secret, base) for this session's statistics."""
+async def prepare(session: AsyncSession) -> tuple[str, bytes, int]:
+    """(dialect, secret, base) for this session's statistics: the record keys' secret, and the
+    record key function registered on a SQLite connection. Every protected table starts here."""
     settings = unit_of(session).settings
     secret = stats_secret(settings.index_key_bytes)
     dialect = dialect_of(session)
@@ -252,6 +253,14 @@ def _age_group(birth: Any, on: Any) -> sa.ColumnElement[str]:
         (age < 60, "45-59"),
         else_="60+",
     )
+
+
+def id_key_sql(dialect: str, secret: bytes, kind: str, id_column: Any) -> sa.ColumnElement[int]:
+    """The record key of a row keyed by its id, in SQL: ``record_key(secret, "<kind>|<id hex>")``
+    (``referral|…``, the register's ``person|…``)."""
+    id_hex = (sa.func.replace(sa.cast(id_column, sa.String), "-", "") if dialect == "postgresql"
+              else sa.cast(id_column, sa.String))
+    return _key_sql(dialect, secret, sa.literal(f"{kind}|") + id_hex)
 
 
 def _returnee_key_sql(dialect: str, secret: bytes, district: Any, day: Any) -> sa.ColumnElement[int]:
@@ -320,6 +329,16 @@ def _table(group_by: list[str], threshold: int, base: int, cells: Sequence[tuple
     return Table(group_by, threshold, base, rows, publish(total.n, total.key, base, threshold), extra)
 
 
+def protect(result: Sequence[Sequence[Any]], group_by: list[str], threshold: int, base: int,
+            extra: tuple[str, ...] = ()) -> Table:
+    """The published table of grouped rows ``(dims..., count, key sum, [extra count, extra key
+    sum]...)``: every cell (and the total, and each extra) rounded by its cell key and small
+    cells suppressed (:func:`publish`). The one implementation of the rule: every protected
+    table (returnees, referrals, the register) is published through it."""
+    cells, total = _cells(result, len(group_by), len(extra))
+    return _table(group_by, threshold, base, cells, total, extra)
+
+
 def _cells(result: Sequence[Sequence[Any]], ndims: int, nextra: int) -> tuple[list[tuple[tuple[Any, ...], _Cell]], _Cell]:
     """Rows of (dims..., count, key sum, [extra count, extra key sum]...) as cells, and the total
     cell (its count and key are sums over all records, as any cell's are)."""
@@ -362,7 +381,7 @@ async def returnee_stats(
     dimensions need): for district x month that is an index-only scan of (origin_district,
     return_date) with no function per row. The record key of each (district, day) is computed
     once per distinct pair, and the outer GROUP BY formats the month over the far fewer groups."""
-    dialect, secret, base = await _prepare(session)
+    dialect, secret, base = await prepare(session)
     conditions = [_returnees_in_jurisdiction(caller)]
     if district:
         conditions.append(col(Returnee.origin_district) == district)
@@ -410,8 +429,7 @@ async def returnee_stats(
     if dims:
         stmt = stmt.group_by(*_by_position(len(dims)))
     result = (await session.execute(stmt)).all()
-    cells, total = _cells(result, len(dims), 0)
-    table = _table(group_by, threshold, base, cells, total)
+    table = protect(result, group_by, threshold, base)
     audit.record(session, "stats.returnees", resource_type="stats", group_by=group_by, threshold=threshold,
                  rounding_base=base,
                  filters=_filters_for_audit({"from": since, "to": until, "district": district,
@@ -432,7 +450,7 @@ async def referral_stats(
     """Referrals the caller may see (the referral visibility rule) counted by ``group_by``,
     each row with how many of them are overdue (open and past ``due_at``) now; a referral's
     record key is derived from its id."""
-    dialect, secret, base = await _prepare(session)
+    dialect, secret, base = await prepare(session)
     r = Referral
     exprs: dict[str, Any] = {
         "status": col(r.status),
@@ -442,9 +460,7 @@ async def referral_stats(
     }
     dims = [(_month(dialect, col(r.created_at), timestamp=True) if n == "month" else exprs[n]).label(n)
             for n in group_by]
-    id_hex = (sa.func.replace(sa.cast(col(r.id), sa.String), "-", "") if dialect == "postgresql"
-              else sa.cast(col(r.id), sa.String))
-    key = _key_sql(dialect, secret, sa.literal("referral|") + id_hex)
+    key = id_key_sql(dialect, secret, "referral", col(r.id))
     is_overdue = sa.and_(col(r.status).in_(sorted(s.value for s in OPEN_STATUSES)), col(r.due_at) < clock.now())
     stmt = sa.select(
         *dims, sa.func.count().label("count"), sa.func.sum(key).label("key"),
@@ -461,8 +477,7 @@ async def referral_stats(
     if dims:
         stmt = stmt.group_by(*_by_position(len(dims)))
     result = (await session.execute(stmt)).all()
-    cells, total = _cells(result, len(dims), 1)
-    table = _table(group_by, threshold, base, cells, total, extra=("overdue",))
+    table = protect(result, group_by, threshold, base, extra=("overdue",))
     audit.record(session, "stats.referrals", resource_type="stats", group_by=group_by, threshold=threshold,
                  rounding_base=base,
                  filters=_filters_for_audit({"from": since, "to": until, "status": status,

@@ -19,6 +19,18 @@ EventType = Literal[
     "notice.follow_up_recorded",
     "referral.requested",
     "referral.status_changed",
+    "notice.delivered",
+    "manifest.created",
+    "manifest.announced",
+    "manifest.person_arrived",
+    "manifest.person_not_arrived",
+    "manifest.person_located",
+    "manifest.person_not_located",
+    "departure.created",
+    "departure.updated",
+    "register.repeat_return",
+    "alert.raised",
+    "alert.updated",
 ]
 
 
@@ -31,7 +43,7 @@ class WebhookCreate(BaseModel):
 
     url: str = Field(min_length=8, max_length=2000, description="http(s) URL on a public address; redirects are "
                      "not followed")
-    event_types: list[EventType] = Field(min_length=1, max_length=16)
+    event_types: list[EventType] = Field(min_length=1, max_length=32)
     description: SafeText = Field(default="", max_length=200)
 
     @field_validator("event_types")
@@ -146,6 +158,12 @@ class ReferralStatusChangedData(BaseModel):
     to_agency: str
 
 
+class FeedEventData(BaseModel):
+    """The ``data`` of the event exactly as the feed (``GET /v1/events``) carries it."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 EVENT_DATA: dict[str, tuple[type[BaseModel], str]] = {
     "returnee.created": (ReturneeEventData, "a returnee record was pushed for the first time"),
     "returnee.updated": (ReturneeEventData, "a returnee record changed on a re-push"),
@@ -154,6 +172,18 @@ EVENT_DATA: dict[str, tuple[type[BaseModel], str]] = {
     "notice.follow_up_recorded": (NoticeFollowUpData, "the addressed district recorded a follow-up"),
     "referral.requested": (ReferralRequestedData, "a case was referred (to or by the subscriber's agency)"),
     "referral.status_changed": (ReferralStatusChangedData, "a referral moved through its states"),
+    "notice.delivered": (FeedEventData, "a notice that waited for an agency of its district was delivered to it"),
+    "manifest.created": (FeedEventData, "BP3MI registered an announced deportation (the consulate's letter)"),
+    "manifest.announced": (FeedEventData, "people of the district are expected at the border"),
+    "manifest.person_arrived": (FeedEventData, "a person of a manifest arrived at the border"),
+    "manifest.person_not_arrived": (FeedEventData, "a person of a manifest did not arrive"),
+    "manifest.person_located": (FeedEventData, "the home district located a person who arrived"),
+    "manifest.person_not_located": (FeedEventData, "the home district could not locate a person who arrived"),
+    "departure.created": (FeedEventData, "a departure was recorded in the register of migrant workers"),
+    "departure.updated": (FeedEventData, "a departure record changed on a re-push"),
+    "register.repeat_return": (FeedEventData, "a person of the register came back for the second time or more"),
+    "alert.raised": (FeedEventData, "a recruiter identifier was reported by enough independent agencies"),
+    "alert.updated": (FeedEventData, "a further agency reported an identifier already alerted"),
 }
 
 

@@ -462,11 +462,15 @@ class EventPage(Reply):
 
 WebhookEventType = Literal[
     "returnee.created", "returnee.updated", "notice.created", "notice.acknowledged", "notice.follow_up_recorded",
-    "referral.requested", "referral.status_changed",
+    "referral.requested", "referral.status_changed", "notice.delivered", "manifest.created", "manifest.announced",
+    "manifest.person_arrived", "manifest.person_not_arrived", "manifest.person_located", "manifest.person_not_located",
+    "departure.created", "departure.updated", "register.repeat_return", "alert.raised", "alert.updated",
 ]
 WEBHOOK_EVENT_TYPES: tuple[WebhookEventType, ...] = (
     "returnee.created", "returnee.updated", "notice.created", "notice.acknowledged", "notice.follow_up_recorded",
-    "referral.requested", "referral.status_changed",
+    "referral.requested", "referral.status_changed", "notice.delivered", "manifest.created", "manifest.announced",
+    "manifest.person_arrived", "manifest.person_not_arrived", "manifest.person_located", "manifest.person_not_located",
+    "departure.created", "departure.updated", "register.repeat_return", "alert.raised", "alert.updated",
 )
 
 

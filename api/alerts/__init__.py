@@ -1,0 +1,1 @@
+"""Recruitment reports and alerts (modus perekrutan ilegal), and the public warning list."""
