@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from models import AgencyKind
 from tests.e2e.test_two_processes import server
