@@ -23,16 +23,18 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import bulk, clock, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
-from api.core.db import Database, execute_text
+from api.core.db import Database, execute_text, redacted
 from api.core.errors import Problem
 from api.core.keys import KeyStore
 from api.core.sql import dialect_of, table_of
@@ -209,12 +211,45 @@ _PG_APPEND = text(
 )
 
 
+# The last entry's append when it is sent with the COMMIT (:func:`append_and_commit`): the same
+# statement, except that a missing head makes it fail (a NULL seq) instead of inserting nothing,
+# so a COMMIT sent with it can never commit a transaction without its entry.
+def _psycopg_sql(sql: str) -> str:
+    return str(text(sql).compile(dialect=PGDialect_psycopg()))  # ``:name`` -> ``%(name)s``
+
+
+_PG_APPEND_OR_FAIL = _psycopg_sql(
+    _PG_APPEND.text.replace("      FROM h\n", "      FROM (SELECT 1) AS one LEFT JOIN h ON true\n")
+)
+assert _PG_APPEND_OR_FAIL.count("LEFT JOIN h ON true") == 1
+_PG_ENSURE_HEAD = _psycopg_sql(
+    "INSERT INTO audit_head (chain, seq, hash, prev_hash) VALUES (:chain, 0, :genesis, :genesis) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
 async def _ensure_head(session: AsyncSession, chain: str) -> None:
     table = table_of(AuditHead)
     stmt = pg_insert(table) if dialect_of(session) == "postgresql" else sqlite_insert(table)
     await session.execute(
         stmt.values(chain=chain, seq=0, hash=GENESIS_HASH, prev_hash=GENESIS_HASH).on_conflict_do_nothing()
     )
+
+
+def _append_params(chain: str, row: _Row) -> dict[str, Any]:
+    return {
+        "chain": chain,
+        "id": row.id,
+        "occurred_at": row.occurred_at,
+        "client_id": row.client_id,
+        "agency": row.agency,
+        "action": row.action,
+        "resource_type": row.resource_type,
+        "resource_id": row.resource_id,
+        "outcome": row.outcome,
+        "request_id": row.request_id,
+        "body": row.body,
+    }
 
 
 @dataclass(slots=True)
@@ -253,19 +288,7 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
     chain, rows = staged.chain, staged.rows
     postgres = dialect_of(session) == "postgresql"
     for row in rows:
-        params = {
-            "chain": chain,
-            "id": row.id,
-            "occurred_at": row.occurred_at,
-            "client_id": row.client_id,
-            "agency": row.agency,
-            "action": row.action,
-            "resource_type": row.resource_type,
-            "resource_id": row.resource_id,
-            "outcome": row.outcome,
-            "request_id": row.request_id,
-            "body": row.body,
-        }
+        params = _append_params(chain, row)
         if postgres:
             for _attempt in range(2):
                 done = (await execute_text(session, _PG_APPEND, params)).first()
@@ -291,6 +314,38 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
                     **{k: v for k, v in params.items()}, seq=seq, prev_hash=prev, hash=digest
                 )
             )
+
+
+async def append_and_commit(session: AsyncSession, staged: Staged) -> None:
+    """:func:`append_staged`, then COMMIT. On PostgreSQL the last entry's append goes to the
+    server in one round trip with the COMMIT (psycopg's pipeline: the head made sure of, the
+    append, the COMMIT, one sync), so the chain head's row lock is held for PostgreSQL's own
+    time only, not for a round trip through a busy event loop: audited requests of one chain
+    queue behind each other for less. What is committed is exactly what the two steps commit."""
+    if dialect_of(session) != "postgresql" or not staged.rows:
+        await append_staged(session, staged)
+        await session.commit()
+        return
+    *first, last = staged.rows
+    if first:
+        await append_staged(session, Staged(staged.chain, first))
+    params = _append_params(staged.chain, last)
+    conn = await session.connection()
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        async with raw.pipeline():
+            ensure, append = raw.cursor(), raw.cursor()
+            await ensure.execute(_PG_ENSURE_HEAD, {"chain": staged.chain, "genesis": GENESIS_HASH})
+            await append.execute(_PG_APPEND_OR_FAIL, params)
+            await raw.commit()
+        done = await append.fetchone()
+    except psycopg.Error as exc:  # as SQLAlchemy's handlers would have it: redacted, wrapped
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (redacted(exc.args[0]), *exc.args[1:])
+        raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error, hide_parameters=True) from None
+    if done is None:  # pragma: no cover - the statement fails rather than insert nothing
+        raise RuntimeError("audit head missing")
+    await session.commit()  # the session's own bookkeeping; the connection has committed
 
 
 def outcome_of(exc: BaseException, status: int | None = None) -> tuple[Outcome, int]:

@@ -120,9 +120,8 @@ class Unit:
             await changes.flush(session, self.changes)
             self.changes.clear()
         await outbox.flush(session, ctx, default_chain)
-        await audit.append_staged(session, staged)
+        await audit.append_and_commit(session, staged)  # PostgreSQL: the chain append and COMMIT in one round trip
         ctx.audit.clear()
-        await session.commit()
 
 
 async def _sqlite_changes(conn: Any) -> int:
