@@ -115,7 +115,10 @@ class Unit:
             if read_only:  # end the read transaction; what follows begins a short write one
                 await session.commit()
         default_chain = self.settings.audit_chain
-        staged = await audit.stage(session, ctx, ctx.audit, default_chain)  # audit subjects: no lock needed
+        # Audit subjects need no lock: written first, or (a unit that takes no other head: a
+        # read) in the same round trip as the chain append and the COMMIT.
+        staged = await audit.stage(session, ctx, ctx.audit, default_chain,
+                                   defer_subjects=not self.changes and not ctx.events)
         if self.changes:
             await changes.flush(session, self.changes)
             self.changes.clear()
