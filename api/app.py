@@ -99,5 +99,5 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     app.webhooks.include_router(webhook_events)  # the events posted to subscribers, in the OpenAPI document
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
-                       trusted_proxies=settings.trusted_proxies)
+                       trusted_proxies=settings.trusted_proxies, body_timeout=settings.body_timeout)
     return app

@@ -200,14 +200,19 @@ _FLOOR_APPEND = """
 """
 
 
-def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, copy: bool = False) -> float:
+def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, copy: bool = False,
+                  change_pos: bool = True) -> float:
     """The storage floor: exactly the rows a push of ``rows`` writes, with raw psycopg, in
     ``batch``-row transactions on one connection: the persons, the records (into ``returnee``
-    itself, with all its indexes, unique key and foreign keys), the events after advancing
-    their feed's head, the audit subjects, and one audit entry appended to its chain's head.
-    Feed and chain are ``key`` (of their own, so the service's are untouched; same tables).
+    itself, with all its indexes, unique key and foreign keys, and their change positions after
+    advancing the list's change head, as the service has numbered them since issue 9), the
+    events after advancing their feed's head, the audit subjects, and one audit entry appended
+    to its chain's head. Feed, chain and change head are ``key`` (of their own, so the
+    service's are untouched; same tables; the floor's change positions start far above the
+    service's, the index on them being unique).
     ``executemany`` (pipelined, prepared) for each table; with ``copy``, ``COPY`` instead (the
-    cheapest way PostgreSQL takes rows; informational)."""
+    cheapest way PostgreSQL takes rows; informational). Without ``change_pos``, the records
+    without their change positions (the floor before issue 9's sync order; informational)."""
     from api.core import clock
     from api.core.audit import _iso
     from models import GENESIS_HASH
@@ -235,6 +240,8 @@ def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, c
         batches.append((persons, chunk, events, subjects, entry))
     with psycopg.connect(libpq(url)) as conn:
         conn.execute("INSERT INTO event_head (key, pos) VALUES (%s, 0) ON CONFLICT DO NOTHING", (key,))
+        conn.execute("INSERT INTO change_head (key, pos) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                     (key, int(key[-1]) * 10**12))
         conn.execute("INSERT INTO audit_head (chain, seq, hash, prev_hash) VALUES (%s, 0, %s, %s) "
                      "ON CONFLICT DO NOTHING", (key, GENESIS_HASH, GENESIS_HASH))
         conn.commit()
@@ -251,7 +258,15 @@ def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, c
 
             for persons, chunk, events, subjects, entry in batches:
                 write("person", "id, nik_index, created_at", persons)
-                write("returnee", cols, chunk)
+                # the records carry their change positions from the start (the service sets them
+                # in a second statement at its commit, under the change head's lock)
+                if change_pos:
+                    cur.execute("UPDATE change_head SET pos = pos + %s WHERE key = %s RETURNING pos", (len(chunk), key))
+                    last_change = cur.fetchone()[0]
+                    write("returnee", cols + ", change_pos",
+                          [(*r, last_change - len(chunk) + 1 + j) for j, r in enumerate(chunk)])
+                else:
+                    write("returnee", cols, chunk)
                 write("audit_subject", "event_id, resource_type, resource_id", subjects)
                 cur.execute("UPDATE event_head SET pos = pos + %s WHERE key = %s RETURNING pos", (len(events), key))
                 last = cur.fetchone()[0]
@@ -311,13 +326,14 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
     run = uuid.uuid4().hex[:6]
     recs = records(args.rows + args.batch, run)  # + the untimed warm-up batch
     batches = [recs[i : i + args.batch] for i in range(0, len(recs), args.batch)]
-    floor_rows = [baseline_rows(records(args.rows, f"f{k}{run}", start=(k + 1) * 1_000_000)) for k in range(4)]
+    floor_rows = [baseline_rows(records(args.rows, f"f{k}{run}", start=(k + 1) * 1_000_000)) for k in range(6)]
     plain_rows = baseline_rows(recs[args.batch :])
 
     # The baselines run before and after (the machine may be busier during one of them); the
     # better of the two is the one compared with.
     floor_s = storage_floor(url, floor_rows[0], args.batch, "floor1")
     copy_s = storage_floor(url, floor_rows[1], args.batch, "floor2", copy=True)
+    old_s = storage_floor(url, floor_rows[4], args.batch, "floor5", change_pos=False)
     plain_s = raw_executemany(url, plain_rows, args.batch, "bench_plain_1")
     port = free_port()
     proc = start_server(url, port, args.workers)
@@ -355,16 +371,22 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
         proc.wait(timeout=30)
     floor_s = min(floor_s, storage_floor(url, floor_rows[2], args.batch, "floor3"))
     copy_s = min(copy_s, storage_floor(url, floor_rows[3], args.batch, "floor4", copy=True))
+    old_s = min(old_s, storage_floor(url, floor_rows[5], args.batch, "floor6", change_pos=False))
     plain_s = min(plain_s, raw_executemany(url, plain_rows, args.batch, "bench_plain_2"))
 
-    floor_rate, e2e_rate, plain_rate, copy_rate = (args.rows / x for x in (floor_s, e2e_s, plain_s, copy_s))
+    floor_rate, e2e_rate, plain_rate, copy_rate, old_rate = (args.rows / x for x in (floor_s, e2e_s, plain_s, copy_s,
+                                                                                      old_s))
     ratio = e2e_rate / floor_rate
     return [
         f"| batch push of {args.rows:,} returnees on PostgreSQL, end to end, batches of {args.batch} "
         f"({args.workers} server processes, {args.concurrency} clients); baseline: the storage floor (raw "
-        f"psycopg writing the same rows: persons, records into the indexed `returnee`, events, audit subjects "
+        f"psycopg writing the same rows: persons, records with their change positions into the indexed "
+        f"`returnee`, events, audit subjects "
         f"and entry, in {args.batch}-row transactions) | {floor_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | "
         f"{ratio:.2f} | ≥ 0.70 | {'ok' if ratio >= 0.7 else 'BELOW TARGET'} |",
+        f"| informational: the same storage floor without the records' change positions (the floor before "
+        f"issue 9's sync order) | {old_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | {e2e_rate / old_rate:.2f} | "
+        f"(none) | informational |",
         f"| informational: the same storage floor written with `COPY` instead of `executemany` | "
         f"{copy_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | {e2e_rate / copy_rate:.2f} | (none) | informational |",
         f"| informational: the records alone into a plain table without indexes (the old baseline) | "

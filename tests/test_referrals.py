@@ -12,7 +12,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from api.core import clock, crypto
+from api.core import audit, clock, crypto
 from api.core.context import Caller
 from api.core.settings import Settings
 from api.core.unit import operator_unit
@@ -707,3 +707,23 @@ async def test_subject_phone_is_never_stored_in_clear(client, world, make_party,
     replay = await client.post("/v1/referrals", json=referral_body(), headers=headers)
     assert replay.headers["idempotent-replayed"] == "true" and replay.json() == r.json()
     await assert_not_stored(db, backend, ["81234567890", "812 3456 7890"], visible="Deported via PLBN Aruk")
+
+
+async def test_every_read_of_a_referral_is_on_the_chain_with_its_subject(client, world, db):
+    """A read's audit entry and its subject are written with the read's commit (on PostgreSQL
+    in the same round trip as the chain append and the COMMIT): each read is one entry, found
+    by the referral, and the chain verifies."""
+    ref = await create(client, world.sender)
+    for _ in range(3):
+        r = await client.get(f"/v1/referrals/{ref['id']}", headers=await world.sender.headers())
+        assert r.status_code == 200, r.text
+    async with db.sessionmaker() as s:
+        reads = (await s.execute(
+            sa.select(AuditEvent.seq, AuditEvent.agency)
+            .join(AuditSubject, AuditSubject.event_id == AuditEvent.id)
+            .where(AuditSubject.resource_type == "referral", AuditSubject.resource_id == ref["id"],
+                   AuditEvent.action == "referral.read")
+        )).all()
+    assert len(reads) == 3 and {a for _, a in reads} == {"BP3MI-KALBAR"}
+    assert len({seq for seq, _ in reads}) == 3
+    assert (await audit.verify(db, "61")).ok

@@ -79,7 +79,9 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=int, help="server processes")
 def serve(host: str, port: int, workers: int) -> None:
     """Run the API (uvicorn)."""
-    import uvicorn
+    import uvicorn  # deferred, as the server's protocol below: only this command needs them
+
+    from api.cli.server import PROTOCOL
 
     settings = _settings()
     if settings.development_keys:
@@ -102,6 +104,10 @@ def serve(host: str, port: int, workers: int) -> None:
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # The server's bounds (api/http/server.py): head deadline and size, requests in flight.
+        http=PROTOCOL,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

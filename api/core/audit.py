@@ -21,14 +21,16 @@ import operator
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
@@ -37,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import bulk, clock, spool, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
-from api.core.db import Database, execute_text
+from api.core.db import Database, execute_text, redacted
 from api.core.errors import Problem
 from api.core.keys import KeyStore
 from api.core.sql import dialect_of, table_of
@@ -216,6 +218,24 @@ _PG_APPEND = text(
 )
 
 
+# The last entry's append when it is sent with the COMMIT (:func:`append_and_commit`): the same
+# statement, except that a missing head makes it fail (a NULL seq) instead of inserting nothing,
+# so a COMMIT sent with it can never commit a transaction without its entry.
+def _psycopg_sql(sql: str) -> str:
+    return str(text(sql).compile(dialect=PGDialect_psycopg()))  # ``:name`` -> ``%(name)s``
+
+
+_PG_APPEND_OR_FAIL = _psycopg_sql(
+    _PG_APPEND.text.replace("      FROM h\n", "      FROM (SELECT 1) AS one LEFT JOIN h ON true\n")
+)
+assert _PG_APPEND_OR_FAIL.count("LEFT JOIN h ON true") == 1
+_PG_SUBJECTS = _psycopg_sql(bulk.insert_sql(table_of(AuditSubject), ("event_id", "resource_type", "resource_id")))
+_PG_ENSURE_HEAD = _psycopg_sql(
+    "INSERT INTO audit_head (chain, seq, hash, prev_hash) VALUES (:chain, 0, :genesis, :genesis) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
 async def _ensure_head(session: AsyncSession, chain: str) -> None:
     table = table_of(AuditHead)
     stmt = pg_insert(table) if dialect_of(session) == "postgresql" else sqlite_insert(table)
@@ -224,23 +244,47 @@ async def _ensure_head(session: AsyncSession, chain: str) -> None:
     )
 
 
+def _append_params(chain: str, row: _Row) -> dict[str, Any]:
+    return {
+        "chain": chain,
+        "id": row.id,
+        "occurred_at": row.occurred_at,
+        "client_id": row.client_id,
+        "agency": row.agency,
+        "action": row.action,
+        "resource_type": row.resource_type,
+        "resource_id": row.resource_id,
+        "outcome": row.outcome,
+        "request_id": row.request_id,
+        "body": row.body,
+    }
+
+
 @dataclass(slots=True)
 class Staged:
-    """Entries built and their subjects written, not yet on the chain (see :func:`stage`)."""
+    """Entries built and their subjects written, not yet on the chain (see :func:`stage`);
+    ``subjects``: those not written yet (``stage(..., defer_subjects=True)``), written by
+    :func:`append_staged` or :func:`append_and_commit` before the entries."""
 
     chain: str
     rows: list[_Row]
+    subjects: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def stage(
-    session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord], default_chain: str
+    session: AsyncSession, ctx: RequestContext, records: Sequence[AuditRecord], default_chain: str,
+    *, defer_subjects: bool = False,
 ) -> Staged:
     """First half of :func:`append`: build the entries and write their subjects. Needs no
-    chain lock, so a unit does it before it takes any head (events', then audit's)."""
+    chain lock, so a unit does it before it takes any head (events', then audit's). With
+    ``defer_subjects`` (a unit that takes no other head) the subjects are written with the
+    entries instead, still before the chain's head is locked."""
     chain = chain_of(ctx, default_chain)
     now = clock.now()
     rows = [_build(chain, ctx, r, now) for r in records]
     subjects = [{"event_id": row.id, "resource_type": t, "resource_id": i} for row in rows for t, i in row.subjects]
+    if defer_subjects:
+        return Staged(chain, rows, subjects)
     if subjects:  # written before the head is locked: they need no order
         await bulk.insert_rows(session, table_of(AuditSubject), subjects)
     return Staged(chain, rows)
@@ -258,21 +302,12 @@ async def append(
 async def append_staged(session: AsyncSession, staged: Staged) -> None:
     """Second half of :func:`append`: put the staged entries on the chain (locks its head)."""
     chain, rows = staged.chain, staged.rows
+    if staged.subjects:
+        await bulk.insert_rows(session, table_of(AuditSubject), staged.subjects)
+        staged.subjects = []
     postgres = dialect_of(session) == "postgresql"
     for row in rows:
-        params = {
-            "chain": chain,
-            "id": row.id,
-            "occurred_at": row.occurred_at,
-            "client_id": row.client_id,
-            "agency": row.agency,
-            "action": row.action,
-            "resource_type": row.resource_type,
-            "resource_id": row.resource_id,
-            "outcome": row.outcome,
-            "request_id": row.request_id,
-            "body": row.body,
-        }
+        params = _append_params(chain, row)
         if postgres:
             for _attempt in range(2):
                 done = (await execute_text(session, _PG_APPEND, params)).first()
@@ -298,6 +333,45 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
                     **{k: v for k, v in params.items()}, seq=seq, prev_hash=prev, hash=digest
                 )
             )
+
+
+async def append_and_commit(session: AsyncSession, staged: Staged) -> None:
+    """:func:`append_staged`, then COMMIT. On PostgreSQL the last entry's append goes to the
+    server in one round trip with the COMMIT (psycopg's pipeline: the head made sure of, the
+    append, the COMMIT, one sync), so the chain head's row lock is held for PostgreSQL's own
+    time only, not for a round trip through a busy event loop: audited requests of one chain
+    queue behind each other for less. Subjects left to write (``defer_subjects``) go first in
+    the same pipeline. What is committed is exactly what the two steps commit."""
+    if dialect_of(session) != "postgresql" or not staged.rows:
+        await append_staged(session, staged)
+        await session.commit()
+        return
+    *first, last = staged.rows
+    subjects, staged.subjects = staged.subjects, []
+    if first:
+        if subjects:  # several entries: the subjects first, as append_staged writes them
+            await bulk.insert_rows(session, table_of(AuditSubject), subjects)
+            subjects = []
+        await append_staged(session, Staged(staged.chain, first))
+    params = _append_params(staged.chain, last)
+    conn = await session.connection()
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        async with raw.pipeline():
+            if subjects:
+                await raw.cursor().execute(_PG_SUBJECTS, {"rows": orjson.dumps(subjects).decode()})
+            ensure, append = raw.cursor(), raw.cursor()
+            await ensure.execute(_PG_ENSURE_HEAD, {"chain": staged.chain, "genesis": GENESIS_HASH})
+            await append.execute(_PG_APPEND_OR_FAIL, params)
+            await raw.commit()
+        done = await append.fetchone()
+    except psycopg.Error as exc:  # as SQLAlchemy's handlers would have it: redacted, wrapped
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (redacted(exc.args[0]), *exc.args[1:])
+        raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error, hide_parameters=True) from None
+    if done is None:  # pragma: no cover - the statement fails rather than insert nothing
+        raise RuntimeError("audit head missing")
+    await session.commit()  # the session's own bookkeeping; the connection has committed
 
 
 def outcome_of(exc: BaseException, status: int | None = None) -> tuple[Outcome, int]:

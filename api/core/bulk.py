@@ -28,6 +28,12 @@ from api.core.sql import dialect_of
 _PG = postgresql.dialect()
 
 
+def insert_sql(table: sa.Table, columns: tuple[str, ...]) -> str:
+    """The PostgreSQL statement :func:`insert_rows` runs (``:rows``: the rows' JSON document),
+    for a caller that sends it itself."""
+    return _pg_sql(table, columns, None)
+
+
 @lru_cache(maxsize=64)
 def _pg_sql(table: sa.Table, columns: tuple[str, ...], conflict: tuple[str, ...] | None) -> str:
     q = _PG.identifier_preparer.quote

@@ -96,6 +96,12 @@ class PayloadTooLarge(Problem):
     status, slug, title = 413, "payload-too-large", "Request body too large"
 
 
+class RequestTimeout(Problem):
+    """The request's body did not arrive within the server's bound (``body_timeout``)."""
+
+    status, slug, title = 408, "request-timeout", "The request did not arrive in time"
+
+
 class ServiceUnavailable(Problem):
     status, slug, title = 503, "unavailable", "Service unavailable"
 

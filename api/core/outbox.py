@@ -8,7 +8,6 @@ would not give that on PostgreSQL, where a later value can commit first).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import bulk, clock
+from api.core import bulk, clock, ids
 from api.core.context import PendingEvent, RequestContext
 from api.core.db import execute_text
 from api.core.sql import dialect_of, table_of
@@ -113,14 +112,14 @@ async def flush(session: AsyncSession, ctx: RequestContext, default_key: str) ->
             {
                 "key": key,
                 "pos": i,
-                "id": uuid.uuid4(),
+                "id": eid,
                 "type": ev.type,
                 "occurred_at": now,
                 "region": ev.region,
                 "audience": " ".join(ev.audience),
                 "data": orjson.dumps(ev.data).decode(),
             }
-            for i, ev in enumerate(events)
+            for i, (ev, eid) in enumerate(zip(events, ids.new_ids(len(events)), strict=True))
         ]
         if postgres:
             params = {"key": key, "n": len(rows), "rows": orjson.dumps(rows).decode()}

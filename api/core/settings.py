@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     # database is back (api.core.audit). None: such an entry is only logged.
     audit_spool: str | None = Field(default=None, description="path of the audit spool file")
     max_body_bytes: int = 1024 * 1024
+    # Bounds of the server itself (`sinergi serve`): a client that sends slowly, or too many at
+    # once, is cut off or refused instead of holding memory and connections for ever.
+    header_timeout: float = Field(default=10.0, gt=0, le=600, description="seconds for a request's line and headers")
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024, description="bytes of line and headers")
+    body_timeout: float = Field(default=30.0, gt=0, le=3600, description="seconds for the whole body, from its headers")
+    keep_alive_timeout: int = Field(default=5, ge=1, le=600, description="seconds an idle connection is kept")
+    max_concurrency: int = Field(default=256, ge=1, le=100_000, description="requests in flight per server process")
     # Addresses or networks of the reverse proxies in front of the service. Only a request from
     # one of them has its client address taken from X-Forwarded-For; every other request's is
     # the socket's. Empty (the default): X-Forwarded-For is never believed.

@@ -128,23 +128,27 @@ class Unit:
             if read_only:  # end the read transaction; what follows begins a short write one
                 await session.commit()
         default_chain = self.settings.audit_chain
-        staged = await audit.stage(session, ctx, ctx.audit, default_chain)  # audit subjects: no lock needed
+        # Audit subjects need no lock: written first, or (a unit that takes no other head: a
+        # read) in the same round trip as the chain append and the COMMIT.
+        staged = await audit.stage(session, ctx, ctx.audit, default_chain,
+                                   defer_subjects=not self.changes and not ctx.events)
         if self.changes:
             await changes.flush(session, self.changes)
             self.changes.clear()
         await outbox.flush(session, ctx, default_chain)
-        await audit.append_staged(session, staged)
-        ctx.audit.clear()
-        await session.flush()  # nothing left to send but the COMMIT itself
-        self.outcome_unknown = True  # until the database has answered it
+        await session.flush()  # nothing left to send but the chain append and the COMMIT
+        # From here until the database has answered, the COMMIT may have been made: on PostgreSQL
+        # the last append and the COMMIT go in one round trip (audit.append_and_commit).
+        self.outcome_unknown = True
         try:
-            await session.commit()
+            await audit.append_and_commit(session, staged)
         except Exception as exc:
             if _not_committed(session, exc):
                 self.outcome_unknown = False
                 raise
             raise OutcomeUnknown() from exc
         self.outcome_unknown = False
+        ctx.audit.clear()
 
 
 def _not_committed(session: AsyncSession, exc: BaseException) -> bool:

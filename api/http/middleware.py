@@ -1,5 +1,5 @@
-"""The outermost layer of every request: request ids, the client's address, body limit, access
-log, metrics, the last-resort 500 (a problem document with the request id, never a stack trace),
+"""The outermost layer of every request: request ids, the client's address, body limit and
+deadline, access log, metrics, the last-resort 500 (a problem document with the request id, never a stack trace),
 and the last-resort audit entry.
 
 * **Request ids.** The server makes its own for every request (``X-Request-ID`` of the reply, the
@@ -12,6 +12,11 @@ and the last-resort audit entry.
   is a trusted proxy, and the first address a trusted proxy vouches for is the client. A hop that
   is not an IP address ends the walk (the last vouched-for address stands), so the recorded
   address is always an IP address (or, without a socket, nothing).
+* **Body deadline.** The whole body must arrive within ``body_timeout`` seconds of waiting for it
+  (the time the server spends before it reads the body does not count); a body still incomplete
+  then is answered ``408`` problem+json (``request-timeout``) and
+  the connection closed, so a client sending a byte at a time holds no memory for long. (The
+  request line and headers have their own bound in the server's protocol, ``api/http/server.py``.)
 * **Last-resort audit.** A 4xx reply to a route of the service that no unit of work recorded (the
   body was too large, or not JSON, before any dependency ran) is recorded here, before the reply
   starts, through the same failure path as any other failed request.
@@ -19,6 +24,7 @@ and the last-resort audit entry.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -34,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.core import text as text_rules
 from api.core.context import RequestContext
-from api.core.errors import PROBLEM_JSON, TYPE_BASE, PayloadTooLarge, Problem
+from api.core.errors import PROBLEM_JSON, TYPE_BASE, PayloadTooLarge, Problem, RequestTimeout
 from api.http import session as request_session
 
 log = logging.getLogger("sinergi.access")
@@ -111,10 +117,20 @@ class _BodyTooLarge(HTTPException):
         super().__init__(413, detail)
 
 
+class _BodyTooSlow(HTTPException):
+    """Raised from ``receive`` when the body is not complete by its deadline (an HTTPException
+    for the same reason as :class:`_BodyTooLarge`); the reply closes the connection."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(408, detail, headers={"Connection": "close"})
+
+
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, trusted_proxies: Iterable[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, trusted_proxies: Iterable[str] = (),
+                 body_timeout: float = 30.0) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.body_timeout = body_timeout
         self.trusted = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,16 +186,29 @@ class RequestMiddleware:
         declared = headers.get("content-length")
         too_large = declared is not None and declared.isdigit() and int(declared) > self.max_body
         received = 0
+        loop = asyncio.get_running_loop()
+        waited = 0.0  # seconds spent waiting for the body (not the server's own time before reading it)
+        body_done = False
 
         async def receive_wrapper() -> Message:
-            nonlocal received
+            nonlocal received, body_done, waited
             if too_large:
                 raise _BodyTooLarge(self._too_large())
-            message = await receive()
+            if body_done:  # later reads wait for the client's disconnect: no deadline on those
+                return await receive()
+            began = loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), max(self.body_timeout - waited, 0.001))
+            except TimeoutError:
+                raise _BodyTooSlow(self._too_slow()) from None
+            waited += loop.time() - began
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
                     raise _BodyTooLarge(self._too_large())
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         try:
@@ -188,6 +217,11 @@ class RequestMiddleware:
             if not status_holder["sent"]:
                 status_holder["failure"] = PayloadTooLarge(self._too_large())
                 await self._problem(send_wrapper, scope, status_holder["failure"].body(scope["path"]))
+        except _BodyTooSlow:
+            if not status_holder["sent"]:
+                status_holder["failure"] = RequestTimeout(self._too_slow())
+                await self._problem(send_wrapper, scope, status_holder["failure"].body(scope["path"]),
+                                    [(b"connection", b"close")])
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id, "path": _shown(scope["path"])})
             if not status_holder["sent"]:
@@ -221,8 +255,12 @@ class RequestMiddleware:
     def _too_large(self) -> str:
         return f"Request bodies are limited to {self.max_body} bytes"
 
+    def _too_slow(self) -> str:
+        return f"The request body did not arrive within {self.body_timeout:g} s; nothing was changed"
+
     @staticmethod
-    async def _problem(send: Send, scope: Scope, body: dict[str, Any]) -> None:
+    async def _problem(send: Send, scope: Scope, body: dict[str, Any],
+                       extra: list[tuple[bytes, bytes]] | None = None) -> None:
         payload = orjson.dumps(body)
         await send(
             {
@@ -231,6 +269,7 @@ class RequestMiddleware:
                 "headers": [
                     (b"content-type", PROBLEM_JSON.encode()),
                     (b"content-length", str(len(payload)).encode()),
+                    *(extra or []),
                 ],
             }
         )

@@ -34,7 +34,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import bulk, pagination
+from api.core import bulk, ids, pagination
 from api.core.access import in_jurisdiction, taken_in, visible_or_404
 from api.core.context import Caller
 from api.core.db import execute_text
@@ -312,11 +312,12 @@ async def ensure_persons(
 ) -> tuple[dict[str, uuid.UUID], list[uuid.UUID]]:
     """Persons for these NIK indexes (found or created) and ``anonymous`` new persons without
     one. A person created at the same moment by a concurrent batch is found, not duplicated."""
-    fresh = [uuid.uuid4() for _ in range(anonymous)]
+    fresh = ids.new_ids(anonymous)
     anon_rows = [{"id": pid, "nik_index": None, "created_at": now} for pid in fresh]
     if _on_postgresql(session):
         # One statement: new persons inserted, existing ones (whoever created them) returned.
-        rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in sorted(nik_indexes)] + anon_rows
+        rows = [{"id": pid, "nik_index": idx, "created_at": now}
+                for pid, idx in zip(ids.new_ids(len(nik_indexes)), sorted(nik_indexes), strict=True)] + anon_rows
         by_nik = {}
         if rows:
             result = await execute_text(session, _PG_PERSONS, {"rows": orjson.dumps(rows).decode()})

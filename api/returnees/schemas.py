@@ -157,6 +157,22 @@ class ReturneeIn(_ReturneeFields):
     def _text(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
+        # All the record's text at once: one search for NUL and bidi controls instead of one
+        # per field. Only a record that holds one (in any value) takes the field-by-field walk.
+        joined = "".join([v for v in data.values() if isinstance(v, str)])
+        if "\x00" in joined or text.has_bidi_controls(joined):
+            return cls._text_by_field(data, info)
+        out = None
+        for name in _BLANK_IS_NONE:
+            v = data.get(name)
+            if isinstance(v, str) and not v.strip():
+                if out is None:
+                    out = dict(data)
+                out[name] = None  # senders write "" for "not known"
+        return data if out is None else out
+
+    @staticmethod
+    def _text_by_field(data: dict[str, Any], info: ValidationInfo) -> Any:
         out = None
         for name, v in data.items():
             if not isinstance(v, str):

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import access, audit, clock, crypto, outbox
+from api.core import access, audit, clock, crypto, ids, outbox
 from api.core.context import Caller
 from api.core.errors import Conflict, NotFound
 from api.core.pagination import Position
@@ -182,6 +182,18 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     return BatchOutcome(results, touched, counts)
 
 
+_VALIDATE = ReturneeIn.__pydantic_validator__.validate_python
+
+
+def _validate_record(raw: Any, context: dict[str, Any]) -> ReturneeIn:
+    """``ReturneeIn.model_validate(raw, context=context)`` without SQLModel's wrapper around it,
+    which re-assigns the new object's ``__dict__`` and fields-set (needed for table models
+    only): the same validation into the same object, a quarter cheaper."""
+    item = ReturneeIn.__new__(ReturneeIn)
+    _VALIDATE(raw, context=context, self_instance=item)
+    return item
+
+
 def _validate(
     records: Sequence[Any], today: date, writer: Caller
 ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], ReturneeIn]]]:
@@ -200,7 +212,7 @@ def _validate(
         results.append(res)
         item: ReturneeIn | None
         try:
-            item = ReturneeIn.model_validate(raw, context=context)
+            item = _validate_record(raw, context)
         except ValidationError as exc:
             item = None
             res["errors"] = _errors(exc)
@@ -275,8 +287,8 @@ async def _insert_created(
         return []
     fresh_iter = iter(fresh)
     written = []
-    for res, row in creates:
-        row["id"] = uuid.uuid4()
+    for (res, row), rid in zip(creates, ids.new_ids(len(creates)), strict=True):
+        row["id"] = rid
         row["person_id"] = by_nik[row["nik_index"]] if row["nik_index"] else next(fresh_iter)
         row.update(source_agency=agency, version=1, created_at=now, updated_at=now)
         res["status"], res["id"] = "created", row["id"]
