@@ -9,6 +9,8 @@ export SINERGI_DATABASE_URL ?= sqlite+aiosqlite:///./sinergi.db
 # On a workstation, the published development keys (the service says so at start-up). Without
 # SINERGI_MODE the service runs in production mode and refuses to start without real keys.
 export SINERGI_MODE ?= development
+# Audit entries of calls that fail while the database cannot take them wait here (README).
+export SINERGI_AUDIT_SPOOL ?= ./sinergi-audit.spool
 
 .PHONY: run test lint fuzz install migrate demo bench soak faults clean
 
@@ -65,4 +67,4 @@ faults: install
 	$(BIN)/python -m bench.faults --phases $(FAULTS_PHASES)
 
 clean:
-	rm -rf $(VENV) sinergi.db sinergi.db-* demo-credentials.json
+	rm -rf $(VENV) sinergi.db sinergi.db-* sinergi-audit.spool* demo-credentials.json
