@@ -57,6 +57,7 @@ class _Link:
         self.u_writer: asyncio.StreamWriter | None = None
         self.dead = False  # caught by a blackhole: never forwards again
         self.cut = False  # its COMMIT was forwarded and the client dropped
+        self.commit_pending = False  # a Parse of COMMIT went up: cut after the batch's Sync
         self.typed = False  # past the startup message: every message has a type byte
         self.buf = bytearray()
 
@@ -137,6 +138,13 @@ class _Link:
             if kind == ord("Q") and msg[5:].rstrip(b"\x00").strip().upper() == b"COMMIT" and self.proxy.cut_this():
                 self.cut = True
                 break
+            # The extended protocol (psycopg's pipeline sends the chain append and the COMMIT in
+            # one go): a Parse of COMMIT, then cut once the Sync that ends the batch went up.
+            if kind == ord("P") and _parsed_query(msg) == b"COMMIT" and self.proxy.cut_this():
+                self.commit_pending = True
+            if kind == ord("S") and self.commit_pending:
+                self.cut = True
+                break
         del buf[:i]
         return bytes(out)
 
@@ -162,6 +170,13 @@ class _Link:
                 continue
             self.c_writer.write(data)
             await self.c_writer.drain()
+
+
+def _parsed_query(msg: bytes) -> bytes:
+    """The query text of a Parse message (type, length, statement name, query, …)."""
+    name_end = msg.find(b"\x00", 5)
+    query_end = msg.find(b"\x00", name_end + 1)
+    return msg[name_end + 1 : query_end].strip().upper() if 0 < name_end < query_end else b""
 
 
 class Proxy:
