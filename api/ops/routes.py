@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -19,7 +19,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", name="readyz")
+@router.get("/readyz", name="readyz", responses={503: {
+    "description": "the database does not answer, or its schema is not at the migrations' head",
+    "content": {"application/json": {"example": {"status": "unavailable", "database": "unreachable"}}}}})
 async def readyz(svc: ServicesDep) -> JSONResponse:
     """The database answers and its schema is at the migrations' head."""
     try:
@@ -36,7 +38,7 @@ async def readyz(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok", "migration": current})
 
 
-@router.get("/metrics", name="metrics")
+@router.get("/metrics", name="metrics", response_class=PlainTextResponse)
 async def metrics() -> Response:
     """Prometheus text format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

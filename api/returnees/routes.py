@@ -13,6 +13,7 @@ from api.core.preconditions import etag
 from api.core.unit import unit_of
 from api.http import auth, idempotency
 from api.http.jsonbody import OrjsonRoute
+from api.http.openapi import ETAG
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.returnees import service
@@ -33,7 +34,7 @@ def _json(body: object, status_code: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), status_code=status_code, media_type="application/json", headers=headers)
 
 
-@router.post("/batch", response_model=BatchOut, name="returnee.batch")
+@router.post("/batch", response_model=BatchOut, name="returnee.batch", dependencies=[idempotency.KEY])
 async def push_batch(
     caller: auth.ReturneesWrite,
     session: SessionDep,
@@ -84,7 +85,7 @@ async def list_returnees(
     return _json({"items": items, "next_cursor": keyset.seal(settings, next_after)})
 
 
-@router.get("/{id}", response_model=ReturneeOut, name="returnee.get",
+@router.get("/{id}", response_model=ReturneeOut, name="returnee.get", openapi_extra=ETAG,
             responses={404: {"description": "not in the caller's view; for the receiver of an open referral "
                              "about it, a `read-through-referral` problem naming `referral_returnee`, "
                              "the referral's view of it"}})
