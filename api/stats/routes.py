@@ -83,8 +83,8 @@ _RETURNEES = (
     "`trafficking_status`." + _SUPPRESSION
 )
 _REFERRALS = (
-    "Counts of the referrals you may see (those your agency sent or received; for an oversight agency, every "
-    "referral touching its jurisdiction), grouped by any of `status`, `to_agency`, `reason`, `month` (of "
+    "Counts of the referrals touching your jurisdiction (sent from, addressed to, or about someone of a "
+    "region in it) and those your agency sent or received, whatever the kind of your agency, grouped by any of `status`, `to_agency`, `reason`, `month` (of "
     "`created_at`, UTC, `YYYY-MM`), `urgency`. Each row also gives `overdue`: how many of them are open and "
     "past `due_at` now, rounded as a cell of its own and never above `count` (null when `count` is, or when "
     "it is itself under the threshold). Filters: `from` / `to` (creation day, UTC, inclusive), "
@@ -131,7 +131,7 @@ async def referral_stats(
     reason: ReferralReason | None = None,
     urgency: Urgency | None = None,
 ) -> Response:
-    """Referral counts (with overdue) of what the caller may see, rounded by cell key, small cells suppressed."""
+    """Referral counts (with overdue) of the caller's jurisdiction, rounded by cell key, small cells suppressed."""
     dims = service.parse_group_by(group_by, service.REFERRAL_DIMENSIONS)
     limit = service.effective_threshold(services(request).settings.suppression_threshold, threshold)
     table = await service.referral_stats(session, caller, dims, limit, since=since, until=until, status=status,
