@@ -52,6 +52,22 @@ async def test_query_and_body_errors(client, admin, make_party):
     assert body["errors"][0]["field"] == "body"
 
 
+async def test_a_json_syntax_error_names_the_body_and_where_it_broke(client, admin, make_party):
+    """Not a character offset posing as a field name: the field is ``body``, the message gives
+    the line and column (on a plain route and on the batch route, which parses with orjson)."""
+    pusher = await make_party("BP3MI-KALBAR", "61", ["returnees:write"], kind=AgencyKind.migrant_protection)
+    cases = (("/v1/agencies", admin), ("/v1/returnees/batch", pusher))
+    for path, who in cases:
+        r = await client.post(path, headers={**await who.headers(), "Content-Type": "application/json"},
+                              content=b'{\n  "records": [\n    {"source_ref": "KB-1",, "nik": "6107"}\n  ]\n}')
+        body = assert_problem(r, 422, "validation-error")
+        assert len(body["errors"]) == 1, body
+        error = body["errors"][0]
+        assert error["field"] == "body", body
+        assert "line 3, column 27" in error["message"], body
+        assert not any(ch.isdigit() for ch in error["field"])
+
+
 async def test_unknown_route_and_method(client):
     body = assert_problem(await client.get("/v1/nothing-here"), 404, "not-found")
     assert body["instance"] == "/v1/nothing-here"
