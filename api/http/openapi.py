@@ -39,6 +39,20 @@ ETAG: dict[str, Any] = {"x-sinergi-etag": True}
 # Marks a route whose errors follow RFC 6749 §5.2 (the token endpoints), not RFC 9457.
 OAUTH_ERRORS: dict[str, Any] = {"x-sinergi-oauth-errors": True}
 
+
+def enums(**closed: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``openapi_extra=enums(group_by=DIMENSIONS)``: the closed set of a parameter the route
+    checks itself (a comma list, a region code), declared as the enumeration it is."""
+    return {"x-sinergi-enums": {name: [str(v) for v in values] for name, values in closed.items()}}
+
+
+def _apply_enum(schema: dict[str, Any], values: list[str]) -> None:
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "array":
+            branch.setdefault("items", {})["enum"] = values
+        elif branch.get("type") == "string":
+            branch["enum"] = values
+
 _REF = "#/components/schemas/"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -221,6 +235,7 @@ def declared_statuses(doc: dict[str, Any]) -> dict[tuple[str, str], set[int]]:
 def _operation(op: dict[str, Any], name: str, schemas: dict[str, Any]) -> None:
     etag = bool(op.pop("x-sinergi-etag", False))
     oauth = bool(op.pop("x-sinergi-oauth-errors", False))
+    closed = op.pop("x-sinergi-enums", {})
     params = op.setdefault("parameters", [])
     _alternative_scopes(op)
     names = set()
@@ -232,6 +247,8 @@ def _operation(op: dict[str, Any], name: str, schemas: dict[str, Any]) -> None:
         if p["in"] == "header" and p["name"].lower() == IDEMPOTENCY_KEY.lower():
             p["name"] = IDEMPOTENCY_KEY
         names.add((p["in"], p["name"]))
+        if p["name"] in closed:
+            _apply_enum(p["schema"], closed[p["name"]])
         if "example" not in p and "examples" not in p:
             example = _EXAMPLE_BY_OPERATION.get((name, p["name"]), PARAMETER_EXAMPLES.get(p["name"]))
             if example is None and p["schema"].get("default") is not None:

@@ -6,10 +6,11 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
+from api.core.params import DISTRICT_HELP, District, district_codes
 from api.core.preconditions import etag
 from api.core.unit import unit_of
 from api.http import auth, idempotency
-from api.http.openapi import ETAG
+from api.http.openapi import ETAG, enums
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.notices import service
@@ -61,12 +62,13 @@ async def create_notice(
     return reply
 
 
-@router.get("", response_model=NoticeList, name="notice.list")
+@router.get("", response_model=NoticeList, name="notice.list", openapi_extra=enums(district=district_codes()))
 async def list_notices(
     caller: auth.NoticesRead,
     session: SessionDep,
     acknowledged: bool | None = None,
-    district: str | None = None,
+    district: Annotated[District | None, Query(description="addressed to this district; " + DISTRICT_HELP
+                                               + ", an unknown code is a 422")] = None,
     sort: Annotated[Literal["-created_at", "changes"], Query(
         description="`-created_at` (default): newest first. `changes`: in the order changes (acknowledgements, "
         "follow-ups) were committed, with `next_cursor` always set (on the last page: where the next sync "

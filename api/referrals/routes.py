@@ -17,7 +17,7 @@ from api.core.params import INSTANT_HELP, Instant
 from api.core.preconditions import etag
 from api.core.unit import unit_of
 from api.http import auth, idempotency
-from api.http.openapi import ETAG
+from api.http.openapi import ETAG, enums
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.referrals import service
@@ -96,6 +96,7 @@ def _statuses(values: list[str] | None) -> list[ReferralStatus]:
 
 
 @router.get("", response_model=ReferralList, name="referral.list",
+            openapi_extra=enums(status=[s.value for s in ReferralStatus]),
             description="Referrals your agency sent or received (`role`), or, for an oversight agency, every "
             "referral in its jurisdiction. `status` repeats or takes a comma list. `overdue=true`: open and past "
             "`due_at`. Sorted by `sort` (default `due_at`, the most pressing first), keyset-paginated. To sync, use "

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.core.params import DAY_HELP, Day
+from api.core.params import DAY_HELP, Day, District, district_codes
 from api.http import auth
+from api.http.openapi import enums
 from api.http.session import SessionDep, services
 from api.stats import service
 from api.stats.schemas import StatsReply
@@ -93,6 +94,7 @@ _REFERRALS = (
 
 
 @router.get("/returnees", response_model=StatsReply, name="stats.returnees", description=_RETURNEES,
+            openapi_extra=enums(group_by=service.RETURNEE_DIMENSIONS, district=district_codes()),
             responses={200: {"content": {"text/csv": {}}}})
 async def returnee_stats(
     caller: auth.StatsRead,
@@ -102,8 +104,8 @@ async def returnee_stats(
     threshold: Threshold = None,
     since: From = None,
     until: To = None,
-    district: Annotated[str | None, Query(max_length=5, pattern=r"^[0-9]{2}\.[0-9]{2}$",
-                                          description="origin district code, `61.07`")] = None,
+    district: Annotated[District | None, Query(description="origin district code, `61.07`; an unknown code is "
+                                               "a 422")] = None,
     return_type: ReturnType | None = None,
     trafficking_status: TraffickingStatus | None = None,
 ) -> Response:
@@ -116,6 +118,7 @@ async def returnee_stats(
 
 
 @router.get("/referrals", response_model=StatsReply, name="stats.referrals", description=_REFERRALS,
+            openapi_extra=enums(group_by=service.REFERRAL_DIMENSIONS),
             responses={200: {"content": {"text/csv": {}}}})
 async def referral_stats(
     caller: auth.StatsRead,
