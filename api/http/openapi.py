@@ -210,7 +210,7 @@ def rewrite(doc: dict[str, Any], names: dict[tuple[str, str], str] | None = None
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    schemas["FieldError"] = FIELD_ERROR_SCHEMA
+    schemas.setdefault("FieldError", FIELD_ERROR_SCHEMA)
     schemas["Problem"] = PROBLEM_SCHEMA
     schemas["ValidationProblem"] = VALIDATION_PROBLEM_SCHEMA
     schemas["OAuthError"] = OAUTH_ERROR_SCHEMA

@@ -221,6 +221,10 @@ class ItemResult(BaseModel):
     source_ref: str | None
     id: uuid.UUID | None
     status: Literal["created", "updated", "unchanged", "rejected"]
+    code: Literal["source-ref-reused"] | None = Field(
+        default=None, description="why a record was rejected when it is not (only) its fields: `source-ref-reused`, "
+        "its source_ref names a stored record of another person (another NIK, or another name and birth date); "
+        "nothing was written")
     errors: list[FieldError] = []
     warnings: list[str] = []
 

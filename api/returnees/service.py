@@ -144,6 +144,29 @@ def _columns(item: ReturneeIn, digest: str, keys: _Keys) -> dict[str, Any]:
     return row
 
 
+SOURCE_REF_REUSED = "source-ref-reused"
+
+
+def _normal_name(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+def _other_person(item: ReturneeIn, row: dict[str, Any], old: Any) -> dict[str, str] | None:
+    """The error of a record whose ``source_ref`` is held by a record of another person, else
+    ``None``: both give a NIK and they differ, or (when the NIKs do not settle it) both the
+    name and the birth date differ. A correction of one of them is an update; two different
+    people under one ``source_ref`` would overwrite each other on every push."""
+    if row["nik_index"] and old.nik_index:
+        if row["nik_index"] == old.nik_index:
+            return None
+        return {"field": "source_ref", "message": f"'{item.source_ref}' is the record of another person (another "
+                "NIK); give this person a source_ref of its own"}
+    if _normal_name(item.full_name) != _normal_name(old.full_name) and item.birth_date != old.birth_date:
+        return {"field": "source_ref", "message": f"'{item.source_ref}' is the record of another person (another "
+                "name and birth date); give this person a source_ref of its own"}
+    return None
+
+
 @dataclass(slots=True)
 class _Plan:
     """What a batch writes: new records and changed ones (``row`` holds the columns;
@@ -240,6 +263,9 @@ def _plan(accepted: list[tuple[dict[str, Any], ReturneeIn]], existing: dict[str,
             res["status"], res["id"] = "unchanged", old.id
             continue
         row = _columns(item, digest, keys)
+        if old is not None and (error := _other_person(item, row, old)) is not None:
+            res["errors"], res["code"] = [error], SOURCE_REF_REUSED
+            continue
         if old is None:
             plan.creates.append((res, row))
         else:
