@@ -31,6 +31,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import iter_route_contexts
 
 from api.core.errors import PROBLEM_JSON
 
@@ -170,6 +171,9 @@ PARAMETER_EXAMPLES: dict[str, Any] = {
 _EXAMPLE_BY_OPERATION: dict[tuple[str, str], Any] = {
     ("stats.returnees", "group_by"): ["district", "month"],
     ("stats.referrals", "group_by"): ["status", "month"],
+    ("audit.list", "from"): "2025-07-01T00:00:00+07:00",
+    ("audit.list", "to"): "2025-07-02T00:00:00+07:00",
+    ("stats.referrals", "status"): "requested",
     ("returnee.list", "sort"): "changes",
     ("notice.list", "sort"): "changes",
     ("referral.list", "sort"): "due_at",
@@ -197,12 +201,11 @@ def install(app: FastAPI, *, extend: list[Callable[[dict[str, Any]], None]] | No
 def _operation_ids(app: FastAPI) -> dict[tuple[str, str], str]:
     """(method, path) -> the route's name (``returnee.get``)."""
     out: dict[tuple[str, str], str] = {}
-    for route in app.routes:
-        methods = getattr(route, "methods", None) or ()
-        path = getattr(route, "path", None)
-        for m in methods:
+    for rc in iter_route_contexts(app.routes):  # through the included routers
+        path = rc.path_format
+        for m in rc.methods or ():
             if path is not None:
-                out[(m.lower(), path)] = getattr(route, "name", "")
+                out[(m.lower(), path)] = rc.name or ""
     return out
 
 
