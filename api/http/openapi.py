@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 
 from api.core.errors import PROBLEM_JSON
@@ -184,16 +183,18 @@ def install(app: FastAPI, *, extend: list[Callable[[dict[str, Any]], None]] | No
     """Replace ``app.openapi`` by the generator of the truthful document. ``extend`` are
     further edits of the finished document (another package adding its part: webhooks)."""
     edits = list(extend or [])
+    done: list[dict[str, Any]] = []  # the document last rewritten
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                              description=app.description, routes=app.routes)
+        # FastAPI's own generator (every setting of the app, its webhooks, regenerated when
+        # routes are added), then the rewrite, once per generated document
+        doc = FastAPI.openapi(app)
+        if not done or done[0] is not doc:
             rewrite(doc, _operation_ids(app))
             for edit in edits:
                 edit(doc)
-            app.openapi_schema = doc
-        return app.openapi_schema
+            done[:] = [doc]
+        return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
 
