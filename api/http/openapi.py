@@ -180,8 +180,10 @@ _EXAMPLE_BY_OPERATION: dict[tuple[str, str], Any] = {
 
 
 def install(app: FastAPI, *, extend: list[Callable[[dict[str, Any]], None]] | None = None) -> None:
-    """Replace ``app.openapi`` by the generator of the truthful document. ``extend`` are
-    further edits of the finished document (another package adding its part: webhooks)."""
+    """Replace ``app.openapi`` by the generator of the truthful document. Routes added later
+    (a new resource package) are rewritten like the others; FastAPI's ``app.webhooks`` and
+    OpenAPI's top-level ``webhooks`` are kept as generated; ``extend`` are further edits of the
+    finished document."""
     edits = list(extend or [])
     done: list[dict[str, Any]] = []  # the document last rewritten
 
@@ -283,7 +285,8 @@ def _operation(op: dict[str, Any], name: str, schemas: dict[str, Any]) -> None:
     if idempotent:
         statuses |= {409, 422}
     responses = op.setdefault("responses", {})
-    responses.pop("422", None) if _is_fastapi_422(responses.get("422")) else None
+    if _is_fastapi_422(responses.get("422")):
+        del responses["422"]  # FastAPI's shape; ours is declared below
     statuses |= {int(s) for s in responses if s.isdigit() and int(s) >= 400}
 
     for code in sorted(statuses):
