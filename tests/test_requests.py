@@ -315,7 +315,8 @@ async def test_a_value_the_database_refuses_is_a_422_not_a_500(app, client, db, 
         await session.flush()
         return {}
 
-    app.add_api_route("/test/store", store, methods=["POST"], name="ghost.store")
+    app.add_api_route("/test/store", store, methods=["POST"], name="ghost.store",
+                      include_in_schema=False)  # plumbing under test, not an operation of the service
     r = await client.post("/test/store")
     assert_problem(r, 422, "validation-error")
     assert not await _agency_exists(db, "GHOST")

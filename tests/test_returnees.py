@@ -416,8 +416,14 @@ async def test_a_source_ref_reused_for_another_person_is_refused_not_overwritten
         assert "name and birth date" in results[1]["errors"][0]["message"]
     stored = (await client.get(f"/v1/returnees/{first[0]['id']}", headers=await party.headers())).json()
     assert stored["full_name"] == "Siti Aminah" and stored["nik"] == NIK_F and stored["version"] == 1
-    # corrections of the same person are updates
+    # another NIK with another name only is another person too
+    r = (await push(client, party, [rec("R-1", full_name="Budi Santoso", nik=NIK_M)])).json()["results"]
+    assert r[0]["code"] == "source-ref-reused", r
+    # corrections of the same person are updates: the name, the birth date, the NIK alone
     fixed = (await push(client, party, [rec("R-1", full_name="Siti Aminah binti Ahmad"),
                                         rec("R-2", nik=None, birth_date="1990-05-06")])).json()["results"]
     assert [x["status"] for x in fixed] == ["updated", "updated"], fixed
+    renumbered = (await push(client, party, [rec("R-1", full_name="Siti Aminah binti Ahmad",
+                                                 nik="6107074505900002")])).json()["results"]
+    assert renumbered[0]["status"] == "updated", renumbered
     assert all("code" not in x or x["code"] is None for x in fixed)

@@ -153,15 +153,19 @@ def _normal_name(name: str) -> str:
 
 def _other_person(item: ReturneeIn, row: dict[str, Any], old: Any) -> dict[str, str] | None:
     """The error of a record whose ``source_ref`` is held by a record of another person, else
-    ``None``: both give a NIK and they differ, or (when the NIKs do not settle it) both the
-    name and the birth date differ. A correction of one of them is an update; two different
-    people under one ``source_ref`` would overwrite each other on every push."""
+    ``None``. The same NIK is the same person. Another NIK with the same name and birth date
+    is a corrected NIK (an update, which moves the record to that NIK's person); another NIK
+    with another name or birth date is another person. Without two NIKs to compare, another
+    person is another name and another birth date; a correction of one of them is an update.
+    Two people under one ``source_ref`` would overwrite each other on every push."""
+    same_name = _normal_name(item.full_name) == _normal_name(old.full_name)
+    same_birth = item.birth_date == old.birth_date
     if row["nik_index"] and old.nik_index:
-        if row["nik_index"] == old.nik_index:
+        if row["nik_index"] == old.nik_index or (same_name and same_birth):
             return None
         return {"field": "source_ref", "message": f"'{item.source_ref}' is the record of another person (another "
-                "NIK); give this person a source_ref of its own"}
-    if _normal_name(item.full_name) != _normal_name(old.full_name) and item.birth_date != old.birth_date:
+                "NIK, name or birth date); give this person a source_ref of its own"}
+    if not same_name and not same_birth:
         return {"field": "source_ref", "message": f"'{item.source_ref}' is the record of another person (another "
                 "name and birth date); give this person a source_ref of its own"}
     return None
