@@ -32,8 +32,12 @@ migrate: install
 demo: migrate
 	$(BIN)/sinergi demo --output demo-credentials.json
 
-## Serve on http://$(HOST):$(PORT) with demo data (SQLite file ./sinergi.db).
-run: demo
+## Serve on http://$(HOST):$(PORT) with demo data (SQLite file ./sinergi.db). The address is
+## checked first: while one is serving, a second `make run` stops before touching anything.
+run: install
+	$(BIN)/sinergi serve --check --host $(HOST) --port $(PORT)
+	$(BIN)/sinergi db upgrade
+	$(BIN)/sinergi demo --output demo-credentials.json
 	$(BIN)/sinergi serve --host $(HOST) --port $(PORT)
 
 ## ruff, mypy, then the whole suite on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`).

@@ -17,7 +17,7 @@ from api.core.db import Database
 from api.core.keys import KeyStore, ensure_active_key
 from api.core.settings import Settings, get_settings
 from api.events.routes import router as events_router
-from api.http import problems
+from api.http import docs, openapi, problems
 from api.http.denials import DenialLedger
 from api.http.logs import configure as configure_logs
 from api.http.middleware import RequestMiddleware
@@ -85,8 +85,11 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         summary="Inter-agency data exchange for preventing and handling human trafficking (TPPO) "
         "in Kalimantan Barat",
         lifespan=lifespan,
+        docs_url=None,  # api.http.docs: the pages with their assets served here, not from a CDN
+        redoc_url=None,
     )
     problems.install(app)
+    docs.install(app)
 
     @app.exception_handler(OAuthError)
     async def _oauth_error(_request: Request, exc: OAuthError) -> Response:
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
                    webhooks_router, register_router, alerts_router, warnings_router):
         app.include_router(router)
     app.webhooks.include_router(webhook_events)  # the events posted to subscribers, in the OpenAPI document
+    openapi.install(app)  # the document declares every error, header and scope alternative (api/http/openapi.py)
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,
                        trusted_proxies=settings.trusted_proxies, body_timeout=settings.body_timeout)

@@ -205,7 +205,10 @@ def _error_problem(label: str, response: Any) -> str | None:
     except ValueError:
         return f"an error that is not JSON ({ctype}): {response.text[:200]!r}"
     if label in OAUTH:
-        ok = ctype.startswith("application/json") and isinstance(body, dict) and "error" in body
+        # RFC 6749 §5.2; text the input screen refuses in the form is a 400 problem that carries
+        # the same members (error, error_description), as the document declares
+        screened = ctype.startswith("application/problem+json") and response.status_code == 400
+        ok = (ctype.startswith("application/json") or screened) and isinstance(body, dict) and "error" in body
         return None if ok else f"not an RFC 6749 error ({ctype}): {response.text[:200]!r}"
     if not ctype.startswith("application/problem+json"):
         return f"an error that is not problem+json ({ctype}): {response.text[:200]!r}"

@@ -27,7 +27,7 @@ def _app() -> FastAPI:
     async def bad() -> JSONResponse:  # built by hand, and wrong: FastAPI would not notice
         return JSONResponse({"id": "one"})
 
-    @app.get("/error", response_model=Thing)
+    @app.get("/error", response_model=Thing, responses={404: {"description": "declared (the status check)"}})
     async def error() -> JSONResponse:
         return JSONResponse({"detail": "nope"}, status_code=404)
 

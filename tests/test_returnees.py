@@ -391,3 +391,39 @@ async def test_blank_optional_fields_are_absent_and_nul_is_refused(client, make_
     assert [e["field"] for e in res[2]["errors"]] == ["full_name"]
     body = (await client.get(f"/v1/returnees/{res[0]['id']}", headers=await party.headers())).json()
     assert body["nik"] is None and body["passport_number"] is None and body["origin_subdistrict"] is None
+
+
+async def test_a_source_ref_reused_for_another_person_is_refused_not_overwritten(client, make_party):
+    """A source_ref names one person: a push of another NIK, or of another name and birth date,
+    under it is rejected with its code (the stored record stays, re-pushes do not flip it);
+    a correction of the name, or of the birth date, is an update."""
+    party = await bp3mi(make_party)
+    first = (await push(client, party, [rec("R-1"), rec("R-2", nik=None)])).json()["results"]
+    assert [r["status"] for r in first] == ["created", "created"]
+    other = rec("R-1", full_name="Budi Santoso", nik=NIK_M, sex="M", birth_date="1985-01-01")
+    other_no_nik = rec("R-2", full_name="Budi Santoso", nik=None, sex="M", birth_date="1985-01-01")
+    for _ in range(2):  # the same on every re-push: nothing flips
+        r = await push(client, party, [other, other_no_nik])
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert [x["status"] for x in results] == ["rejected", "rejected"], results
+        again = (await push(client, party, [rec("R-1")])).json()["results"]
+        assert again[0]["status"] == "unchanged", again
+        for x in results[:2]:
+            assert x["code"] == "source-ref-reused" and x["id"] is None, x
+            assert [e["field"] for e in x["errors"]] == ["source_ref"], x
+        assert "NIK" in results[0]["errors"][0]["message"]
+        assert "name and birth date" in results[1]["errors"][0]["message"]
+    stored = (await client.get(f"/v1/returnees/{first[0]['id']}", headers=await party.headers())).json()
+    assert stored["full_name"] == "Siti Aminah" and stored["nik"] == NIK_F and stored["version"] == 1
+    # another NIK with another name only is another person too
+    r = (await push(client, party, [rec("R-1", full_name="Budi Santoso", nik=NIK_M)])).json()["results"]
+    assert r[0]["code"] == "source-ref-reused", r
+    # corrections of the same person are updates: the name, the birth date, the NIK alone
+    fixed = (await push(client, party, [rec("R-1", full_name="Siti Aminah binti Ahmad"),
+                                        rec("R-2", nik=None, birth_date="1990-05-06")])).json()["results"]
+    assert [x["status"] for x in fixed] == ["updated", "updated"], fixed
+    renumbered = (await push(client, party, [rec("R-1", full_name="Siti Aminah binti Ahmad",
+                                                 nik="6107074505900002")])).json()["results"]
+    assert renumbered[0]["status"] == "updated", renumbered
+    assert all("code" not in x or x["code"] is None for x in fixed)

@@ -175,7 +175,7 @@ async def test_total_under_the_threshold_is_suppressed(client, db, province):
     await insert_returnees(db, SOURCE, "61.07", 3)
     out = await stats(client, province)
     assert out["rows"] == [{"count": None, "suppressed": True}] and out["total"] is None
-    empty = await stats(client, province, district="61.99")
+    empty = await stats(client, province, district="61.01")  # a district with no record
     assert empty["rows"] == [] and empty["total"] == 0
 
 
@@ -620,3 +620,19 @@ async def test_referral_csv(client, db, referral_world):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert list(csv.reader(io.StringIO(r.text))) == [["to_agency", "count", "overdue", "suppressed"],
                                                      ["POLRES-BENGKAYANG", "5", "0", "false"]]
+
+
+async def test_a_province_agency_counts_the_referrals_of_its_province(client, db, referral_world, province):
+    """DP3A Provinsi (not an oversight kind, party to no referral) reports on its province: it
+    counts what the district's task force counts, and the other districts' referrals too."""
+    await add_referrals(db, 45, to="POLRES-BENGKAYANG")
+    await add_referrals(db, 5, to="DINSOS-SAMBAS", to_region="61.01", subject_region="61.01")
+    with clock.frozen(datetime(2025, 7, 2, tzinfo=UTC)):
+        task_force = await stats(client, referral_world["oversight"], "referrals")
+        dp3a = await stats(client, province, "referrals", group_by="to_agency")
+    assert task_force["total"] == 45
+    assert dp3a["total"] == 50
+    assert by(dp3a["rows"], "to_agency")["POLRES-BENGKAYANG"]["count"] == 45
+    # a district agency of another district still counts only what touches its own
+    with clock.frozen(datetime(2025, 7, 2, tzinfo=UTC)):
+        assert (await stats(client, referral_world["sambas"], "referrals"))["total"] == 5

@@ -12,7 +12,8 @@ from api.http.session import SessionDep
 router = APIRouter(prefix="/v1/agencies", tags=["agencies"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgencyPublic, name="agency.create")
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AgencyPublic, name="agency.create",
+             responses={409: {"description": "an agency with this code is already registered"}})
 async def create_agency(caller: auth.Admin, session: SessionDep, body: AgencyCreate) -> AgencyPublic:
     """Register an agency (operator only)."""
     return AgencyPublic.model_validate(await service.create_agency(session, body))

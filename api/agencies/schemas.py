@@ -12,7 +12,8 @@ from models.regions import is_region
 
 
 class AgencyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "code": "POLRES-BENGKAYANG", "name": "Polres Bengkayang", "kind": "police", "jurisdiction": "61.07"}]})
 
     code: str = Field(min_length=2, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9_-]*$",
                       examples=["POLRES-BENGKAYANG"])
@@ -39,7 +40,8 @@ class AgencyPublic(BaseModel):
 
 
 class ClientCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "scopes": ["referrals:read", "referrals:respond"], "name": "case management system"}]})
 
     scopes: list[str] = Field(min_length=1, examples=[["referrals:read", "referrals:respond"]])
     name: SafeText = Field(default="", max_length=200)

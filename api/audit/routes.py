@@ -15,7 +15,8 @@ from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import ServicesDep, SessionDep
 from models.regions import province_of
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"],
+                   responses={404: {"description": "`chain` is not the caller's province's chain"}})
 
 
 def _chain(caller: auth.Caller, chain: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -73,12 +74,37 @@ def main() -> None:
     """Sinergi: inter-agency data exchange for preventing and handling TPPO."""
 
 
+def _port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (another server holds it), else ``None``. The
+    socket is bound the way uvicorn binds its own (``SO_REUSEADDR``), so a port left in
+    TIME_WAIT by a server just stopped counts as free, as it is for uvicorn."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"{host} does not resolve: {exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError as exc:
+            return f"{host}:{port} is not free ({exc.strerror}); is Sinergi already running there?"
+    return None
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="server processes")
-def serve(host: str, port: int, workers: int) -> None:
-    """Run the API (uvicorn)."""
+@click.option("--check", is_flag=True, help="only check that the address is free (exit 2 if not), then exit")
+def serve(host: str, port: int, workers: int, check: bool) -> None:
+    """Run the API (uvicorn). Before anything else, the address must be free: a second
+    ``make run`` stops here (``--check``), before it touches the database."""
+    busy = _port_in_use(host, port)
+    if busy is not None:
+        _fail(busy)
+    if check:
+        return
     import uvicorn  # deferred, as the server's protocol below: only this command needs them
 
     from api.cli.server import PROTOCOL
@@ -315,15 +341,37 @@ def purge() -> None:
 @click.option("--output", "-o", default=None, metavar="FILE",
               help="write the credentials to FILE, readable by its owner only (0600), instead of printing them")
 def demo(output: str | None) -> None:
-    """Load the demo agencies and records; print (or write) their client credentials."""
+    """Load the demo agencies and records; print (or write) their client credentials.
+
+    Idempotent: records already loaded are left as they are (no new notices or referrals), and
+    with ``--output`` the secrets of an earlier run's FILE that still open their clients are
+    kept, so a second run changes nothing and the FILE stays valid. Only a client whose secret
+    is not known (no FILE, or a FILE that no longer matches) gets a new one."""
     from api.cli.demo_data import load
 
-    text = json.dumps(_run(load), indent=2) + "\n"
+    known = _known_credentials(output)
+    text = json.dumps(_run(load, known), indent=2) + "\n"
     if output is None:
         click.echo(text, nl=False)
         return
     _write_private(output, text)
     click.echo(f"demo clients and their secrets: {output} (readable by you only)", err=True)
+
+
+def _known_credentials(path: str | None) -> dict[str, dict[str, str]]:
+    """The clients of an earlier run's credentials file (``code -> {client_id, client_secret}``),
+    or nothing when there is no such file or it is not one."""
+    if path is None or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            clients = json.load(fh).get("clients", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(clients, dict):
+        return {}
+    return {code: c for code, c in clients.items()
+            if isinstance(c, dict) and isinstance(c.get("client_id"), str) and isinstance(c.get("client_secret"), str)}
 
 
 if __name__ == "__main__":  # pragma: no cover

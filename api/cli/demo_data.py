@@ -70,17 +70,28 @@ def demo_client_id(code: str) -> str:
     return f"demo-{code.lower()}"
 
 
-async def load_agencies(session: AsyncSession) -> dict[str, dict[str, str]]:
+async def load_agencies(session: AsyncSession, known: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, str]]:
+    """The demo agencies and their clients. A client whose secret is in ``known`` (an earlier
+    run's credentials) and still opens it, with the demo's scopes and enabled, is left as it is;
+    any other gets a new secret. Audited only when something changed."""
     creds: dict[str, dict[str, str]] = {}
+    changed = False
     for spec in AGENCIES:
         agency = await session.get(Agency, spec["code"])
         if agency is None:
             agency = Agency(code=spec["code"], name=spec["name"], kind=spec["kind"], jurisdiction=spec["jurisdiction"])
             session.add(agency)
             await session.flush()
+            changed = True
         cid = demo_client_id(spec["code"])
-        secret = "sk_demo_" + secrets.token_urlsafe(24)
         client = await session.get(ApiClient, cid)
+        old = (known or {}).get(spec["code"], {})
+        if (client is not None and old.get("client_id") == cid and client.disabled_at is None
+                and client.scopes == spec["scopes"] and crypto.secret_matches(old["client_secret"], client.secret_hash)):
+            creds[spec["code"]] = {"client_id": cid, "client_secret": old["client_secret"], "scopes": spec["scopes"]}
+            continue
+        changed = True
+        secret = "sk_demo_" + secrets.token_urlsafe(24)
         if client is None:
             client = ApiClient(client_id=cid, agency_code=agency.code, name="demo", scopes=spec["scopes"],
                                secret_hash=crypto.hash_secret(secret))
@@ -90,15 +101,16 @@ async def load_agencies(session: AsyncSession) -> dict[str, dict[str, str]]:
             client.disabled_at = None
         session.add(client)
         creds[spec["code"]] = {"client_id": cid, "client_secret": secret, "scopes": spec["scopes"]}
-    audit.record(session, "demo.load", resource_type="agency", subjects=[("agency", a["code"]) for a in AGENCIES])
+    if changed:
+        audit.record(session, "demo.load", resource_type="agency", subjects=[("agency", a["code"]) for a in AGENCIES])
     return creds
 
 
-async def load(db: Database) -> dict[str, Any]:
+async def load(db: Database, known: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     if get_settings().mode == "production":
         raise SystemExit("refusing to load demo data in production mode")
     async with operator_unit(db, "demo") as session:
-        creds = await load_agencies(session)
+        creds = await load_agencies(session, known)
     out: dict[str, Any] = {"clients": creds}
     for loader in loaders():
         async with operator_unit(db, "demo") as session:

@@ -147,9 +147,29 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in parts)
 
 
-def validation_errors(errors: list[Any]) -> list[dict[str, str]]:
+def validation_errors(errors: list[Any], body: Any = None) -> list[dict[str, str]]:
+    """Pydantic / FastAPI errors as ``[{field, message}]``. A body that is not JSON at all is
+    the field ``body``, its message saying where the syntax broke (line and column of
+    ``body``, the document as received), not the character offset FastAPI puts in its place."""
     out = []
     for e in errors:
+        if e.get("type") == "json_invalid":
+            out.append({"field": "body", "message": json_syntax_message(e, body)})
+            continue
         msg = str(e.get("msg", "invalid"))
         out.append({"field": field_path(e.get("loc", ())), "message": msg.removeprefix("Value error, ")})
     return out
+
+
+def json_syntax_message(error: Any, body: Any) -> str:
+    loc = list(error.get("loc", ()))
+    reason = str((error.get("ctx") or {}).get("error") or "invalid JSON")
+    pos = loc[-1] if loc and isinstance(loc[-1], int) else None
+    if pos is None:
+        return f"The body is not valid JSON: {reason}"
+    doc = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else body
+    if isinstance(doc, str) and 0 <= pos <= len(doc):
+        line = doc.count("\n", 0, pos) + 1
+        column = pos - (doc.rfind("\n", 0, pos) + 1) + 1
+        return f"The body is not valid JSON: {reason} at line {line}, column {column}"
+    return f"The body is not valid JSON: {reason} at character {pos}"

@@ -62,12 +62,12 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import orjson
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
-from fastapi import Request
+from fastapi import Depends, Header, Request
 from fastapi.responses import Response
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -88,6 +88,19 @@ _LEGACY = "idempotency.response"  # the reply alone, as records were written bef
 
 # The scopes that change what a reply shows (not whether the route may be called).
 VIEW_SCOPES: tuple[Scope, ...] = (Scope.pii_read,)
+
+
+def _declared(
+    key: Annotated[str | None, Header(
+        alias=HEADER, description="1 to 255 printable characters: the same key and request replays the first "
+        "reply (`Idempotent-Replayed: true`), the same key with another request is 422, while the first is "
+        "still running 409")] = None,
+) -> None:
+    """Declares the header in the OpenAPI document; :func:`begin` reads and checks it."""
+
+
+# ``dependencies=[idempotency.KEY]`` on a route that calls :func:`begin`.
+KEY = Depends(_declared)
 
 
 class IdempotencyMismatch(Problem):

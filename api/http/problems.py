@@ -63,7 +63,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        p = ValidationFailed("See 'errors' for the fields at fault", errors=validation_errors(list(exc.errors())))
+        p = ValidationFailed("See 'errors' for the fields at fault", errors=validation_errors(list(exc.errors()), exc.body))
         return problem_response(p.body(request.url.path))
 
     @app.exception_handler(StarletteHTTPException)

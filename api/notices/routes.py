@@ -6,9 +6,11 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
+from api.core.params import DISTRICT_HELP, District, district_codes
 from api.core.preconditions import etag
 from api.core.unit import unit_of
 from api.http import auth, idempotency
+from api.http.openapi import ETAG, enums
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.notices import service
@@ -42,7 +44,7 @@ def _public(detail: service.NoticeDetail) -> NoticePublic:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NoticePublic, name="notice.create",
-             responses={422: {"description": "a returnee is unknown, not visible, or from another district"}})
+             dependencies=[idempotency.KEY], openapi_extra=ETAG, responses={422: {"description": "a returnee is unknown, not visible, or from another district"}})
 async def create_notice(
     caller: auth.NoticesWrite, session: SessionDep, request: Request, response: Response, body: NoticeCreate
 ) -> NoticePublic | Response:
@@ -61,12 +63,13 @@ async def create_notice(
     return reply
 
 
-@router.get("", response_model=NoticeList, name="notice.list")
+@router.get("", response_model=NoticeList, name="notice.list", openapi_extra=enums(district=district_codes()))
 async def list_notices(
     caller: auth.NoticesRead,
     session: SessionDep,
     acknowledged: bool | None = None,
-    district: str | None = None,
+    district: Annotated[District | None, Query(description="addressed to this district; " + DISTRICT_HELP
+                                               + ", an unknown code is a 422")] = None,
     status: Annotated[NoticeStatus | None, Query(description="`waiting_for_agency`: the notices to districts of "
                                                  "other provinces that wait for an agency there")] = None,
     sort: Annotated[Literal["-created_at", "changes"], Query(
@@ -86,7 +89,7 @@ async def list_notices(
                       next_cursor=keyset.seal(settings, page.next))
 
 
-@router.get("/{id}", response_model=NoticePublic, name="notice.get")
+@router.get("/{id}", response_model=NoticePublic, name="notice.get", openapi_extra=ETAG)
 async def get_notice(caller: auth.NoticesRead, session: SessionDep, response: Response, id: uuid.UUID) -> NoticePublic:
     """One notice, with its returnees and follow-ups."""
     detail = await service.get_notice(session, caller, id)
@@ -94,7 +97,7 @@ async def get_notice(caller: auth.NoticesRead, session: SessionDep, response: Re
     return _public(detail)
 
 
-@router.post("/{id}/acknowledge", response_model=NoticePublic, name="notice.acknowledge",
+@router.post("/{id}/acknowledge", response_model=NoticePublic, name="notice.acknowledge", openapi_extra=ETAG,
              responses={409: {"description": "already acknowledged"}, 412: {"description": "stale If-Match"},
                         428: {"description": "If-Match missing"}})
 async def acknowledge(
@@ -111,7 +114,7 @@ async def acknowledge(
 
 
 @router.post("/{id}/follow-ups", status_code=status.HTTP_201_CREATED, response_model=FollowUpPublic,
-             name="notice.follow_up")
+             name="notice.follow_up", dependencies=[idempotency.KEY])
 async def record_follow_up(
     caller: auth.NoticesAck,
     session: SessionDep,

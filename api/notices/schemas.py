@@ -15,7 +15,10 @@ MAX_RETURNEES = 1000
 
 
 class NoticeCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "district": "61.07", "returnee_ids": ["0b5c9f3e-7a41-4f0e-9d1c-2a6f8e4b7c10"],
+        "summary": "3 returnees deported through PLBN Jagoi Babang", "arrival_date": "2025-07-01",
+        "entry_point": "PLBN Jagoi Babang"}]})
 
     district: str = Field(examples=["61.07"], description="district-level region code the notice is addressed to")
     returnee_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_RETURNEES)
@@ -44,7 +47,8 @@ def today_in_kalbar() -> date:
 
 
 class FollowUpCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "action": "home_visit", "note": "visited the family in Jagoi Babang", "occurred_on": "2025-07-08"}]})
 
     action: FollowUpAction
     note: SafeText | None = Field(default=None, max_length=2000)

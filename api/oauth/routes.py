@@ -1,4 +1,5 @@
-"""``/oauth/token``, ``/oauth/revoke`` and ``/.well-known/jwks.json``.
+"""``/oauth/token``, ``/oauth/revoke``, ``/.well-known/jwks.json`` and
+``/.well-known/oauth-authorization-server`` (RFC 8414).
 
 Errors here follow RFC 6749 §5.2 (``{"error", "error_description"}``), as OAuth clients expect,
 not problem+json.
@@ -14,8 +15,11 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api.core.scopes import Scope
+from api.http.openapi import OAUTH_ERRORS
 from api.http.session import ServicesDep, SessionDep
 from api.oauth import service
+from api.oauth.schemas import REVOKE_FORM, TOKEN_FORM, AuthorizationServerMetadata, Revoked, TokenReply
 from api.oauth.service import OAuthError
 
 router = APIRouter(tags=["oauth"])
@@ -59,7 +63,17 @@ def _client_credentials(request: Request, form: dict[str, Any]) -> tuple[str | N
     return form.get("client_id"), form.get("client_secret"), False
 
 
-@router.post("/oauth/token", name="token.issue", responses={400: {}, 401: {}})
+def _form_body(schema: dict[str, Any], example: dict[str, str]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+        "schema": schema, "example": example}}}, **OAUTH_ERRORS}
+
+
+@router.post("/oauth/token", name="token.issue", response_model=TokenReply,
+             responses={400: {"description": "RFC 6749 §5.2: `invalid_request`, `unsupported_grant_type`, "
+                              "`invalid_scope`"},
+                        401: {"description": "RFC 6749 §5.2: `invalid_client` (`WWW-Authenticate: Basic`)"}},
+             openapi_extra=_form_body(TOKEN_FORM, {"grant_type": "client_credentials",
+                                                   "scope": "returnees:read returnees:write"}))
 async def token(request: Request, session: SessionDep, svc: ServicesDep) -> JSONResponse:
     """OAuth2 client credentials grant (``client_secret_basic`` or ``client_secret_post``)."""
     basic = request.headers.get("authorization", "").lower().startswith("basic ")
@@ -82,7 +96,10 @@ async def token(request: Request, session: SessionDep, svc: ServicesDep) -> JSON
     return JSONResponse(body, headers=_NO_STORE)
 
 
-@router.post("/oauth/revoke", name="token.revoke", responses={401: {}})
+@router.post("/oauth/revoke", name="token.revoke", response_model=Revoked,
+             responses={400: {"description": "RFC 6749 §5.2: `invalid_request`"},
+                        401: {"description": "RFC 6749 §5.2: `invalid_client`"}},
+             openapi_extra=_form_body(REVOKE_FORM, {"token": "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIuLi4ifQ.c2ln"}))
 async def revoke(request: Request, session: SessionDep, svc: ServicesDep) -> JSONResponse:
     """RFC 7009 token revocation: the token stops working at once."""
     basic = request.headers.get("authorization", "").lower().startswith("basic ")
@@ -107,3 +124,26 @@ async def revoke(request: Request, session: SessionDep, svc: ServicesDep) -> JSO
 async def jwks(svc: ServicesDep) -> JSONResponse:
     """The public keys that verify access tokens (current and recently retired)."""
     return JSONResponse(await svc.keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
+
+
+@router.get("/.well-known/oauth-authorization-server", name="oauth.metadata",
+            response_model=AuthorizationServerMetadata)
+async def metadata(svc: ServicesDep) -> JSONResponse:
+    """RFC 8414 authorization server metadata: the token endpoint, how clients authenticate to
+    it, the grant and the scopes, so standard OAuth clients configure themselves. The issuer is
+    the ``iss`` of the access tokens."""
+    issuer = svc.settings.issuer
+    base = issuer.rstrip("/")
+    methods = ["client_secret_basic", "client_secret_post"]
+    body = AuthorizationServerMetadata(
+        issuer=issuer,
+        token_endpoint=f"{base}/oauth/token",
+        jwks_uri=f"{base}/.well-known/jwks.json",
+        revocation_endpoint=f"{base}/oauth/revoke",
+        grant_types_supported=["client_credentials"],
+        token_endpoint_auth_methods_supported=methods,
+        revocation_endpoint_auth_methods_supported=methods,
+        scopes_supported=list(Scope),
+        service_documentation=f"{base}/docs",
+    )
+    return JSONResponse(body.model_dump(mode="json"), headers={"Cache-Control": "public, max-age=300"})

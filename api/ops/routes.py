@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.core.errors import ServiceUnavailable
@@ -33,7 +33,7 @@ async def readyz(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok", **ready.checks})
 
 
-@router.get("/metrics", name="metrics")
+@router.get("/metrics", name="metrics", response_class=PlainTextResponse)
 async def metrics() -> Response:
     """Prometheus text format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

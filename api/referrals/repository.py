@@ -35,16 +35,30 @@ def readable(caller: Caller) -> SelectOfScalar[Referral]:
     """The referrals ``caller`` may see: those its agency sent or received and, for an
     oversight agency, those with any of their three regions in its jurisdiction. The one
     place that decides it."""
-    party = sa.or_(col(Referral.from_agency) == caller.agency, col(Referral.to_agency) == caller.agency)
+    party = _party(caller)
     if not caller.is_oversight:
         return select(Referral).where(party)
-    return select(Referral).where(
-        sa.or_(
-            party,
-            access.in_jurisdiction(caller, col(Referral.from_region)),
-            access.in_jurisdiction(caller, col(Referral.to_region)),
-            access.in_jurisdiction(caller, col(Referral.subject_region)),
-        )
+    return select(Referral).where(sa.or_(party, _touching(caller)))
+
+
+def counted(caller: Caller) -> sa.ColumnElement[bool]:
+    """The referrals in ``caller``'s statistics: those its agency sent or received and those
+    with any of their three regions in its jurisdiction, whatever the caller's kind. The
+    figures of a jurisdiction are its figures for every agency reporting on it (a province's
+    DP3A as well as a district's task force): they are counts, rounded and suppressed, never a
+    record, so they are not bound by who may read the records (:func:`readable`)."""
+    return sa.or_(_party(caller), _touching(caller))
+
+
+def _party(caller: Caller) -> sa.ColumnElement[bool]:
+    return sa.or_(col(Referral.from_agency) == caller.agency, col(Referral.to_agency) == caller.agency)
+
+
+def _touching(caller: Caller) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        access.in_jurisdiction(caller, col(Referral.from_region)),
+        access.in_jurisdiction(caller, col(Referral.to_region)),
+        access.in_jurisdiction(caller, col(Referral.subject_region)),
     )
 
 

@@ -17,6 +17,7 @@ from api.core.params import INSTANT_HELP, Instant
 from api.core.preconditions import etag
 from api.core.unit import unit_of
 from api.http import auth, idempotency
+from api.http.openapi import ETAG, enums
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.referrals import service
@@ -52,6 +53,8 @@ def _public(session: AsyncSession, caller: Caller, ref: Referral, history: list[
     status_code=status.HTTP_201_CREATED,
     response_model=ReferralPublic,
     name="referral.create",
+    dependencies=[idempotency.KEY],
+    openapi_extra=ETAG,
     description="Refer a case to another registered agency, about a returnee your agency may see "
     "(`returnee_id`) or a person described inline (`subject`). Without the subject's consent a "
     "`processing_basis` (UU PDP 27/2022 Art. 20) is required; a child's consent names the guardian. "
@@ -93,6 +96,7 @@ def _statuses(values: list[str] | None) -> list[ReferralStatus]:
 
 
 @router.get("", response_model=ReferralList, name="referral.list",
+            openapi_extra=enums(status=[s.value for s in ReferralStatus]),
             description="Referrals your agency sent or received (`role`), or, for an oversight agency, every "
             "referral in its jurisdiction. `status` repeats or takes a comma list. `overdue=true`: open and past "
             "`due_at`. Sorted by `sort` (default `due_at`, the most pressing first), keyset-paginated. To sync, use "
@@ -124,7 +128,7 @@ async def list_referrals(
                         next_cursor=keyset.seal(settings, next_after))
 
 
-@router.get("/{id}", response_model=ReferralPublic, name="referral.get",
+@router.get("/{id}", response_model=ReferralPublic, name="referral.get", openapi_extra=ETAG,
             description="One referral with its history. " + _DUE)
 async def get_referral(caller: auth.ReferralsRead, session: SessionDep, id: uuid.UUID) -> Response:
     ref, history = await service.get_referral(session, caller, id)
@@ -136,6 +140,8 @@ async def get_referral(caller: auth.ReferralsRead, session: SessionDep, id: uuid
     "/{id}/transitions",
     response_model=ReferralPublic,
     name="referral.transition",
+    openapi_extra=ETAG,
+    responses={409: {"description": "a move the state machine forbids, or by the wrong party; nothing changes"}},
     description="Move the referral (FHIR Task statuses). The receiver (`referrals:respond`): receive, accept, "
     "reject (note required), start, hold, resume, complete, fail (note required). The sender "
     "(`referrals:write`): cancel, from any open state. Needs `If-Match` (428 without, 412 when stale); "

@@ -99,7 +99,12 @@ class ConsentIn(BaseModel):
 
 
 class ReferralCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "to_agency": "POLRES-BENGKAYANG", "sender_ref": "BP3MI-REF-2025-0042",
+        "returnee_id": "0b5c9f3e-7a41-4f0e-9d1c-2a6f8e4b7c10", "reason": "suspected_tppo_victim",
+        "legal_basis": "UU-21-2007:51", "urgency": "high", "note": "recruited with a false job offer",
+        "consent": {"given": True, "given_by": "the subject", "given_at": "2025-07-01T09:00:00+07:00",
+                    "method": "written"}}]})
 
     to_agency: str = Field(min_length=2, max_length=64, examples=["POLRES-BENGKAYANG"])
     sender_ref: str | None = Field(default=None, min_length=1, max_length=100,
@@ -157,7 +162,8 @@ class ReferralCreate(BaseModel):
 
 
 class TransitionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "action": "accept", "note": "case officer assigned"}]})
 
     action: Action
     note: SafeText | None = Field(default=None, max_length=2000, validate_default=True,

@@ -57,12 +57,10 @@ NOT_RECEIVERS: dict[AgencyKind, str] = {
 }
 
 
-def visible_to(caller: Caller) -> sa.ColumnElement[bool]:
-    """The condition of :func:`api.referrals.repository.readable`, for :mod:`api.stats`'s
-    aggregates until they start from the readable statement itself."""
-    where = repository.readable(caller).whereclause
-    assert where is not None
-    return where
+def counted_for(caller: Caller) -> sa.ColumnElement[bool]:
+    """The referrals in ``caller``'s statistics (:func:`api.referrals.repository.counted`):
+    by jurisdiction, as every figure is, not by the agency kind that decides who reads records."""
+    return repository.counted(caller)
 
 
 def party_of(caller: Caller, referral: Referral) -> Party | None:

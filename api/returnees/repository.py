@@ -245,10 +245,10 @@ async def returns_of_persons(session: AsyncSession, person_ids: Sequence[uuid.UU
 # analysed table was read in full (all the agency's records, filtered by the array).
 _PG_EXISTING = sa.text(
     """
-    SELECT r.id, r.source_ref, r.content_hash, r.version, r.person_id, r.nik_index
+    SELECT r.id, r.source_ref, r.content_hash, r.version, r.person_id, r.nik_index, r.full_name, r.birth_date
       FROM unnest(CAST(:refs AS text[])) AS x(ref)
      CROSS JOIN LATERAL (
-           SELECT id, source_ref, content_hash, version, person_id, nik_index FROM returnee
+           SELECT id, source_ref, content_hash, version, person_id, nik_index, full_name, birth_date FROM returnee
             WHERE source_agency = :agency AND source_ref = x.ref
             LIMIT 1
               FOR UPDATE
@@ -267,9 +267,11 @@ _PG_PERSONS = sa.text(
 
 
 async def existing_for_batch(session: AsyncSession, agency: str, refs: Sequence[str]) -> dict[str, Any]:
-    """``source_ref -> (id, source_ref, content_hash, version, person_id, nik_index)`` of
-    ``agency``'s own records among ``refs`` (sorted), locked on PostgreSQL. The writer's read:
-    only keys, the content hash and the version, never a record's content."""
+    """``source_ref -> (id, source_ref, content_hash, version, person_id, nik_index, full_name,
+    birth_date)`` of ``agency``'s own records among ``refs`` (sorted), locked on PostgreSQL. The
+    writer's read: keys, the content hash and the version, and what says whose record it is
+    (the NIK's blind index, name and birth date), so that a ``source_ref`` reused for another
+    person is refused instead of overwriting the record; nothing else of its content."""
     if not refs:
         return {}
     rows: Any
@@ -278,7 +280,8 @@ async def existing_for_batch(session: AsyncSession, agency: str, refs: Sequence[
     else:
         t = _TABLE.c
         rows = await session.execute(
-            sa.select(t.id, t.source_ref, t.content_hash, t.version, t.person_id, t.nik_index)
+            sa.select(t.id, t.source_ref, t.content_hash, t.version, t.person_id, t.nik_index, t.full_name,
+                      t.birth_date)
             .where(t.source_agency == agency, t.source_ref.in_(refs))
         )
     return {r.source_ref: r for r in rows}

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.core.errors import Forbidden
-from api.core.params import DAY_HELP, INSTANT_HELP, Day, Instant
+from api.core.params import DAY_HELP, INSTANT_HELP, REGION_HELP, Day, Instant, Region, region_codes
 from api.core.preconditions import etag
 from api.core.unit import unit_of
 from api.http import auth, idempotency
 from api.http.jsonbody import OrjsonRoute
+from api.http.openapi import ETAG, enums
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.returnees import service
@@ -33,7 +34,7 @@ def _json(body: object, status_code: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), status_code=status_code, media_type="application/json", headers=headers)
 
 
-@router.post("/batch", response_model=BatchOut, name="returnee.batch")
+@router.post("/batch", response_model=BatchOut, name="returnee.batch", dependencies=[idempotency.KEY])
 async def push_batch(
     caller: auth.ReturneesWrite,
     session: SessionDep,
@@ -58,11 +59,11 @@ async def push_batch(
     return Response(encoded, media_type="application/json")
 
 
-@router.get("", response_model=ReturneeList, name="returnee.list")
+@router.get("", response_model=ReturneeList, name="returnee.list", openapi_extra=enums(district=region_codes()))
 async def list_returnees(
     caller: auth.ReturneesRead,
     session: SessionDep,
-    district: Annotated[str | None, Query(description="region code: a district, a sub-district, or the province")] = None,
+    district: Annotated[Region | None, Query(description=REGION_HELP + "; an unknown code is a 422")] = None,
     returned_from: Annotated[Day | None, Query(description="return_date on or after; " + DAY_HELP)] = None,
     returned_to: Annotated[Day | None, Query(description="return_date on or before; " + DAY_HELP)] = None,
     trafficking_status: TraffickingStatus | None = None,
@@ -84,7 +85,7 @@ async def list_returnees(
     return _json({"items": items, "next_cursor": keyset.seal(settings, next_after)})
 
 
-@router.get("/{id}", response_model=ReturneeOut, name="returnee.get",
+@router.get("/{id}", response_model=ReturneeOut, name="returnee.get", openapi_extra=ETAG,
             responses={404: {"description": "not in the caller's view; for the receiver of an open referral "
                              "about it, a `read-through-referral` problem naming `referral_returnee`, "
                              "the referral's view of it"}})

@@ -219,7 +219,11 @@ def _record_schema() -> dict[str, Any]:
 class BatchIn(BaseModel):
     """Up to 1,000 records; each is validated on its own (see :class:`ReturneeIn`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"records": [{
+        "source_ref": "KB-2025-0901", "full_name": "Siti Aminah", "nik": "6107074505900001", "sex": "F",
+        "birth_date": "1990-05-05", "origin_district": "61.07", "origin_subdistrict": "61.07.07",
+        "returned_from_country": "MY", "returned_from_region": "Sarawak", "return_type": "deported",
+        "return_date": "2025-07-01", "entry_point": "PLBN Jagoi Babang", "trafficking_status": "possible"}]}]})
 
     records: list[Any] = Field(
         max_length=MAX_BATCH,
@@ -238,6 +242,10 @@ class ItemResult(BaseModel):
     source_ref: str | None
     id: uuid.UUID | None
     status: Literal["created", "updated", "unchanged", "rejected"]
+    code: Literal["source-ref-reused"] | None = Field(
+        default=None, description="why a record was rejected when it is not (only) its fields: `source-ref-reused`, "
+        "its source_ref names a stored record of another person (another NIK, or another name and birth date); "
+        "nothing was written")
     errors: list[FieldError] = []
     warnings: list[str] = []
 

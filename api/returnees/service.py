@@ -145,6 +145,33 @@ def _columns(item: ReturneeIn, digest: str, keys: _Keys) -> dict[str, Any]:
     return row
 
 
+SOURCE_REF_REUSED = "source-ref-reused"
+
+
+def _normal_name(name: str) -> str:
+    return " ".join(name.casefold().split())
+
+
+def _other_person(item: ReturneeIn, row: dict[str, Any], old: Any) -> dict[str, str] | None:
+    """The error of a record whose ``source_ref`` is held by a record of another person, else
+    ``None``. The same NIK is the same person. Another NIK with the same name and birth date
+    is a corrected NIK (an update, which moves the record to that NIK's person); another NIK
+    with another name or birth date is another person. Without two NIKs to compare, another
+    person is another name and another birth date; a correction of one of them is an update.
+    Two people under one ``source_ref`` would overwrite each other on every push."""
+    same_name = _normal_name(item.full_name) == _normal_name(old.full_name)
+    same_birth = item.birth_date == old.birth_date
+    if row["nik_index"] and old.nik_index:
+        if row["nik_index"] == old.nik_index or (same_name and same_birth):
+            return None
+        return {"field": "source_ref", "message": f"'{item.source_ref}' is the record of another person (another "
+                "NIK, name or birth date); give this person a source_ref of its own"}
+    if not same_name and not same_birth:
+        return {"field": "source_ref", "message": f"'{item.source_ref}' is the record of another person (another "
+                "name and birth date); give this person a source_ref of its own"}
+    return None
+
+
 @dataclass(slots=True)
 class _Plan:
     """What a batch writes: new records and changed ones (``row`` holds the columns;
@@ -256,6 +283,9 @@ def _plan(accepted: list[tuple[dict[str, Any], ReturneeIn]], existing: dict[str,
             res["status"], res["id"] = "unchanged", old.id
             continue
         row = _columns(item, digest, keys)
+        if old is not None and (error := _other_person(item, row, old)) is not None:
+            res["errors"], res["code"] = [error], SOURCE_REF_REUSED
+            continue
         if old is None:
             plan.creates.append((res, row))
         else:

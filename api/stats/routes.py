@@ -11,8 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.core.params import DAY_HELP, Day
+from api.core.params import DAY_HELP, Day, District, district_codes
 from api.http import auth
+from api.http.openapi import enums
 from api.http.session import SessionDep, services
 from api.stats import service
 from api.stats.schemas import StatsReply
@@ -83,8 +84,8 @@ _RETURNEES = (
     "`trafficking_status`." + _SUPPRESSION
 )
 _REFERRALS = (
-    "Counts of the referrals you may see (those your agency sent or received; for an oversight agency, every "
-    "referral touching its jurisdiction), grouped by any of `status`, `to_agency`, `reason`, `month` (of "
+    "Counts of the referrals touching your jurisdiction (sent from, addressed to, or about someone of a "
+    "region in it) and those your agency sent or received, whatever the kind of your agency, grouped by any of `status`, `to_agency`, `reason`, `month` (of "
     "`created_at`, UTC, `YYYY-MM`), `urgency`. Each row also gives `overdue`: how many of them are open and "
     "past `due_at` now, rounded as a cell of its own and never above `count` (null when `count` is, or when "
     "it is itself under the threshold). Filters: `from` / `to` (creation day, UTC, inclusive), "
@@ -93,6 +94,7 @@ _REFERRALS = (
 
 
 @router.get("/returnees", response_model=StatsReply, name="stats.returnees", description=_RETURNEES,
+            openapi_extra=enums(group_by=service.RETURNEE_DIMENSIONS, district=district_codes()),
             responses={200: {"content": {"text/csv": {}}}})
 async def returnee_stats(
     caller: auth.StatsRead,
@@ -102,8 +104,8 @@ async def returnee_stats(
     threshold: Threshold = None,
     since: From = None,
     until: To = None,
-    district: Annotated[str | None, Query(max_length=5, pattern=r"^[0-9]{2}\.[0-9]{2}$",
-                                          description="origin district code, `61.07`")] = None,
+    district: Annotated[District | None, Query(description="origin district code, `61.07`; an unknown code is "
+                                               "a 422")] = None,
     return_type: ReturnType | None = None,
     trafficking_status: TraffickingStatus | None = None,
 ) -> Response:
@@ -116,6 +118,7 @@ async def returnee_stats(
 
 
 @router.get("/referrals", response_model=StatsReply, name="stats.referrals", description=_REFERRALS,
+            openapi_extra=enums(group_by=service.REFERRAL_DIMENSIONS),
             responses={200: {"content": {"text/csv": {}}}})
 async def referral_stats(
     caller: auth.StatsRead,
@@ -131,7 +134,7 @@ async def referral_stats(
     reason: ReferralReason | None = None,
     urgency: Urgency | None = None,
 ) -> Response:
-    """Referral counts (with overdue) of what the caller may see, rounded by cell key, small cells suppressed."""
+    """Referral counts (with overdue) of the caller's jurisdiction, rounded by cell key, small cells suppressed."""
     dims = service.parse_group_by(group_by, service.REFERRAL_DIMENSIONS)
     limit = service.effective_threshold(services(request).settings.suppression_threshold, threshold)
     table = await service.referral_stats(session, caller, dims, limit, since=since, until=until, status=status,

@@ -104,7 +104,7 @@ from api.core.context import Caller
 from api.core.errors import ValidationFailed
 from api.core.sql import dialect_of, table_of
 from api.core.unit import unit_of
-from api.referrals.service import visible_to as referral_visible_to
+from api.referrals.service import counted_for as referrals_counted_for
 from models import OPEN_STATUSES, Referral, Returnee
 
 RETURNEE_DIMENSIONS = ("district", "month", "sex", "age_group", "returned_from_country", "return_type",
@@ -447,7 +447,7 @@ async def referral_stats(
     since: date | None = None, until: date | None = None, status: str | None = None,
     to_agency: str | None = None, reason: str | None = None, urgency: str | None = None,
 ) -> Table:
-    """Referrals the caller may see (the referral visibility rule) counted by ``group_by``,
+    """Referrals of the caller's jurisdiction (and those its agency sent or received) counted by ``group_by``,
     each row with how many of them are overdue (open and past ``due_at``) now; a referral's
     record key is derived from its id."""
     dialect, secret, base = await prepare(session)
@@ -466,7 +466,7 @@ async def referral_stats(
         *dims, sa.func.count().label("count"), sa.func.sum(key).label("key"),
         sa.func.sum(sa.case((is_overdue, 1), else_=0)).label("overdue"),
         sa.func.sum(sa.case((is_overdue, key), else_=0)).label("overdue_key"),
-    ).select_from(Referral).where(referral_visible_to(caller))
+    ).select_from(Referral).where(referrals_counted_for(caller))
     if since:
         stmt = stmt.where(col(r.created_at) >= _start_of(since))
     if until and until < date.max:
