@@ -25,6 +25,7 @@ from api.notices.routes import router as notices_router
 from api.oauth.routes import oauth_error_reply
 from api.oauth.routes import router as oauth_router
 from api.oauth.service import OAuthError
+from api.officers.routes import router as officers_router
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
 from api.returnees.routes import router as returnees_router
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         return oauth_error_reply(exc)  # RFC 6749 §5.2 at the token endpoints, not problem+json
 
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
-                   referrals_router, stats_router, events_router):
+                   referrals_router, stats_router, events_router, officers_router):
         app.include_router(router)
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,

@@ -6,6 +6,7 @@ from models.base import NAMING_CONVENTION, UTCDateTime, new_id, utcnow
 from models.event import ChangeHead, Event, EventHead
 from models.idempotency import IdempotencyRecord
 from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee
+from models.officer import Officer, OfficerSession
 from models.ratelimit import RateLimitCounter
 from models.referral import (
     OPEN_STATUSES,
@@ -49,6 +50,8 @@ __all__ = [
     "FollowUpAction",
     "IdempotencyRecord",
     "Notice",
+    "Officer",
+    "OfficerSession",
     "NoticeFollowUp",
     "NoticeReturnee",
     "Person",

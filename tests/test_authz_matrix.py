@@ -102,6 +102,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "stats.returnees":     (401, 403,  403,   200,   403,   403,   200,  403, 403,   403),
     "stats.referrals":     (401, 403,  403,   200,   403,   403,   200,  403, 403,   403),
     "event.list":          (401, 200,  200,   403,   200,   200,   200,  403, 200,   403),
+    # officers of an agency: the operator, or the agency's own officers:manage (no demo client holds it)
+    "officer.create":      (401, 403,  403,   403,   403,   403,   403,  403, 403,   201),
 }
 # fmt: on
 
@@ -316,6 +318,11 @@ async def _referral_returnee(w: World, who: str) -> Call:
     return Call("GET", f"/v1/referrals/{w.referral_bky}/returnee")
 
 
+async def _officer_create(w: World, who: str) -> Call:
+    return Call("POST", "/v1/agencies/DP3A-SAMBAS/officers",
+                json={"email": f"{w.unique('matrix').lower()}@dp3a.sambas.go.id", "scopes": ["notices:read"]})
+
+
 def call_for(route: str) -> Builder:
     builders: dict[str, Builder] = {
         "healthz": static("GET", "/healthz"),
@@ -347,6 +354,7 @@ def call_for(route: str) -> Builder:
         "stats.returnees": static("GET", "/v1/stats/returnees", params={"group_by": "district"}),
         "stats.referrals": static("GET", "/v1/stats/referrals", params={"group_by": "status"}),
         "event.list": static("GET", "/v1/events", params={"limit": 5}),
+        "officer.create": _officer_create,
     }
     return builders[route]
 

@@ -263,6 +263,40 @@ def audit_verify(chain: str | None, checkpoint: str | None) -> None:
     sys.exit(1 if broken else 0)
 
 
+@main.group()
+def officers() -> None:
+    """Officer accounts (people who sign in to the console)."""
+
+
+@officers.command("create")
+@click.option("--agency", "agency_code", required=True)
+@click.option("--email", required=True)
+@click.option("--scopes", required=True, help='space-separated, a subset of the agency\'s, e.g. "stats:read notices:read"')
+@click.option("--name", default="")
+def officers_create(agency_code: str, email: str, scopes: str, name: str) -> None:
+    """Create an officer; prints the generated password (and the second factor's URI) once."""
+    # deferred, as the other commands: `sinergi --help` should not load the service
+    from api.core.errors import Problem
+    from api.core.unit import operator_unit
+    from api.officers import service
+    from api.officers.schemas import OfficerCreate
+
+    try:
+        data = OfficerCreate(email=email, name=name, scopes=scopes.split())
+    except ValidationError as exc:
+        _fail(_errors(exc))
+
+    async def go(db: Any) -> Any:
+        async with operator_unit(db) as session:
+            return await service.create_officer(session, agency_code, data)
+
+    try:
+        created = _run(go)
+    except Problem as exc:
+        _fail(exc.detail)
+    click.echo(created.model_dump_json())
+
+
 @main.command()
 def purge() -> None:
     """Delete expired idempotency records and revocations (run daily, e.g. from cron)."""

@@ -49,12 +49,13 @@ Loader = Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
 
 def loaders() -> list[Loader]:
     """The record loaders, in order: notices are raised for the returnees loaded before them,
-    referrals are about those returnees."""
+    referrals are about those returnees; officers last (people who sign in to the console)."""
     from api.notices.demo import load_notices
+    from api.officers.demo import load_officers
     from api.referrals.demo import load_referrals
     from api.returnees.demo import load_returnees
 
-    return [load_returnees, load_notices, load_referrals]
+    return [load_returnees, load_notices, load_referrals, load_officers]
 
 
 def demo_client_id(code: str) -> str:

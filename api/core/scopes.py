@@ -23,6 +23,7 @@ class Scope(StrEnum):
     audit_read = "audit:read"
     events_read = "events:read"
     webhooks_manage = "webhooks:manage"
+    officers_manage = "officers:manage"
     admin = "admin"
 
     @property
@@ -44,5 +45,6 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.audit_read: "read and verify the audit chain",
     Scope.events_read: "read the change feed",
     Scope.webhooks_manage: "manage webhook subscriptions",
+    Scope.officers_manage: "create the agency's own officer accounts (people who sign in to the console)",
     Scope.admin: "register agencies and their API clients",
 }

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     # Denials of unauthenticated callers are audited one entry per (source, minute) plus a summary
     # (api/http/denials.py); past this many (source, client) pairs in one minute the rest share one.
     rate_audit_sources: int = Field(default=1000, ge=1, description="denial tallies per minute")
+    # The console (officers' pages): sessions, sign-in lock-out.
+    session_idle: int = Field(default=1800, ge=60, le=86_400, description="seconds a session lives unused")
+    session_absolute: int = Field(default=43_200, ge=300, le=7 * 86_400, description="seconds a session lives at most")
+    signin_lockout_after: int = Field(default=5, ge=1, le=100, description="failed sign-ins before an officer is locked")
+    signin_lockout: int = Field(default=900, ge=60, le=86_400, description="seconds an officer stays locked")
+    rate_signin: int = Field(default=20, ge=0, description="sign-in attempts per source and window")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
