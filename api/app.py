@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from api.agencies.routes import router as agencies_router
 from api.audit.routes import router as audit_router
+from api.console import routes as console
 from api.core.db import Database
 from api.core.keys import KeyStore, ensure_active_key
 from api.core.settings import Settings, get_settings
@@ -67,13 +68,14 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         lifespan=lifespan,
     )
     problems.install(app)
+    console.install(app)  # the console's refusals are redirects and HTML pages, not problem+json
 
     @app.exception_handler(OAuthError)
     async def _oauth_error(_request: Request, exc: OAuthError) -> Response:
         return oauth_error_reply(exc)  # RFC 6749 §5.2 at the token endpoints, not problem+json
 
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
-                   referrals_router, stats_router, events_router, officers_router):
+                   referrals_router, stats_router, events_router, officers_router, console.router):
         app.include_router(router)
     app.add_middleware(RateLimitMiddleware)  # inside RequestMiddleware: its 429s get a request id and a log line
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes,

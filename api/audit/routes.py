@@ -4,41 +4,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.audit import repository
+from api.audit import repository, service
 from api.audit.schemas import AUDIT, AuditEventPublic, AuditPage, CheckpointReply, VerifyHead, VerifyReply
 from api.core import audit as audit_chain
 from api.core.db import end_read_transaction
-from api.core.errors import NotFound
 from api.core.params import INSTANT_HELP, Instant
 from api.core.unit import unit_of
 from api.http import auth
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import ServicesDep, SessionDep
-from models.regions import province_of
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-
-
-def _chain(caller: auth.Caller, chain: str | None) -> str:
-    """An auditor reads the chain of its own province."""
-    own = province_of(caller.jurisdiction)
-    if chain is not None and chain != own:
-        raise NotFound(f"No audit chain {chain}")
-    return own or ""
-
-
-def _within(caller: auth.Caller) -> str | None:
-    """Whose entries an auditor reads. A province's auditor (jurisdiction ``61``) reads its
-    whole chain. An auditor of a smaller jurisdiction (a district's Inspektorat, ``61.07``)
-    reads the entries whose ``agency`` lies within its own: what its district's agencies did,
-    to whichever record (and the few entries made without a caller in such an agency's name:
-    the operator creating its client). It does not read what agencies above or beside it did
-    (the province's BP3MI reading a Bengkayang returnee is the province's to oversee), nor
-    entries without an agency (unauthenticated callers, the operator's own work). Its
-    verification and checkpoints still cover the whole chain: their replies are counts and
-    hashes, never an entry."""
-    own = province_of(caller.jurisdiction)
-    return None if caller.jurisdiction == own else caller.jurisdiction
 
 
 @router.get("", response_model=AuditPage, name="audit.list")
@@ -58,14 +34,14 @@ async def list_audit(
 ) -> AuditPage:
     """Audit events, newest first: who did what to which record, and with what outcome. An
     auditor below the province sees only the entries of agencies within its jurisdiction."""
-    key = _chain(caller, chain)
+    key = service.chain_for(caller, chain)
     settings = unit_of(session).settings
     page = await repository.list_events(
         session, chain=key, after=AUDIT.open(settings, cursor), limit=limit, client_id=actor, agency=agency,
         action=action, resource_type=resource_type, resource_id=resource_id, since=from_, until=to,
-        within=_within(caller),
+        within=service.within(caller),
     )
-    audit_chain.record(session, "audit.list", resource_type="audit_chain", resource_id=key, within=_within(caller),
+    audit_chain.record(session, "audit.list", resource_type="audit_chain", resource_id=key, within=service.within(caller),
                    filters={k: v for k, v in {"actor": actor, "agency": agency, "resource_type": resource_type,
                                               "resource_id": resource_id, "action": action}.items() if v})
     return AuditPage(items=[AuditEventPublic.of(r) for r in page.items], next_cursor=AUDIT.seal(settings, page.next))
@@ -82,7 +58,7 @@ async def verify(
 ) -> VerifyReply:
     """Recompute the chain: any edited, deleted or reordered entry is reported, and with a
     ``checkpoint`` also a rewrite of the whole chain since it was taken."""
-    key = _chain(caller, chain)
+    key = service.chain_for(caller, chain)
     # The walk reads on a connection of its own (a snapshot: writers go on meanwhile). End the
     # request's transaction (it has only authenticated) before it, so the walk holds neither
     # SQLite's write lock nor a second pooled connection; this request's own entry is written
@@ -110,7 +86,7 @@ async def checkpoint(caller: auth.AuditRead, session: SessionDep, svc: ServicesD
     """The chain's head, signed by the service. Keep ``checkpoint`` outside Sinergi (the
     Inspektorat's own records); ``GET /v1/audit/verify?checkpoint=…`` later proves that the
     chain was not rewritten since, even by someone able to recompute every hash."""
-    key = _chain(caller, chain)
+    key = service.chain_for(caller, chain)
     await end_read_transaction(session)  # as in verify: no write lock, one connection at a time
     cp, signed = await audit_chain.make_checkpoint(svc.db, svc.keys, svc.settings.issuer, key)
     audit_chain.record(session, "audit.checkpoint", resource_type="audit_chain", resource_id=key, seq=cp.seq)
