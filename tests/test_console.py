@@ -16,11 +16,13 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 
+from api.agencies import service as agencies
+from api.agencies.schemas import AgencyCreate, ClientCreate
 from api.core import clock
 from api.core.unit import operator_unit
 from api.officers import service as officers
 from api.officers.schemas import OfficerCreate
-from models import Agency, AuditEvent, Notice, Officer
+from models import Agency, AgencyKind, AuditEvent, Notice, Officer
 from tests.conftest import Backend
 from tests.console_world import ConsoleWorld, console_world, csrf_of, sign_in
 
@@ -256,13 +258,16 @@ async def test_repeated_failures_lock_the_officer(world: ConsoleWorld) -> None:
 
 async def test_the_second_factor_is_required_where_the_agency_says_so(world: ConsoleWorld) -> None:
     db = world.app.state.services.db
-    async with operator_unit(db, "test") as session:
-        agency = await session.get(Agency, "GUGUS-TPPO-BENGKAYANG")
+    async with operator_unit(db, "test") as session:  # an agency of its own: the others keep their officers
+        await agencies.create_agency(session, AgencyCreate(code="DP3A-SANGGAU", name="DP3A Kabupaten Sanggau",
+                                                           kind=AgencyKind.women_child_protection, jurisdiction="61.03"))
+        await agencies.create_client(session, "DP3A-SANGGAU", ClientCreate(scopes=["stats:read"]))
+        agency = await session.get(Agency, "DP3A-SANGGAU")
         assert agency is not None
         agency.requires_totp = True
         session.add(agency)
-        created = await officers.create_officer(session, "GUGUS-TPPO-BENGKAYANG", OfficerCreate(
-            email="ketua@gugustppo.bengkayangkab.go.id", scopes=["stats:read"], password="kata-sandi-panjang"))
+        created = await officers.create_officer(session, "DP3A-SANGGAU", OfficerCreate(
+            email="kepala@dp3a.sanggau.go.id", scopes=["stats:read"], password="kata-sandi-panjang"))
     assert created.totp_uri is not None
     secret = pyotp.parse_uri(created.totp_uri).secret
     async with world.browser() as http:
@@ -318,3 +323,20 @@ async def test_the_auditor_searches_verifies_and_downloads_a_checkpoint(world: C
         signed = cp.json()["checkpoint"]
         v = await http.get("/console/audit", params={"verify": "1", "checkpoint": signed})
         assert 'id="verify-result"' in v.text and "Rantai utuh" in v.text
+
+
+async def test_the_task_force_sees_its_district_and_the_api_referral_figures(world: ConsoleWorld) -> None:
+    """An oversight agency of one district: the overview has its district only, and the referral
+    table is /v1/stats/referrals?group_by=to_agency,status for the same period, cell for cell."""
+    async with world.signed_in("sekretariat@gugustppo.bengkayangkab.go.id") as http:
+        page = await http.get("/console/ringkasan", params={"dari": "2026-01", "sampai": "2026-12"})
+        assert page.status_code == 200
+        assert {d for d, _ in _grid(page.text)} == {"61.07"}
+        shown = {(a, s): (None if c == "*" else int(c), None if o == "*" else int(o)) for a, s, c, o in re.findall(
+            r'<tr data-agency="([^"]+)" data-status="([^"]+)">.*?<td class="num">([^<]*)</td>\s*'
+            r'<td class="num">([^<]*)</td>', page.text, re.S)}
+        token = await world.token("GUGUS-TPPO-BENGKAYANG")
+        api = await http.get("/v1/stats/referrals", headers={"Authorization": f"Bearer {token}"},
+                             params={"group_by": "to_agency,status", "from": "2026-01-01", "to": "2026-12-31"})
+        expected = {(r["to_agency"], r["status"]): (r["count"], r["overdue"]) for r in api.json()["rows"]}
+        assert expected and shown == expected

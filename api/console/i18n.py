@@ -113,6 +113,32 @@ WORDS: dict[str, tuple[str, str]] = {
                          "This part appears once the arrivals and register services are available."),
 }
 
+# The codes the API speaks (statuses, moves, reasons...), as a person reads them.
+CODES: dict[str, tuple[str, str]] = {
+    # referral statuses (FHIR Task)
+    "requested": ("diajukan", "requested"), "received": ("diterima", "received"),
+    "accepted": ("disetujui", "accepted"), "rejected": ("ditolak", "rejected"),
+    "in-progress": ("sedang ditangani", "in progress"), "on-hold": ("ditunda", "on hold"),
+    "completed": ("selesai", "completed"), "failed": ("gagal", "failed"), "cancelled": ("dibatalkan", "cancelled"),
+    # moves
+    "receive": ("terima", "receive"), "accept": ("setujui", "accept"), "reject": ("tolak (beri alasan)", "reject (say why)"),
+    "start": ("mulai tangani", "start"), "hold": ("tunda", "hold"), "resume": ("lanjutkan", "resume"),
+    "complete": ("selesaikan", "complete"), "fail": ("gagal (beri alasan)", "fail (say why)"), "cancel": ("batalkan", "cancel"),
+    # urgency
+    "emergency": ("darurat", "emergency"), "high": ("tinggi", "high"), "normal": ("biasa", "normal"),
+    # reasons
+    "suspected_tppo_victim": ("terduga korban TPPO", "suspected trafficking victim"),
+    "health_rehabilitation": ("rehabilitasi kesehatan", "health rehabilitation"),
+    "social_rehabilitation": ("rehabilitasi sosial", "social rehabilitation"),
+    "repatriation": ("pemulangan", "repatriation"), "reintegration": ("reintegrasi", "reintegration"),
+    "legal_aid": ("bantuan hukum", "legal aid"), "restitution": ("restitusi", "restitution"), "other": ("lainnya", "other"),
+    # follow-up actions
+    "home_visit": ("kunjungan rumah", "home visit"), "referral_made": ("dirujuk", "referral made"),
+    "counselling": ("konseling", "counselling"),
+    # audit outcomes
+    "allowed": ("diizinkan", "allowed"), "denied": ("ditolak", "denied"),
+}
+
 
 def lang_of(value: str | None) -> str:
     return value if value in LANGS else "id"
@@ -122,6 +148,8 @@ def translator(lang: str) -> Callable[..., str]:
     index = LANGS.index(lang_of(lang))
 
     def t(key: str, **kw: object) -> str:
+        if key in CODES and key not in WORDS:
+            return CODES[key][index]
         words = WORDS.get(key)
         text = words[index] if words else key
         return text.format(**kw) if kw else text
