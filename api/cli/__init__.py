@@ -297,6 +297,25 @@ def officers_create(agency_code: str, email: str, scopes: str, name: str) -> Non
     click.echo(created.model_dump_json())
 
 
+@officers.command("disable")
+@click.option("--email", required=True)
+def officers_disable(email: str) -> None:
+    """Disable an officer: no more sign-ins, and their open sessions end at once."""
+    from api.core.errors import Problem
+    from api.core.unit import operator_unit
+    from api.officers import service
+
+    async def go(db: Any) -> None:
+        async with operator_unit(db) as session:
+            await service.disable_officer(session, email)
+
+    try:
+        _run(go)
+    except Problem as exc:
+        _fail(exc.detail)
+    click.echo(f"{email} disabled")
+
+
 @main.command()
 def purge() -> None:
     """Delete expired idempotency records and revocations (run daily, e.g. from cron)."""

@@ -106,6 +106,20 @@ async def create_officer(session: AsyncSession, agency_code: str, data: OfficerC
                           password=None if data.password else password, totp_uri=totp_uri)
 
 
+async def disable_officer(session: AsyncSession, email: str) -> Officer:
+    """The officer can no longer sign in, and every session of theirs ends now."""
+    officer = (await session.exec(select(Officer).where(col(Officer.email) == email.strip().lower()))).first()
+    if officer is None:
+        raise NotFound("No officer with this e-mail address")
+    officer.disabled_at = clock.now()
+    session.add(officer)
+    await session.execute(sa.delete(OfficerSession).where(col(OfficerSession.officer_id) == officer.id))
+    await session.flush()
+    audit.record(session, "officer.disable", resource_type="officer", resource_id=str(officer.id),
+                 agency_code=officer.agency_code)
+    return officer
+
+
 def totp_secret(officer: Officer, settings: Settings) -> str | None:
     if officer.totp_secret_enc is None:
         return None
