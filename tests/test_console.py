@@ -3,13 +3,16 @@ services, and everything they read or do is in the audit chain under their own n
 
 from __future__ import annotations
 
+import base64
 import html
 import io
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import httpx
 import orjson
 import pyotp
 import pytest
@@ -18,7 +21,9 @@ from openpyxl import load_workbook
 
 from api.agencies import service as agencies
 from api.agencies.schemas import AgencyCreate, ClientCreate
+from api.app import create_app
 from api.core import clock
+from api.core.settings import Settings
 from api.core.unit import operator_unit
 from api.officers import service as officers
 from api.officers.schemas import OfficerCreate
@@ -340,3 +345,17 @@ async def test_the_task_force_sees_its_district_and_the_api_referral_figures(wor
                              params={"group_by": "to_agency,status", "from": "2026-01-01", "to": "2026-12-31"})
         expected = {(r["to_agency"], r["status"]): (r["count"], r["overdue"]) for r in api.json()["rows"]}
         assert expected and shown == expected
+
+
+async def test_outside_development_the_cookies_are_secure(database_url: str) -> None:
+    def key() -> str:
+        return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+    settings = Settings(database_url=database_url, mode="production", data_key=key(), index_key=key(), db_pool_size=5)
+    app = create_app(settings, configure_logging=False)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://sinergi.test") as http:
+            r = await http.get("/console/masuk?lang=en")
+    cookies = r.headers.get_list("set-cookie")
+    assert cookies and all("Secure" in c and "HttpOnly" in c for c in cookies), cookies
+    assert "SameSite=strict" in next(c for c in cookies if c.startswith("sinergi_signin="))
