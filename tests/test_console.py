@@ -304,6 +304,16 @@ async def test_officers_hold_a_subset_of_the_agency_scopes_and_are_made_by_the_o
         r = await http.post("/v1/agencies/DP3A-SAMBAS/officers", headers={"Authorization": f"Bearer {other}"},
                             json={"email": "x@dp3a.sambas.go.id", "scopes": ["notices:read"]})
         assert r.status_code == 403  # the agency's machine client does not hold officers:manage
+        async with operator_unit(world.app.state.services.db, "test") as session:
+            admin = await agencies.create_client(session, "DP3A-SAMBAS", ClientCreate(scopes=["officers:manage"]))
+        own = (await http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                               auth=(admin.client_id, admin.client_secret))).json()["access_token"]
+        r = await http.post("/v1/agencies/DP3A-SAMBAS/officers", headers={"Authorization": f"Bearer {own}"},
+                            json={"email": "kedua@dp3a.sambas.go.id", "scopes": ["notices:read"]})
+        assert r.status_code == 201, r.text  # the agency's administrator, for its own people
+        r = await http.post("/v1/agencies/DP3A-BENGKAYANG/officers", headers={"Authorization": f"Bearer {own}"},
+                            json={"email": "y@dp3a.bengkayangkab.go.id", "scopes": ["notices:read"]})
+        assert r.status_code == 404  # another agency's: as if it did not exist
 
 
 async def test_a_partner_may_name_the_person_behind_a_call_bounded_and_claimed(world: ConsoleWorld) -> None:
