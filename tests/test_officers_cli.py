@@ -1,19 +1,24 @@
-"""``sinergi officers create / disable``: the operator's way to give people of an agency an account."""
+"""``sinergi officers create / disable``: the operator's way to give people of an agency an account;
+and the limits on signing in."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
 from api.agencies import service as agencies
 from api.agencies.schemas import AgencyCreate, ClientCreate
+from api.app import create_app
 from api.core.db import Database
+from api.core.settings import Settings
 from api.core.unit import operator_unit
 from api.officers import service as officers
 from api.officers.schemas import OfficerCreate
 from models import AgencyKind, Officer, OfficerSession
+from tests.console_world import sign_in
 
 
 def test_the_operator_creates_and_disables_an_officer(sinergi: Any, database_url: str) -> None:
@@ -63,3 +68,15 @@ async def test_disabling_ends_the_officer_sessions(db: Database) -> None:
         assert isinstance(refused, officers.Refused)
     async with db.read() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(OfficerSession))).scalar_one() == 0
+
+
+async def test_sign_in_is_rate_limited_per_address(database_url: str) -> None:
+    settings = Settings(database_url=database_url, mode="development", db_pool_size=5, rate_signin=2)
+    app = create_app(settings, configure_logging=False)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+            seen = []
+            for _ in range(3):
+                r = await sign_in(http, "siapa@contoh.go.id", "bukan-kata-sandi")
+                seen.append(r.headers["location"].split("&")[0])
+    assert seen == ["/console/masuk?error=credentials"] * 2 + ["/console/masuk?error=rate"]
