@@ -13,6 +13,7 @@ from api.agencies.routes import router as agencies_router
 from api.alerts.routes import public_router as warnings_router
 from api.alerts.routes import router as alerts_router
 from api.audit.routes import router as audit_router
+from api.console import routes as console
 from api.core.db import Database
 from api.core.keys import KeyStore, ensure_active_key
 from api.core.settings import Settings, get_settings
@@ -28,6 +29,7 @@ from api.notices.routes import router as notices_router
 from api.oauth.routes import oauth_error_reply
 from api.oauth.routes import router as oauth_router
 from api.oauth.service import OAuthError
+from api.officers.routes import router as officers_router
 from api.ops.routes import router as ops_router
 from api.referrals.routes import router as referrals_router
 from api.regions.routes import router as regions_router
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     )
     problems.install(app)
     docs.install(app)
+    console.install(app)  # the console's refusals are redirects and HTML pages, not problem+json
 
     @app.exception_handler(OAuthError)
     async def _oauth_error(_request: Request, exc: OAuthError) -> Response:
@@ -97,7 +100,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
 
     for router in (ops_router, oauth_router, agencies_router, audit_router, returnees_router, notices_router,
                    referrals_router, stats_router, events_router, regions_router, manifests_router,
-                   webhooks_router, register_router, alerts_router, warnings_router):
+                   webhooks_router, register_router, alerts_router, warnings_router, officers_router, console.router):
         app.include_router(router)
     app.webhooks.include_router(webhook_events)  # the events posted to subscribers, in the OpenAPI document
     openapi.install(app)  # the document declares every error, header and scope alternative (api/http/openapi.py)

@@ -15,6 +15,7 @@ from models.event import ChangeHead, Event, EventHead
 from models.idempotency import IdempotencyRecord
 from models.manifest import EntryPoint, Manifest, ManifestPerson, ManifestPersonStatus
 from models.notice import FollowUpAction, Notice, NoticeFollowUp, NoticeReturnee, NoticeStatus
+from models.officer import Officer, OfficerSession
 from models.ratelimit import RateLimitCounter
 from models.referral import (
     OPEN_STATUSES,
@@ -70,6 +71,8 @@ __all__ = [
     "FollowUpAction",
     "IdempotencyRecord",
     "Notice",
+    "Officer",
+    "OfficerSession",
     "NoticeFollowUp",
     "NoticeReturnee",
     "Person",

@@ -34,6 +34,8 @@ class Agency(SQLModel, table=True):
     kind: AgencyKind = Field(sa_type=sa.String(32))
     jurisdiction: str = Field(max_length=16, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
+    # its officers must sign in to the console with a second factor (TOTP)
+    requires_totp: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class ApiClient(SQLModel, table=True):

@@ -151,6 +151,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "alert.list":          (401, 403,  200,   403,   403,   403,   200,  403, 403,   403),
     "alert.get":           (401, 403,  200,   403,   403,   403,   200,  403, 403,   403),
     "warning.public":      (200, 200,  200,   200,   200,   200,   200,  200, 200,   200),
+    # officers of an agency: the operator, or the agency's own officers:manage (no demo client holds it)
+    "officer.create":      (401, 403,  403,   403,   403,   403,   403,  403, 403,   201),
 }
 # fmt: on
 
@@ -162,6 +164,40 @@ NOT_IN_MATRIX = {
     "redoc_html": "/redoc, the ReDoc page",
     "docs_assets": "/docs-assets/..., the pages' scripts and styles, served from the fastapi-offline package",
     "redoc_js": "/docs-assets/redoc.standalone.js, the packaged ReDoc bundle (its logo made local)",
+}
+
+# The console's pages (api/console): signed in with an officer's session cookie, not a bearer
+# token, so the same for every column here; tests/test_console.py checks them per officer, and
+# test_console_pages_refuse_without_a_session below that none is reached without a session.
+CONSOLE = {
+    "console.root": "GET /: a redirect to the sign-in form or the officer's home",
+    "console.css": "GET /console/static/console.css: the stylesheet (public)",
+    "console.signin_form": "GET /console/masuk: the sign-in form (public)",
+    "console.signin": "POST /console/masuk: signing in (the form's own CSRF token)",
+    "console.signout": "POST /console/keluar",
+    "console.home": "GET /console",
+    "console.overview": "GET /console/ringkasan (stats:read)",
+    "console.download": "GET /console/ringkasan/unduh.{fmt} (stats:read)",
+    "console.week": "GET /console/pekan (notices:read or referrals:read)",
+    "console.referrals": "GET /console/rujukan (referrals:read)",
+    "console.acknowledge": "POST /console/pemberitahuan/{id}/konfirmasi (notices:ack)",
+    "console.follow_up": "POST /console/pemberitahuan/{id}/tindak-lanjut (notices:ack)",
+    "console.transition": "POST /console/rujukan/{id}/status (referrals:respond / write)",
+    "console.audit": "GET /console/audit (audit:read)",
+    "console.checkpoint": "GET /console/audit/titik-periksa (audit:read)",
+}
+CONSOLE_PATHS = {
+    "console.signout": ("POST", "/console/keluar"),
+    "console.home": ("GET", "/console"),
+    "console.overview": ("GET", "/console/ringkasan"),
+    "console.download": ("GET", "/console/ringkasan/unduh.xlsx"),
+    "console.week": ("GET", "/console/pekan"),
+    "console.referrals": ("GET", "/console/rujukan"),
+    "console.acknowledge": ("POST", "/console/pemberitahuan/00000000-0000-4000-8000-000000000000/konfirmasi"),
+    "console.follow_up": ("POST", "/console/pemberitahuan/00000000-0000-4000-8000-000000000000/tindak-lanjut"),
+    "console.transition": ("POST", "/console/rujukan/00000000-0000-4000-8000-000000000000/status"),
+    "console.audit": ("GET", "/console/audit"),
+    "console.checkpoint": ("GET", "/console/audit/titik-periksa"),
 }
 
 # Errors of these routes follow RFC 6749 §5.2 ({"error", "error_description"}), not RFC 9457.
@@ -459,6 +495,11 @@ async def _report_create(w: World, who: str) -> Call:
         "identifiers": [{"kind": "phone", "value": "0812 0000 1111"}]})
 
 
+async def _officer_create(w: World, who: str) -> Call:
+    return Call("POST", "/v1/agencies/DP3A-SAMBAS/officers",
+                json={"email": f"{w.unique('matrix').lower()}@dp3a.sambas.go.id", "scopes": ["notices:read"]})
+
+
 def call_for(route: str) -> Builder:
     builders: dict[str, Builder] = {
         "healthz": static("GET", "/healthz"),
@@ -517,6 +558,7 @@ def call_for(route: str) -> Builder:
         "alert.list": static("GET", "/v1/alerts", params={"limit": 5}),
         "alert.get": lambda w, who: static("GET", f"/v1/alerts/{w.alert_bky}")(w, who),
         "warning.public": static("GET", "/v1/public/warnings"),
+        "officer.create": _officer_create,
     }
     return builders[route]
 
@@ -563,7 +605,8 @@ def api_route_names() -> set[str]:
 
 def test_every_route_has_a_row() -> None:
     """A route added without a row (or a row left for a removed route) fails here."""
-    assert set(MATRIX) == api_route_names()
+    assert set(MATRIX) | set(CONSOLE) == api_route_names()
+    assert not set(MATRIX) & set(CONSOLE)
     assert COLUMNS[1:] == tuple(a["code"] for a in AGENCIES), "a demo agency has no column (or one too many)"
     bad = [name for name, row in MATRIX.items() if len(row) != len(COLUMNS)]
     assert not bad, f"rows without one status per column: {bad}"
@@ -586,6 +629,17 @@ async def test_matrix_row(world: World, route: str) -> None:
             wrong.append(f"{who}: a server error")
     as_observed = f'    "{route}": ({", ".join(str(s) for s in observed)}),'
     assert not wrong, "\n".join([f"{route}:", *wrong, "the row as observed:", as_observed])
+
+
+async def test_console_pages_refuse_without_a_session(world: World) -> None:
+    """No page or action of the console answers a bearer token or no credentials at all: a page
+    redirects to the sign-in form, an action does too, and nothing is done."""
+    assert set(CONSOLE_PATHS) <= set(CONSOLE)
+    for name, (method, path) in CONSOLE_PATHS.items():
+        for who in COLUMNS:
+            headers = {} if who == NONE else world.bearer(who)
+            r = await world.http.request(method, path, headers=headers, data={"csrf": "x"} if method == "POST" else None)
+            assert r.status_code == 303 and r.headers["location"].startswith("/console/masuk"), (name, who, r.status_code)
 
 
 # --- where one may write (issue 8, item 4) ---------------------------------------------------

@@ -24,6 +24,9 @@ class AuditEventPublic(BaseModel):
     outcome: str
     request_id: str | None
     detail: dict[str, Any]
+    officer: str | None = Field(default=None, description="the officer (console session) who acted for the agency")
+    on_behalf_of: str | None = Field(default=None, description="the person a partner system named behind its "
+                                     "machine call (header Sinergi-User-Id): claimed, not verified")
     hash: str
     prev_hash: str
 
@@ -45,6 +48,8 @@ class AuditEventPublic(BaseModel):
             outcome=doc["outcome"],
             request_id=doc["request_id"],
             detail=doc.get("detail", {}),
+            officer=doc.get("officer"),
+            on_behalf_of=doc.get("on_behalf_of"),
             hash=e.hash,
             prev_hash=e.prev_hash,
         )

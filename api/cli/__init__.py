@@ -295,6 +295,59 @@ def audit_verify(chain: str | None, checkpoint: str | None) -> None:
     sys.exit(1 if broken else 0)
 
 
+@main.group()
+def officers() -> None:
+    """Officer accounts (people who sign in to the console)."""
+
+
+@officers.command("create")
+@click.option("--agency", "agency_code", required=True)
+@click.option("--email", required=True)
+@click.option("--scopes", required=True, help='space-separated, a subset of the agency\'s, e.g. "stats:read notices:read"')
+@click.option("--name", default="")
+def officers_create(agency_code: str, email: str, scopes: str, name: str) -> None:
+    """Create an officer; prints the generated password (and the second factor's URI) once."""
+    # deferred, as the other commands: `sinergi --help` should not load the service
+    from api.core.errors import Problem
+    from api.core.unit import operator_unit
+    from api.officers import service
+    from api.officers.schemas import OfficerCreate
+
+    try:
+        data = OfficerCreate(email=email, name=name, scopes=scopes.split())
+    except ValidationError as exc:
+        _fail(_errors(exc))
+
+    async def go(db: Any) -> Any:
+        async with operator_unit(db) as session:
+            return await service.create_officer(session, agency_code, data)
+
+    try:
+        created = _run(go)
+    except Problem as exc:
+        _fail(exc.detail)
+    click.echo(created.model_dump_json())
+
+
+@officers.command("disable")
+@click.option("--email", required=True)
+def officers_disable(email: str) -> None:
+    """Disable an officer: no more sign-ins, and their open sessions end at once."""
+    from api.core.errors import Problem
+    from api.core.unit import operator_unit
+    from api.officers import service
+
+    async def go(db: Any) -> None:
+        async with operator_unit(db) as session:
+            await service.disable_officer(session, email)
+
+    try:
+        _run(go)
+    except Problem as exc:
+        _fail(exc.detail)
+    click.echo(f"{email} disabled")
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="one pass (fan-out and one batch), then exit")
 def worker(once: bool) -> None:
@@ -349,8 +402,8 @@ def demo(output: str | None) -> None:
     is not known (no FILE, or a FILE that no longer matches) gets a new one."""
     from api.cli.demo_data import load
 
-    known = _known_credentials(output)
-    text = json.dumps(_run(load, known), indent=2) + "\n"
+    known, known_officers = _known_credentials(output)
+    text = json.dumps(_run(load, known, known_officers), indent=2) + "\n"
     if output is None:
         click.echo(text, nl=False)
         return
@@ -358,20 +411,26 @@ def demo(output: str | None) -> None:
     click.echo(f"demo clients and their secrets: {output} (readable by you only)", err=True)
 
 
-def _known_credentials(path: str | None) -> dict[str, dict[str, str]]:
-    """The clients of an earlier run's credentials file (``code -> {client_id, client_secret}``),
-    or nothing when there is no such file or it is not one."""
+def _known_credentials(path: str | None) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """The clients (``code -> {client_id, client_secret}``) and the officers' passwords
+    (``email -> password``) of an earlier run's credentials file, or nothing when there is no
+    such file or it is not one."""
     if path is None or not os.path.isfile(path):
-        return {}
+        return {}, {}
     try:
         with open(path, encoding="utf-8") as fh:
-            clients = json.load(fh).get("clients", {})
+            data = json.load(fh)
+        clients, officers = data.get("clients", {}), data.get("officers", {})
     except (OSError, ValueError, AttributeError):
-        return {}
+        return {}, {}
     if not isinstance(clients, dict):
-        return {}
-    return {code: c for code, c in clients.items()
-            if isinstance(c, dict) and isinstance(c.get("client_id"), str) and isinstance(c.get("client_secret"), str)}
+        clients = {}
+    if not isinstance(officers, dict):
+        officers = {}
+    return ({code: c for code, c in clients.items()
+             if isinstance(c, dict) and isinstance(c.get("client_id"), str) and isinstance(c.get("client_secret"), str)},
+            {email: o["password"] for email, o in officers.items()
+             if isinstance(o, dict) and isinstance(o.get("password"), str)})
 
 
 if __name__ == "__main__":  # pragma: no cover

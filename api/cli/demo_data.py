@@ -55,7 +55,8 @@ Loader = Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
 def loaders() -> list[Loader]:
     """The record loaders, in order: notices are raised for the returnees loaded before them,
     referrals are about those returnees; the manifests raise their own notices; departures and
-    recruitment reports come last."""
+    recruitment reports last. (The officers, people who sign in to the console, are loaded by
+    :func:`load` after them, with the passwords of an earlier run.)"""
     from api.alerts.demo import load_alerts
     from api.manifests.demo import load_manifests
     from api.notices.demo import load_notices
@@ -106,7 +107,12 @@ async def load_agencies(session: AsyncSession, known: dict[str, dict[str, str]] 
     return creds
 
 
-async def load(db: Database, known: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+async def load(db: Database, known: dict[str, dict[str, str]] | None = None,
+               known_officers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Load (or complete) the demo; ``known``/``known_officers``: the secrets and passwords of
+    an earlier run's credentials file, kept while they still sign in."""
+    from api.officers.demo import load_officers  # deferred as the loaders are: the CLI loads it on demand
+
     if get_settings().mode == "production":
         raise SystemExit("refusing to load demo data in production mode")
     async with operator_unit(db, "demo") as session:
@@ -117,5 +123,7 @@ async def load(db: Database, known: dict[str, dict[str, str]] | None = None) -> 
             extra = await loader(session)
         if extra:
             out.update(extra)
+    async with operator_unit(db, "demo") as session:
+        out.update(await load_officers(session, known_officers))
     return out
 

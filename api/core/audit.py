@@ -143,7 +143,10 @@ def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime, ent
     """One entry. What it says is bounded, whatever the caller sent: the indexed columns hold
     only what the service knows (the authenticated client, its agency, ids the service made or
     checked); anything else a caller claims goes into ``detail`` under ``claimed_*``, bounded
-    (:mod:`api.core.text`)."""
+    (:mod:`api.core.text`). An officer's entry says who (``officer``, the console session's
+    officer id, beside the agency); a partner's call naming the person behind it says so as
+    ``on_behalf_of``, bounded: claimed, never verified. Entries without either keep the body
+    they always had."""
     caller = ctx.caller
     detail: dict[str, Any] = _bounded_detail(dict(rec.detail))
     client_id = caller.client_id if caller else ctx.client_id
@@ -176,8 +179,14 @@ def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime, ent
         detail["claimed_subjects"] = _bounded_detail(claimed)
     row = _Row(entry_id or uuid.uuid4(), now, columns["client_id"], columns["agency"], columns["action"], columns["resource_type"],
                columns["resource_id"], str(rec.outcome), columns["request_id"], "", subjects)
+    people: dict[str, str] = {}
+    if caller is not None and caller.officer is not None:  # proven: a console session
+        people["officer"] = text_rules.bounded(caller.officer, text_rules.MAX_ID)
+    if ctx.claimed_user is not None:  # what a partner system says; kept apart from "officer"
+        people["on_behalf_of"] = text_rules.bounded(ctx.claimed_user, text_rules.MAX_ID)
     row.body = orjson.dumps(
         {
+            **people,
             "id": str(row.id),
             "chain": chain,
             "occurred_at": _iso(now),

@@ -22,6 +22,9 @@ class Caller:
     jurisdiction: str
     scopes: frozenset[str]
     token_id: str
+    # the officer signed in to the console (api/officers) whose session this is; the agency's
+    # machine calls have none
+    officer: str | None = None
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
@@ -57,7 +60,7 @@ class PendingEvent:
 class RequestContext:
     """``request_id`` is the server's own (never the caller's); ``caller_request_id`` is the
     caller's ``X-Request-ID``, kept beside it. ``ip`` is the client's address (the socket's,
-    or a trusted proxy's ``X-Forwarded-For``). ``client_id`` is a client proven without a token
+    or a trusted proxy's ``X-Forwarded-For``). ``claimed_user``: the person a machine call says it is made for; ``client_id`` is a client proven without a token
     (by its secret at ``/oauth/token``; the operator's command line); ``claimed_client_id`` is
     one that is only claimed, and goes into an entry's detail, never its ``client_id``.
     ``audited``: an entry for this request has been written (or its writing was attempted)."""
@@ -71,6 +74,9 @@ class RequestContext:
     claimed_client_id: str | None = None
     client_id: str | None = None
     caller_request_id: str | None = None
+    # the person a partner system says is behind its machine call (header ``Sinergi-User-Id``,
+    # as X-Road's ``X-Road-UserId``): claimed, not proven
+    claimed_user: str | None = None
     audited: bool = False
     audit: list[AuditRecord] = field(default_factory=list)
     events: list[PendingEvent] = field(default_factory=list)

@@ -30,6 +30,7 @@ class Scope(StrEnum):
     manifests_write = "manifests:write"
     manifests_read = "manifests:read"
     manifests_locate = "manifests:locate"
+    officers_manage = "officers:manage"
     admin = "admin"
 
     @property
@@ -58,5 +59,6 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.manifests_write: "register arrival manifests and mark who arrived at the border (BP3MI)",
     Scope.manifests_read: "read arrival manifests: their people of the jurisdiction, all of them for the issuer",
     Scope.manifests_locate: "record whether an arrived person of the district was located",
+    Scope.officers_manage: "create the agency's own officer accounts (people who sign in to the console)",
     Scope.admin: "register agencies and their API clients",
 }

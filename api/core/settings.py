@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     webhook_poll: float = Field(default=1.0, gt=0, le=60, description="seconds between looks for new work when idle")
     webhook_batch: int = Field(default=100, ge=1, le=1000, description="deliveries claimed at once")
     webhook_concurrency: int = Field(default=8, ge=1, le=256, description="attempts in flight per worker")
+    # The console (officers' pages): sessions, sign-in lock-out.
+    session_idle: int = Field(default=1800, ge=60, le=86_400, description="seconds a session lives unused")
+    session_absolute: int = Field(default=43_200, ge=300, le=7 * 86_400, description="seconds a session lives at most")
+    signin_lockout_after: int = Field(default=5, ge=1, le=100, description="failed sign-ins before an officer is locked")
+    signin_lockout: int = Field(default=900, ge=60, le=86_400, description="seconds an officer stays locked")
+    rate_signin: int = Field(default=20, ge=0, description="sign-in attempts per source and window")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

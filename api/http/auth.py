@@ -167,6 +167,7 @@ RegisterCounts = Annotated[Caller, Depends(require_scope(Scope.register_read, Sc
 AlertsWrite = Annotated[Caller, Depends(require_scope(Scope.alerts_write))]
 AlertsRead = Annotated[Caller, Depends(require_scope(Scope.alerts_read))]
 EventsRead = Annotated[Caller, Depends(require_scope(Scope.events_read))]
+OfficersManage = Annotated[Caller, Depends(require_scope(Scope.officers_manage, Scope.admin))]
 WebhooksManage = Annotated[Caller, Depends(require_scope(Scope.webhooks_manage))]
 ManifestsWrite = Annotated[Caller, Depends(require_scope(Scope.manifests_write))]
 ManifestsRead = Annotated[Caller, Depends(require_scope(Scope.manifests_read))]

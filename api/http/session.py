@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import audit
+from api.core import audit, text
 from api.core.context import RequestContext
 from api.core.db import Database
 from api.core.errors import OutcomeUnknown
@@ -55,6 +55,17 @@ def services(request: Request) -> Services:
     return request.app.state.services
 
 
+# The person behind a partner's machine call, as the partner names it (X-Road's X-Road-UserId).
+USER_HEADER = "Sinergi-User-Id"
+
+
+def claimed_user(value: str | None) -> str | None:
+    """The header's value as the audit entry keeps it (``on_behalf_of``): bounded, never trusted."""
+    if value is None or not value.strip():
+        return None
+    return text.bounded(value.strip(), text.MAX_ID)
+
+
 def request_context(request: Request) -> RequestContext:
     ctx = getattr(request.state, "ctx", None)
     if ctx is None:
@@ -66,6 +77,7 @@ def request_context(request: Request) -> RequestContext:
             route=getattr(route, "name", None),
             path_params=dict(request.path_params),
             caller_request_id=state.get("caller_request_id"),
+            claimed_user=claimed_user(request.headers.get(USER_HEADER)),
         )
         request.state.ctx = ctx
     return ctx

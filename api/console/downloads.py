@@ -1,0 +1,100 @@
+"""Downloads people can open: the returnees by district and month as CSV and XLSX.
+
+CSV: UTF-8 with a byte-order mark and ``;`` between fields. Excel in an Indonesian locale
+(id-ID, whose decimal separator is the comma) splits a double-clicked CSV on ``;``, its list
+separator, not on ``,``; the BOM makes it read UTF-8. (A ``sep=;`` first line would make Excel
+ignore the BOM, so there is none.) Region codes and months are written as ``="61.10"``: Excel
+and LibreOffice keep them as text, so Melawi's ``61.10`` does not become ``61.1`` nor
+``2025-01`` a date. A program reading the file strips ``="…"``.
+
+XLSX: codes and months are text cells (type string), counts numbers; a second sheet says what
+the figures are and why some are empty.
+
+Both: Indonesian headers, region names beside codes, every district x month of the period
+present (0 where there were none), and a suppressed cell empty with its reason in ``Keterangan``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+from api.console.service import Grid, region_name
+
+HEADERS = ["Kode kabupaten/kota", "Kabupaten/Kota", "Bulan", "Jumlah pemulangan", "Keterangan"]
+CSV_TYPE = "text/csv; charset=utf-8"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def filename(grid: Grid, ext: str) -> str:
+    return f"pemulangan-per-kabupaten-{grid.period.first}_{grid.period.last}.{ext}"
+
+
+def suppressed_note(grid: Grid) -> str:
+    return (f"disamarkan: 1 sampai {grid.threshold - 1} orang (sel kecil tidak diterbitkan agar korban tidak "
+            f"dapat dikenali)")
+
+
+def rows(grid: Grid) -> list[tuple[str, str, str, int | None, str]]:
+    out = []
+    for d in grid.districts:
+        for m in grid.months:
+            value = grid.cells[(d, m)]
+            out.append((d, region_name(d), m, value, suppressed_note(grid) if value is None else ""))
+    return out
+
+
+def notes(grid: Grid, agency: str, made_at: datetime) -> list[tuple[str, str]]:
+    return [
+        ("Isi", "Jumlah pekerja migran yang dipulangkan, per kabupaten/kota asal dan bulan pemulangan"),
+        ("Periode", f"{grid.period.first} sampai {grid.period.last}"),
+        ("Lembaga", agency),
+        ("Dibuat", made_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("Pembulatan", f"setiap angka dibulatkan ke kelipatan {grid.rounding_base} (acak tak bias, tetap per sel)"),
+        ("Sel kosong", suppressed_note(grid)),
+        ("Sumber", "Sinergi, GET /v1/stats/returnees?group_by=district,month (angka yang sama)"),
+    ]
+
+
+def _text(value: str) -> str:
+    return f'="{value}"'
+
+
+def to_csv(grid: Grid) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(HEADERS)
+    for code, name, month, value, note in rows(grid):
+        writer.writerow([_text(code), name, _text(month), "" if value is None else value, note])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def to_xlsx(grid: Grid, agency: str, made_at: datetime) -> bytes:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Pemulangan"
+    sheet.append(HEADERS)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for code, name, month, value, note in rows(grid):
+        sheet.append([code, name, month, value, note])
+    for row in sheet.iter_rows(min_row=2):
+        for cell in (row[0], row[2]):
+            cell.data_type = "s"  # text, whatever it looks like
+            cell.number_format = "@"
+    for column, width in zip("ABCDE", (20, 28, 10, 20, 60), strict=True):
+        sheet.column_dimensions[column].width = width
+    sheet.freeze_panes = "A2"
+    about = book.create_sheet("Keterangan")
+    for key, text in notes(grid, agency, made_at):
+        about.append([key, text])
+    about.column_dimensions["A"].width = 14
+    about.column_dimensions["B"].width = 100
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

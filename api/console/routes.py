@@ -1,0 +1,473 @@
+"""The console's pages: sign-in, the province's overview, a district office's week, the
+referrals received, the audit trail; and the downloads.
+
+Officers sign in with their own account (:mod:`api.officers`); a page's request runs as the
+officer (``Caller.officer``) in the agency's name, so every read and action goes through the
+same services as the API and is audited under both. Every form carries the session's CSRF token
+(the sign-in form a double-submit one); an action carries the ETag it was shown as ``If-Match``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from api.audit import repository as audit_repository
+from api.audit import service as audit_service
+from api.audit.schemas import AUDIT, AuditEventPublic
+from api.console import charts, downloads, i18n
+from api.console import service as console
+from api.core import audit, clock
+from api.core import text as text_rules
+from api.core.context import RequestContext
+from api.core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    Problem,
+    Unauthorized,
+    ValidationFailed,
+)
+from api.core.scopes import Scope
+from api.core.unit import open_unit
+from api.http.ratelimit import counter_key
+from api.http.session import SessionDep, request_context, services
+from api.notices import service as notices
+from api.notices.schemas import FollowUpCreate
+from api.officers import service as officers
+from api.referrals import service as referrals
+from api.referrals.workflow import Action
+from models import FollowUpAction, Outcome
+
+router = APIRouter(tags=["console"], include_in_schema=False)
+
+SESSION_COOKIE = "sinergi_session"
+SIGNIN_COOKIE = "sinergi_signin"  # the sign-in form's double-submit CSRF token
+LANG_COOKIE = "sinergi_lang"
+SIGNIN = "/console/masuk"
+
+_TEMPLATES = resources.files("api.console").joinpath("templates")
+_env = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=select_autoescape(["html"]),
+                   trim_blocks=True, lstrip_blocks=True)
+_CSS = resources.files("api.console").joinpath("static/console.css").read_bytes()
+
+# No resource from elsewhere, no script, no inline style: the pages need none.
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+
+
+# --- who is signed in ----------------------------------------------------------------------
+
+
+class SignInNeeded(Unauthorized):
+    """No live console session: the page redirects to the sign-in form."""
+
+    def __init__(self) -> None:
+        super().__init__("A console session is required")
+
+
+class PageForbidden(Forbidden):
+    """The officer lacks the scope of a page: an HTML 403 (audited as a denial)."""
+
+
+class BadCsrf(Forbidden):
+    slug, title = "csrf-refused", "The form's CSRF token is missing or wrong"
+
+    def __init__(self) -> None:
+        super().__init__("a form token")
+
+
+async def _signed_in(request: Request) -> officers.Console | None:
+    """The cookie's live session, looked up (and its last use noted) in a short unit of its own,
+    before the page's own (which may only read)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    svc = services(request)
+    ctx = request_context(request)
+    async with open_unit(svc.db, RequestContext(request_id=ctx.request_id, ip=ctx.ip, route="console.session")) as unit:
+        return await officers.open_session(unit.session, svc.settings, token)
+
+
+async def _officer(request: Request) -> officers.Console:
+    found = await _signed_in(request)
+    if found is None:
+        raise SignInNeeded()
+    request_context(request).caller = found.caller  # the page's audit entries: the officer, for the agency
+    return found
+
+
+Officer = Annotated[officers.Console, Depends(_officer)]
+
+
+def _need(officer: officers.Console, *scopes: Scope) -> None:
+    if not any(officer.caller.has(s) for s in scopes):
+        raise PageForbidden(" ".join(scopes))
+
+
+async def _form(request: Request, officer: officers.Console) -> dict[str, str]:
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not officers.csrf_matches(officer, fields.get("csrf")):
+        raise BadCsrf()
+    return fields
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _lang(request: Request) -> str:
+    return i18n.lang_of(request.query_params.get("lang") or request.cookies.get(LANG_COOKIE))
+
+
+def _secure(request: Request) -> bool:
+    return services(request).settings.mode != "development"
+
+
+def render(request: Request, template: str, officer: officers.Console | None, status: int = 200,
+           **values: Any) -> HTMLResponse:
+    lang = _lang(request)
+    t = i18n.translator(lang)
+    message = request.query_params.get("msg")
+    page = _env.get_template(template).render(
+        t=t, lang=lang, officer=officer, csrf=officer.csrf if officer else None, path=request.url.path,
+        other_lang="en" if lang == "id" else "id",
+        lang_href="?" + urlencode({**{k: v for k, v in request.query_params.items() if k != "msg"},
+                                   "lang": "en" if lang == "id" else "id"}),
+        message=message if message in i18n.WORDS and message.startswith(("ok_", "err_")) else None,
+        region_name=console.region_name, nav=_nav(officer) if officer else [], **values)
+    reply = HTMLResponse(page, status_code=status, headers=_HEADERS)
+    if request.query_params.get("lang") in i18n.LANGS:
+        reply.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="lax",
+                         secure=_secure(request))
+    return reply
+
+
+def _nav(officer: officers.Console) -> list[tuple[str, str]]:
+    c = officer.caller
+    items = [("/console", "nav_home")]
+    if c.has(Scope.stats_read):
+        items.append(("/console/ringkasan", "nav_overview"))
+    if c.has(Scope.notices_read) or c.has(Scope.referrals_read):
+        items.append(("/console/pekan", "nav_week"))
+    if c.has(Scope.referrals_read):
+        items.append(("/console/rujukan", "nav_referrals"))
+    if c.has(Scope.audit_read):
+        items.append(("/console/audit", "nav_audit"))
+    return items
+
+
+def _back(form: dict[str, str], msg: str) -> RedirectResponse:
+    back = form.get("back", "/console/pekan")
+    if not back.startswith("/console") or "//" in back or "\\" in back:
+        back = "/console/pekan"
+    back = back.split("?", 1)[0]
+    return RedirectResponse(f"{back}?{urlencode({'msg': msg})}", status_code=303, headers=_HEADERS)
+
+
+def install(app: FastAPI) -> None:
+    """The console's own replies to its refusals: a redirect to the sign-in form, HTML pages."""
+
+    @app.exception_handler(SignInNeeded)
+    async def _sign_in(request: Request, exc: SignInNeeded) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        reply = RedirectResponse(f"{SIGNIN}?{urlencode({'next': target})}", status_code=303, headers=_HEADERS)
+        if request.cookies.get(SESSION_COOKIE):  # one that ended: say so on the form
+            reply = RedirectResponse(f"{SIGNIN}?{urlencode({'next': target, 'expired': '1'})}", status_code=303,
+                                     headers=_HEADERS)
+            reply.delete_cookie(SESSION_COOKIE, path="/")
+        return reply
+
+    @app.exception_handler(PageForbidden)
+    async def _forbidden(request: Request, exc: PageForbidden) -> Response:
+        return render(request, "error.html", None, 403, key="forbidden")
+
+    @app.exception_handler(BadCsrf)
+    async def _csrf(request: Request, exc: BadCsrf) -> Response:
+        return render(request, "error.html", None, 403, key="csrf_bad")
+
+
+# --- signing in and out ------------------------------------------------------------------------
+
+
+@router.get("/", name="console.root", response_class=RedirectResponse, response_model=None)
+async def root(request: Request) -> Response:
+    """People who open the service's address: their home, or the sign-in form."""
+    found = await _signed_in(request)
+    return RedirectResponse("/console" if found else SIGNIN, status_code=303, headers=_HEADERS)
+
+
+@router.get("/console/static/console.css", name="console.css", response_class=Response, response_model=None)
+async def stylesheet() -> Response:
+    return Response(_CSS, media_type="text/css", headers={"Cache-Control": "max-age=3600",
+                                                          "X-Content-Type-Options": "nosniff"})
+
+
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/console") and "//" not in value and "\\" not in value:
+        return value
+    return "/console"
+
+
+@router.get(SIGNIN, name="console.signin_form", response_class=HTMLResponse, response_model=None)
+async def signin_form(request: Request, error: str | None = None, expired: str | None = None,
+                      next: str | None = None) -> Response:
+    token = secrets.token_urlsafe(32)
+    key = {"credentials": "signin_failed", "second-factor": "signin_failed", "locked": "signin_locked",
+           "rate": "signin_rate", "csrf": "csrf_bad"}.get(error or "")
+    reply = render(request, "signin.html", None, signin_csrf=token, error=key, expired=bool(expired),
+                   next=_safe_next(next))
+    reply.set_cookie(SIGNIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
+                     secure=_secure(request), path=SIGNIN)
+    return reply
+
+
+@router.post(SIGNIN, name="console.signin", response_class=RedirectResponse, response_model=None)
+async def signin(request: Request, session: SessionDep) -> Response:
+    svc = services(request)
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    nxt = _safe_next(fields.get("next"))
+
+    def again(error: str) -> Response:
+        return RedirectResponse(f"{SIGNIN}?{urlencode({'error': error, 'next': nxt})}", status_code=303,
+                                headers=_HEADERS)
+
+    cookie = request.cookies.get(SIGNIN_COOKIE) or ""
+    given = fields.get("csrf") or ""
+    if not cookie or not secrets.compare_digest(cookie.encode(), given.encode()):
+        audit.record(session, "officer.signin", outcome=Outcome.denied, resource_type="officer", reason="csrf")
+        return again("csrf")
+    if svc.limiter is not None:
+        ip = request_context(request).ip
+        verdict = await svc.limiter.hit(counter_key("signin", ip), svc.settings.rate_signin, session)
+        if not verdict.allowed:
+            audit.record(session, "officer.signin", outcome=Outcome.denied, resource_type="officer", reason="rate")
+            return again("rate")
+    result = await officers.sign_in(session, svc.settings, fields.get("email", ""), fields.get("password", ""),
+                                    fields.get("code"))
+    if isinstance(result, officers.Refused):
+        return again(result.reason)
+    reply = RedirectResponse(nxt, status_code=303, headers=_HEADERS)
+    reply.set_cookie(SESSION_COOKIE, result.token, max_age=svc.settings.session_absolute, httponly=True,
+                     samesite="lax", secure=_secure(request), path="/")
+    reply.delete_cookie(SIGNIN_COOKIE, path=SIGNIN)
+    return reply
+
+
+@router.post("/console/keluar", name="console.signout", response_class=RedirectResponse, response_model=None)
+async def signout(request: Request, officer: Officer, session: SessionDep) -> Response:
+    await _form(request, officer)
+    await officers.sign_out(session, request.cookies.get(SESSION_COOKIE))
+    reply = RedirectResponse(SIGNIN, status_code=303, headers=_HEADERS)
+    reply.delete_cookie(SESSION_COOKIE, path="/")
+    return reply
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+@router.get("/console", name="console.home", response_class=HTMLResponse, response_model=None)
+async def home(request: Request, officer: Officer, session: SessionDep) -> Response:
+    audit.record(session, "console.home", resource_type="officer", resource_id=str(officer.officer_id))
+    return render(request, "home.html", officer, scopes=sorted(officer.caller.scopes))
+
+
+def _period(request: Request) -> console.Period | None:
+    return console.period_of(request.query_params.get("dari"), request.query_params.get("sampai"))
+
+
+async def _grid(request: Request, officer: officers.Console, session: SessionDep) -> console.Grid:
+    threshold = services(request).settings.suppression_threshold
+    period = _period(request) or await console.default_period(session, officer.caller, threshold)
+    return await console.returnee_grid(session, officer.caller, period, threshold)
+
+
+@router.get("/console/ringkasan", name="console.overview", response_class=HTMLResponse, response_model=None)
+async def overview(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """The province's overview: returnees by district and month, suspected victims, notices not
+    yet acknowledged and referrals per receiving agency."""
+    _need(officer, Scope.stats_read)
+    grid = await _grid(request, officer, session)
+    threshold = services(request).settings.suppression_threshold
+    series = [(f"{d} {console.region_name(d)}", [grid.cells[(d, m)] or 0 for m in grid.months])
+              for d in grid.districts if grid.row_total(d) > 0]
+    t = i18n.translator(_lang(request))
+    chart = charts.stacked_bars(grid.months, series, title=t("chart_title"))
+    unacked = (await console.unacknowledged_by_district(session, officer.caller)
+               if officer.caller.has(Scope.notices_read) else None)
+    refs = await console.referral_rows(session, officer.caller, grid.period, threshold)
+    return render(request, "overview.html", officer, grid=grid, chart=chart, legend=charts.legend([s[0] for s in series]),
+                  unacked=unacked, referral_rows=refs,
+                  download_query=urlencode({"dari": grid.period.first, "sampai": grid.period.last}))
+
+
+@router.get("/console/ringkasan/unduh.{fmt}", name="console.download", response_class=Response, response_model=None)
+async def download(request: Request, officer: Officer, session: SessionDep, fmt: str) -> Response:
+    """The overview's returnees by district and month as CSV or XLSX."""
+    _need(officer, Scope.stats_read)
+    if fmt not in ("csv", "xlsx"):
+        raise NotFound("csv or xlsx")
+    grid = await _grid(request, officer, session)
+    name = downloads.filename(grid, fmt)
+    audit.record(session, "console.download", resource_type="stats", format=fmt, period=[grid.period.first,
+                                                                                          grid.period.last])
+    if fmt == "csv":
+        body, media = downloads.to_csv(grid), downloads.CSV_TYPE
+    else:
+        body, media = downloads.to_xlsx(grid, officer.caller.agency, clock.now()), downloads.XLSX_TYPE
+    return Response(body, media_type=media, headers={**_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/console/pekan", name="console.week", response_class=HTMLResponse, response_model=None)
+async def week(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """A district office's week: notices to acknowledge, referrals due and overdue, with the actions."""
+    _need(officer, Scope.notices_read, Scope.referrals_read)
+    data = await console.week(session, officer.caller)
+    return render(request, "week.html", officer, week=data, moves={r.id: console.moves_for(officer.caller, r)
+                                                                   for r in data.referrals},
+                  overdue=console.overdue, follow_up_actions=[a.value for a in FollowUpAction],
+                  today=clock.now().date().isoformat(), can_ack=officer.caller.has(Scope.notices_ack))
+
+
+@router.get("/console/rujukan", name="console.referrals", response_class=HTMLResponse, response_model=None)
+async def referrals_page(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """The referrals the agency received (the police's desk), open ones first by due time."""
+    _need(officer, Scope.referrals_read)
+    refs = await console.all_referrals(session, officer.caller, role="received")
+    return render(request, "referrals.html", officer, referrals=refs,
+                  moves={r.id: console.moves_for(officer.caller, r) for r in refs}, overdue=console.overdue)
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+def _refused(session: SessionDep, exc: Problem, action: str, resource_type: str, resource_id: uuid.UUID) -> str:
+    """A refusal the page explains: its entry in the chain (the request itself succeeds)."""
+    audit.record(session, action, outcome=Outcome.denied, resource_type=resource_type, resource_id=resource_id,
+                 reason=exc.slug, problem=text_rules.bounded(exc.detail, text_rules.MAX_DETAIL_TEXT))
+    if isinstance(exc, PreconditionFailed | PreconditionRequired):
+        return "err_stale"
+    if isinstance(exc, Forbidden):
+        return "err_forbidden"
+    if isinstance(exc, Conflict):
+        return "err_conflict"
+    if isinstance(exc, NotFound):
+        return "err_not_found"
+    return "err_invalid"
+
+
+@router.post("/console/pemberitahuan/{id}/konfirmasi", name="console.acknowledge",
+             response_class=RedirectResponse, response_model=None)
+async def acknowledge(request: Request, officer: Officer, session: SessionDep, id: uuid.UUID) -> Response:
+    form = await _form(request, officer)
+    try:
+        await notices.acknowledge(session, officer.caller, id, form.get("etag"))
+    except (PreconditionFailed, PreconditionRequired, Conflict, Forbidden, NotFound, ValidationFailed) as exc:
+        return _back(form, _refused(session, exc, "notice.acknowledge", "notice", id))
+    return _back(form, "ok_acknowledged")
+
+
+@router.post("/console/pemberitahuan/{id}/tindak-lanjut", name="console.follow_up",
+             response_class=RedirectResponse, response_model=None)
+async def follow_up(request: Request, officer: Officer, session: SessionDep, id: uuid.UUID) -> Response:
+    form = await _form(request, officer)
+    try:
+        body = FollowUpCreate.model_validate({"action": form.get("action"), "note": form.get("note") or None,
+                                              "occurred_on": form.get("occurred_on")})
+    except ValueError:
+        return _back(form, _refused(session, ValidationFailed("follow-up"), "notice.follow_up", "notice", id))
+    try:
+        await notices.record_follow_up(session, officer.caller, id, body)
+    except (Conflict, Forbidden, NotFound, ValidationFailed) as exc:
+        return _back(form, _refused(session, exc, "notice.follow_up", "notice", id))
+    return _back(form, "ok_follow_up")
+
+
+@router.post("/console/rujukan/{id}/status", name="console.transition",
+             response_class=RedirectResponse, response_model=None)
+async def transition(request: Request, officer: Officer, session: SessionDep, id: uuid.UUID) -> Response:
+    form = await _form(request, officer)
+    try:
+        action = Action(form.get("action", ""))
+    except ValueError:
+        return _back(form, _refused(session, ValidationFailed("action"), "referral.transition", "referral", id))
+    try:
+        await referrals.transition(session, officer.caller, id, action, form.get("note") or None, form.get("etag"))
+    except (PreconditionFailed, PreconditionRequired, Conflict, Forbidden, NotFound, ValidationFailed) as exc:
+        return _back(form, _refused(session, exc, "referral.transition", "referral", id))
+    return _back(form, "ok_moved")
+
+
+# --- the Inspektorat -------------------------------------------------------------------------
+
+
+@router.get("/console/audit", name="console.audit", response_class=HTMLResponse, response_model=None)
+async def audit_page(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """Search the agency's audit chain (as ``GET /v1/audit``), verify it (with a checkpoint)."""
+    _need(officer, Scope.audit_read)
+    svc = services(request)
+    q = request.query_params
+    key = audit_service.chain_for(officer.caller, None)
+    within = audit_service.within(officer.caller)
+    filters = {name: (q.get(name) or "").strip()[:100] or None
+               for name in ("actor", "agency", "action", "resource_id")}
+    try:
+        after = AUDIT.open(svc.settings, q.get("cursor") or None)
+    except Problem:
+        after = None
+    page = await audit_repository.list_events(
+        session, chain=key, after=after, limit=50, client_id=filters["actor"], agency=filters["agency"],
+        action=filters["action"], resource_id=filters["resource_id"], within=within)
+    audit.record(session, "audit.list", resource_type="audit_chain", resource_id=key, within=within,
+                 filters={k: v for k, v in filters.items() if v})
+    entries = [AuditEventPublic.of(e) for e in page.items]
+    next_cursor = AUDIT.seal(svc.settings, page.next)
+    result = None
+    if q.get("verify"):
+        try:
+            v, _expect = await audit_service.verify(session, svc.keys, svc.settings.issuer, key,
+                                                    (q.get("checkpoint") or "").strip() or None)
+        except audit.BadCheckpoint:
+            result = {"ok": False, "seq": 0, "reason": "checkpoint", "checked": 0}
+        else:
+            result = {"ok": v.ok, "seq": v.first_bad_seq if not v.ok else v.head_seq, "reason": v.reason,
+                      "checked": v.checked}
+    more = urlencode({**{k: v for k, v in filters.items() if v}, "cursor": next_cursor}) if next_cursor else None
+    return render(request, "audit.html", officer, entries=entries, filters=filters, result=result, more=more,
+                  chain=key)
+
+
+@router.get("/console/audit/titik-periksa", name="console.checkpoint", response_class=Response, response_model=None)
+async def checkpoint(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """A signed checkpoint of the chain's head, as a file to keep outside Sinergi."""
+    _need(officer, Scope.audit_read)
+    svc = services(request)
+    key = audit_service.chain_for(officer.caller, None)
+    cp, signed = await audit_service.checkpoint(session, svc.keys, svc.settings.issuer, key)
+    body = orjson.dumps({"chain": cp.chain, "seq": cp.seq, "hash": cp.hash, "checkpoint": signed,
+                         "taken_at": datetime.fromtimestamp(cp.issued_at, UTC).isoformat()},
+                        option=orjson.OPT_INDENT_2)
+    name = f"titik-periksa-audit-{key}-{cp.seq}.json"
+    return Response(body, media_type="application/json",
+                    headers={**_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+__all__ = ["install", "router"]

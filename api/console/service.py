@@ -1,0 +1,235 @@
+"""What the console's pages show, gathered from the API's own services (stats, notices, referrals,
+audit), so every figure obeys the same jurisdiction and small-cell rules and equals the API's."""
+
+from __future__ import annotations
+
+import calendar
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.core import clock
+from api.core.context import Caller
+from api.core.scopes import Scope
+from api.notices import service as notices
+from api.referrals import service as referrals
+from api.referrals import workflow
+from api.referrals.repository import ReferralQuery
+from api.stats import service as stats
+from models import OPEN_STATUSES, Notice, Referral
+from models.regions import covers, regions
+
+PAGE = 200  # rows per call when the console walks a list to its end
+MAX_MONTHS = 36
+
+
+def region_name(code: str | None) -> str:
+    region = regions().get(code or "")
+    return region.name if region else ""
+
+
+def districts_of(caller: Caller) -> list[str]:
+    """The district codes the caller's jurisdiction covers (a district agency: its own)."""
+    return sorted(c for c, r in regions().items() if r.level == "district" and
+                  (covers(caller.jurisdiction, c) or covers(c, caller.jurisdiction)))
+
+
+# --- periods ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    first: str  # YYYY-MM
+    last: str
+
+    @property
+    def since(self) -> date:
+        y, m = map(int, self.first.split("-"))
+        return date(y, m, 1)
+
+    @property
+    def until(self) -> date:
+        y, m = map(int, self.last.split("-"))
+        return date(y, m, calendar.monthrange(y, m)[1])
+
+    def months(self) -> list[str]:
+        y, m = map(int, self.first.split("-"))
+        out: list[str] = []
+        while f"{y:04d}-{m:02d}" <= self.last and len(out) < MAX_MONTHS:
+            out.append(f"{y:04d}-{m:02d}")
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        return out
+
+
+def parse_month(value: str | None) -> str | None:
+    if not value or len(value) != 7 or value[4] != "-":
+        return None
+    try:
+        y, m = int(value[:4]), int(value[5:])
+    except ValueError:
+        return None
+    return f"{y:04d}-{m:02d}" if 2000 <= y <= 2100 and 1 <= m <= 12 else None
+
+
+def shift(month: str, n: int) -> str:
+    y, m = map(int, month.split("-"))
+    k = y * 12 + (m - 1) + n
+    return f"{k // 12:04d}-{k % 12 + 1:02d}"
+
+
+async def default_period(session: AsyncSession, caller: Caller, threshold: int) -> Period:
+    """Six months ending with the latest month the caller's figures have (the API's own
+    monthly counts say which); the current six months when there are none."""
+    table = await stats.returnee_stats(session, caller, ["month"], threshold)
+    months = [r["month"] for r in table.rows if r["month"]]
+    last = max(months) if months else clock.now().strftime("%Y-%m")
+    return Period(shift(last, -5), last)
+
+
+def period_of(first: str | None, last: str | None) -> Period | None:
+    a, b = parse_month(first), parse_month(last)
+    if a is None or b is None:
+        return None
+    if a > b:
+        a, b = b, a
+    if len(Period(a, b).months()) >= MAX_MONTHS:
+        a = shift(b, -(MAX_MONTHS - 1))
+    return Period(a, b)
+
+
+# --- the province's overview -------------------------------------------------------------------
+
+
+@dataclass
+class Grid:
+    """Returnees by district x month: every district of the jurisdiction and every month of the
+    period present; a cell is a count, 0 (no row in the API's reply: none), or ``None``
+    (suppressed: fewer than the threshold)."""
+
+    period: Period
+    districts: list[str]
+    months: list[str]
+    cells: dict[tuple[str, str], int | None]
+    threshold: int
+    rounding_base: int
+    total: int | None
+    suspected: dict[str, int | None] = field(default_factory=dict)
+
+    def row_total(self, district: str) -> int:
+        return sum(v or 0 for m in self.months if (v := self.cells[(district, m)]) is not None)
+
+    def month_total(self, month: str) -> int:
+        return sum(v or 0 for d in self.districts if (v := self.cells[(d, month)]) is not None)
+
+    def suppressed_in(self, district: str) -> int:
+        return sum(1 for m in self.months if self.cells[(district, m)] is None)
+
+    @property
+    def any_suppressed(self) -> bool:
+        return any(v is None for v in self.cells.values())
+
+
+async def returnee_grid(session: AsyncSession, caller: Caller, period: Period, threshold: int) -> Grid:
+    """``GET /v1/stats/returnees?group_by=district,month&from=…&to=…`` laid out as a full grid,
+    with ``…?group_by=district&trafficking_status=possible`` beside it (suspected victims)."""
+    table = await stats.returnee_stats(session, caller, ["district", "month"], threshold,
+                                       since=period.since, until=period.until)
+    months = period.months()
+    districts = districts_of(caller)
+    seen = {r["district"] for r in table.rows if r["district"]}
+    districts = sorted(set(districts) | seen)
+    cells: dict[tuple[str, str], int | None] = {(d, m): 0 for d in districts for m in months}
+    for row in table.rows:
+        key = (row["district"], row["month"])
+        if key in cells:
+            cells[key] = row["count"]
+    suspected_table = await stats.returnee_stats(session, caller, ["district"], threshold, since=period.since,
+                                                 until=period.until, trafficking_status="possible")
+    suspected: dict[str, int | None] = {d: 0 for d in districts}
+    for row in suspected_table.rows:
+        if row["district"] in suspected:
+            suspected[row["district"]] = row["count"]
+    return Grid(period, districts, months, cells, table.threshold, table.base, table.total, suspected)
+
+
+async def all_notices(session: AsyncSession, caller: Caller, *, acknowledged: bool | None) -> list[Notice]:
+    """Every notice the caller may read (``GET /v1/notices``, walked to its end)."""
+    out: list[Notice] = []
+    after = None
+    while True:
+        page = await notices.list_notices(session, caller, acknowledged=acknowledged, after=after, limit=PAGE)
+        out.extend(page.items)
+        if page.next is None or not page.items:
+            return out
+        after = page.next
+
+
+async def unacknowledged_by_district(session: AsyncSession, caller: Caller) -> Counter[str]:
+    return Counter(n.district for n in await all_notices(session, caller, acknowledged=False))
+
+
+async def referral_rows(session: AsyncSession, caller: Caller, period: Period, threshold: int) -> list[dict[str, Any]]:
+    """``GET /v1/stats/referrals?group_by=to_agency,status`` for the period, as the API replies."""
+    table = await stats.referral_stats(session, caller, ["to_agency", "status"], threshold,
+                                       since=period.since, until=period.until)
+    return table.rows
+
+
+# --- a district office's week ------------------------------------------------------------------
+
+
+async def all_referrals(session: AsyncSession, caller: Caller, *, role: str | None,
+                        open_only: bool = True) -> list[Referral]:
+    """Referrals the caller may see (``GET /v1/referrals?role=…&status=…``), walked to the end."""
+    out: list[Referral] = []
+    after = None
+    statuses = sorted(OPEN_STATUSES) if open_only else []
+    while True:
+        items, nxt = await referrals.list_referrals(session, caller, ReferralQuery(
+            role=role, status=list(statuses), sort="due_at", limit=PAGE, after=after))
+        out.extend(items)
+        if nxt is None or not items:
+            return out
+        after = nxt
+
+
+def moves_for(caller: Caller, ref: Referral) -> list[str]:
+    """The moves the caller may make on ``ref`` now (the state machine's, and its scope)."""
+    party = referrals.party_of(caller, ref)
+    if party is None:
+        return []
+    return [a for a in workflow.allowed_actions(ref.status, party)
+            if caller.has(workflow.required_scope(workflow.Action(a)))]
+
+
+def overdue(ref: Referral) -> bool:
+    return workflow.is_overdue(ref.status, ref.due_at, clock.now())
+
+
+@dataclass
+class Week:
+    to_acknowledge: list[Notice]
+    acknowledged: list[Notice]
+    referrals: list[Referral]
+    due_soon: int
+    overdue: int
+
+
+async def week(session: AsyncSession, caller: Caller) -> Week:
+    to_ack: list[Notice] = []
+    done: list[Notice] = []
+    if caller.has(Scope.notices_read):
+        to_ack = [n for n in await all_notices(session, caller, acknowledged=False)
+                  if notices.is_addressee(caller, n)]
+        done = [n for n in await all_notices(session, caller, acknowledged=True)
+                if notices.is_addressee(caller, n)][:20]
+    refs: list[Referral] = []
+    if caller.has(Scope.referrals_read):
+        refs = await all_referrals(session, caller, role="received")
+    now = clock.now()
+    late = sum(1 for r in refs if overdue(r))
+    soon = sum(1 for r in refs if not overdue(r) and (r.due_at - now).days < 7)
+    return Week(to_ack, done, refs, soon, late)

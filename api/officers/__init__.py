@@ -1,0 +1,1 @@
+"""Officers: people of an agency who sign in to the console, their sessions and second factor."""

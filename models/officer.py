@@ -1,0 +1,46 @@
+"""Officers: people of an agency who sign in to the console, and their sessions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import new_id, ts_column, utcnow
+
+
+class Officer(SQLModel, table=True):
+    """A person of an agency. ``scopes`` are a subset of what the agency's clients hold;
+    ``password_hash`` is argon2id; ``totp_secret_enc`` is the TOTP secret encrypted with the
+    data key (set when the agency requires a second factor)."""
+
+    __tablename__ = "officer"
+    __table_args__ = (sa.UniqueConstraint("email", name="uq_officer_email"),)
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    agency_code: str = Field(foreign_key="agency.code", index=True, max_length=64)
+    email: str = Field(max_length=254)
+    name: str = Field(default="", max_length=200)
+    scopes: str = Field(max_length=1000)  # space-separated
+    password_hash: str = Field(max_length=200)
+    totp_secret_enc: str | None = Field(default=None, max_length=400)
+    failed_attempts: int = Field(default=0)
+    locked_until: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
+    disabled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class OfficerSession(SQLModel, table=True):
+    """A signed-in browser. Only the hash of the cookie's value is stored; the CSRF token is
+    the synchronizer token every form carries."""
+
+    __tablename__ = "officer_session"
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    officer_id: uuid.UUID = Field(foreign_key="officer.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
+    expires_at: datetime = Field(sa_column=ts_column(nullable=False))

@@ -1,0 +1,218 @@
+"""The console in a real browser: headless Chromium (Debian's ``chromium`` + ``chromium-driver``,
+driven by Selenium) against a real uvicorn server on the demo data.
+
+Sign in, see the overview and its chart drawn (the chart's pixels are more than blank),
+acknowledge a notice, download a file and read it back, sign out; a form with a wrong CSRF
+token and an ended session are refused; the keyboard reaches the sign-in fields and the
+button, with a visible focus. ``SINERGI_SCREENSHOTS=DIR`` keeps the overview's and the week's
+screenshots there (``docs/screenshots`` in the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from api.core.db import sync_url
+from tests.conftest import Backend
+from tests.demo_world import fresh_database_url, load_demo, module_settings
+from tests.live import serve
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402  (after the skip: selenium is a test extra)
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+ANALYST = "analis@dp3a.kalbarprov.go.id"
+BKY = "petugas@dp3a.bengkayangkab.go.id"
+
+# CI (.ci/run) installs the browser and sets SINERGI_TEST_REQUIRE_BROWSER: there a missing one fails.
+REQUIRED = bool(os.environ.get("SINERGI_TEST_REQUIRE_BROWSER"))
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not REQUIRED,
+                                reason="chromium and chromium-driver are not installed (.ci/run installs them)")
+
+
+@pytest.fixture(scope="module")
+def site(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    url = fresh_database_url(backend, tmp_path_factory.mktemp("browser"))
+    demo = asyncio.run(load_demo(module_settings(url)))
+    with serve(url) as base:
+        yield {"url": base, "db": url, "officers": demo["officers"]}
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1400", "--lang=id-ID", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
+    driver.downloads = downloads
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _sign_in(driver: Any, site: dict[str, Any], email: str) -> None:
+    driver.get(site["url"] + "/")
+    assert "/console/masuk" in driver.current_url
+    driver.find_element(By.ID, "email").send_keys(email)
+    driver.find_element(By.ID, "password").send_keys(site["officers"][email]["password"])
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, 10).until(lambda d: d.current_url.endswith("/console"), driver.current_url)
+
+
+def _pixels(png: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
+    """The pixels of an 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, data, width = 8, b"", 0
+    height = channels = 0
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        chunk = png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8 and colour in (2, 6)
+            channels = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            data += chunk
+        pos += 12 + length
+    raw = zlib.decompress(data)
+    stride = width * channels
+    rows: list[bytearray] = []
+    prev = bytearray(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = prev[i], prev[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(line)
+        prev = line
+    px = [tuple(r[x * channels:x * channels + 3]) for r in rows for x in range(width)]
+    return width, height, px
+
+
+def _keep(driver: Any, name: str) -> None:
+    folder = os.environ.get("SINERGI_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / name))
+
+
+def _wait_for_file(folder: Path, suffix: str) -> Path:
+    for _ in range(100):
+        done = [p for p in folder.iterdir() if p.name.endswith(suffix)]
+        if done:
+            return done[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {suffix} downloaded: {list(folder.iterdir())}")
+
+
+def test_overview_chart_and_download(site: dict[str, Any], browser: Any) -> None:
+    _sign_in(browser, site, ANALYST)
+    browser.get(site["url"] + "/console/ringkasan?dari=2025-01&sampai=2025-06")
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Ringkasan")
+    chart = browser.find_element(By.CSS_SELECTOR, "svg.chart")
+    width, height, px = _pixels(chart.screenshot_as_png)
+    coloured = sum(1 for p in px if max(p) - min(p) > 60)  # the bars (the background is white, the grid grey)
+    assert width > 300 and height > 150
+    assert coloured > 0.05 * len(px), f"the chart looks blank: {coloured} coloured pixels of {len(px)}"
+    assert len(set(px)) > 5
+    _keep(browser, "ringkasan-provinsi.png")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#grid tbody tr")
+    assert len(rows) == 14
+    browser.find_element(By.ID, "dl-xlsx").click()
+    book = load_workbook(_wait_for_file(browser.downloads, ".xlsx"))
+    sheet = book["Pemulangan"]
+    cells = list(sheet.iter_rows(min_row=2))
+    assert len(cells) == 14 * 6 and all(r[0].data_type == "s" for r in cells)
+    assert any(r[0].value == "61.10" for r in cells)
+    assert _wait_for_file(browser.downloads, ".xlsx").name == "pemulangan-per-kabupaten-2025-01_2025-06.xlsx"
+    browser.find_element(By.ID, "signout").click()
+    WebDriverWait(browser, 10).until(lambda d: "/console/masuk" in d.current_url)
+    browser.get(site["url"] + "/console/ringkasan")
+    assert "/console/masuk" in browser.current_url  # signed out: the page is not shown
+
+
+def test_acknowledge_a_notice_and_csrf_refused(site: dict[str, Any], browser: Any) -> None:
+    _sign_in(browser, site, BKY)
+    browser.get(site["url"] + "/console/pekan")
+    _keep(browser, "pekan-kabupaten.png")
+    before = len(browser.find_elements(By.CSS_SELECTOR, "button.ack"))
+    assert before > 0
+    # first a form whose CSRF token was tampered with: refused, nothing done
+    browser.execute_script("document.querySelector('form[action$=\"/konfirmasi\"] input[name=csrf]').value = 'x'")
+    browser.find_element(By.CSS_SELECTOR, "button.ack").click()
+    WebDriverWait(browser, 10).until(lambda d: "Formulir kedaluwarsa" in d.page_source)
+    assert "Formulir kedaluwarsa" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.get(site["url"] + "/console/pekan")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "button.ack")) == before
+    # then the form as the page made it
+    browser.find_element(By.CSS_SELECTOR, "button.ack").click()
+    WebDriverWait(browser, 10).until(lambda d: "msg=ok_acknowledged" in d.current_url)
+    assert "Pemberitahuan telah dikonfirmasi" in browser.find_element(By.ID, "message").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "button.ack")) == before - 1
+
+
+def test_an_ended_session_is_refused(site: dict[str, Any], browser: Any) -> None:
+    _sign_in(browser, site, BKY)
+    engine = sa.create_engine(sync_url(site["db"]))
+    try:
+        with engine.begin() as conn:  # the session's time is up (as the idle or absolute limit would make it)
+            conn.execute(sa.text("UPDATE officer_session SET expires_at = created_at"))
+    finally:
+        engine.dispose()
+    browser.get(site["url"] + "/console/pekan")
+    assert "/console/masuk" in browser.current_url and "expired=1" in browser.current_url
+    assert "Sesi Anda berakhir" in browser.page_source
+
+
+def test_the_keyboard_reaches_the_sign_in_form_with_a_visible_focus(site: dict[str, Any], browser: Any) -> None:
+    browser.get(site["url"] + "/console/masuk")
+    reached: list[str] = []
+    browser.execute_script("document.activeElement.blur()")
+    browser.find_element(By.TAG_NAME, "h1").click()  # the keyboard starts from the page's top
+    for _ in range(8):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        el = browser.switch_to.active_element
+        ident = el.get_attribute("id") or el.tag_name
+        reached.append(ident)
+        if ident in ("email", "password", "submit"):
+            outline = browser.execute_script("return getComputedStyle(arguments[0]).outlineStyle", el)
+            assert outline not in ("none", ""), (ident, outline)
+        if ident == "submit":
+            break
+    assert [i for i in reached if i in ("email", "password", "code", "submit")] == ["email", "password", "code",
+                                                                                     "submit"], reached
+    browser.switch_to.active_element.send_keys(Keys.SHIFT, Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "code"
