@@ -25,7 +25,8 @@ def _json(body: object, status_code: int = 200) -> Response:
                     media_type="application/json")
 
 
-@router.post("/reports", response_model=ReportOut, status_code=201, name="recruitment.report.create")
+@router.post("/reports", response_model=ReportOut, status_code=201, name="recruitment.report.create",
+             dependencies=[idempotency.KEY])
 async def create_report(caller: auth.AlertsWrite, session: SessionDep, request: Request, body: ReportIn) -> Response:
     """Report an illegal recruitment: the modus, where it took place (a region the caller may write
     for), the route and places, the recruiter's identifiers (stored only encrypted; the reply

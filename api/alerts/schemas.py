@@ -84,7 +84,9 @@ class NamedByIn(BaseModel):
 
 
 class ReportIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "modus": "fake_job_offer_social_media", "region": "61.07.07", "route": ["61.07.07"],
+        "destination_country": "MY", "identifiers": [{"kind": "phone", "value": "0812 0000 1111"}]}]})
 
     modus: RecruitmentModus
     region: str = Field(max_length=20, description="where the recruitment took place (a region code the agency "

@@ -137,6 +137,15 @@ PARAMETER_EXAMPLES: dict[str, Any] = {
     "after": "eyJrIjpbMTIzXX0.c2lnbmF0dXJl",
     "id": "0b5c9f3e-7a41-4f0e-9d1c-2a6f8e4b7c10",
     "returnee_id": "0b5c9f3e-7a41-4f0e-9d1c-2a6f8e4b7c10",
+    "person_id": "5d2e8a1b-3c4f-4a6b-8e9d-0f1a2b3c4d5e",
+    "delivery_id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+    "alert_id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+    "parent": "61.07",
+    "level": "subdistrict",
+    "q": "jagoi",
+    "view": "arrived_not_located",
+    "region": "61.07.07",
+    "repeat_return": True,
     "code": "DP3A-BENGKAYANG",
     "client_id": "c_3f9a1b2c4d5e6f70",
     "district": "61.07",
@@ -176,6 +185,8 @@ _EXAMPLE_BY_OPERATION: dict[tuple[str, str], Any] = {
     ("returnee.list", "sort"): "changes",
     ("notice.list", "sort"): "changes",
     ("referral.list", "sort"): "due_at",
+    ("notice.list", "status"): "waiting_for_agency",
+    ("region.get", "code"): "61.07.07",
 }
 
 
@@ -238,6 +249,40 @@ def declared_statuses(doc: dict[str, Any]) -> dict[tuple[str, str], set[int]]:
     return out
 
 
+def _enum_values(schema: dict[str, Any], schemas: dict[str, Any]) -> tuple[list[Any] | None, bool]:
+    """The closed set a parameter's schema allows (``None``: open), and whether it is a list."""
+    def deref(s: dict[str, Any]) -> dict[str, Any]:
+        ref = s.get("$ref", "")
+        return schemas.get(ref.removeprefix(_REF), s) if ref.startswith(_REF) else s
+
+    for branch in map(deref, schema.get("anyOf", [schema])):
+        items = deref(branch.get("items", {}))
+        if branch.get("type") == "array" and "enum" in items:
+            return list(items["enum"]), True
+        if "enum" in branch:
+            return list(branch["enum"]), False
+    return None, False
+
+
+def _fits_enum(schema: dict[str, Any], schemas: dict[str, Any], example: Any) -> bool:
+    values, is_list = _enum_values(schema, schemas)
+    if values is None:
+        return True
+    items = example if isinstance(example, list) else [example]
+    return all(v in values for v in items)
+
+
+def _first_of(schema: dict[str, Any], schemas: dict[str, Any]) -> Any:
+    """An example from the schema itself: its first enumerated value, or its own ``examples``."""
+    values, is_list = _enum_values(schema, schemas)
+    if values:
+        return [values[0]] if is_list else values[0]
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("examples"):
+            return branch["examples"][0]
+    return schema["examples"][0] if schema.get("examples") else None
+
+
 def _operation(op: dict[str, Any], name: str, schemas: dict[str, Any]) -> None:
     etag = bool(op.pop("x-sinergi-etag", False))
     oauth = bool(op.pop("x-sinergi-oauth-errors", False))
@@ -257,8 +302,12 @@ def _operation(op: dict[str, Any], name: str, schemas: dict[str, Any]) -> None:
             _apply_enum(p["schema"], closed[p["name"]])
         if "example" not in p and "examples" not in p:
             example = _EXAMPLE_BY_OPERATION.get((name, p["name"]), PARAMETER_EXAMPLES.get(p["name"]))
+            if example is not None and not _fits_enum(p["schema"], schemas, example):
+                example = None  # a name shared with another operation's parameter of another set
             if example is None and p["schema"].get("default") is not None:
                 example = p["schema"]["default"]
+            if example is None:
+                example = _first_of(p["schema"], schemas)
             if example is not None:
                 p["example"] = example
     if not params:

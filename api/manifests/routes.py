@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from api.core.preconditions import etag
 from api.core.unit import unit_of
 from api.http import auth, idempotency
+from api.http.openapi import ETAG
 from api.http.params import DEFAULT_LIMIT, Cursor, Limit
 from api.http.session import SessionDep
 from api.manifests import service
@@ -45,6 +46,7 @@ def _replay(idem: idempotency.Idempotency) -> Response | None:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ManifestOut, name="manifest.create",
+             dependencies=[idempotency.KEY], openapi_extra=ETAG,
              responses={403: {"description": "a person's origin lies outside where the agency may write"},
                         409: {"description": "the agency already registered this letter"}})
 async def create_manifest(
@@ -97,7 +99,7 @@ async def week_list(
                               next_cursor=keyset.seal(settings, nxt))
 
 
-@router.get("/{id}", response_model=ManifestOut, name="manifest.get")
+@router.get("/{id}", response_model=ManifestOut, name="manifest.get", openapi_extra=ETAG)
 async def get_manifest(caller: auth.ManifestsRead, session: SessionDep, response: Response, id: uuid.UUID) -> ManifestOut:
     """One manifest with the people the caller may see (all for the registering agency and the
     province, a district's own people otherwise)."""
@@ -107,6 +109,7 @@ async def get_manifest(caller: auth.ManifestsRead, session: SessionDep, response
 
 
 @router.post("/{id}/arrivals", response_model=ManifestOut, name="manifest.arrivals",
+             dependencies=[idempotency.KEY], openapi_extra=ETAG,
              responses={403: {"description": "not the registering agency"}, 409: {"description": "already arrived"},
                         412: {"description": "stale If-Match"}, 428: {"description": "If-Match missing"}})
 async def mark_arrivals(
@@ -127,7 +130,8 @@ async def mark_arrivals(
     return reply
 
 
-@router.get("/{id}/persons/{person_id}", response_model=ManifestPersonOut, name="manifest.person")
+@router.get("/{id}/persons/{person_id}", response_model=ManifestPersonOut, name="manifest.person",
+            openapi_extra=ETAG)
 async def get_person(caller: auth.ManifestsRead, session: SessionDep, response: Response, id: uuid.UUID,
                      person_id: uuid.UUID) -> ManifestPersonOut:
     """One person of a manifest, with the ETag to record the outcome with."""
@@ -137,6 +141,7 @@ async def get_person(caller: auth.ManifestsRead, session: SessionDep, response: 
 
 
 @router.post("/{id}/persons/{person_id}/outcome", response_model=ManifestPersonOut, name="manifest.locate",
+             dependencies=[idempotency.KEY], openapi_extra=ETAG,
              responses={403: {"description": "not the person's home district"},
                         409: {"description": "not arrived, or already located"},
                         412: {"description": "stale If-Match"}, 428: {"description": "If-Match missing"}})

@@ -94,7 +94,12 @@ class ManifestPersonIn(BaseModel):
 
 
 class ManifestCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [{
+        "letter_ref": "KJRI-KCH/PK/11/2026/0412", "letter_date": "2026-11-20", "expected_date": "2026-11-21",
+        "entry_point": "plbn_entikong",
+        "persons": [{"full_name": "Siti Aminah", "sex": "F", "origin_district": "61.07"},
+                    {"full_name": "Budi Santoso", "sex": "M", "nik": "3578011203900002"}],
+    }]})
 
     letter_ref: SafeText = Field(min_length=1, max_length=100, examples=["KJRI-KCH/PK/11/2026/0412"],
                                  description="the consulate letter's reference; unique per agency")
@@ -128,7 +133,11 @@ class Marking(BaseModel):
 class ArrivalsIn(BaseModel):
     """Who of the manifest came through the border post, and on which day."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "arrived_on": "2026-11-21",
+        "persons": [{"person_id": "0b5c9f3e-7a41-4f0e-9d1c-2a6f8e4b7c10", "status": "arrived"},
+                    {"person_id": "5d2e8a1b-3c4f-4a6b-8e9d-0f1a2b3c4d5e", "status": "not_arrived"}],
+    }]})
 
     arrived_on: date = Field(description="the day at the border post")
     persons: list[Marking] = Field(min_length=1, max_length=MAX_PERSONS)
@@ -150,7 +159,9 @@ class OutcomeIn(BaseModel):
     """The origin district followed an arrived person home: ``located`` (the desa, who saw
     them, when) or ``not_located``."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [{
+        "outcome": "located", "village": "61.07.07.2001", "seen_by": "Kepala Desa", "seen_on": "2026-11-23",
+    }]})
 
     outcome: Literal["located", "not_located"]
     village: str | None = Field(default=None, examples=["61.07.07.2001"],

@@ -6,7 +6,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class OfficerCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "email": "petugas@dp3a.bengkayangkab.go.id", "name": "Petugas DP3A Bengkayang",
+        "scopes": ["notices:read", "notices:ack"]}]})
 
     email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     name: str = Field(default="", max_length=200)

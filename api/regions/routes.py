@@ -15,7 +15,8 @@ from models.regions import held_to_depth
 router = APIRouter(prefix="/v1/regions", tags=["regions"])
 
 
-@router.get("", response_model=RegionList, name="region.list")
+@router.get("", response_model=RegionList, name="region.list",
+            responses={404: {"description": "`parent` is not a region of the reference"}})
 async def list_regions(
     caller: auth.AnyToken,
     session: SessionDep,

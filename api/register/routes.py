@@ -35,7 +35,8 @@ def _json(body: object) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
-@router.post("/departures/batch", response_model=DepartureBatchOut, name="departure.batch")
+@router.post("/departures/batch", response_model=DepartureBatchOut, name="departure.batch",
+             dependencies=[idempotency.KEY])
 async def push_departures(caller: auth.RegisterWrite, session: SessionDep, request: Request,
                           body: DepartureBatchIn) -> Response:
     """Create or update up to 1,000 of the caller's departure records, keyed by its ``source_ref``:

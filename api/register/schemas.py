@@ -135,7 +135,10 @@ def _record_schema() -> dict[str, Any]:
 class DepartureBatchIn(BaseModel):
     """Up to 1,000 departure records; each is validated on its own (see :class:`DepartureIn`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"records": [{
+        "source_ref": "P3MI-2025-000123", "full_name": "Siti Aminah", "sex": "F", "origin_district": "61.07",
+        "origin_subdistrict": "61.07.07", "destination_country": "MY", "departure_date": "2025-03-01",
+        "procedural": False}]}]})
 
     records: list[Any] = Field(max_length=MAX_BATCH, description="departure records (see DepartureIn); at most 1,000",
                                json_schema_extra=lambda schema: schema.update(items=_record_schema()))

@@ -50,6 +50,7 @@ def _delivery(d: WebhookDelivery, log: list[WebhookAttempt]) -> DeliveryPublic:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated, name="webhook.create",
+             dependencies=[idempotency.KEY],
              responses={422: {"description": "the URL is not http(s), or resolves to an address that is not public"}})
 async def create_webhook(
     caller: auth.WebhooksManage, session: SessionDep, request: Request, response: Response, body: WebhookCreate

@@ -256,6 +256,11 @@ class NoticeReturnee(Reply):
     trafficking_status: TraffickingStatus
 
 
+# ``waiting_for_agency``: addressed to a district of another province that has no agency in
+# Sinergi yet; delivered (``delivered_at``) once one is registered there.
+NoticeStatus = Literal["delivered", "waiting_for_agency"]
+
+
 class NoticeSummary(Reply):
     id: uuid.UUID
     district: str
@@ -268,6 +273,8 @@ class NoticeSummary(Reply):
     updated_at: datetime
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    status: NoticeStatus = "delivered"
+    delivered_at: datetime | None = None
 
 
 class Notice(NoticeSummary):

@@ -15,7 +15,15 @@ from sinergi_client._resource import (
     async_to_raw_response_wrapper,
     to_raw_response_wrapper,
 )
-from sinergi_client.models import FollowUp, FollowUpAction, FollowUpCreate, Notice, NoticeCreate, NoticeSummary
+from sinergi_client.models import (
+    FollowUp,
+    FollowUpAction,
+    FollowUpCreate,
+    Notice,
+    NoticeCreate,
+    NoticeStatus,
+    NoticeSummary,
+)
 
 NoticeRef = Notice | NoticeSummary | str | uuid.UUID
 
@@ -41,10 +49,12 @@ class Notices(SyncResource):
                             summary=summary, arrival_date=arrival_date, entry_point=entry_point)
         return self._client.post("/v1/notices", Notice, body=body.body(), options=options)
 
-    def list(self, *, acknowledged: bool | None = None, district: str | None = None, sort: str | None = None,
+    def list(self, *, acknowledged: bool | None = None, district: str | None = None,
+             status: NoticeStatus | None = None, sort: str | None = None,
              limit: int | None = None, cursor: str | None = None,
              **options: Unpack[RequestOptions]) -> SyncPage[NoticeSummary]:
-        params = {"acknowledged": acknowledged, "district": district, "sort": sort, "limit": limit, "cursor": cursor}
+        params = {"acknowledged": acknowledged, "district": district, "status": status, "sort": sort, "limit": limit,
+                  "cursor": cursor}
         return self._client.page("/v1/notices", NoticeSummary, params=params, options=options)
 
     def get(self, id: str | uuid.UUID, **options: Unpack[RequestOptions]) -> Notice:
@@ -77,10 +87,12 @@ class AsyncNotices(AsyncResource):
                             summary=summary, arrival_date=arrival_date, entry_point=entry_point)
         return await self._client.post("/v1/notices", Notice, body=body.body(), options=options)
 
-    def list(self, *, acknowledged: bool | None = None, district: str | None = None, sort: str | None = None,
+    def list(self, *, acknowledged: bool | None = None, district: str | None = None,
+             status: NoticeStatus | None = None, sort: str | None = None,
              limit: int | None = None, cursor: str | None = None,
              **options: Unpack[RequestOptions]) -> AsyncPager[NoticeSummary]:
-        params = {"acknowledged": acknowledged, "district": district, "sort": sort, "limit": limit, "cursor": cursor}
+        params = {"acknowledged": acknowledged, "district": district, "status": status, "sort": sort, "limit": limit,
+                  "cursor": cursor}
         return self._client.page("/v1/notices", NoticeSummary, params=params, options=options)
 
     async def get(self, id: str | uuid.UUID, **options: Unpack[RequestOptions]) -> Notice:
