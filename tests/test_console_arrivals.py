@@ -149,3 +149,21 @@ async def test_the_register_grid_equals_the_api_counts(world: ConsoleWorld) -> N
         c = await http.get("/console/ringkasan/register.csv", params={"kabupaten": "61.07"})
         lines = c.content.decode("utf-8-sig").splitlines()
         assert lines[0].startswith("Kode kecamatan;Kecamatan") and len(lines) == 1 + len(shown)
+
+
+async def test_not_located_is_recorded_and_an_incomplete_form_is_explained(world: ConsoleWorld) -> None:
+    token = await world.token("DP3A-BENGKAYANG")
+    async with world.signed_in(BKY) as http:
+        page = await http.get("/console/pekan")
+        person = (await _api_week(http, token, "not_located_after_7_days"))[0]
+        url = f"/console/kedatangan/{person['manifest_id']}/orang/{person['id']}/hasil"
+        data = {"csrf": csrf_of(page.text), "etag": f'"{person["version"]}"', "seen_on": clock.now().date().isoformat(),
+                "back": "/console/pekan"}
+        bad = await http.post(url, data={**data, "outcome": "located"})  # nobody named who saw them
+        assert "err_invalid" in bad.headers["location"]
+        assert "siapa yang melihat" in (await http.get(bad.headers["location"])).text
+        r = await http.post(url, data={**data, "outcome": "not_located", "note": "rumah kosong"})
+        assert "ok_not_located" in r.headers["location"], r.headers
+        one = await http.get(f"/v1/manifests/{person['manifest_id']}/persons/{person['id']}",
+                             headers={"Authorization": f"Bearer {token}"})
+        assert one.json()["status"] == "not_located" and one.json()["version"] == person["version"] + 1

@@ -86,7 +86,9 @@ WORDS: dict[str, tuple[str, str]] = {
                   "Someone changed this since the page was loaded. The page has been reloaded; check and "
                   "repeat if needed."),
     "err_conflict": ("Tindakan tidak dapat dilakukan pada keadaan sekarang.", "The action is not possible now."),
-    "err_invalid": ("Isian tidak sah: {detail}", "The input is not valid: {detail}"),
+    "err_invalid": ("Isian tidak sah atau belum lengkap (misalnya desa, siapa yang melihat, tanggal). Periksa "
+                    "lalu ulangi.", "The input is not valid or not complete (e.g. the village, who saw them, the "
+                    "date). Check and repeat."),
     "err_not_found": ("Data tidak ditemukan (atau di luar wilayah kewenangan Anda).",
                       "Not found (or outside your jurisdiction)."),
     "err_forbidden": ("Akun Anda tidak berwenang untuk tindakan ini.", "Your account may not do this."),
