@@ -178,11 +178,13 @@ CONSOLE = {
     "console.home": "GET /console",
     "console.overview": "GET /console/ringkasan (stats:read)",
     "console.download": "GET /console/ringkasan/unduh.{fmt} (stats:read)",
+    "console.register_download": "GET /console/ringkasan/register.{fmt} (stats:read)",
     "console.week": "GET /console/pekan (notices:read or referrals:read)",
     "console.referrals": "GET /console/rujukan (referrals:read)",
     "console.acknowledge": "POST /console/pemberitahuan/{id}/konfirmasi (notices:ack)",
     "console.follow_up": "POST /console/pemberitahuan/{id}/tindak-lanjut (notices:ack)",
     "console.transition": "POST /console/rujukan/{id}/status (referrals:respond / write)",
+    "console.locate": "POST /console/kedatangan/{manifest_id}/orang/{person_id}/hasil (manifests:locate)",
     "console.audit": "GET /console/audit (audit:read)",
     "console.checkpoint": "GET /console/audit/titik-periksa (audit:read)",
 }
@@ -191,11 +193,14 @@ CONSOLE_PATHS = {
     "console.home": ("GET", "/console"),
     "console.overview": ("GET", "/console/ringkasan"),
     "console.download": ("GET", "/console/ringkasan/unduh.xlsx"),
+    "console.register_download": ("GET", "/console/ringkasan/register.xlsx"),
     "console.week": ("GET", "/console/pekan"),
     "console.referrals": ("GET", "/console/rujukan"),
     "console.acknowledge": ("POST", "/console/pemberitahuan/00000000-0000-4000-8000-000000000000/konfirmasi"),
     "console.follow_up": ("POST", "/console/pemberitahuan/00000000-0000-4000-8000-000000000000/tindak-lanjut"),
     "console.transition": ("POST", "/console/rujukan/00000000-0000-4000-8000-000000000000/status"),
+    "console.locate": ("POST", "/console/kedatangan/00000000-0000-4000-8000-000000000000/orang/"
+                               "00000000-0000-4000-8000-000000000000/hasil"),
     "console.audit": ("GET", "/console/audit"),
     "console.checkpoint": ("GET", "/console/audit/titik-periksa"),
 }

@@ -369,3 +369,4 @@ async def test_outside_development_the_cookies_are_secure(database_url: str) -> 
     cookies = r.headers.get_list("set-cookie")
     assert cookies and all("Secure" in c and "HttpOnly" in c for c in cookies), cookies
     assert "SameSite=strict" in next(c for c in cookies if c.startswith("sinergi_signin="))
+

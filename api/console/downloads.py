@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
+from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
@@ -95,6 +96,72 @@ def to_xlsx(grid: Grid, agency: str, made_at: datetime) -> bytes:
         about.append([key, text])
     about.column_dimensions["A"].width = 14
     about.column_dimensions["B"].width = 100
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+# --- the register of migrant workers by kecamatan ----------------------------------------------
+
+REGISTER_HEADERS = ["Kode kecamatan", "Kecamatan", "Jumlah orang", "Pernah berangkat", "Di luar negeri",
+                    "Sudah pulang", "Dideportasi", "Pulang lebih dari sekali", "Keterangan"]
+REGISTER_FIELDS = ("persons", "departed", "abroad", "returned", "deported", "repeat_return")
+
+
+def register_filename(district: str, made_at: datetime, ext: str) -> str:
+    return f"register-pmi-per-kecamatan-{district}-{made_at.strftime('%Y-%m-%d')}.{ext}"
+
+
+def _register_note(reg: dict[str, Any]) -> str:
+    return (f"disamarkan: 1 sampai {reg['threshold'] - 1} orang (sel kecil tidak diterbitkan agar orangnya tidak "
+            f"dapat dikenali)")
+
+
+def register_rows(reg: dict[str, Any]) -> list[list[Any]]:
+    out = []
+    for row in reg["rows"]:
+        values = [row.get(f) for f in REGISTER_FIELDS]
+        note = _register_note(reg) if any(v is None for v in values) else ""
+        code = row["subdistrict"]
+        name = (row.get("name") or "") if code else "(kecamatan tidak diketahui)"
+        out.append([str(code or ""), name, *values, note])
+    return out
+
+
+def register_csv(reg: dict[str, Any]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(REGISTER_HEADERS)
+    for code, name, *rest in register_rows(reg):
+        writer.writerow([_text(code), name, *["" if v is None else v for v in rest]])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def register_xlsx(reg: dict[str, Any], agency: str, made_at: datetime) -> bytes:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Register PMI"
+    sheet.append(REGISTER_HEADERS)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in register_rows(reg):
+        sheet.append(row)
+    for cells in sheet.iter_rows(min_row=2):
+        cells[0].data_type = "s"
+        cells[0].number_format = "@"
+    sheet.freeze_panes = "A2"
+    about = book.create_sheet("Keterangan")
+    for key, text in [
+        ("Isi", "Orang dalam register pekerja migran, per kecamatan asal"),
+        ("Kabupaten/Kota", f"{reg['district']} {region_name(reg['district'])}"),
+        ("Lembaga", agency),
+        ("Dibuat", made_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("Pembulatan", f"setiap angka dibulatkan ke kelipatan {reg['rounding_base']} (acak tak bias, tetap per sel)"),
+        ("Sel kosong", _register_note(reg)),
+        ("Sumber", "Sinergi, GET /v1/register/counts?by=subdistrict (angka yang sama)"),
+    ]:
+        about.append([key, text])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

@@ -86,7 +86,9 @@ WORDS: dict[str, tuple[str, str]] = {
                   "Someone changed this since the page was loaded. The page has been reloaded; check and "
                   "repeat if needed."),
     "err_conflict": ("Tindakan tidak dapat dilakukan pada keadaan sekarang.", "The action is not possible now."),
-    "err_invalid": ("Isian tidak sah: {detail}", "The input is not valid: {detail}"),
+    "err_invalid": ("Isian tidak sah atau belum lengkap (misalnya desa, siapa yang melihat, tanggal). Periksa "
+                    "lalu ulangi.", "The input is not valid or not complete (e.g. the village, who saw them, the "
+                    "date). Check and repeat."),
     "err_not_found": ("Data tidak ditemukan (atau di luar wilayah kewenangan Anda).",
                       "Not found (or outside your jurisdiction)."),
     "err_forbidden": ("Akun Anda tidak berwenang untuk tindakan ini.", "Your account may not do this."),
@@ -108,9 +110,39 @@ WORDS: dict[str, tuple[str, str]] = {
     "more": ("Berikutnya", "Next"),
     "home_title": ("Selamat datang, {name}", "Welcome, {name}"),
     "scopes": ("Wewenang", "Permissions"),
-    "arrivals_soon": ("Kedatangan dan register pekerja migran", "Arrivals and the migrant worker register"),
-    "arrivals_pending": ("Bagian ini tampil setelah layanan kedatangan dan register tersedia.",
-                         "This part appears once the arrivals and register services are available."),
+    "expected_this_week": ("Kedatangan minggu ini", "Arrivals expected this week"),
+    "arrived_not_located": ("Sudah tiba, belum ditemukan", "Arrived, not yet located"),
+    "not_located_after_7_days": ("Belum ditemukan lebih dari 7 hari", "Not located after 7 days"),
+    "name": ("Nama", "Name"),
+    "sex": ("L/P", "Sex"),
+    "origin": ("Asal (kabupaten / kecamatan)", "Origin (district / sub-district)"),
+    "expected_on": ("Perkiraan tiba", "Expected"),
+    "arrived_on": ("Tiba", "Arrived"),
+    "letter": ("Surat", "Letter"),
+    "nik_on_file": ("NIK tercatat (disembunyikan)", "NIK on file (withheld)"),
+    "located": ("ditemukan", "located"),
+    "not_located": ("tidak ditemukan", "not located"),
+    "arrived": ("tiba", "arrived"),
+    "expected": ("belum tiba", "expected"),
+    "village": ("Desa/kelurahan", "Village"),
+    "seen_by": ("Dilihat oleh", "Seen by"),
+    "seen_on": ("Tanggal", "Date"),
+    "record_outcome": ("Catat hasil", "Record"),
+    "ok_located": ("Orang tersebut dicatat telah ditemukan.", "The person is recorded as located."),
+    "ok_not_located": ("Orang tersebut dicatat belum ditemukan.", "The person is recorded as not located."),
+    "register_title": ("Register pekerja migran per kecamatan", "Register of migrant workers by sub-district"),
+    "subdistrict": ("Kecamatan", "Sub-district"),
+    "unknown_subdistrict": ("(kecamatan tidak diketahui)", "(sub-district not known)"),
+    "persons": ("Jumlah orang", "Persons"),
+    "departed": ("Pernah berangkat", "Ever departed"),
+    "abroad": ("Di luar negeri", "Abroad"),
+    "returned": ("Sudah pulang", "Returned"),
+    "deported": ("Dideportasi", "Deported"),
+    "repeat_return": ("Pulang lebih dari sekali", "Returned more than once"),
+    "register_note": ("Setiap angka dibulatkan ke kelipatan {base}; * = 1 sampai {t_1} orang, disamarkan "
+                      "(angka yang sama dengan GET /v1/register/counts).",
+                      "Every figure is rounded to a multiple of {base}; * = 1 to {t_1} people, suppressed "
+                      "(the figures of GET /v1/register/counts)."),
 }
 
 # The codes the API speaks (statuses, moves, reasons...), as a person reads them.

@@ -26,7 +26,7 @@ from api.audit import service as audit_service
 from api.audit.schemas import AUDIT, AuditEventPublic
 from api.console import charts, downloads, i18n
 from api.console import service as console
-from api.core import audit, clock
+from api.core import access, audit, clock
 from api.core import text as text_rules
 from api.core.context import RequestContext
 from api.core.errors import (
@@ -43,11 +43,14 @@ from api.core.scopes import Scope
 from api.core.unit import open_unit
 from api.http.ratelimit import counter_key
 from api.http.session import SessionDep, request_context, services
+from api.manifests import service as manifests
+from api.manifests.schemas import OutcomeIn
 from api.notices import service as notices
 from api.notices.schemas import FollowUpCreate
 from api.officers import service as officers
 from api.referrals import service as referrals
 from api.referrals.workflow import Action
+from api.stats import service as stats
 from models import FollowUpAction, Outcome
 
 router = APIRouter(tags=["console"], include_in_schema=False)
@@ -165,7 +168,7 @@ def _nav(officer: officers.Console) -> list[tuple[str, str]]:
     items = [("/console", "nav_home")]
     if c.has(Scope.stats_read):
         items.append(("/console/ringkasan", "nav_overview"))
-    if c.has(Scope.notices_read) or c.has(Scope.referrals_read):
+    if c.has(Scope.notices_read) or c.has(Scope.referrals_read) or c.has(Scope.manifests_read):
         items.append(("/console/pekan", "nav_week"))
     if c.has(Scope.referrals_read):
         items.append(("/console/rujukan", "nav_referrals"))
@@ -314,9 +317,48 @@ async def overview(request: Request, officer: Officer, session: SessionDep) -> R
     unacked = (await console.unacknowledged_by_district(session, officer.caller)
                if officer.caller.has(Scope.notices_read) else None)
     refs = await console.referral_rows(session, officer.caller, grid.period, threshold)
+    district = _register_district(request, officer)
+    reg = await console.register_counts(session, officer.caller, district, _register_threshold(request))
     return render(request, "overview.html", officer, grid=grid, chart=chart, legend=charts.legend([s[0] for s in series]),
                   unacked=unacked, referral_rows=refs,
-                  download_query=urlencode({"dari": grid.period.first, "sampai": grid.period.last}))
+                  download_query=urlencode({"dari": grid.period.first, "sampai": grid.period.last}),
+                  register=reg, register_columns=console.REGISTER_COLUMNS,
+                  register_districts=console.districts_of(officer.caller),
+                  register_query=urlencode({"kabupaten": district}))
+
+
+def _register_district(request: Request, officer: officers.Console) -> str:
+    """The register's district: the filter's (``?kabupaten=``) if the jurisdiction covers it,
+    else the jurisdiction's first district."""
+    allowed = console.districts_of(officer.caller)
+    chosen = request.query_params.get("kabupaten")
+    if chosen in allowed:
+        return str(chosen)
+    return allowed[0] if allowed else officer.caller.jurisdiction[:5]
+
+
+def _register_threshold(request: Request) -> int:
+    return stats.effective_threshold(services(request).settings.suppression_threshold, None)
+
+
+@router.get("/console/ringkasan/register.{fmt}", name="console.register_download", response_class=Response,
+            response_model=None)
+async def register_download(request: Request, officer: Officer, session: SessionDep, fmt: str) -> Response:
+    """The register of migrant workers of one district by kecamatan as CSV or XLSX (the figures of
+    ``GET /v1/register/counts?by=subdistrict``)."""
+    _need(officer, Scope.stats_read)
+    if fmt not in ("csv", "xlsx"):
+        raise NotFound("csv or xlsx")
+    district = _register_district(request, officer)
+    reg = await console.register_counts(session, officer.caller, district, _register_threshold(request))
+    name = downloads.register_filename(district, clock.now(), fmt)
+    audit.record(session, "console.download", resource_type="stats", format=fmt, table="register",
+                 district=district)
+    if fmt == "csv":
+        body, media = downloads.register_csv(reg), downloads.CSV_TYPE
+    else:
+        body, media = downloads.register_xlsx(reg, officer.caller.agency, clock.now()), downloads.XLSX_TYPE
+    return Response(body, media_type=media, headers={**_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/console/ringkasan/unduh.{fmt}", name="console.download", response_class=Response, response_model=None)
@@ -339,12 +381,21 @@ async def download(request: Request, officer: Officer, session: SessionDep, fmt:
 @router.get("/console/pekan", name="console.week", response_class=HTMLResponse, response_model=None)
 async def week(request: Request, officer: Officer, session: SessionDep) -> Response:
     """A district office's week: notices to acknowledge, referrals due and overdue, with the actions."""
-    _need(officer, Scope.notices_read, Scope.referrals_read)
+    _need(officer, Scope.notices_read, Scope.referrals_read, Scope.manifests_read)
     data = await console.week(session, officer.caller)
+    people = await console.week_people(session, officer.caller) if officer.caller.has(Scope.manifests_read) else None
+    villages: dict[str, list[tuple[str, str]]] = {}
+    if people is not None and officer.caller.has(Scope.manifests_locate):
+        for p in people["arrived_not_located"] + people["not_located_after_7_days"]:
+            origin = p["origin_subdistrict"] or p["origin_district"]
+            if origin and origin not in villages:
+                villages[origin] = console.villages_of(origin)
     return render(request, "week.html", officer, week=data, moves={r.id: console.moves_for(officer.caller, r)
                                                                    for r in data.referrals},
                   overdue=console.overdue, follow_up_actions=[a.value for a in FollowUpAction],
-                  today=clock.now().date().isoformat(), can_ack=officer.caller.has(Scope.notices_ack))
+                  today=clock.now().date().isoformat(), can_ack=officer.caller.has(Scope.notices_ack),
+                  people=people, week_views=console.WEEK_VIEWS, villages=villages,
+                  can_locate=officer.caller.has(Scope.manifests_locate))
 
 
 @router.get("/console/rujukan", name="console.referrals", response_class=HTMLResponse, response_model=None)
@@ -365,7 +416,7 @@ def _refused(session: SessionDep, exc: Problem, action: str, resource_type: str,
                  reason=exc.slug, problem=text_rules.bounded(exc.detail, text_rules.MAX_DETAIL_TEXT))
     if isinstance(exc, PreconditionFailed | PreconditionRequired):
         return "err_stale"
-    if isinstance(exc, Forbidden):
+    if isinstance(exc, Forbidden | access.OutsideJurisdiction):
         return "err_forbidden"
     if isinstance(exc, Conflict):
         return "err_conflict"
@@ -414,6 +465,31 @@ async def transition(request: Request, officer: Officer, session: SessionDep, id
     except (PreconditionFailed, PreconditionRequired, Conflict, Forbidden, NotFound, ValidationFailed) as exc:
         return _back(form, _refused(session, exc, "referral.transition", "referral", id))
     return _back(form, "ok_moved")
+
+
+@router.post("/console/kedatangan/{manifest_id}/orang/{person_id}/hasil", name="console.locate",
+             response_class=RedirectResponse, response_model=None)
+async def locate(request: Request, officer: Officer, session: SessionDep, manifest_id: uuid.UUID,
+                 person_id: uuid.UUID) -> Response:
+    """An arrived person ``located`` (desa, who saw them, when) or ``not_located``: the service of
+    ``POST /v1/manifests/{id}/persons/{person_id}/outcome``, with the ETag shown as ``If-Match``."""
+    form = await _form(request, officer)
+    if not officer.caller.has(Scope.manifests_locate):
+        return _back(form, _refused(session, Forbidden(Scope.manifests_locate), "manifest.person_outcome",
+                                    "manifest_person", person_id))
+    try:
+        body = OutcomeIn.model_validate({"outcome": form.get("outcome"), "village": form.get("village") or None,
+                                         "seen_by": form.get("seen_by") or None, "seen_on": form.get("seen_on"),
+                                         "note": form.get("note") or None})
+    except ValueError:
+        return _back(form, _refused(session, ValidationFailed("outcome"), "manifest.person_outcome",
+                                    "manifest_person", person_id))
+    try:
+        await manifests.record_outcome(session, officer.caller, manifest_id, person_id, form.get("etag"), body)
+    except (PreconditionFailed, PreconditionRequired, Conflict, Forbidden, NotFound, ValidationFailed,
+            access.OutsideJurisdiction) as exc:
+        return _back(form, _refused(session, exc, "manifest.person_outcome", "manifest_person", person_id))
+    return _back(form, "ok_located" if body.outcome == "located" else "ok_not_located")
 
 
 # --- the Inspektorat -------------------------------------------------------------------------

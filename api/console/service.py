@@ -14,13 +14,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import clock
 from api.core.context import Caller
 from api.core.scopes import Scope
+from api.manifests import service as manifests
 from api.notices import service as notices
 from api.referrals import service as referrals
 from api.referrals import workflow
 from api.referrals.repository import ReferralQuery
+from api.register import service as register
 from api.stats import service as stats
 from models import OPEN_STATUSES, Notice, Referral
-from models.regions import covers, regions
+from models.regions import children, covers, regions
 
 PAGE = 200  # rows per call when the console walks a list to its end
 MAX_MONTHS = 36
@@ -233,3 +235,50 @@ async def week(session: AsyncSession, caller: Caller) -> Week:
     late = sum(1 for r in refs if overdue(r))
     soon = sum(1 for r in refs if not overdue(r) and (r.due_at - now).days < 7)
     return Week(to_ack, done, refs, soon, late)
+
+
+# --- arrivals (the manifests' week lists) and the register ------------------------------------
+
+# ``GET /v1/manifests/persons?view=…``: the lists of the district's week, in the page's order.
+WEEK_VIEWS = ("expected_this_week", "arrived_not_located", "not_located_after_7_days")
+
+
+async def week_people(session: AsyncSession, caller: Caller) -> dict[str, list[dict[str, Any]]]:
+    """Each of :data:`WEEK_VIEWS` as the API replies it to the caller (walked to its end):
+    the same people, masked the same way, audited the same way."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for view in WEEK_VIEWS:
+        rows: list[dict[str, Any]] = []
+        after = None
+        while True:
+            items, nxt = await manifests.week_list(session, caller, view, district=None, after=after, limit=PAGE)
+            rows.extend(items)
+            if nxt is None or not items:
+                break
+            after = nxt
+        out[view] = rows
+    return out
+
+
+def villages_of(code: str | None) -> list[tuple[str, str]]:
+    """The desa / kelurahan under a sub-district or district (code, name), for the locate form."""
+    if not code:
+        return []
+    out: list[tuple[str, str]] = []
+    stack = [code]
+    tree = children()
+    while stack:
+        for r in tree.get(stack.pop(), ()):
+            if r.level == "village":
+                out.append((r.code, r.name))
+            else:
+                stack.append(r.code)
+    return sorted(out)
+
+
+REGISTER_COLUMNS = ("persons", "departed", "abroad", "returned", "deported", "repeat_return")
+
+
+async def register_counts(session: AsyncSession, caller: Caller, district: str, threshold: int) -> dict[str, Any]:
+    """``GET /v1/register/counts?by=subdistrict&district=…``, as the API replies (protected)."""
+    return await register.counts(session, caller, district, "subdistrict", threshold)

@@ -151,6 +151,8 @@ def test_overview_chart_and_download(site: dict[str, Any], browser: Any) -> None
     _keep(browser, "ringkasan-provinsi.png")
     rows = browser.find_elements(By.CSS_SELECTOR, "#grid tbody tr")
     assert len(rows) == 14
+    browser.execute_script("document.getElementById('register').scrollIntoView()")
+    _keep(browser, "ringkasan-register.png")
     browser.find_element(By.ID, "dl-xlsx").click()
     book = load_workbook(_wait_for_file(browser.downloads, ".xlsx"))
     sheet = book["Pemulangan"]
@@ -182,6 +184,25 @@ def test_acknowledge_a_notice_and_csrf_refused(site: dict[str, Any], browser: An
     WebDriverWait(browser, 10).until(lambda d: "msg=ok_acknowledged" in d.current_url)
     assert "Pemberitahuan telah dikonfirmasi" in browser.find_element(By.ID, "message").text
     assert len(browser.find_elements(By.CSS_SELECTOR, "button.ack")) == before - 1
+
+
+def test_locate_an_arrived_person_in_the_week(site: dict[str, Any], browser: Any) -> None:
+    _sign_in(browser, site, BKY)
+    browser.get(site["url"] + "/console/pekan")
+    for heading in ("Kedatangan minggu ini", "Sudah tiba, belum ditemukan", "Belum ditemukan lebih dari 7 hari"):
+        assert heading in browser.page_source
+    browser.execute_script("document.getElementById('expected_this_week').scrollIntoView()")
+    _keep(browser, "pekan-kedatangan.png")
+    rows = "#arrived_not_located tbody tr"
+    before = len(browser.find_elements(By.CSS_SELECTOR, rows))
+    form = next(f for f in browser.find_elements(By.CSS_SELECTOR, f"{rows} form.locate")
+                if len(f.find_elements(By.CSS_SELECTOR, "select[name=village] option")) > 1)
+    form.find_elements(By.CSS_SELECTOR, "select[name=village] option")[1].click()
+    form.find_element(By.NAME, "seen_by").send_keys("Kepala Desa")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda d: "msg=ok_located" in d.current_url)
+    assert "ditemukan" in browser.find_element(By.ID, "message").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, rows)) == before - 1
 
 
 def test_an_ended_session_is_refused(site: dict[str, Any], browser: Any) -> None:
