@@ -42,7 +42,7 @@ run: install
 
 ## ruff, mypy, then the whole suite on SQLite and on PostgreSQL (127.0.0.1:5432, database `test`).
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4 --dist loadfile
 
 ## The linters the suite starts with: ruff (pyflakes, bugbear, import order) and mypy.
 lint: install
