@@ -5,6 +5,7 @@ requests past the limit in flight get a 503 problem with Retry-After instead of 
 from __future__ import annotations
 
 import json
+import select
 import socket
 import sys
 import time
@@ -22,6 +23,20 @@ def connect(url: str) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     return sock
+
+
+def trickle(sock: socket.socket, data: bytes, pause: float) -> int:
+    """Send ``data`` a byte at a time until the server answers or hangs up: how many bytes
+    went before it did (``len(data)``: it waited for all of them)."""
+    for sent in range(len(data)):
+        if select.select([sock], [], [], 0)[0]:
+            return sent  # an answer (or the close) is there: the server did not wait
+        try:
+            sock.sendall(data[sent:sent + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            return sent
+        time.sleep(pause)
+    return len(data)
 
 
 def read_reply(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
@@ -49,25 +64,18 @@ def test_slow_headers_are_cut_at_the_deadline(database_url, monkeypatch):
     with server(database_url, SINERGI, "serve") as url:
         # Slowloris: a request line, then a header a byte every 0.1 s, never finished.
         sock = connect(url)
-        started = time.monotonic()
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        try:
-            for byte in b"X-Slow: " + b"a" * 100:
-                sock.sendall(bytes([byte]))
-                time.sleep(0.1)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        header = b"X-Slow: " + b"a" * 100
+        sent = trickle(sock, header, 0.1)
         status, headers, body = read_reply(sock)
-        elapsed = time.monotonic() - started
         sock.close()
+        assert sent < len(header), "the server waited for the whole slow header"
         assert_problem(status, headers, body, 408, "request-timeout")
-        assert 0.9 < elapsed < 3, elapsed
 
-        # A connection that never sends anything is closed at the same deadline.
+        # A connection that never sends anything is closed by the server (the socket's own
+        # 10 s timeout would raise instead of reading the end of the stream).
         sock = connect(url)
-        started = time.monotonic()
         assert sock.recv(1) == b""
-        assert 0.9 < time.monotonic() - started < 3
         sock.close()
 
         # A head larger than the bound: 431, closed.
@@ -101,21 +109,14 @@ async def test_slow_body_is_answered_408(database_url, monkeypatch, make_party):
             token = r.json()["access_token"]
         body = json.dumps({"items": []}).encode() + b" " * 400
         sock = connect(url)
-        started = time.monotonic()
         sock.sendall(b"POST /v1/returnees/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Authorization: Bearer " + token.encode() + b"\r\n"
                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
-        try:
-            for i in range(0, 40):  # 4 s of a byte every 0.1 s: a tenth of the body
-                sock.sendall(body[i:i + 1])
-                time.sleep(0.1)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        sent = trickle(sock, body[:60], 0.1)  # a byte every 0.1 s: 6 s for a seventh of the body
         status, headers, reply = read_reply(sock)
-        elapsed = time.monotonic() - started
         sock.close()
+        assert sent < 60, "the server waited for the slow body"
         assert_problem(status, headers, reply, 408, "request-timeout")
-        assert elapsed < 6, elapsed
         # The same body sent at once is taken (an empty batch is a validation error, not a timeout).
         r = httpx.post(url + "/v1/returnees/batch", content=body, timeout=10,
                        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
