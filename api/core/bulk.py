@@ -35,12 +35,17 @@ def insert_sql(table: sa.Table, columns: tuple[str, ...]) -> str:
 
 
 @lru_cache(maxsize=64)
-def _pg_sql(table: sa.Table, columns: tuple[str, ...], conflict: tuple[str, ...] | None) -> str:
+def _pg_sql(table: sa.Table, columns: tuple[str, ...], conflict: tuple[str, ...] | None, update: bool = False) -> str:
     q = _PG.identifier_preparer.quote
     cols = ", ".join(q(c) for c in columns)
     sql = f"INSERT INTO {q(table.name)} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{q(table.name)}, :rows)"
     if conflict is not None:
-        sql += f" ON CONFLICT ({', '.join(q(c) for c in conflict)}) DO NOTHING" if conflict else " ON CONFLICT DO NOTHING"
+        target = f" ({', '.join(q(c) for c in conflict)})" if conflict else ""
+        if update:
+            sets = ", ".join(f"{q(c)} = EXCLUDED.{q(c)}" for c in columns if c not in conflict)
+            sql += f" ON CONFLICT{target} DO UPDATE SET {sets}"
+        else:
+            sql += f" ON CONFLICT{target} DO NOTHING"
     return sql
 
 
@@ -50,21 +55,33 @@ async def insert_rows(
     rows: Sequence[dict[str, Any]],
     *,
     on_conflict_do_nothing: Sequence[str] | None = None,
+    on_conflict_update: Sequence[str] | None = None,
 ) -> None:
     """Insert ``rows`` (dicts with the same keys) into ``table``; with
-    ``on_conflict_do_nothing=[columns]``, rows that would violate that unique key are skipped."""
+    ``on_conflict_do_nothing=[columns]``, rows that would violate that unique key are skipped;
+    with ``on_conflict_update=[columns]``, they replace the stored row's other given columns (an
+    upsert). Rows of one call must not repeat a key (PostgreSQL refuses to update a row twice)."""
     if not rows:
         return
+    if on_conflict_do_nothing is not None and on_conflict_update is not None:
+        raise ValueError("either skip or update the rows that conflict, not both")
     columns = tuple(rows[0])
-    conflict = None if on_conflict_do_nothing is None else tuple(on_conflict_do_nothing)
+    update = on_conflict_update is not None
+    keys = on_conflict_update if on_conflict_update is not None else on_conflict_do_nothing
+    conflict = None if keys is None else tuple(keys)
     if dialect_of(session) == "postgresql":
         doc = orjson.dumps(rows if isinstance(rows, list) else list(rows)).decode()
-        await execute_text(session, _pg_sql(table, columns, conflict), {"rows": doc})
+        await execute_text(session, _pg_sql(table, columns, conflict, update), {"rows": doc})
         return
     if conflict is not None:
         from sqlalchemy.dialects.sqlite import insert
 
-        stmt: Any = insert(table).on_conflict_do_nothing(index_elements=list(conflict) or None)
+        stmt: Any = insert(table)
+        if update:
+            stmt = stmt.on_conflict_do_update(index_elements=list(conflict),
+                                              set_={c: stmt.excluded[c] for c in columns if c not in conflict})
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict) or None)
     else:
         stmt = sa.insert(table)
     await session.execute(stmt, list(rows))

@@ -16,17 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import pagination
+from api.core import bulk, pagination
 from api.core.access import in_jurisdiction, visible_or_404
 from api.core.context import Caller
 from api.core.pagination import Position, Slice
-from api.core.sql import dialect_of, table_of
+from api.core.sql import table_of
 from api.stats import service as stats
 from models import Departure, RegisterPerson, RegisterStatus
 
@@ -152,9 +150,4 @@ async def replace_persons(session: AsyncSession, person_ids: Sequence[uuid.UUID]
     for i in range(0, len(gone), 1000):
         await session.execute(sa.delete(table).where(table.c.person_id.in_(gone[i : i + 1000])),
                               execution_options={"synchronize_session": False})
-    insert: Any = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
-    for i in range(0, len(rows), 500):
-        stmt = insert(table).values(rows[i : i + 500])
-        stmt = stmt.on_conflict_do_update(index_elements=["person_id"],
-                                          set_={c.name: stmt.excluded[c.name] for c in table.c if c.name != "person_id"})
-        await session.execute(stmt, execution_options={"synchronize_session": False})
+    await bulk.insert_rows(session, table, rows, on_conflict_update=["person_id"])
