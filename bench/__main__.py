@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -100,10 +101,17 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the server did not become ready in 30 s")
 
 
-async def push_all(base: str, client_id: str, secret: str, batches: list[list[dict[str, Any]]],
+async def push_all(bases: list[str], client_id: str, secret: str, batches: list[list[dict[str, Any]]],
                    concurrency: int, during: Any = None) -> float:
+    """The batches pushed by ``concurrency`` clients, client ``i`` sending to ``bases[i % n]``
+    (a round-robin balancer in front of the server processes: one uvicorn with ``--workers``
+    lets whichever worker wakes first accept every connection that is waiting, so 4 keep-alive
+    clients starting together usually all land on one process)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        https = [await stack.enter_async_context(httpx.AsyncClient(base_url=b, limits=limits, timeout=60))
+                 for b in bases]
+        http = https[0]
         r = await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
         r.raise_for_status()
         headers = {"Authorization": f"Bearer {r.json()['access_token']}", "Content-Type": "application/json"}
@@ -113,7 +121,8 @@ async def push_all(base: str, client_id: str, secret: str, batches: list[list[di
         for body in bodies:
             queue.put_nowait(body)
 
-        async def worker() -> None:
+        async def worker(i: int) -> None:
+            http = https[i % len(https)]
             while not queue.empty():
                 body = queue.get_nowait()
                 resp = await http.post("/v1/returnees/batch", content=body, headers=headers)
@@ -122,12 +131,14 @@ async def push_all(base: str, client_id: str, secret: str, batches: list[list[di
                 if statuses != {"created"}:
                     raise SystemExit(f"unexpected results: {statuses}")
 
-        # warm-up: one batch, not timed (connections, caches, the audit and event heads)
-        await http.post("/v1/returnees/batch", content=queue.get_nowait(), headers=headers)
+        # warm-up: one batch through each server, not timed (connections, caches, the heads)
+        for h in https:
+            if not queue.empty():
+                await h.post("/v1/returnees/batch", content=queue.get_nowait(), headers=headers)
         if during is not None:
             during()
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
         return time.perf_counter() - started
 
 
@@ -324,7 +335,7 @@ CPU_NOTE: list[str] = []
 def run_push(args: argparse.Namespace, url: str) -> list[str]:
     client_id, secret = asyncio.run(make_client(url))
     run = uuid.uuid4().hex[:6]
-    recs = records(args.rows + args.batch, run)  # + the untimed warm-up batch
+    recs = records(args.rows + args.batch * args.workers, run)  # + the untimed warm-up batches
     batches = [recs[i : i + args.batch] for i in range(0, len(recs), args.batch)]
     floor_rows = [baseline_rows(records(args.rows, f"f{k}{run}", start=(k + 1) * 1_000_000)) for k in range(6)]
     plain_rows = baseline_rows(recs[args.batch :])
@@ -335,28 +346,29 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
     copy_s = storage_floor(url, floor_rows[1], args.batch, "floor2", copy=True)
     old_s = storage_floor(url, floor_rows[4], args.batch, "floor5", change_pos=False)
     plain_s = raw_executemany(url, plain_rows, args.batch, "bench_plain_1")
-    port = free_port()
-    proc = start_server(url, port, args.workers)
+    ports = [free_port() for _ in range(args.workers)]
+    procs: list[subprocess.Popen[bytes]] = []
     profiled: list[subprocess.Popen[bytes]] = []
 
     cpu: dict[str, float] = {}
+    pids: list[int] = []
 
     def during() -> None:
-        workers = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
-        cpu["workers"] = _cpu_seconds(workers)
-        cpu["pids"] = workers  # type: ignore[assignment]
+        pids.extend(p.pid for p in procs)
+        cpu["workers"] = _cpu_seconds(pids)
         cpu["pg"] = _cpu_seconds(_backends(url))
         cpu["client"] = _cpu_seconds([os.getpid()])
         if args.profile:
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-            profiled.extend(_profile([int(c) for c in children] or [proc.pid], args.profile))
+            profiled.extend(_profile(pids, args.profile))
             time.sleep(1)  # py-spy attaches
 
     try:
-        e2e_s = asyncio.run(push_all(f"http://127.0.0.1:{port}", client_id, secret, batches, args.concurrency,
-                                     during))
-        n_batches = len(batches) - 1
-        server = _cpu_seconds(cpu["pids"]) - cpu["workers"]  # type: ignore[arg-type]
+        for port in ports:  # one process each, the clients spread over them (push_all)
+            procs.append(start_server(url, port, 1))
+        e2e_s = asyncio.run(push_all([f"http://127.0.0.1:{p}" for p in ports], client_id, secret, batches,
+                                     args.concurrency, during))
+        n_batches = len(batches) - args.workers
+        server = _cpu_seconds(pids) - cpu["workers"]
         pg = _cpu_seconds(_backends(url)) - cpu["pg"]
         client = _cpu_seconds([os.getpid()]) - cpu["client"]
         CPU_NOTE.append(f"CPU per batch of {args.batch} during the push: server processes {server / n_batches * 1000:.1f} ms, "
@@ -367,8 +379,10 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
             p.send_signal(signal.SIGINT)  # py-spy writes what it sampled
         for p in profiled:
             p.wait(30)
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
     floor_s = min(floor_s, storage_floor(url, floor_rows[2], args.batch, "floor3"))
     copy_s = min(copy_s, storage_floor(url, floor_rows[3], args.batch, "floor4", copy=True))
     old_s = min(old_s, storage_floor(url, floor_rows[5], args.batch, "floor6", change_pos=False))
@@ -379,7 +393,7 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
     ratio = e2e_rate / floor_rate
     return [
         f"| batch push of {args.rows:,} returnees on PostgreSQL, end to end, batches of {args.batch} "
-        f"({args.workers} server processes, {args.concurrency} clients); baseline: the storage floor (raw "
+        f"({args.workers} server processes, {args.concurrency} clients spread over them); baseline: the storage floor (raw "
         f"psycopg writing the same rows: persons, records with their change positions into the indexed "
         f"`returnee`, events, audit subjects "
         f"and entry, in {args.batch}-row transactions) | {floor_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | "
