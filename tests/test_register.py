@@ -165,6 +165,46 @@ async def test_a_second_return_is_flagged_with_an_event(world: World) -> None:
     assert len([e for e in events if e["type"] == "register.repeat_return" and e["data"]["person_id"] == person_id]) == 1
 
 
+async def test_a_new_person_returning_twice_in_one_batch_and_a_corrected_nik(world: World) -> None:
+    """The register row of a person the batch itself creates is summed from every record of the
+    batch, as one read from the tables would; a corrected NIK moves a record to a new person
+    and both rows are summed again."""
+    person = {"full_name": "Yuliana Dewi", "nik": "6107074108900031", "sex": "F", "birth_date": "1990-08-01",
+              "origin_district": "61.07", "origin_subdistrict": "61.07.07", "returned_from_country": "MY"}
+    bp3mi, district = world.bearer("BP3MI-KALBAR"), world.bearer("DP3A-BENGKAYANG")
+    first = {**person, "source_ref": "T-TWO-1", "return_type": "repatriated", "return_date": "2024-03-01"}
+    second = {**person, "source_ref": "T-TWO-2", "return_type": "deported", "return_date": "2025-03-01"}
+    r = await world.http.post("/v1/returnees/batch", json={"records": [first, second]}, headers=bp3mi)
+    assert [x["status"] for x in r.json()["results"]] == ["created", "created"], r.text
+    ids = [uuid.UUID(x["id"]) for x in r.json()["results"]]
+    async with world.db.read() as conn:
+        owners = dict((await conn.execute(sa.select(Returnee.id, Returnee.person_id)
+                                          .where(Returnee.id.in_(ids)))).all())  # type: ignore[attr-defined]
+    assert owners[ids[0]] == owners[ids[1]]
+    pid = owners[ids[0]]
+    view = (await world.http.get(f"/v1/register/persons/{pid}", headers=district)).json()
+    truth = (await _truth(world.db))[pid]
+    assert (view["returns"], view["deportations"], view["repeat_return"], view["status"]) == (2, 1, True, "deported")
+    assert (view["repeat_return"], view["status"]) == (truth["repeat_return"], truth["status"])
+    assert view["last_return"] == "2025-03-01"
+    events = await _all_events(world, "DP3A-BENGKAYANG")
+    assert [e["data"]["returns"] for e in events if e["type"] == "register.repeat_return"
+            and e["data"]["person_id"] == str(pid)] == [2]
+
+    # the second record was someone else's NIK: corrected, it moves to that (new) person
+    fixed = {**second, "nik": "6107074108900032"}
+    r = await world.http.post("/v1/returnees/batch", json={"records": [fixed]}, headers=bp3mi)
+    assert r.json()["results"][0]["status"] == "updated", r.text
+    async with world.db.read() as conn:
+        moved_to = (await conn.execute(sa.select(Returnee.person_id).where(Returnee.id == ids[1]))).scalar_one()
+    assert moved_to != pid
+    truth = await _truth(world.db)
+    for who, returns, status in ((pid, 1, "returned"), (moved_to, 1, "deported")):
+        view = (await world.http.get(f"/v1/register/persons/{who}", headers=district)).json()
+        assert (view["returns"], view["repeat_return"], view["status"]) == (returns, False, status), view
+        assert (view["repeat_return"], view["status"]) == (truth[who]["repeat_return"], truth[who]["status"])
+
+
 async def _all_events(world: World, who: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cursor = None

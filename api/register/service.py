@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -106,22 +106,35 @@ def summarise(person_id: uuid.UUID, records: Iterable[_Record], now: datetime) -
     }
 
 
-async def refresh(session: AsyncSession, person_ids: Iterable[uuid.UUID]) -> None:
+def return_record(r: Any) -> _Record:
+    """A returnee record (a :class:`api.returnees.repository.Return`, or a row the returnee
+    writer holds: same names) as the register sums it."""
+    def get(name: str) -> Any:
+        return r[name] if isinstance(r, dict) else getattr(r, name)
+
+    return _Record(get("return_date"), 1, get("updated_at"), get("id"), get("full_name"), str(get("sex")),
+                   get("birth_date"), get("nik_enc"), "returnee.nik", get("origin_district"),
+                   get("origin_subdistrict"), None, return_type=str(get("return_type")))
+
+
+async def refresh(session: AsyncSession, person_ids: Iterable[uuid.UUID],
+                  created: Mapping[uuid.UUID, list[_Record]] | None = None) -> None:
     """Sum again the register rows of these persons (just after their records were written);
-    emit ``register.repeat_return`` for each person flagged for the first time."""
+    emit ``register.repeat_return`` for each person flagged for the first time. ``created``:
+    persons this unit created, with their records (all of them: nobody else can have written
+    records of a person before it exists), which need no reading back."""
     ids = sorted(set(person_ids))
     if not ids:
         return
-    records: dict[uuid.UUID, list[_Record]] = {}
-    for d in await repository.departures_of_persons(session, ids):
+    records: dict[uuid.UUID, list[_Record]] = {pid: list(recs) for pid, recs in (created or {}).items() if recs}
+    stored = [pid for pid in ids if pid not in records]
+    for d in await repository.departures_of_persons(session, stored) if stored else []:
         records.setdefault(d.person_id, []).append(_Record(
             d.departure_date, 0, d.updated_at, d.id, d.full_name, str(d.sex), d.birth_date, d.nik_enc, NIK_CONTEXT,
             d.origin_district, d.origin_subdistrict, d.origin_village, procedural=d.procedural))
-    for r in await returnees.returns_of_persons(session, ids):
-        records.setdefault(r.person_id, []).append(_Record(
-            r.return_date, 1, r.updated_at, r.id, r.full_name, str(r.sex), r.birth_date, r.nik_enc, "returnee.nik",
-            r.origin_district, r.origin_subdistrict, None, return_type=str(r.return_type)))
-    flagged = await repository.flags_of(session, ids)
+    for r in await returnees.returns_of_persons(session, stored) if stored else []:
+        records.setdefault(r.person_id, []).append(return_record(r))
+    flagged = await repository.flags_of(session, stored) if stored else {}
     now = clock.now()
     rows = [summarise(pid, recs, now) for pid, recs in sorted(records.items())]
     await repository.replace_persons(session, ids, rows)
@@ -203,7 +216,7 @@ async def upsert_departures(session: AsyncSession, writer: Caller, records: Sequ
         planned.append((res, item, digest, cipher.blind_index(item.nik) if item.nik else None, old))
     wanted = {idx for _, _, _, idx, old in planned if idx and (old is None or old.nik_index != idx)}
     anonymous = sum(1 for _, _, _, idx, old in planned if idx is None and old is None)
-    by_nik, fresh = await returnees.ensure_persons(session, wanted, anonymous, now)
+    by_nik, fresh, _ = await returnees.ensure_persons(session, wanted, anonymous, now)
     fresh_iter = iter(fresh)
     touched: set[uuid.UUID] = set()
     written: list[tuple[str, Departure]] = []

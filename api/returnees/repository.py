@@ -312,9 +312,11 @@ async def _persons_by_nik(session: AsyncSession, indexes: Iterable[str]) -> dict
 
 async def ensure_persons(
     session: AsyncSession, nik_indexes: set[str], anonymous: int, now: datetime
-) -> tuple[dict[str, uuid.UUID], list[uuid.UUID]]:
+) -> tuple[dict[str, uuid.UUID], list[uuid.UUID], set[uuid.UUID]]:
     """Persons for these NIK indexes (found or created) and ``anonymous`` new persons without
-    one. A person created at the same moment by a concurrent batch is found, not duplicated."""
+    one: ``(person by NIK index, the anonymous ones, every person this call created)``. A person
+    created at the same moment by a concurrent batch is found, not duplicated (and is not among
+    those this call created)."""
     fresh = ids.new_ids(anonymous)
     anon_rows = [{"id": pid, "nik_index": None, "created_at": now} for pid in fresh]
     if _on_postgresql(session):
@@ -325,7 +327,9 @@ async def ensure_persons(
         if rows:
             result = await execute_text(session, _PG_PERSONS, {"rows": orjson.dumps(rows).decode()})
             by_nik = {r.nik_index: r.id for r in result if r.nik_index is not None}
-        return by_nik, fresh
+        # an id of ours came back: the row is ours (a person found has the id it was made with)
+        made = {r["id"] for r in rows}
+        return by_nik, fresh, {pid for pid in by_nik.values() if pid in made} | set(fresh)
     by_nik = await _persons_by_nik(session, nik_indexes)
     missing = sorted(nik_indexes - by_nik.keys())
     rows = [{"id": uuid.uuid4(), "nik_index": idx, "created_at": now} for idx in missing] + anon_rows
@@ -333,7 +337,8 @@ async def ensure_persons(
         await bulk.insert_rows(session, Person.__table__, rows, on_conflict_do_nothing=["nik_index"])  # type: ignore[attr-defined]
         if missing:  # a concurrent batch may have created some first: theirs is the person
             by_nik.update(await _persons_by_nik(session, missing))
-    return by_nik, fresh
+    made = {r["id"] for r in rows}
+    return by_nik, fresh, {pid for pid in by_nik.values() if pid in made} | set(fresh)
 
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

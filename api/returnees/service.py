@@ -195,13 +195,18 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     results, accepted = _validate(records, now.date(), writer)
     existing = await repository.existing_for_batch(session, agency, sorted({it.source_ref for _, it in accepted}))
     plan = _plan(accepted, existing, _Keys.of(unit_of(session).settings))
-    by_nik, fresh = await _persons(session, plan, now)
+    by_nik, fresh, created = await _persons(session, plan, now)
     written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now)
     written += await _update_changed(session, plan.updates, by_nik, now)
     touched = _emit(session, agency, written, intake=province_of(writer.jurisdiction))
-    # the register's person view of everyone written (and of those a changed NIK moved away)
+    # the register's person view of everyone written (and of those a changed NIK moved away);
+    # the records of a person this batch created are all in the batch
+    mine: dict[uuid.UUID, list[Any]] = {pid: [] for pid in created}
+    for _, row in written:
+        if row["person_id"] in mine:
+            mine[row["person_id"]].append(register.return_record(row))
     await register.refresh(session, {row["person_id"] for _, row in written}
-                           | {old.person_id for _, _, old in plan.updates})
+                           | {old.person_id for _, _, old in plan.updates}, created=mine)
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("created", "updated", "unchanged", "rejected")}
     audit.record(session, "returnee.batch", resource_type=RESOURCE, subjects=[(RESOURCE, row["id"]) for _, row in written],
                  source_agency=agency, records=len(results), created=counts["created"], updated=counts["updated"],
@@ -293,10 +298,12 @@ def _plan(accepted: list[tuple[dict[str, Any], ReturneeIn]], existing: dict[str,
     return plan
 
 
-async def _persons(session: AsyncSession, plan: _Plan, now: datetime) -> tuple[dict[str, uuid.UUID], list[uuid.UUID]]:
+async def _persons(
+    session: AsyncSession, plan: _Plan, now: datetime
+) -> tuple[dict[str, uuid.UUID], list[uuid.UUID], set[uuid.UUID]]:
     """The persons of the records written: the same NIK is the same person, wherever and by
     whomever it was pushed; a new record without a NIK is a new person. ``(person by NIK
-    index, new anonymous persons)``."""
+    index, new anonymous persons, the persons created now)``."""
     nik_indexes = {row["nik_index"] for _, row in plan.creates if row["nik_index"]}
     nik_indexes |= {row["nik_index"] for _, row, old in plan.updates
                     if row["nik_index"] and row["nik_index"] != old.nik_index}
