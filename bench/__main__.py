@@ -211,19 +211,33 @@ _FLOOR_APPEND = """
 """
 
 
+_REGISTER_COLUMNS = ("person_id, full_name, sex, birth_date, nik_enc, nik_context, origin_district, origin_subdistrict, "
+                     "origin_village, departures, procedural_departures, returns, deportations, last_departure, "
+                     "last_return, last_return_type, status, repeat_return, updated_at")
+
+
+def _register_row(r: tuple[Any, ...], now: Any) -> tuple[Any, ...]:
+    """The register row of the new person of the ``returnee`` row ``r`` (of :func:`baseline_rows`)."""
+    deported = r[20] == "deported"
+    return (r[3], r[6], r[7], r[8], r[9], "returnee.nik", r[15], r[16], None, 0, 0, 1, int(deported), None, r[21],
+            r[20], "deported" if deported else "returned", False, now)
+
+
 def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, copy: bool = False,
-                  change_pos: bool = True) -> float:
+                  change_pos: bool = True, register: bool = True) -> float:
     """The storage floor: exactly the rows a push of ``rows`` writes, with raw psycopg, in
     ``batch``-row transactions on one connection: the persons, the records (into ``returnee``
     itself, with all its indexes, unique key and foreign keys, and their change positions after
     advancing the list's change head, as the service has numbered them since issue 9), the
-    events after advancing their feed's head, the audit subjects, and one audit entry appended
+    events after advancing their feed's head, the register's person rows (since issue 11: every
+    push sums its people into the register), the audit subjects, and one audit entry appended
     to its chain's head. Feed, chain and change head are ``key`` (of their own, so the
     service's are untouched; same tables; the floor's change positions start far above the
     service's, the index on them being unique).
     ``executemany`` (pipelined, prepared) for each table; with ``copy``, ``COPY`` instead (the
-    cheapest way PostgreSQL takes rows; informational). Without ``change_pos``, the records
-    without their change positions (the floor before issue 9's sync order; informational)."""
+    cheapest way PostgreSQL takes rows; informational). Without ``change_pos`` and ``register``,
+    the records without their change positions and no register rows (the floor before issue 9's
+    sync order and issue 11's register; informational)."""
     from api.core import clock
     from api.core.audit import _iso
     from models import GENESIS_HASH
@@ -278,6 +292,8 @@ def storage_floor(url: str, rows: list[tuple[Any, ...]], batch: int, key: str, c
                           [(*r, last_change - len(chunk) + 1 + j) for j, r in enumerate(chunk)])
                 else:
                     write("returnee", cols, chunk)
+                if register:  # the register's person view, one row per new person
+                    write("register_person", _REGISTER_COLUMNS, [_register_row(r, now) for r in chunk])
                 write("audit_subject", "event_id, resource_type, resource_id", subjects)
                 cur.execute("UPDATE event_head SET pos = pos + %s WHERE key = %s RETURNING pos", (len(events), key))
                 last = cur.fetchone()[0]
@@ -344,7 +360,7 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
     # better of the two is the one compared with.
     floor_s = storage_floor(url, floor_rows[0], args.batch, "floor1")
     copy_s = storage_floor(url, floor_rows[1], args.batch, "floor2", copy=True)
-    old_s = storage_floor(url, floor_rows[4], args.batch, "floor5", change_pos=False)
+    old_s = storage_floor(url, floor_rows[4], args.batch, "floor5", change_pos=False, register=False)
     plain_s = raw_executemany(url, plain_rows, args.batch, "bench_plain_1")
     ports = [free_port() for _ in range(args.workers)]
     procs: list[subprocess.Popen[bytes]] = []
@@ -385,7 +401,7 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
             proc.wait(timeout=30)
     floor_s = min(floor_s, storage_floor(url, floor_rows[2], args.batch, "floor3"))
     copy_s = min(copy_s, storage_floor(url, floor_rows[3], args.batch, "floor4", copy=True))
-    old_s = min(old_s, storage_floor(url, floor_rows[5], args.batch, "floor6", change_pos=False))
+    old_s = min(old_s, storage_floor(url, floor_rows[5], args.batch, "floor6", change_pos=False, register=False))
     plain_s = min(plain_s, raw_executemany(url, plain_rows, args.batch, "bench_plain_2"))
 
     floor_rate, e2e_rate, plain_rate, copy_rate, old_rate = (args.rows / x for x in (floor_s, e2e_s, plain_s, copy_s,
@@ -395,11 +411,11 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
         f"| batch push of {args.rows:,} returnees on PostgreSQL, end to end, batches of {args.batch} "
         f"({args.workers} server processes, {args.concurrency} clients spread over them); baseline: the storage floor (raw "
         f"psycopg writing the same rows: persons, records with their change positions into the indexed "
-        f"`returnee`, events, audit subjects "
+        f"`returnee`, the register's person rows, events, audit subjects "
         f"and entry, in {args.batch}-row transactions) | {floor_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | "
         f"{ratio:.2f} | ≥ 0.70 | {'ok' if ratio >= 0.7 else 'BELOW TARGET'} |",
-        f"| informational: the same storage floor without the records' change positions (the floor before "
-        f"issue 9's sync order) | {old_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | {e2e_rate / old_rate:.2f} | "
+        f"| informational: the same storage floor without the records' change positions and the register's rows "
+        f"(the floor before issue 9's sync order and issue 11's register) | {old_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | {e2e_rate / old_rate:.2f} | "
         f"(none) | informational |",
         f"| informational: the same storage floor written with `COPY` instead of `executemany` | "
         f"{copy_rate:,.0f} rows/s | {e2e_rate:,.0f} rows/s | {e2e_rate / copy_rate:.2f} | (none) | informational |",

@@ -11,21 +11,41 @@ is held to the commit, so the order of positions is the order of commits: a read
 seen position ``n`` has seen every change committed before it, and a change committed later
 gets a position above ``n``. One head per list, not per province: the list a caller reads
 spans every province it may see, and one counter orders all of it.
+
+New rows may be numbered as they are inserted instead (:func:`insert_numbered`, PostgreSQL: the
+head advanced and the rows inserted with their positions in one statement), which spares
+writing every new row twice; the head's lock is then taken at the insert and held to the
+commit as before. Every unit takes the heads in one order (:func:`head_order`): the heads that
+may be taken at an insert first, then the others by name, so two units never wait for each
+other's.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import bulk
 from api.core.db import execute_text
 from api.core.sql import dialect_of, table_of
 from models import ChangeHead
+
+# The heads a writer may take at its insert (insert_numbered), before any other: every unit
+# takes heads in head_order, whichever of them it takes early.
+EARLY = ("returnee",)
+
+
+def head_order(key: str) -> tuple[int, str]:
+    return (EARLY.index(key) if key in EARLY else len(EARLY), key)
 
 # PostgreSQL: the head advanced and the rows numbered in one statement (one round trip; the
 # head's row lock taken as late as possible). The ids are sorted: their order is the order
@@ -39,6 +59,44 @@ _PG_NUMBER = """
 """
 
 
+_PG_INSERT_NUMBERED = """
+    WITH h AS (UPDATE change_head SET pos = pos + :n WHERE key = :key RETURNING pos)
+    INSERT INTO {table} ({cols}, change_pos)
+    SELECT {cols}, h.pos - :n + x.ordinality
+      FROM h, json_populate_recordset(NULL::{table}, :rows) WITH ORDINALITY AS x
+"""
+
+
+async def insert_numbered(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]],
+                          changed: Callable[[sa.Table, Iterable[uuid.UUID]], None]) -> None:
+    """Insert new rows of a synced list (dicts with the same keys, as :mod:`api.core.bulk` takes
+    them; an ``id`` each) with their change positions. On PostgreSQL one statement advances the
+    head and inserts the rows numbered from it; elsewhere the rows are inserted and named to
+    ``changed`` (the unit's :meth:`~api.core.unit.Unit.changed`), numbered at the commit. The
+    list's key must be in :data:`EARLY`. Raises :class:`sqlalchemy.exc.IntegrityError` as an
+    INSERT does."""
+    if not rows:
+        return
+    key = table.name
+    if key not in EARLY:
+        raise ValueError(f"the head of {key!r} is taken at the commit, not at an insert (changes.EARLY)")
+    if dialect_of(session) != "postgresql":
+        await bulk.insert_rows(session, table, rows)
+        changed(table, (r["id"] for r in rows))
+        return
+    sql = _insert_sql(table, tuple(rows[0]))
+    params = {"n": len(rows), "key": key, "rows": orjson.dumps(rows).decode()}
+    if (await execute_text(session, sql, params)).rowcount == 0:
+        await _ensure_head(session, key)  # the list's first change (or a fresh schema)
+        await execute_text(session, sql, params)
+
+
+@lru_cache(maxsize=16)
+def _insert_sql(table: sa.Table, columns: tuple[str, ...]) -> str:
+    q = postgresql.dialect().identifier_preparer.quote
+    return _PG_INSERT_NUMBERED.format(table=q(table.name), cols=", ".join(q(c) for c in columns))
+
+
 async def _ensure_head(session: AsyncSession, key: str) -> None:
     head = table_of(ChangeHead)
     stmt = pg_insert(head) if dialect_of(session) == "postgresql" else sqlite_insert(head)
@@ -47,10 +105,10 @@ async def _ensure_head(session: AsyncSession, key: str) -> None:
 
 async def flush(session: AsyncSession, changed: Mapping[str, tuple[sa.Table, set[uuid.UUID]]]) -> None:
     """Give the rows in ``changed`` (table name -> (table, ids)) their change positions, heads
-    in name order (every unit takes them in the same order, before the event and audit heads:
-    no deadlock). The head of a table is keyed by the table's name."""
+    in :func:`head_order` (every unit takes them in the same order, before the event and audit
+    heads: no deadlock). The head of a table is keyed by the table's name."""
     postgres = dialect_of(session) == "postgresql"
-    for key in sorted(changed):
+    for key in sorted(changed, key=head_order):
         table, wanted = changed[key]
         ids = sorted(wanted)
         if not ids:

@@ -5,8 +5,9 @@ session; services reach it through :func:`unit_of` (``unit_of(session).audit(...
 shorthands :func:`api.core.audit.record` and :func:`api.core.outbox.emit`), and :meth:`Unit.commit`
 writes what it recorded in the same transaction just before committing: the audit subjects
 first (no lock needed), then the change positions of the rows it changed (the lists' heads,
-:mod:`api.core.changes`), then the events (the feed's head), then the audit chain (its head), so
-two units never deadlock and the heads' row locks are held as briefly as possible.
+:mod:`api.core.changes`, in its one order; new returnee records are numbered as they are
+inserted, their head taken then), then the events (the feed's head), then the audit chain (its
+head), so two units never deadlock and the heads' row locks are held as briefly as possible.
 
 Reading on SQLite. SQLite has one write lock for the whole database; a transaction that takes it
 up front (``BEGIN IMMEDIATE``, :mod:`api.core.db`) makes every reader queue behind every writer.

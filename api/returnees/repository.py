@@ -34,7 +34,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import bulk, ids, pagination
+from api.core import bulk, changes, ids, pagination
 from api.core.access import in_jurisdiction, taken_in, visible_or_404
 from api.core.context import Caller
 from api.core.db import execute_text
@@ -342,11 +342,11 @@ async def ensure_persons(
 
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """One INSERT of new records (column values as :mod:`api.core.bulk` takes them). Raises
+    """One INSERT of new records (column values as :mod:`api.core.bulk` takes them), numbered
+    in the list's commit order as they go in (:func:`api.core.changes.insert_numbered`). Raises
     :class:`sqlalchemy.exc.IntegrityError` when a concurrent batch created a same
     ``source_ref`` first."""
-    await bulk.insert_rows(session, _TABLE, rows)
-    unit_of(session).changed(_TABLE, (r["id"] for r in rows))
+    await changes.insert_numbered(session, _TABLE, rows, unit_of(session).changed)
 
 
 async def update_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
