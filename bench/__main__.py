@@ -425,14 +425,15 @@ def run_push(args: argparse.Namespace, url: str) -> list[str]:
 
 
 def run_read(args: argparse.Namespace, url: str) -> list[str]:
-    """One referral, read by 32 keep-alive clients through 2 server processes, with auditing
-    and without (the bench-only app), alternately, best of two each. One variant's servers run
-    at a time (the PostgreSQL server is shared: 2 x 2 pools of 20 would be many connections)."""
+    """One referral, read by 32 keep-alive clients through 2 server processes (the clients spread
+    over them, as for the push), with auditing and without (the bench-only app), alternately,
+    best of two each. One variant's servers run at a time (the PostgreSQL server is shared: 2 x 2
+    pools of 20 would be many connections)."""
     from bench.loadgen import hammer
 
     creds = asyncio.run(make_parties(url, ["bp3mi", "polres"]))
     env = {"SINERGI_RATE_CLIENT": "0"}  # 32 clients of one agency: far past a partner's rate
-    port = free_port()
+    ports = [free_port() for _ in range(2)]
     apps = {"audited": "api.main:app", "plain": "bench.noaudit:app"}
     c = creds["bp3mi"]
     h: dict[str, str] = {}
@@ -440,10 +441,13 @@ def run_read(args: argparse.Namespace, url: str) -> list[str]:
     results: dict[str, list[Any]] = {"audited": [], "plain": []}
     for _ in range(2):
         for name, app in apps.items():
-            server = Server(url, app=app, workers=2, env=env, port=port)
-            server.start()
+            servers = [Server(url, app=app, env=env, port=p) for p in ports]
+            for one in servers:
+                one.start()
             try:
-                server.wait_ready()
+                for one in servers:
+                    one.wait_ready()
+                server = servers[0]
                 if not path:
                     r = httpx.post(server.url + "/oauth/token", data={"grant_type": "client_credentials"},
                                    auth=(c.client_id, c.secret), timeout=30)
@@ -457,9 +461,10 @@ def run_read(args: argparse.Namespace, url: str) -> list[str]:
                     r = httpx.post(server.url + "/v1/referrals", json=body, headers=h, timeout=30)
                     r.raise_for_status()
                     path = f"/v1/referrals/{r.json()['id']}"
-                res = asyncio.run(hammer(port, path, h, clients=args.read_clients, seconds=args.read_seconds))
+                res = asyncio.run(hammer(ports, path, h, clients=args.read_clients, seconds=args.read_seconds))
             finally:
-                server.stop()
+                for one in servers:
+                    one.stop()
             if set(res.statuses) != {200}:
                 raise SystemExit(f"the read ({name}) answered {res.statuses}")
             results[name].append(res)

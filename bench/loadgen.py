@@ -50,12 +50,19 @@ async def _client(host: str, port: int, request: bytes, warm_until: float, end: 
         writer.close()
 
 
-async def hammer(port: int, path: str, headers: dict[str, str], *, clients: int = 32, seconds: float = 8.0,
-                 warmup: float = 1.0, host: str = "127.0.0.1") -> Result:
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+async def hammer(ports: int | list[int], path: str, headers: dict[str, str], *, clients: int = 32,
+                 seconds: float = 8.0, warmup: float = 1.0, host: str = "127.0.0.1") -> Result:
+    """``clients`` connections; with several ``ports`` (one server process each), client ``i``
+    connects to ``ports[i % n]``, as a round-robin balancer in front of them would."""
+    targets = [ports] if isinstance(ports, int) else ports
+
+    def request(port: int) -> bytes:
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
     start = time.monotonic()
     warm_until, end = start + warmup, start + warmup + seconds
     out = Result(seconds)
-    await asyncio.gather(*(_client(host, port, request, warm_until, end, out) for _ in range(clients)))
+    await asyncio.gather(*(_client(host, targets[i % len(targets)], request(targets[i % len(targets)]), warm_until,
+                                   end, out) for i in range(clients)))
     return out
