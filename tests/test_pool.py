@@ -117,3 +117,53 @@ async def test_no_free_connection_within_the_bound_is_a_busy_503(app: Any, clien
     assert r.headers["retry-after"] == "1"
     assert took < 3 * db.settings.db_pool_timeout + 2
     assert (await client.get("/v1/audit", headers=headers, params={"limit": 1})).status_code == 200
+
+
+async def _end_the_pools_connections(db: Any, backend: Any) -> int:
+    """As a restart of the database or a firewall dropping idle links would: every connection
+    the app's pool holds, ended by the server (the pool does not know)."""
+    import sqlalchemy as sa
+
+    from api.core.db import sync_url
+    from tests.conftest import PG_ADMIN_URL
+
+    eng = sa.create_engine(sync_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with eng.connect() as c:
+            name = db.engine.url.database
+            return len(c.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                         "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": name}).all())
+    finally:
+        eng.dispose()
+
+
+@pytest.mark.parametrize("ping_idle", [0.0, 3600.0])
+async def test_connections_the_server_ended_while_pooled(backend: Any, database_url: str, make_party: MakeParty,
+                                                         ping_idle: float) -> None:
+    """A pooled connection idle longer than ``db_ping_idle`` is pinged before use and replaced:
+    the request is answered as if nothing happened. One used more recently is handed out as it
+    is: its request fails as on a lost link (503 ``unavailable``, nothing changed, never a 500),
+    and the pool replaces every connection of before the failure, so the next request is
+    answered. (Rate limits off: the limiter's counter, which lets requests through when it
+    cannot be reached, would otherwise meet the dead link first.)"""
+    if backend.name != "postgresql":
+        pytest.skip("a server ending pooled connections: PostgreSQL")
+    app = create_app(Settings(database_url=database_url, mode="development", db_pool_size=POOL,
+                              db_ping_idle=ping_idle, rate_client=0, rate_token=0), configure_logging=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            party = await make_party("INSPEKTORAT-KALBAR", "61", ["audit:read"], kind=AgencyKind.inspectorate)
+            party.http = http
+            headers = await party.headers()
+            assert (await http.get("/v1/audit", headers=headers)).status_code == 200
+            assert await _end_the_pools_connections(app.state.services.db, backend) >= 1
+            first = await http.get("/v1/audit", headers=headers)
+            if ping_idle == 0:
+                assert first.status_code == 200, first.text
+            else:
+                assert first.status_code == 503, first.text
+                assert first.headers["content-type"].startswith("application/problem+json")
+                assert first.json()["type"].endswith("/unavailable"), first.json()
+            again = await http.get("/v1/audit", headers=headers)
+            assert again.status_code == 200, again.text

@@ -93,9 +93,8 @@ def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
         kw.setdefault("pool_size", settings.db_pool_size)
         kw.setdefault("max_overflow", 0)
         kw.setdefault("pool_timeout", settings.db_pool_timeout)
-        kw.setdefault("pool_pre_ping", True)
         engine = create_async_engine(url, connect_args=_pg_connect_args(settings, url), **kw)
-        _bound_pings(engine, float(settings.db_connect_timeout))
+        _ping_idle_connections(engine, float(settings.db_connect_timeout), settings.db_ping_idle)
     event.listen(engine.sync_engine, "handle_error", _redact_driver_message)
     return engine
 
@@ -161,25 +160,37 @@ def _pg_connect_args(settings: Settings, url: str) -> dict[str, Any]:
     }
 
 
-def _bound_pings(engine: AsyncEngine, bound: float) -> None:
-    """The pool's ping of a connection before handing it out (``pool_pre_ping``) waits no
-    longer than connecting would: a connection the network dropped is replaced after that,
-    not after a whole statement's bound."""
+def _ping_idle_connections(engine: AsyncEngine, bound: float, idle: float) -> None:
+    """Before the pool hands out a connection that has been idle for more than ``idle``
+    seconds, it pings it, waiting no longer than connecting would: a connection the network or
+    a restart dropped while it sat in the pool is replaced (SQLAlchemy's ``pool_pre_ping``,
+    without the round trip on every checkout of a busy pool). One used within ``idle`` seconds
+    is handed out as it is: if it was dropped since, its first statement fails within the
+    reply bound, as any statement on a link lost mid-request does."""
     dialect = engine.sync_engine.dialect
-    plain = dialect.do_ping
 
-    def ping(dbapi_connection: Any) -> bool:
+    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if time.monotonic() - record.info.get("checked_in", 0.0) <= idle:
+            return
         driver = getattr(dbapi_connection, "driver_connection", None)
-        if not isinstance(driver, _BoundedConnection):
-            return plain(dbapi_connection)
-        saved = driver.reply_timeout
-        driver.reply_timeout = bound if saved is None else min(saved, bound)
+        saved = driver.reply_timeout if isinstance(driver, _BoundedConnection) else None
+        if isinstance(driver, _BoundedConnection):
+            driver.reply_timeout = bound if saved is None else min(saved, bound)
         try:
-            return plain(dbapi_connection)
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
         finally:
-            driver.reply_timeout = saved
-
-    dialect.do_ping = ping  # type: ignore[method-assign]
+            if isinstance(driver, _BoundedConnection):
+                driver.reply_timeout = saved
+        if not alive:  # the pool discards it and checks out another (a new connection if need be)
+            raise sa_exc.DisconnectionError("a pooled connection did not answer its ping")
 
 
 FailureKind = Literal["busy", "timeout", "unavailable"]

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600,
         description="seconds sent data may stay unacknowledged before the connection is dropped (TCP_USER_TIMEOUT; "
                     "keepalives probe an idle connection from a third of it), on both ends of PostgreSQL connections")
+    db_ping_idle: float = Field(
+        default=1.0, ge=0, le=3600,
+        description="seconds a pooled PostgreSQL connection may sit idle and still be handed out without a ping "
+                    "first (0: ping every time)")
     db_startup_wait: float = Field(default=120.0, ge=0, le=86_400,
                                    description="seconds a starting server waits for the database before it gives up")
     readyz_timeout: float = Field(default=3.0, gt=0, le=60, description="seconds /readyz takes at most")
