@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -16,15 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlmodel import Field as SQLField
 from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
-from api.core import clock, text
+from api.core import text
 from api.core.pagination import Keyset, Page
-from api.returnees import nik as nikmod
+from api.returnees import checks
 from models import DepartureBase, RegisterStatus, ReturnType, Sex
 from models.regions import district_code, is_region, regions
 
 MAX_BATCH = 1000
 
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _VILLAGE = re.compile(r"^[0-9]{2}\.[0-9]{2}\.[0-9]{2}\.[0-9]{4}$")
 _BLANK_IS_NONE = frozenset({"nik", "birth_date", "origin_subdistrict", "origin_village", "destination_region",
                             "employer", "sector"})
@@ -44,13 +43,6 @@ def village_code(code: str, subdistrict: str | None) -> str:
     if not known or not code.startswith(subdistrict + "."):
         raise ValueError(f"'{code}' is not a village of {subdistrict} in the region reference")
     return code
-
-
-def _today(info: ValidationInfo) -> date:
-    ctx = info.context
-    if ctx is not None and ctx.get("today") is not None:
-        return ctx["today"]
-    return clock.now().date()
 
 
 class DepartureIn(DepartureBase):
@@ -76,54 +68,19 @@ class DepartureIn(DepartureBase):
                     out[name] = None
         return out
 
-    @field_validator("nik")
-    @classmethod
-    def _nik(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return None
-        try:
-            return nikmod.parse(v, today=_today(info)).nik
-        except nikmod.InvalidNik as exc:
-            raise ValueError(str(exc)) from None
-
+    _nik = field_validator("nik")(checks.nik)
     _district = field_validator("origin_district")(district_code)
 
-    @field_validator("origin_subdistrict")
-    @classmethod
-    def _subdistrict(cls, v: str | None, info: ValidationInfo) -> str | None:
-        district = info.data.get("origin_district")
-        if v is not None and district is not None and not (
-            is_region(v, "subdistrict") and v.startswith(district + ".")
-        ):
-            raise ValueError(f"'{v}' is not a sub-district of {district} in the region reference")
-        return v
+    _subdistrict = field_validator("origin_subdistrict")(checks.subdistrict)
 
     @field_validator("origin_village")
     @classmethod
     def _village(cls, v: str | None, info: ValidationInfo) -> str | None:
         return None if v is None else village_code(v, info.data.get("origin_subdistrict"))
 
-    @field_validator("destination_country")
-    @classmethod
-    def _country(cls, v: str) -> str:
-        if not _COUNTRY.match(v):
-            raise ValueError("an ISO 3166-1 alpha-2 code: two upper-case letters, e.g. 'MY'")
-        return v
-
-    @field_validator("birth_date")
-    @classmethod
-    def _born(cls, v: date | None, info: ValidationInfo) -> date | None:
-        if v is not None and (v > _today(info) or v.year < 1900):
-            raise ValueError("the birth date is in the future or before 1900")
-        return v
-
-    @field_validator("departure_date")
-    @classmethod
-    def _departed(cls, v: date, info: ValidationInfo) -> date:
-        # A day's slack: the sender's clock is in WIB (UTC+7), ours in UTC.
-        if v > _today(info) + timedelta(days=1) or v.year < 1990:
-            raise ValueError("the departure date is in the future or before 1990")
-        return v
+    _country = field_validator("destination_country")(checks.country)
+    _born = field_validator("birth_date")(checks.birth_date)
+    _departed = field_validator("departure_date")(checks.day_of("departure"))
 
 
 def _record_schema() -> dict[str, Any]:

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from sqlmodel import Field as SQLField
 from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
-from api.core import clock, text
+from api.core import text
 from api.core.pagination import Keyset, Page
+from api.returnees import checks
 from api.returnees import nik as nikmod
 from models import ReturneeBase
-from models.regions import district_code, held_to_depth, is_region
+from models.regions import district_code
 
 MAX_BATCH = 1000
 
 _PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
 _PHONE = re.compile(r"^\+?[0-9]{6,20}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _PASSPORT_NOISE = re.compile(r"[\s-]")
 _PHONE_NOISE = re.compile(r"[\s().-]")
 
@@ -35,16 +35,6 @@ _BLANK_IS_NONE = frozenset({
     "nik", "passport_number", "phone", "birth_date", "origin_subdistrict", "address", "returned_from_region",
     "entry_point", "employer", "sector", "recruiter_relationship",
 })
-
-
-def _today(info: ValidationInfo) -> date:
-    """The day validated against: the batch's (validation context), else the clock's."""
-    ctx = info.context
-    if ctx is not None:
-        today = ctx.get("today")
-        if today is not None:
-            return today
-    return clock.now().date()
 
 
 class _ReturneeFields(ReturneeBase):
@@ -58,15 +48,7 @@ class _ReturneeFields(ReturneeBase):
     passport_number: str | None = SQLField(default=None, description="stored encrypted")
     phone: str | None = SQLField(default=None, description="stored encrypted")
 
-    @field_validator("nik")
-    @classmethod
-    def _nik(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return None
-        try:
-            return nikmod.parse(v, today=_today(info)).nik
-        except nikmod.InvalidNik as exc:
-            raise ValueError(str(exc)) from None
+    _nik = field_validator("nik")(checks.nik)
 
     @field_validator("passport_number")
     @classmethod
@@ -90,38 +72,10 @@ class _ReturneeFields(ReturneeBase):
 
     _district = field_validator("origin_district")(district_code)
 
-    @field_validator("returned_from_country")
-    @classmethod
-    def _country(cls, v: str) -> str:
-        if not _COUNTRY.match(v):
-            raise ValueError("an ISO 3166-1 alpha-2 code: two upper-case letters, e.g. 'MY'")
-        return v
-
-    @field_validator("birth_date")
-    @classmethod
-    def _born(cls, v: date | None, info: ValidationInfo) -> date | None:
-        if v is not None and (v > _today(info) or v.year < 1900):
-            raise ValueError("the birth date is in the future or before 1900")
-        return v
-
-    @field_validator("return_date")
-    @classmethod
-    def _returned(cls, v: date, info: ValidationInfo) -> date:
-        # A day's slack: the sender's clock is in WIB (UTC+7), ours in UTC.
-        if v > _today(info) + timedelta(days=1) or v.year < 1990:
-            raise ValueError("the return date is in the future or before 1990")
-        return v
-
-    @field_validator("origin_subdistrict")
-    @classmethod
-    def _subdistrict(cls, v: str | None, info: ValidationInfo) -> str | None:
-        district = info.data.get("origin_district")
-        if v is not None and district is not None and not (
-            is_region(v, "subdistrict") and v.startswith(district + ".")
-        ):
-            held = "" if held_to_depth(district) else " (below the regency it holds Kalimantan Barat only)"
-            raise ValueError(f"'{v}' is not a sub-district of {district} in the region reference{held}")
-        return v
+    _country = field_validator("returned_from_country")(checks.country)
+    _born = field_validator("birth_date")(checks.birth_date)
+    _returned = field_validator("return_date")(checks.day_of("return"))
+    _subdistrict = field_validator("origin_subdistrict")(checks.subdistrict)
 
 
 class _StrictReturnee(_ReturneeFields):
