@@ -159,7 +159,9 @@ def test_closed_sets_are_enumerations(doc):
 
     assert param("/v1/stats/returnees", "group_by") == ["district", "month", "sex", "age_group",
                                                          "returned_from_country", "return_type", "trafficking_status"]
-    assert param("/v1/stats/referrals", "group_by") == ["status", "to_agency", "reason", "month", "urgency"]
+    assert param("/v1/stats/referrals", "group_by") == ["status", "to_agency", "reason", "month", "urgency",
+                                                         "district"]
+    assert "61.10" in param("/v1/stats/referrals", "district")
     assert "in-progress" in param("/v1/referrals", "status")
     assert "61.07" in param("/v1/notices", "district")
     assert "61.07.07" in param("/v1/returnees", "district")

@@ -213,6 +213,10 @@ def test_stats_audit_events_and_agencies(live):
         csv = dp3a.stats.returnees_csv(group_by=["district"])
         assert csv.splitlines()[0].startswith("district")
         assert dp3a.stats.referrals(group_by=["status"]).group_by == ["status"]
+        bengkayang = dp3a.stats.referrals(group_by=["district"], district="61.07", open=True)
+        assert {row["district"] for row in bengkayang.rows} <= {"61.07"}
+        assert dp3a.stats.referrals_csv(group_by=["district"], open=False).splitlines()[0] == \
+            "district,count,overdue,suppressed"
     with live.client(AUDITOR) as auditor:
         verified = auditor.audit.verify()
         assert verified.ok and verified.first_bad_seq is None and verified.head.seq >= 1

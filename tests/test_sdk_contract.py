@@ -41,7 +41,7 @@ CALLS: list[tuple[str, str, list[str], type[BaseModel] | None, type[BaseModel] |
     ("get", "/v1/stats/returnees", ["group_by", "threshold", "from", "to", "district", "return_type",
                                     "trafficking_status"], None, m.Stats),
     ("get", "/v1/stats/referrals", ["group_by", "threshold", "from", "to", "status", "to_agency", "reason",
-                                    "urgency"], None, m.Stats),
+                                    "urgency", "district", "open"], None, m.Stats),
     ("get", "/v1/audit", ["actor", "agency", "resource_type", "resource_id", "action", "from", "to", "chain",
                           "limit", "cursor"], None, m.AuditEvent),
     ("get", "/v1/audit/verify", ["chain", "checkpoint"], None, m.AuditVerification),

@@ -516,11 +516,12 @@ T0 = datetime(2025, 6, 2, 8, 0, tzinfo=UTC)
 
 async def add_referrals(db, n: int, *, to: str, status: str = "requested", reason: str = "suspected_tppo_victim",
                         urgency: str = "normal", created: datetime = T0, due: timedelta = timedelta(days=7),
-                        frm: str = SOURCE, to_region: str = "61.07", subject_region: str | None = "61.07") -> None:
+                        frm: str = SOURCE, to_region: str = "61.07", subject_region: str | None = "61.07",
+                        from_region: str = "61") -> None:
     async with operator_unit(db, "test") as session:
         for _ in range(n):
             session.add(Referral(from_agency=frm, to_agency=to, sender_ref=uuid.uuid4().hex[:12], status=status,
-                                 from_region="61", to_region=to_region, subject_region=subject_region,
+                                 from_region=from_region, to_region=to_region, subject_region=subject_region,
                                  reason=reason, legal_basis="UU-21-2007:51", urgency=urgency,
                                  processing_basis="vital_interest", due_at=created + due, created_at=created,
                                  updated_at=created))
@@ -636,3 +637,168 @@ async def test_a_province_agency_counts_the_referrals_of_its_province(client, db
     # a district agency of another district still counts only what touches its own
     with clock.frozen(datetime(2025, 7, 2, tzinfo=UTC)):
         assert (await stats(client, referral_world["sambas"], "referrals"))["total"] == 5
+
+
+# --- referrals by district ---------------------------------------------------------------------
+
+NOW = datetime(2025, 7, 2, tzinfo=UTC)  # the referrals of T0 (due 9 June) still open are overdue
+
+
+async def district_world(db) -> None:
+    """Referrals about people of Bengkayang (61.07, some recorded by kecamatan), of Sambas (61.01),
+    of Balikpapan (64.71, outside the province) and of nowhere known (no region, or the whole
+    province), in open and closed states, overdue or not."""
+    await add_referrals(db, 10, to="POLRES-BENGKAYANG")  # 61.07, open, overdue
+    await add_referrals(db, 5, to="POLRES-BENGKAYANG", subject_region="61.07.07", status="completed")
+    await add_referrals(db, 4, to="POLRES-BENGKAYANG", subject_region="61.07.07.2001", status="in-progress",
+                        due=timedelta(days=60))  # open, not overdue
+    await add_referrals(db, 7, to="DINSOS-SAMBAS", to_region="61.01", subject_region="61.01.03",
+                        status="in-progress")
+    await add_referrals(db, 3, to="DINSOS-SAMBAS", to_region="61.01", subject_region="61.01", status="rejected")
+    await add_referrals(db, 6, to="POLRES-BENGKAYANG", subject_region=None)
+    await add_referrals(db, 5, to="POLRES-BENGKAYANG", subject_region="61", status="cancelled")
+    await add_referrals(db, 5, to="POLRES-BENGKAYANG", subject_region="64.71", status="on-hold")
+    # sent from Bengkayang (the police) to Sambas, about a person of Sambas
+    await add_referrals(db, 5, frm="POLRES-BENGKAYANG", from_region="61.07", to="DINSOS-SAMBAS", to_region="61.01",
+                        subject_region="61.01.03")
+
+
+def _district(region: str | None) -> str | None:
+    return ".".join(region.split(".")[:2]) if region and "." in region else None
+
+
+async def direct_by_district(db, *, counted, open_: bool | None = None) -> dict[str | None, dict[str, Any]]:
+    """The published rows of ``group_by=district`` worked out from the table itself: each
+    district's referrals counted here, their keys summed, rounded and suppressed by the rule."""
+    secret = service.stats_secret(db.settings.index_key_bytes)
+    async with db.sessionmaker() as s:
+        refs = (await s.execute(sa.select(Referral.id, Referral.subject_region, Referral.status, Referral.due_at,
+                                          Referral.from_region, Referral.to_region, Referral.from_agency,
+                                          Referral.to_agency))).all()
+    cells: dict[str | None, list[int]] = {}
+    for r in refs:
+        if not counted(r):
+            continue
+        is_open = r.status in {"requested", "received", "accepted", "in-progress", "on-hold"}
+        if open_ is not None and is_open != open_:
+            continue
+        key = record_key(secret, f"referral|{r.id.hex}")
+        overdue = is_open and r.due_at.replace(tzinfo=UTC) < NOW
+        cell = cells.setdefault(_district(r.subject_region), [0, 0, 0, 0])
+        cell[0] += 1
+        cell[1] += key
+        cell[2] += overdue
+        cell[3] += key if overdue else 0
+    out = {}
+    for d, (n, k, o, ok) in cells.items():
+        count = publish(n, k % KEY_SPACE, BASE, BASE)
+        late = publish(o, ok % KEY_SPACE, BASE, BASE)
+        out[d] = {"district": d, "count": count, "overdue": None if count is None or late is None else min(late, count),
+                  "suppressed": count is None}
+    return out
+
+
+def _touches(jurisdiction: str, agency: str):
+    """The referrals an agency's statistics count (api.referrals.repository.counted), in Python."""
+    def inside(code: str | None) -> bool:
+        return code is not None and (code == jurisdiction or code.startswith(jurisdiction + "."))
+
+    def counted(r: Any) -> bool:
+        return (agency in (r.from_agency, r.to_agency) or inside(r.from_region) or inside(r.to_region)
+                or inside(r.subject_region))
+
+    return counted
+
+
+async def test_referrals_by_district_equal_a_direct_count(client, db, referral_world, province):
+    await district_world(db)
+    with clock.frozen(NOW):
+        out = await stats(client, province, "referrals", group_by="district")
+    assert out["group_by"] == ["district"]
+    expected = await direct_by_district(db, counted=_touches("61", "DP3A-KALBAR"))
+    assert by(out["rows"], "district") == expected
+    # the figures as arranged: a kecamatan or desa is its district's; no region or the whole province is null
+    assert set(expected) == {"61.07", "61.01", "64.71", None}
+    assert expected["61.07"]["count"] in roundings(19) and expected["61.07"]["overdue"] == 10
+    assert expected["61.01"]["count"] == 15 and expected["61.01"]["overdue"] in roundings(12)
+    assert expected["64.71"] == {"district": "64.71", "count": 5, "overdue": 5, "suppressed": False}
+    assert expected[None]["count"] in roundings(11)
+    assert out["total"] in roundings(50)
+
+
+async def test_open_and_overdue_referrals_per_district(client, db, referral_world, province):
+    await district_world(db)
+    with clock.frozen(NOW):
+        open_ = await stats(client, province, "referrals", group_by="district", open="true")
+        closed = await stats(client, province, "referrals", group_by="district", open="false")
+        bky = await stats(client, province, "referrals", district="61.07", open="true")
+        both = await stats(client, province, "referrals", group_by="district,status", district="61.01")
+    counted = _touches("61", "DP3A-KALBAR")
+    assert by(open_["rows"], "district") == await direct_by_district(db, counted=counted, open_=True)
+    assert by(closed["rows"], "district") == await direct_by_district(db, counted=counted, open_=False)
+    rows = by(open_["rows"], "district")
+    assert rows["61.07"]["count"] in roundings(14) and rows["61.07"]["overdue"] == 10
+    assert rows["64.71"] == {"district": "64.71", "count": 5, "overdue": 5, "suppressed": False}
+    # a closed referral is never overdue (the 3 rejected of Sambas: suppressed, and their overdue with them)
+    assert [(r["district"], r["overdue"]) for r in closed["rows"]] == [("61.01", None), ("61.07", 0), (None, 0)]
+    # the district filter selects the dimension's records: the same cell, the same figure
+    assert bky["rows"] == [{key: v for key, v in rows["61.07"].items() if key != "district"}]
+    assert {r["district"] for r in both["rows"]} == {"61.01"}
+    assert by(both["rows"], "status")["rejected"]["suppressed"]
+
+
+async def test_a_district_agency_counts_by_district_only_what_touches_its_district(client, db, referral_world):
+    await district_world(db)
+    sambas, bengkayang = referral_world["sambas"], referral_world["oversight"]
+    with clock.frozen(NOW):
+        own = await stats(client, sambas, "referrals", group_by="district")
+        other = await stats(client, sambas, "referrals", group_by="district", district="61.07")
+        bky = await stats(client, bengkayang, "referrals", group_by="district")
+    assert [r["district"] for r in own["rows"]] == ["61.01"]
+    assert by(own["rows"], "district") == await direct_by_district(db, counted=_touches("61.01", "GUGUS-TPPO-SAMBAS"))
+    assert other["rows"] == [] and other["total"] == 0  # another district's figures: none
+    # Bengkayang's task force: its district's people, and the referrals sent from or addressed to
+    # Bengkayang about people of elsewhere (the police's 5 about Sambas people), nothing else of Sambas
+    expected = await direct_by_district(db, counted=_touches("61.07", "GUGUS-TPPO-BENGKAYANG"))
+    assert by(bky["rows"], "district") == expected
+    assert expected["61.01"] == {"district": "61.01", "count": 5, "overdue": 5, "suppressed": False}
+    # the same records, whoever asks: the same published figure
+    with clock.frozen(NOW):
+        province = await stats(client, referral_world["bp3mi"], "referrals", group_by="district")
+    assert by(province["rows"], "district")["61.07"] == by(bky["rows"], "district")["61.07"]
+
+
+async def test_referrals_by_district_as_csv(client, db, referral_world):
+    await add_referrals(db, 5, to="POLRES-BENGKAYANG", subject_region="61.07.07")
+    await add_referrals(db, 5, to="POLRES-BENGKAYANG", subject_region=None, status="completed")
+    with clock.frozen(NOW):
+        r = await client.get("/v1/stats/referrals", params={"group_by": "district", "open": "true"},
+                             headers=await referral_world["oversight"].headers(Accept="text/csv"))
+        everything = await client.get("/v1/stats/referrals", params={"group_by": "district"},
+                                      headers=await referral_world["oversight"].headers(Accept="text/csv"))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert list(csv.reader(io.StringIO(r.text))) == [["district", "count", "overdue", "suppressed"],
+                                                     ["61.07", "5", "5", "false"]]
+    assert list(csv.reader(io.StringIO(everything.text)))[1:] == [["61.07", "5", "5", "false"],
+                                                                  ["", "5", "0", "false"]]
+
+
+@pytest.mark.parametrize("params", [{"district": "61.99"}, {"district": "61.07.07"}, {"district": "61"},
+                                    {"open": "perhaps"}, {"group_by": "district,origin_district"}])
+async def test_bad_district_or_open_is_422_and_counts_nothing(client, db, province, params):
+    r = await client.get("/v1/stats/referrals", params=params, headers=await province.headers())
+    body = assert_problem(r, 422, "validation-error")
+    assert "rows" not in body
+    async with db.sessionmaker() as s:
+        outcomes = (await s.execute(sa.select(AuditEvent.outcome).where(
+            AuditEvent.action == "stats.referrals"))).scalars().all()
+    assert outcomes and "allowed" not in outcomes  # the refusal is recorded; no table was made
+
+
+async def test_the_district_and_open_filters_are_audited(client, db, province):
+    await stats(client, province, "referrals", group_by="district", district="61.07", open="true")
+    async with db.sessionmaker() as s:
+        body = (await s.execute(sa.select(AuditEvent.body).where(AuditEvent.action == "stats.referrals"))).scalar_one()
+    detail = orjson.loads(body)["detail"]
+    assert detail["group_by"] == ["district"]
+    assert detail["filters"] == {"district": "61.07", "open": "true"}

@@ -1,4 +1,5 @@
-"""Downloads people can open: the returnees by district and month as CSV and XLSX.
+"""Downloads people can open: the returnees by district and month, and the open and overdue
+referrals by district, as CSV and XLSX (the overview's workbook holds both tables).
 
 CSV: UTF-8 with a byte-order mark and ``;`` between fields. Excel in an Indonesian locale
 (id-ID, whose decimal separator is the comma) splits a double-clicked CSV on ``;``, its list
@@ -24,7 +25,7 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from api.console.service import Grid, region_name
+from api.console.service import DistrictReferrals, Grid, region_name
 
 HEADERS = ["Kode kabupaten/kota", "Kabupaten/Kota", "Bulan", "Jumlah pemulangan", "Keterangan"]
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -74,7 +75,9 @@ def to_csv(grid: Grid) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-def to_xlsx(grid: Grid, agency: str, made_at: datetime) -> bytes:
+def to_xlsx(grid: Grid, agency: str, made_at: datetime, referrals: DistrictReferrals | None = None) -> bytes:
+    """The overview's workbook: the returnees by district and month, the open and overdue
+    referrals by district (when given) on a sheet of their own, and what the figures are."""
     book = Workbook()
     sheet = book.active
     assert sheet is not None
@@ -91,8 +94,107 @@ def to_xlsx(grid: Grid, agency: str, made_at: datetime) -> bytes:
     for column, width in zip("ABCDE", (20, 28, 10, 20, 60), strict=True):
         sheet.column_dimensions[column].width = width
     sheet.freeze_panes = "A2"
+    if referrals is not None:
+        _referral_sheet(book, referrals)
     about = book.create_sheet("Keterangan")
     for key, text in notes(grid, agency, made_at):
+        about.append([key, text])
+    if referrals is not None:
+        for key, text in referral_notes(referrals, agency, made_at):
+            if key not in ("Lembaga", "Dibuat"):
+                about.append([f"{REFERRAL_SHEET}: {key}", text])
+    about.column_dimensions["A"].width = 20
+    about.column_dimensions["B"].width = 100
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+# --- the open and overdue referrals by district -------------------------------------------------
+
+REFERRAL_SHEET = "Rujukan"
+REFERRAL_HEADERS = ["Kode kabupaten/kota", "Kabupaten/Kota", "Rujukan terbuka", "Lewat tenggat", "Keterangan"]
+UNKNOWN_DISTRICT = "(kabupaten/kota tidak diketahui)"
+
+
+def referrals_filename(table: DistrictReferrals, ext: str) -> str:
+    return f"rujukan-per-kabupaten-{table.period.first}_{table.period.last}.{ext}"
+
+
+def _referral_note(table: DistrictReferrals) -> str:
+    return (f"disamarkan: 1 sampai {table.threshold - 1} rujukan (sel kecil tidak diterbitkan agar orangnya tidak "
+            f"dapat dikenali)")
+
+
+def referral_rows(table: DistrictReferrals) -> list[tuple[str, str, int | None, int | None, str]]:
+    """One row per district of the table (the district not known last, without a code); a
+    suppressed open count hides its overdue count too, and the note says which is hidden."""
+    out = []
+    for d in table.districts:
+        n, late = table.open[d], table.overdue[d]
+        if n is None:
+            note = _referral_note(table)
+        elif late is None:
+            note = "lewat tenggat " + _referral_note(table)
+        else:
+            note = ""
+        out.append((d or "", region_name(d) if d else UNKNOWN_DISTRICT, n, late, note))
+    return out
+
+
+def referral_notes(table: DistrictReferrals, agency: str, made_at: datetime) -> list[tuple[str, str]]:
+    return [
+        ("Isi", "Rujukan yang dibuat dalam periode dan masih terbuka (diajukan, diterima, disetujui, sedang "
+                "ditangani, ditunda), per kabupaten/kota asal orang yang dirujuk; lewat tenggat: yang terbuka dan "
+                "telah melewati tenggatnya pada saat unduhan dibuat"),
+        ("Periode", f"{table.period.first} sampai {table.period.last} (tanggal rujukan dibuat, UTC)"),
+        ("Lembaga", agency),
+        ("Dibuat", made_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("Jumlah", f"{_shown(table.total)} rujukan terbuka, {_shown(table.total_overdue)} lewat tenggat "
+                   "(dibulatkan tersendiri, bukan jumlah baris)"),
+        ("Pembulatan", f"setiap angka dibulatkan ke kelipatan {table.rounding_base} (acak tak bias, tetap per sel)"),
+        ("Sel kosong", _referral_note(table)),
+        ("Sumber", "Sinergi, GET /v1/stats/referrals?group_by=district&open=true (angka yang sama)"),
+    ]
+
+
+def _shown(value: int | None) -> str:
+    return "disamarkan" if value is None else str(value)
+
+
+def referrals_csv(table: DistrictReferrals) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(REFERRAL_HEADERS)
+    for code, name, n, late, note in referral_rows(table):
+        writer.writerow([_text(code) if code else "", name, "" if n is None else n, "" if late is None else late,
+                         note])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _referral_sheet(book: Workbook, table: DistrictReferrals) -> None:
+    sheet = book.create_sheet(REFERRAL_SHEET)
+    sheet.append(REFERRAL_HEADERS)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in referral_rows(table):
+        sheet.append(list(row))
+    for cells in sheet.iter_rows(min_row=2):
+        cells[0].data_type = "s"  # text, whatever it looks like
+        cells[0].number_format = "@"
+    for column, width in zip("ABCDE", (20, 32, 16, 14, 60), strict=True):
+        sheet.column_dimensions[column].width = width
+    sheet.freeze_panes = "A2"
+
+
+def referrals_xlsx(table: DistrictReferrals, agency: str, made_at: datetime) -> bytes:
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    book.remove(first)
+    _referral_sheet(book, table)
+    about = book.create_sheet("Keterangan")
+    for key, text in referral_notes(table, agency, made_at):
         about.append([key, text])
     about.column_dimensions["A"].width = 14
     about.column_dimensions["B"].width = 100

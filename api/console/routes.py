@@ -303,10 +303,20 @@ async def _grid(request: Request, officer: officers.Console, session: SessionDep
     return await console.returnee_grid(session, officer.caller, period, threshold)
 
 
+async def _district_referrals(request: Request, officer: officers.Console, session: SessionDep,
+                              period: console.Period | None = None) -> console.DistrictReferrals:
+    """The open and overdue referrals by district of the overview's period (the filter's, else
+    the overview's default one)."""
+    threshold = services(request).settings.suppression_threshold
+    period = period or _period(request) or await console.default_period(session, officer.caller, threshold)
+    return await console.referrals_by_district(session, officer.caller, period, threshold)
+
+
 @router.get("/console/ringkasan", name="console.overview", response_class=HTMLResponse, response_model=None)
 async def overview(request: Request, officer: Officer, session: SessionDep) -> Response:
-    """The province's overview: returnees by district and month, suspected victims, notices not
-    yet acknowledged and referrals per receiving agency."""
+    """The province's overview: returnees by district and month, suspected victims and notices not
+    yet acknowledged per district; open and overdue referrals per district, and referrals per
+    receiving agency; the register by kecamatan."""
     _need(officer, Scope.stats_read)
     grid = await _grid(request, officer, session)
     threshold = services(request).settings.suppression_threshold
@@ -316,11 +326,12 @@ async def overview(request: Request, officer: Officer, session: SessionDep) -> R
     chart = charts.stacked_bars(grid.months, series, title=t("chart_title"))
     unacked = (await console.unacknowledged_by_district(session, officer.caller)
                if officer.caller.has(Scope.notices_read) else None)
+    by_district = await _district_referrals(request, officer, session, grid.period)
     refs = await console.referral_rows(session, officer.caller, grid.period, threshold)
     district = _register_district(request, officer)
     reg = await console.register_counts(session, officer.caller, district, _register_threshold(request))
     return render(request, "overview.html", officer, grid=grid, chart=chart, legend=charts.legend([s[0] for s in series]),
-                  unacked=unacked, referral_rows=refs,
+                  unacked=unacked, referral_rows=refs, district_referrals=by_district,
                   download_query=urlencode({"dari": grid.period.first, "sampai": grid.period.last}),
                   register=reg, register_columns=console.REGISTER_COLUMNS,
                   register_districts=console.districts_of(officer.caller),
@@ -363,7 +374,9 @@ async def register_download(request: Request, officer: Officer, session: Session
 
 @router.get("/console/ringkasan/unduh.{fmt}", name="console.download", response_class=Response, response_model=None)
 async def download(request: Request, officer: Officer, session: SessionDep, fmt: str) -> Response:
-    """The overview's returnees by district and month as CSV or XLSX."""
+    """The overview's returnees by district and month as CSV, or as XLSX with the open and overdue
+    referrals by district on a sheet of their own (a CSV holds one table: that one is
+    ``rujukan.csv``)."""
     _need(officer, Scope.stats_read)
     if fmt not in ("csv", "xlsx"):
         raise NotFound("csv or xlsx")
@@ -374,7 +387,27 @@ async def download(request: Request, officer: Officer, session: SessionDep, fmt:
     if fmt == "csv":
         body, media = downloads.to_csv(grid), downloads.CSV_TYPE
     else:
-        body, media = downloads.to_xlsx(grid, officer.caller.agency, clock.now()), downloads.XLSX_TYPE
+        by_district = await _district_referrals(request, officer, session, grid.period)
+        body, media = downloads.to_xlsx(grid, officer.caller.agency, clock.now(), by_district), downloads.XLSX_TYPE
+    return Response(body, media_type=media, headers={**_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/console/ringkasan/rujukan.{fmt}", name="console.referrals_download", response_class=Response,
+            response_model=None)
+async def referrals_download(request: Request, officer: Officer, session: SessionDep, fmt: str) -> Response:
+    """The overview's open and overdue referrals by district as CSV or XLSX (the figures of
+    ``GET /v1/stats/referrals?group_by=district&open=true`` for the period)."""
+    _need(officer, Scope.stats_read)
+    if fmt not in ("csv", "xlsx"):
+        raise NotFound("csv or xlsx")
+    table = await _district_referrals(request, officer, session)
+    name = downloads.referrals_filename(table, fmt)
+    audit.record(session, "console.download", resource_type="stats", format=fmt, table="referrals_by_district",
+                 period=[table.period.first, table.period.last])
+    if fmt == "csv":
+        body, media = downloads.referrals_csv(table), downloads.CSV_TYPE
+    else:
+        body, media = downloads.referrals_xlsx(table, officer.caller.agency, clock.now()), downloads.XLSX_TYPE
     return Response(body, media_type=media, headers={**_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 
 

@@ -173,6 +173,50 @@ async def unacknowledged_by_district(session: AsyncSession, caller: Caller) -> C
     return Counter(n.district for n in await all_notices(session, caller, acknowledged=False))
 
 
+@dataclass
+class DistrictReferrals:
+    """Open and overdue referrals per district: ``GET /v1/stats/referrals?group_by=district&open=true
+    &from=…&to=…`` with every district of the jurisdiction present (0: no row in the API's reply,
+    none), the districts outside it that the reply names after them, and the district not known
+    (``None``) last; a cell is ``None`` when the API suppressed it. ``total`` and ``total_overdue``
+    are the API's reply without ``group_by`` (cells of their own, not sums of the rows)."""
+
+    period: Period
+    districts: list[str | None]
+    open: dict[str | None, int | None]
+    overdue: dict[str | None, int | None]
+    threshold: int
+    rounding_base: int
+    total: int | None
+    total_overdue: int | None
+
+    @property
+    def any_suppressed(self) -> bool:
+        return any(v is None for v in (*self.open.values(), *self.overdue.values()))
+
+
+async def referrals_by_district(session: AsyncSession, caller: Caller, period: Period,
+                                threshold: int) -> DistrictReferrals:
+    """The referrals made in ``period`` still open now, per district of the person referred, with
+    how many of them are overdue: the API's figures, laid out for people."""
+    table = await stats.referral_stats(session, caller, ["district"], threshold, since=period.since,
+                                       until=period.until, open_=True)
+    named = {r["district"] for r in table.rows}
+    own = districts_of(caller)
+    districts: list[str | None] = [*own, *sorted(d for d in named if d is not None and d not in own)]
+    if None in named:
+        districts.append(None)
+    open_: dict[str | None, int | None] = dict.fromkeys(districts, 0)
+    overdue: dict[str | None, int | None] = dict.fromkeys(districts, 0)
+    for row in table.rows:
+        open_[row["district"]], overdue[row["district"]] = row["count"], row["overdue"]
+    whole = await stats.referral_stats(session, caller, [], threshold, since=period.since, until=period.until,
+                                       open_=True)
+    total_overdue = whole.rows[0]["overdue"] if whole.rows else 0
+    return DistrictReferrals(period, districts, open_, overdue, table.threshold, table.base, table.total,
+                             total_overdue)
+
+
 async def referral_rows(session: AsyncSession, caller: Caller, period: Period, threshold: int) -> list[dict[str, Any]]:
     """``GET /v1/stats/referrals?group_by=to_agency,status`` for the period, as the API replies."""
     table = await stats.referral_stats(session, caller, ["to_agency", "status"], threshold,

@@ -163,6 +163,7 @@ PARAMETER_EXAMPLES: dict[str, Any] = {
     "reason": "suspected_tppo_victim",
     "urgency": "high",
     "overdue": True,
+    "open": True,
     "to_agency": "POLRES-BENGKAYANG",
     "threshold": 10,
     "actor": "c_3f9a1b2c4d5e6f70",
@@ -178,7 +179,7 @@ PARAMETER_EXAMPLES: dict[str, Any] = {
 # group_by examples differ per operation; sort has its default.
 _EXAMPLE_BY_OPERATION: dict[tuple[str, str], Any] = {
     ("stats.returnees", "group_by"): ["district", "month"],
-    ("stats.referrals", "group_by"): ["status", "month"],
+    ("stats.referrals", "group_by"): ["district", "month"],
     ("audit.list", "from"): "2025-07-01T00:00:00+07:00",
     ("audit.list", "to"): "2025-07-02T00:00:00+07:00",
     ("stats.referrals", "status"): "requested",

@@ -85,11 +85,17 @@ _RETURNEES = (
 )
 _REFERRALS = (
     "Counts of the referrals touching your jurisdiction (sent from, addressed to, or about someone of a "
-    "region in it) and those your agency sent or received, whatever the kind of your agency, grouped by any of `status`, `to_agency`, `reason`, `month` (of "
-    "`created_at`, UTC, `YYYY-MM`), `urgency`. Each row also gives `overdue`: how many of them are open and "
-    "past `due_at` now, rounded as a cell of its own and never above `count` (null when `count` is, or when "
-    "it is itself under the threshold). Filters: `from` / `to` (creation day, UTC, inclusive), "
-    "`status`, `to_agency`, `reason`, `urgency`." + _SUPPRESSION
+    "region in it) and those your agency sent or received, whatever the kind of your agency, grouped by any of "
+    "`status`, `to_agency`, `reason`, `month` (of `created_at`, UTC, `YYYY-MM`), `urgency`, `district` (the "
+    "district code of the person referred: the returnee's origin district, or the district an inline subject "
+    "lives in, as recorded when the referral was made; null when not known). Grouping by `district` does not "
+    "change which referrals are counted: a district agency also finds, under other districts, the referrals "
+    "sent from or addressed to its district about people of elsewhere. Each row also gives `overdue`: how many "
+    "of them are open and past `due_at` now, rounded as a cell of its own and never above `count` (null when "
+    "`count` is, or when it is itself under the threshold). Filters: `from` / `to` (creation day, UTC, "
+    "inclusive), `status`, `to_agency`, `reason`, `urgency`, `district`, `open` (`true`: only the open "
+    "referrals, `requested`, `received`, `accepted`, `in-progress`, `on-hold`; `false`: only the closed ones)."
+    " Open and overdue referrals per district: `group_by=district&open=true`." + _SUPPRESSION
 )
 
 
@@ -118,7 +124,7 @@ async def returnee_stats(
 
 
 @router.get("/referrals", response_model=StatsReply, name="stats.referrals", description=_REFERRALS,
-            openapi_extra=enums(group_by=service.REFERRAL_DIMENSIONS),
+            openapi_extra=enums(group_by=service.REFERRAL_DIMENSIONS, district=district_codes()),
             responses={200: {"content": {"text/csv": {}}}})
 async def referral_stats(
     caller: auth.StatsRead,
@@ -133,11 +139,16 @@ async def referral_stats(
                                            description="the receiving agency's code")] = None,
     reason: ReferralReason | None = None,
     urgency: Urgency | None = None,
+    district: Annotated[District | None, Query(description="the referred person's district code, `61.07`; an "
+                                               "unknown code is a 422")] = None,
+    open: Annotated[bool | None, Query(description="`true`: only the open referrals (requested, received, "
+                                       "accepted, in-progress, on-hold); `false`: only the closed ones")] = None,
 ) -> Response:
     """Referral counts (with overdue) of the caller's jurisdiction, rounded by cell key, small cells suppressed."""
     dims = service.parse_group_by(group_by, service.REFERRAL_DIMENSIONS)
     limit = service.effective_threshold(services(request).settings.suppression_threshold, threshold)
     table = await service.referral_stats(session, caller, dims, limit, since=since, until=until, status=status,
-                                         to_agency=to_agency, reason=reason, urgency=urgency)
+                                         to_agency=to_agency, reason=reason, urgency=urgency, district=district,
+                                         open_=open)
     return _reply(request, table)
 

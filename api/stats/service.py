@@ -109,7 +109,7 @@ from models import OPEN_STATUSES, Referral, Returnee
 
 RETURNEE_DIMENSIONS = ("district", "month", "sex", "age_group", "returned_from_country", "return_type",
                        "trafficking_status")
-REFERRAL_DIMENSIONS = ("status", "to_agency", "reason", "month", "urgency")
+REFERRAL_DIMENSIONS = ("status", "to_agency", "reason", "month", "urgency", "district")
 AGE_GROUPS = ("0-17", "18-24", "25-34", "35-44", "45-59", "60+", "unknown")
 
 KEY_BITS = 24
@@ -353,8 +353,14 @@ def _cells(result: Sequence[Sequence[Any]], ndims: int, nextra: int) -> tuple[li
     return cells, total
 
 
+def _audit_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
 def _filters_for_audit(filters: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, date) else str(v)) for k, v in filters.items() if v is not None}
+    return {k: _audit_value(v) for k, v in filters.items() if v is not None}
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -442,26 +448,52 @@ def _start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+DISTRICT_CODE_LENGTH = 5  # ``61.07``: every district code of the reference, the head of every code below it
+
+
+def _referral_district(subject_region: Any) -> sa.ColumnElement[str | None]:
+    """The district of a referral's subject, in SQL: the referred returnee's origin district
+    (``subject_region`` holds its origin sub-district or district, copied at creation) or the
+    district of the place an inline subject lives in; NULL when the subject's region is not
+    known or is a whole province. Every code below a district starts with it
+    (``61.07.07`` -> ``61.07``), so it is the column's first five characters: the same region the
+    referral's oversight (``subject_region`` in the jurisdiction) and its events are filed under."""
+    return sa.case((sa.func.length(subject_region) >= DISTRICT_CODE_LENGTH,
+                    sa.func.substr(subject_region, 1, DISTRICT_CODE_LENGTH)), else_=sa.null())
+
+
 async def referral_stats(
     session: AsyncSession, caller: Caller, group_by: list[str], threshold: int, *,
     since: date | None = None, until: date | None = None, status: str | None = None,
     to_agency: str | None = None, reason: str | None = None, urgency: str | None = None,
+    district: str | None = None, open_: bool | None = None,
 ) -> Table:
     """Referrals of the caller's jurisdiction (and those its agency sent or received) counted by ``group_by``,
     each row with how many of them are overdue (open and past ``due_at``) now; a referral's
-    record key is derived from its id."""
+    record key is derived from its id.
+
+    ``district`` (dimension and filter) is the district of the referral's subject
+    (:func:`_referral_district`); ``open_`` keeps the open referrals (requested, received,
+    accepted, in-progress, on-hold) or, false, the closed ones. Which referrals are counted is
+    :func:`api.referrals.service.counted_for` whatever the dimensions: a district agency's table
+    holds the referrals about people of its district and, under other districts, those sent from
+    or addressed to its district (its own agency's among them) about people of elsewhere;
+    nothing else."""
     dialect, secret, base = await prepare(session)
     r = Referral
+    subject_district = _referral_district(col(r.subject_region))
     exprs: dict[str, Any] = {
         "status": col(r.status),
         "to_agency": col(r.to_agency),
         "reason": col(r.reason),
         "urgency": col(r.urgency),
+        "district": subject_district,
     }
     dims = [(_month(dialect, col(r.created_at), timestamp=True) if n == "month" else exprs[n]).label(n)
             for n in group_by]
     key = id_key_sql(dialect, secret, "referral", col(r.id))
-    is_overdue = sa.and_(col(r.status).in_(sorted(s.value for s in OPEN_STATUSES)), col(r.due_at) < clock.now())
+    is_open = col(r.status).in_(sorted(s.value for s in OPEN_STATUSES))
+    is_overdue = sa.and_(is_open, col(r.due_at) < clock.now())
     stmt = sa.select(
         *dims, sa.func.count().label("count"), sa.func.sum(key).label("key"),
         sa.func.sum(sa.case((is_overdue, 1), else_=0)).label("overdue"),
@@ -474,6 +506,12 @@ async def referral_stats(
     for column, value in ((r.status, status), (r.to_agency, to_agency), (r.reason, reason), (r.urgency, urgency)):
         if value:
             stmt = stmt.where(col(column) == str(value))
+    if district:
+        # the district and every region in it: the same referrals as the dimension's value, on the index
+        stmt = stmt.where(sa.or_(col(r.subject_region) == district,
+                                 col(r.subject_region).startswith(district + ".", autoescape=True)))
+    if open_ is not None:
+        stmt = stmt.where(is_open if open_ else sa.not_(is_open))
     if dims:
         stmt = stmt.group_by(*_by_position(len(dims)))
     result = (await session.execute(stmt)).all()
@@ -481,5 +519,6 @@ async def referral_stats(
     audit.record(session, "stats.referrals", resource_type="stats", group_by=group_by, threshold=threshold,
                  rounding_base=base,
                  filters=_filters_for_audit({"from": since, "to": until, "status": status,
-                                             "to_agency": to_agency, "reason": reason, "urgency": urgency}))
+                                             "to_agency": to_agency, "reason": reason, "urgency": urgency,
+                                             "district": district, "open": open_}))
     return table

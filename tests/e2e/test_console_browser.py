@@ -17,6 +17,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,8 @@ def test_overview_chart_and_download(site: dict[str, Any], browser: Any) -> None
     _keep(browser, "ringkasan-provinsi.png")
     rows = browser.find_elements(By.CSS_SELECTOR, "#grid tbody tr")
     assert len(rows) == 14
+    by_district = browser.find_elements(By.CSS_SELECTOR, "#referrals-by-district tbody tr")
+    assert len(by_district) >= 14 and "Rujukan per kabupaten/kota" in browser.page_source
     browser.execute_script("document.getElementById('register').scrollIntoView()")
     _keep(browser, "ringkasan-register.png")
     browser.find_element(By.ID, "dl-xlsx").click()
@@ -160,6 +163,15 @@ def test_overview_chart_and_download(site: dict[str, Any], browser: Any) -> None
     assert len(cells) == 14 * 6 and all(r[0].data_type == "s" for r in cells)
     assert any(r[0].value == "61.10" for r in cells)
     assert _wait_for_file(browser.downloads, ".xlsx").name == "pemulangan-per-kabupaten-2025-01_2025-06.xlsx"
+    assert "Rujukan" in book.sheetnames  # the open and overdue referrals by district, beside the returnees
+    # the demo referrals were made over the weeks before it was loaded: their months
+    today = datetime.now(UTC)
+    recent = f"dari={(today - timedelta(days=62)).strftime('%Y-%m')}&sampai={today.strftime('%Y-%m')}"
+    browser.get(site["url"] + "/console/ringkasan?" + recent)
+    browser.execute_script("document.getElementById('referrals-district').scrollIntoView()")
+    bengkayang = browser.find_element(By.CSS_SELECTOR, '#referrals-by-district tr[data-referral-district="61.07"]')
+    assert "Kabupaten Bengkayang" in bengkayang.text
+    _keep(browser, "ringkasan-rujukan.png")
     browser.find_element(By.ID, "signout").click()
     WebDriverWait(browser, 10).until(lambda d: "/console/masuk" in d.current_url)
     browser.get(site["url"] + "/console/ringkasan")

@@ -28,9 +28,10 @@ def _returnees(group_by: Sequence[str] | None, threshold: int | None, from_: dat
 
 def _referrals(group_by: Sequence[str] | None, threshold: int | None, from_: date | None, to: date | None,
                status: ReferralStatus | None, to_agency: str | None, reason: ReferralReason | None,
-               urgency: Urgency | None) -> dict[str, Any]:
+               urgency: Urgency | None, district: str | None, open: bool | None) -> dict[str, Any]:
     return {"group_by": list(group_by) if group_by else None, "threshold": threshold, "from": from_, "to": to,
-            "status": status, "to_agency": to_agency, "reason": reason, "urgency": urgency}
+            "status": status, "to_agency": to_agency, "reason": reason, "urgency": urgency, "district": district,
+            "open": open}
 
 
 class Statistics(SyncResource):
@@ -56,15 +57,17 @@ class Statistics(SyncResource):
     def referrals(self, *, group_by: Sequence[str] | None = None, threshold: int | None = None,
                   from_: date | None = None, to: date | None = None, status: ReferralStatus | None = None,
                   to_agency: str | None = None, reason: ReferralReason | None = None, urgency: Urgency | None = None,
+                  district: str | None = None, open: bool | None = None,
                   **options: Unpack[RequestOptions]) -> Stats:
-        params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency)
+        params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency, district, open)
         return self._client.get("/v1/stats/referrals", Stats, params=params, options=options)
 
     def referrals_csv(self, *, group_by: Sequence[str] | None = None, threshold: int | None = None,
                       from_: date | None = None, to: date | None = None, status: ReferralStatus | None = None,
                       to_agency: str | None = None, reason: ReferralReason | None = None,
-                      urgency: Urgency | None = None, **options: Unpack[RequestOptions]) -> str:
-        params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency)
+                      urgency: Urgency | None = None, district: str | None = None, open: bool | None = None,
+                      **options: Unpack[RequestOptions]) -> str:
+        params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency, district, open)
         return self._client.send("GET", "/v1/stats/referrals", params=params, headers=CSV, options=options).text
 
 
@@ -93,15 +96,17 @@ class AsyncStatistics(AsyncResource):
     async def referrals(self, *, group_by: Sequence[str] | None = None, threshold: int | None = None,
                         from_: date | None = None, to: date | None = None, status: ReferralStatus | None = None,
                         to_agency: str | None = None, reason: ReferralReason | None = None,
-                        urgency: Urgency | None = None, **options: Unpack[RequestOptions]) -> Stats:
-        params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency)
+                        urgency: Urgency | None = None, district: str | None = None, open: bool | None = None,
+                        **options: Unpack[RequestOptions]) -> Stats:
+        params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency, district, open)
         return await self._client.get("/v1/stats/referrals", Stats, params=params, options=options)
 
     async def referrals_csv(self, *, group_by: Sequence[str] | None = None, threshold: int | None = None,
                             from_: date | None = None, to: date | None = None, status: ReferralStatus | None = None,
                             to_agency: str | None = None, reason: ReferralReason | None = None,
-                            urgency: Urgency | None = None, **options: Unpack[RequestOptions]) -> str:
-        params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency)
+                            urgency: Urgency | None = None, district: str | None = None, open: bool | None = None,
+                      **options: Unpack[RequestOptions]) -> str:
+        params = _referrals(group_by, threshold, from_, to, status, to_agency, reason, urgency, district, open)
         reply = await self._client.send("GET", "/v1/stats/referrals", params=params, headers=CSV, options=options)
         return reply.text
 
