@@ -38,7 +38,35 @@ def _settings(base_url: str | None, client_id: str | None, client_secret: str | 
             client_secret or os.environ.get("SINERGI_CLIENT_SECRET"))
 
 
-class Sinergi(SyncAPIClient):
+class _WithOptions:
+    """``with_options``, the same for both twins: a copy of the client with other defaults and
+    its namespaces wired to it."""
+
+    timeout: float | httpx.Timeout | None
+    max_retries: int
+    default_headers: dict[str, str]
+    _owns_http: bool
+
+    def _wire(self) -> None:
+        raise NotImplementedError
+
+    def with_options(self, *, timeout: float | httpx.Timeout | None = None, max_retries: int | None = None,
+                     default_headers: Mapping[str, str] | None = None) -> Self:
+        """A copy with other defaults, sharing this client's connection pool and token."""
+        other = self.__class__.__new__(self.__class__)
+        other.__dict__.update(self.__dict__)
+        other._owns_http = False  # closing the copy leaves the pool to this client
+        if timeout is not None:
+            other.timeout = timeout
+        if max_retries is not None:
+            other.max_retries = max_retries
+        if default_headers:
+            other.default_headers = {**self.default_headers, **default_headers}
+        other._wire()
+        return other
+
+
+class Sinergi(_WithOptions, SyncAPIClient):
     """``Sinergi(base_url, client_id, client_secret)``; a context manager that closes its pool.
 
     Options: ``scope`` (a subset of the client's scopes), ``timeout`` (seconds or an
@@ -68,21 +96,6 @@ class Sinergi(SyncAPIClient):
         self.webhooks = Webhooks(self)
         self.agencies = Agencies(self)
 
-    def with_options(self, *, timeout: float | httpx.Timeout | None = None, max_retries: int | None = None,
-                     default_headers: Mapping[str, str] | None = None) -> Self:
-        """A copy with other defaults, sharing this client's connection pool and token."""
-        other = self.__class__.__new__(self.__class__)
-        other.__dict__.update(self.__dict__)
-        other._owns_http = False
-        if timeout is not None:
-            other.timeout = timeout
-        if max_retries is not None:
-            other.max_retries = max_retries
-        if default_headers:
-            other.default_headers = {**self.default_headers, **default_headers}
-        other._wire()
-        return other
-
     def __enter__(self) -> Self:
         return self
 
@@ -90,7 +103,7 @@ class Sinergi(SyncAPIClient):
         self.close()
 
 
-class AsyncSinergi(AsyncAPIClient):
+class AsyncSinergi(_WithOptions, AsyncAPIClient):
     """The async twin of :class:`Sinergi` (``async with AsyncSinergi(...) as client``)."""
 
     def __init__(self, base_url: str | None = None, client_id: str | None = None,
@@ -113,20 +126,6 @@ class AsyncSinergi(AsyncAPIClient):
         self.events = AsyncEvents(self)
         self.webhooks = AsyncWebhooks(self)
         self.agencies = AsyncAgencies(self)
-
-    def with_options(self, *, timeout: float | httpx.Timeout | None = None, max_retries: int | None = None,
-                     default_headers: Mapping[str, str] | None = None) -> Self:
-        other = self.__class__.__new__(self.__class__)
-        other.__dict__.update(self.__dict__)
-        other._owns_http = False
-        if timeout is not None:
-            other.timeout = timeout
-        if max_retries is not None:
-            other.max_retries = max_retries
-        if default_headers:
-            other.default_headers = {**self.default_headers, **default_headers}
-        other._wire()
-        return other
 
     async def __aenter__(self) -> Self:
         return self
