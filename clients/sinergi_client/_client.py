@@ -11,18 +11,26 @@ import httpx
 from sinergi_client._base_client import DEFAULT_MAX_RETRIES, AsyncAPIClient, SyncAPIClient
 from sinergi_client.resources import (
     Agencies,
+    Alerts,
     AsyncAgencies,
+    AsyncAlerts,
     AsyncAudit,
     AsyncEvents,
+    AsyncManifests,
     AsyncNotices,
     AsyncReferrals,
+    AsyncRegions,
+    AsyncRegister,
     AsyncReturnees,
     AsyncStatistics,
     AsyncWebhooks,
     Audit,
     Events,
+    Manifests,
     Notices,
     Referrals,
+    Regions,
+    Register,
     Returnees,
     Statistics,
     Webhooks,
@@ -95,6 +103,10 @@ class Sinergi(_WithOptions, SyncAPIClient):
         self.events = Events(self)
         self.webhooks = Webhooks(self)
         self.agencies = Agencies(self)
+        self.regions = Regions(self)
+        self.manifests = Manifests(self)
+        self.register = Register(self)
+        self.alerts = Alerts(self)
 
     def __enter__(self) -> Self:
         return self
@@ -126,6 +138,10 @@ class AsyncSinergi(_WithOptions, AsyncAPIClient):
         self.events = AsyncEvents(self)
         self.webhooks = AsyncWebhooks(self)
         self.agencies = AsyncAgencies(self)
+        self.regions = AsyncRegions(self)
+        self.manifests = AsyncManifests(self)
+        self.register = AsyncRegister(self)
+        self.alerts = AsyncAlerts(self)
 
     async def __aenter__(self) -> Self:
         return self
