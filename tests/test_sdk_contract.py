@@ -51,7 +51,26 @@ CALLS: list[tuple[str, str, list[str], type[BaseModel] | None, type[BaseModel] |
     ("get", "/v1/agencies", ["limit", "cursor"], None, m.Agency),
     ("post", "/v1/agencies/{code}/clients", [], m.ClientCreate, m.ClientCreated),
     ("post", "/v1/agencies/{code}/clients/{client_id}/disable", [], None, None),
+    ("get", "/v1/regions", ["parent", "level", "q", "limit", "cursor"], None, m.Region),
+    ("get", "/v1/regions/{code}", [], None, m.RegionDetail),
+    ("post", "/v1/manifests", [], m.ManifestCreate, m.Manifest),
+    ("get", "/v1/manifests", ["limit", "cursor"], None, m.ManifestSummary),
+    ("get", "/v1/manifests/persons", ["view", "district", "limit", "cursor"], None, m.ManifestPerson),
+    ("get", "/v1/manifests/{id}", [], None, m.Manifest),
+    ("post", "/v1/manifests/{id}/arrivals", [], m.ArrivalsIn, m.Manifest),
+    ("get", "/v1/manifests/{id}/persons/{person_id}", [], None, m.ManifestPerson),
+    ("post", "/v1/manifests/{id}/persons/{person_id}/outcome", [], m.OutcomeIn, m.ManifestPerson),
+    ("post", "/v1/register/departures/batch", [], m.DepartureRecord, m.DepartureBatchResult),
+    ("get", "/v1/register/persons", ["region", "status", "repeat_return", "limit", "cursor"], None, m.RegisterPerson),
+    ("get", "/v1/register/persons/{person_id}", [], None, m.RegisterPersonDetail),
+    ("get", "/v1/register/counts", ["district", "by", "threshold"], None, m.RegisterCounts),
+    ("post", "/v1/alerts/reports", [], m.RecruitmentReportCreate, m.RecruitmentReport),
+    ("get", "/v1/alerts", ["limit", "cursor"], None, m.Alert),
+    ("get", "/v1/alerts/{alert_id}", [], None, m.Alert),
+    ("get", "/v1/public/warnings", ["limit", "cursor"], None, m.PublicWarning),
 ]
+# Batches: the client's model is one record of the body's ``records``.
+RECORDS: tuple[type[BaseModel], ...] = (m.ReturneeRecord, m.DepartureRecord)
 # The webhooks calls, checked once the service serves /v1/webhooks.
 WEBHOOK_CALLS: list[tuple[str, str, list[str], type[BaseModel] | None, type[BaseModel] | None]] = [
     ("post", "/v1/webhooks", [], m.WebhookCreate, m.WebhookCreated),
@@ -179,7 +198,7 @@ def check_call(doc: dict[str, Any], method: str, path: str, params: list[str], r
     problems += [f"{method.upper()} {path}: query parameter {p!r} not declared" for p in params if p not in declared]
     if request is not None:
         body = ss.resolve(op["requestBody"]["content"]["application/json"]["schema"])
-        if request is m.ReturneeRecord:
+        if request in RECORDS:
             body = ss.resolve(body["properties"]["records"]["items"])
         schema, cs = client_schema(request, "request")
         problems += compare(body, schema, ss, cs, "request", f"{path} body")
@@ -229,3 +248,39 @@ def test_the_check_catches_a_breaking_change(document):
     doc["paths"]["/v1/notices"]["get"]["parameters"] = [
         p for p in doc["paths"]["/v1/notices"]["get"]["parameters"] if p["name"] != "acknowledged"]
     assert check_call(doc, "get", "/v1/notices", ["acknowledged"], None, None)
+
+
+def test_every_partner_operation_has_its_client_call(document):
+    """A route added under /v1 without its call (and its row above) fails here. The officers'
+    routes are the agencies' administration of the people who sign in to the console, not a
+    partner system's call."""
+    covered = {(method, path) for method, path, *_ in CALLS + WEBHOOK_CALLS}
+    served = {(method, path) for path, ops in document["paths"].items() if path.startswith("/v1/")
+              and "/officers" not in path for method in ops}
+    assert sorted(served - covered) == []
+
+
+def test_the_check_catches_a_drift_of_the_newer_resources(document):
+    """A field the server starts to require in a departure record (one item of the batch), a
+    border post added, a place's name retyped in a nested object of the public warnings, and a
+    modus the server no longer takes each fail."""
+    import copy
+
+    doc = copy.deepcopy(document)
+    schemas = doc["components"]["schemas"]
+    record = schemas["DepartureBatchIn"]["properties"]["records"]["items"]
+    record["properties"]["destination_port"] = {"type": "string"}
+    record["required"] = [*record["required"], "destination_port"]
+    assert any("destination_port: the server requires it" in p
+               for p in check_call(doc, "post", "/v1/register/departures/batch", [], m.DepartureRecord, None))
+
+    schemas["EntryPoint"]["enum"].append("pelabuhan_dwikora")
+    assert any("entry_point" in p for p in check_call(doc, "get", "/v1/manifests/persons", [], None, m.ManifestPerson))
+    schemas["Place"]["properties"]["name"] = {"type": "integer"}
+    assert any("region.name" in p for p in check_call(doc, "get", "/v1/public/warnings", [], None, m.PublicWarning))
+    schemas["RecruitmentModus"]["enum"].remove("marriage_offer")
+    assert any("modus" in p for p in check_call(doc, "post", "/v1/alerts/reports", [], m.RecruitmentReportCreate,
+                                                None))
+    doc["paths"]["/v1/register/persons"]["get"]["parameters"] = [
+        p for p in doc["paths"]["/v1/register/persons"]["get"]["parameters"] if p["name"] != "repeat_return"]
+    assert check_call(doc, "get", "/v1/register/persons", ["repeat_return"], None, None)

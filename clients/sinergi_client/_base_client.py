@@ -12,6 +12,9 @@ jitter. A ``POST`` is retried only when it carries an ``Idempotency-Key`` (every
 ``GET`` gets one, generated once and kept across its retries, unless the caller passes its
 own or ``None``), so a retry never does a thing twice; a ``503`` whose problem says the outcome
 is unknown is retried only under a key, whatever the method.
+
+Tokens: every call carries the client's (``auth``), except those to the paths the API serves to
+anyone (``/v1/public/``), for which none is fetched or sent.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ DEFAULT_MAX_RETRIES = 2
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 USER_AGENT = f"sinergi-client/{__version__}"
+# The API serves these paths to anyone (the public warning list): no token is fetched or sent.
+PUBLIC_PREFIX = "/v1/public/"
+_NO_AUTH = httpx.Auth()
 
 
 class _NotGiven:
@@ -241,6 +247,9 @@ class BaseClient:
         return http.build_request(method, self.base_url + path, params=query or None, json=json,
                                   headers=merged, timeout=timeout)
 
+    def _auth_for(self, path: str) -> httpx.Auth | None:
+        return _NO_AUTH if path.startswith(PUBLIC_PREFIX) else self.auth
+
     @staticmethod
     def _keyed(request: httpx.Request) -> bool:
         return "idempotency-key" in request.headers
@@ -319,11 +328,11 @@ class SyncAPIClient(BaseClient):
         options = options or {}
         request = self._build_request(self._http, method, path, params=params, json=json, headers=headers,
                                       options=options)
-        max_retries = self._max_retries(options)
+        max_retries, auth = self._max_retries(options), self._auth_for(path)
         retries = 0
         while True:
             try:
-                response = self._http.send(request, auth=self.auth)
+                response = self._http.send(request, auth=auth)
             except (httpx.TransportError, TokenError) as exc:
                 retry = _retryable_exception(exc)
                 if retry is False or retries >= max_retries or not self._may_repeat(request):
@@ -377,11 +386,11 @@ class AsyncAPIClient(BaseClient):
         options = options or {}
         request = self._build_request(self._http, method, path, params=params, json=json, headers=headers,
                                       options=options)
-        max_retries = self._max_retries(options)
+        max_retries, auth = self._max_retries(options), self._auth_for(path)
         retries = 0
         while True:
             try:
-                response = await self._http.send(request, auth=self.auth)
+                response = await self._http.send(request, auth=auth)
             except (httpx.TransportError, TokenError) as exc:
                 retry = _retryable_exception(exc)
                 if retry is False or retries >= max_retries or not self._may_repeat(request):

@@ -11,18 +11,26 @@ import httpx
 from sinergi_client._base_client import DEFAULT_MAX_RETRIES, AsyncAPIClient, SyncAPIClient
 from sinergi_client.resources import (
     Agencies,
+    Alerts,
     AsyncAgencies,
+    AsyncAlerts,
     AsyncAudit,
     AsyncEvents,
+    AsyncManifests,
     AsyncNotices,
     AsyncReferrals,
+    AsyncRegions,
+    AsyncRegister,
     AsyncReturnees,
     AsyncStatistics,
     AsyncWebhooks,
     Audit,
     Events,
+    Manifests,
     Notices,
     Referrals,
+    Regions,
+    Register,
     Returnees,
     Statistics,
     Webhooks,
@@ -38,7 +46,35 @@ def _settings(base_url: str | None, client_id: str | None, client_secret: str | 
             client_secret or os.environ.get("SINERGI_CLIENT_SECRET"))
 
 
-class Sinergi(SyncAPIClient):
+class _WithOptions:
+    """``with_options``, the same for both twins: a copy of the client with other defaults and
+    its namespaces wired to it."""
+
+    timeout: float | httpx.Timeout | None
+    max_retries: int
+    default_headers: dict[str, str]
+    _owns_http: bool
+
+    def _wire(self) -> None:
+        raise NotImplementedError
+
+    def with_options(self, *, timeout: float | httpx.Timeout | None = None, max_retries: int | None = None,
+                     default_headers: Mapping[str, str] | None = None) -> Self:
+        """A copy with other defaults, sharing this client's connection pool and token."""
+        other = self.__class__.__new__(self.__class__)
+        other.__dict__.update(self.__dict__)
+        other._owns_http = False  # closing the copy leaves the pool to this client
+        if timeout is not None:
+            other.timeout = timeout
+        if max_retries is not None:
+            other.max_retries = max_retries
+        if default_headers:
+            other.default_headers = {**self.default_headers, **default_headers}
+        other._wire()
+        return other
+
+
+class Sinergi(_WithOptions, SyncAPIClient):
     """``Sinergi(base_url, client_id, client_secret)``; a context manager that closes its pool.
 
     Options: ``scope`` (a subset of the client's scopes), ``timeout`` (seconds or an
@@ -67,21 +103,10 @@ class Sinergi(SyncAPIClient):
         self.events = Events(self)
         self.webhooks = Webhooks(self)
         self.agencies = Agencies(self)
-
-    def with_options(self, *, timeout: float | httpx.Timeout | None = None, max_retries: int | None = None,
-                     default_headers: Mapping[str, str] | None = None) -> Self:
-        """A copy with other defaults, sharing this client's connection pool and token."""
-        other = self.__class__.__new__(self.__class__)
-        other.__dict__.update(self.__dict__)
-        other._owns_http = False
-        if timeout is not None:
-            other.timeout = timeout
-        if max_retries is not None:
-            other.max_retries = max_retries
-        if default_headers:
-            other.default_headers = {**self.default_headers, **default_headers}
-        other._wire()
-        return other
+        self.regions = Regions(self)
+        self.manifests = Manifests(self)
+        self.register = Register(self)
+        self.alerts = Alerts(self)
 
     def __enter__(self) -> Self:
         return self
@@ -90,7 +115,7 @@ class Sinergi(SyncAPIClient):
         self.close()
 
 
-class AsyncSinergi(AsyncAPIClient):
+class AsyncSinergi(_WithOptions, AsyncAPIClient):
     """The async twin of :class:`Sinergi` (``async with AsyncSinergi(...) as client``)."""
 
     def __init__(self, base_url: str | None = None, client_id: str | None = None,
@@ -113,20 +138,10 @@ class AsyncSinergi(AsyncAPIClient):
         self.events = AsyncEvents(self)
         self.webhooks = AsyncWebhooks(self)
         self.agencies = AsyncAgencies(self)
-
-    def with_options(self, *, timeout: float | httpx.Timeout | None = None, max_retries: int | None = None,
-                     default_headers: Mapping[str, str] | None = None) -> Self:
-        other = self.__class__.__new__(self.__class__)
-        other.__dict__.update(self.__dict__)
-        other._owns_http = False
-        if timeout is not None:
-            other.timeout = timeout
-        if max_retries is not None:
-            other.max_retries = max_retries
-        if default_headers:
-            other.default_headers = {**self.default_headers, **default_headers}
-        other._wire()
-        return other
+        self.regions = AsyncRegions(self)
+        self.manifests = AsyncManifests(self)
+        self.register = AsyncRegister(self)
+        self.alerts = AsyncAlerts(self)
 
     async def __aenter__(self) -> Self:
         return self

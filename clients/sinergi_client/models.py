@@ -15,13 +15,18 @@ from pydantic import BaseModel as _PydanticModel
 from pydantic import ConfigDict, Field, PrivateAttr
 
 __all__ = [
-    "AccessToken", "Agency", "AgencyCreate", "AgencyKind", "AuditEvent", "AuditHead", "AuditVerification",
-    "BatchResult", "Checkpoint", "ClientCreate", "ClientCreated", "Consent", "ConsentIn", "Event", "EventPage",
-    "FieldError", "FollowUp", "FollowUpAction", "FollowUpCreate", "HistoryEntry", "ItemResult", "Notice",
-    "NoticeCreate", "NoticeReturnee", "NoticeSummary", "Problem", "Referral", "ReferralAction", "ReferralCreate",
-    "ReferralReason", "ReferralStatus", "ReferralSummary", "ReferredReturnee", "Returnee", "ReturneeRecord",
-    "Stats", "Subject", "SubjectIn", "TransitionIn", "Urgency", "WEBHOOK_EVENT_TYPES", "DeliveryAttempt", "Webhook",
-    "WebhookCreate", "WebhookCreated", "WebhookDelivery", "WebhookEventType",
+    "WEBHOOK_EVENT_TYPES", "AccessToken", "Agency", "AgencyCreate", "AgencyKind", "Alert", "ArrivalMark", "ArrivalsIn",
+    "AuditEvent", "AuditHead", "AuditVerification", "BatchResult", "Checkpoint", "ClientCreate", "ClientCreated",
+    "Consent", "ConsentIn", "DeliveryAttempt", "DepartureBatchResult", "DepartureRecord", "DepartureResult", "EntryPoint",
+    "Event", "EventPage", "FieldError", "FollowUp", "FollowUpAction", "FollowUpCreate", "HistoryEntry",
+    "IdentifierKind", "ItemResult", "Manifest", "ManifestCreate", "ManifestPerson", "ManifestPersonIn",
+    "ManifestPersonStatus", "ManifestSummary", "ManifestView", "NamedBy", "NamedByIn", "Notice", "NoticeCreate",
+    "NoticeReturnee", "NoticeSummary", "OutcomeIn", "Place", "Problem", "PublicWarning", "RecruiterIdentifier",
+    "RecruitmentModus", "RecruitmentReport", "RecruitmentReportCreate", "Referral", "ReferralAction",
+    "ReferralCreate", "ReferralReason", "ReferralStatus", "ReferralSummary", "ReferredReturnee", "Region",
+    "RegionDetail", "RegionLevel", "RegisterCounts", "RegisterDeparture", "RegisterPerson", "RegisterPersonDetail",
+    "RegisterReturn", "RegisterStatus", "Returnee", "ReturneeRecord", "Stats", "Subject", "SubjectIn",
+    "TransitionIn", "Urgency", "Webhook", "WebhookCreate", "WebhookCreated", "WebhookDelivery", "WebhookEventType",
 ]
 
 Sex = Literal["F", "M"]
@@ -525,3 +530,339 @@ class WebhookDelivery(Reply):
     created_at: datetime
     delivered_at: datetime | None
     log: list[DeliveryAttempt]
+
+
+# --- regions ------------------------------------------------------------------------------
+
+
+RegionLevel = Literal["province", "district", "subdistrict", "village"]
+
+
+class Region(Reply):
+    """A code of the region reference with its name: ``61.07`` is Kabupaten Bengkayang."""
+
+    code: str
+    name: str
+    level: RegionLevel
+    parent: str | None  # the code one level up; None for a province
+
+
+class RegionDetail(Region):
+    path: list[Region]  # the regions above it, province first
+    children: int  # how many regions one level down the reference holds
+    complete_below: bool  # every kecamatan and desa below it is in the reference (Kalimantan Barat)
+
+
+# --- arrival manifests --------------------------------------------------------------------
+
+
+EntryPoint = Literal["plbn_entikong", "plbn_aruk", "plbn_badau", "plbn_jagoi_babang", "plbn_sei_kelik"]
+ManifestPersonStatus = Literal["expected", "arrived", "not_arrived", "located", "not_located"]
+# The district's week: expected Monday to Sunday of this week (WIB); arrived in the last 7 days
+# and not located yet; arrived 7 days ago or more and still not located.
+ManifestView = Literal["expected_this_week", "arrived_not_located", "not_located_after_7_days"]
+
+
+class ManifestPersonIn(Request):
+    """One person as the consulate's letter lists them, identity as far as known;
+    ``origin_district`` may be left out when the NIK says it."""
+
+    full_name: str
+    sex: Sex
+    birth_date: date | None = None
+    nik: str | None = None
+    passport_number: str | None = None
+    origin_district: str | None = None
+    origin_subdistrict: str | None = None
+
+
+class ManifestCreate(Request):
+    letter_ref: str
+    letter_date: date
+    expected_date: date
+    entry_point: EntryPoint
+    note: str | None = None
+    persons: list[ManifestPersonIn]
+
+
+class ArrivalMark(Request):
+    person_id: uuid.UUID
+    status: Literal["arrived", "not_arrived"]
+
+
+class ArrivalsIn(Request):
+    arrived_on: date
+    persons: list[ArrivalMark]
+
+
+class OutcomeIn(Request):
+    outcome: Literal["located", "not_located"]
+    village: str | None = None
+    seen_by: str | None = None
+    seen_on: date
+    note: str | None = None
+
+
+class ManifestPerson(Reply):
+    """A person of a manifest. NIK and passport only with ``pii:read`` (``*_on_file`` says
+    whether one is held)."""
+
+    id: uuid.UUID
+    manifest_id: uuid.UUID
+    position: int
+    letter_ref: str
+    expected_date: date
+    entry_point: EntryPoint
+    full_name: str
+    sex: Sex
+    birth_date: date | None
+    nik: str | None
+    passport_number: str | None
+    nik_on_file: bool
+    passport_on_file: bool
+    pii_masked: bool
+    origin_district: str | None
+    origin_district_name: str | None
+    origin_subdistrict: str | None
+    status: ManifestPersonStatus
+    arrived_on: date | None
+    returnee_id: uuid.UUID | None
+    notice_id: uuid.UUID | None
+    located_village: str | None
+    located_village_name: str | None
+    seen_by: str | None
+    seen_on: date | None
+    outcome_note: str | None
+    outcome_by: str | None
+    outcome_at: datetime | None
+    version: int
+    updated_at: datetime
+
+    @property
+    def etag(self) -> str:
+        """The strong ETag of the version read (the quoted version number): the outcome's ``If-Match``."""
+        return self._etag or f'"{self.version}"'
+
+
+class ManifestSummary(Reply):
+    id: uuid.UUID
+    created_by: str
+    letter_ref: str
+    letter_date: date
+    expected_date: date
+    entry_point: EntryPoint
+    entry_point_name: str
+    note: str | None
+    person_count: int  # how many people the letter lists (all of them)
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def etag(self) -> str:
+        """The strong ETag of the version read: the arrivals' ``If-Match``."""
+        return self._etag or f'"{self.version}"'
+
+
+class Manifest(ManifestSummary):
+    persons: list[ManifestPerson]  # those the caller may see: all for the issuer and the province
+    counts: dict[str, int]  # the people shown, by status
+
+
+# --- the register of migrant workers ------------------------------------------------------
+
+
+RegisterStatus = Literal["abroad", "returned", "deported"]
+
+
+class DepartureRecord(Request):
+    """One departure in a batch, keyed by the sender's ``source_ref``; ``procedural``: placed
+    through the procedure of UU 18/2017 or not."""
+
+    source_ref: str
+    full_name: str
+    sex: Sex
+    birth_date: date | None = None
+    nik: str | None = None
+    origin_district: str
+    origin_subdistrict: str | None = None
+    origin_village: str | None = None
+    destination_country: str
+    destination_region: str | None = None
+    employer: str | None = None
+    sector: str | None = None
+    departure_date: date
+    procedural: bool
+
+
+class DepartureResult(Reply):
+    index: int
+    source_ref: str | None
+    id: uuid.UUID | None
+    person_id: uuid.UUID | None
+    status: Literal["created", "updated", "unchanged", "rejected"]
+    errors: list[FieldError] = []
+
+
+class DepartureBatchResult(Reply):
+    results: list[DepartureResult]
+
+    @property
+    def rejected(self) -> list[DepartureResult]:
+        return [r for r in self.results if r.status == "rejected"]
+
+
+class RegisterPerson(Reply):
+    """A person of the register, summed from their departures and returns. The NIK only with
+    ``pii:read``."""
+
+    person_id: uuid.UUID
+    full_name: str
+    sex: Sex
+    birth_date: date | None
+    nik: str | None
+    nik_on_file: bool
+    pii_masked: bool
+    origin_district: str
+    origin_subdistrict: str | None
+    origin_village: str | None
+    status: RegisterStatus
+    departures: int
+    procedural_departures: int
+    returns: int
+    deportations: int
+    last_departure: date | None
+    last_return: date | None
+    last_return_type: ReturnType | None
+    repeat_return: bool  # returned a second time or more
+    updated_at: datetime
+
+
+class RegisterDeparture(Reply):
+    id: uuid.UUID
+    source_agency: str
+    source_ref: str
+    departure_date: date
+    procedural: bool
+    destination_country: str
+    destination_region: str | None
+    employer: str | None
+    sector: str | None
+    origin_village: str | None
+
+
+class RegisterReturn(Reply):
+    id: uuid.UUID
+    source_agency: str
+    return_date: date
+    return_type: ReturnType
+    returned_from_country: str
+    entry_point: str | None
+
+
+class RegisterPersonDetail(RegisterPerson):
+    departure_records: list[RegisterDeparture]
+    return_records: list[RegisterReturn]
+
+
+class RegisterCounts(Reply):
+    """Persons by sub-district or village; every figure rounded to ``rounding_base`` and the
+    small ones suppressed (``None``), as the statistics are."""
+
+    by: Literal["subdistrict", "village"]
+    district: str
+    threshold: int
+    rounding_base: int
+    rows: list[dict[str, str | int | bool | None]]
+    total: int | None
+
+
+# --- recruitment reports and alerts -------------------------------------------------------
+
+
+RecruitmentModus = Literal[
+    "fake_job_offer_social_media", "visa_free_border_entry", "debt_bondage", "marriage_offer", "other",
+]
+IdentifierKind = Literal["phone", "social_media", "vehicle_plate"]
+
+
+class RecruiterIdentifier(Request):
+    """A recruiter's phone number, social-media handle or vehicle plate (stored only encrypted)."""
+
+    kind: IdentifierKind
+    value: str
+
+
+class NamedByIn(Request):
+    """A returnee who named the recruiter, and the recruiter's relation to them."""
+
+    returnee_id: uuid.UUID
+    relationship: RecruiterRelationship = "unknown"
+
+
+class RecruitmentReportCreate(Request):
+    modus: RecruitmentModus
+    region: str
+    route: list[str] = Field(default_factory=list)  # region codes of the route, in order
+    places: list[str] = Field(default_factory=list)  # region codes of other places named
+    place_note: str | None = None  # places in words (never published)
+    destination_country: str | None = None
+    observed_on: date | None = None
+    identifiers: list[RecruiterIdentifier] = Field(default_factory=list)
+    named_by: list[NamedByIn] = Field(default_factory=list)
+
+
+class NamedBy(Reply):
+    returnee_id: uuid.UUID
+    relationship: RecruiterRelationship
+
+
+class RecruitmentReport(Reply):
+    """A report as its writer gets it back: the identifiers' kinds, never their values."""
+
+    id: uuid.UUID
+    reporting_agency: str
+    modus: RecruitmentModus
+    region: str
+    route: list[str]
+    places: list[str]
+    place_note: str | None
+    destination_country: str | None
+    observed_on: date | None
+    identifier_kinds: list[IdentifierKind]
+    named_by: list[NamedBy]
+    created_at: datetime
+
+
+class Alert(Reply):
+    """An identifier reported by enough independent agencies. Its value only with ``pii:read``."""
+
+    id: uuid.UUID
+    kind: IdentifierKind
+    value: str | None
+    value_on_file: bool
+    sources: int  # distinct agencies that reported it
+    reporting_agencies: list[str]
+    modus: list[RecruitmentModus]
+    regions: list[str]
+    reports: int
+    named_by: list[uuid.UUID]  # returnees who named the recruiter, of those the caller may read
+    raised_at: datetime
+    updated_at: datetime
+
+
+class Place(Reply):
+    code: str
+    name: str | None
+
+
+class PublicWarning(Reply):
+    """A recruitment modus seen at a place, for the public: no person, no identifier, no free text."""
+
+    modus: RecruitmentModus
+    description: str  # the modus in words for the public (Bahasa Indonesia)
+    region: Place
+    route: list[Place]
+    destination_countries: list[str]
+    first_reported: str  # month, YYYY-MM
+    last_reported: str
