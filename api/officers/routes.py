@@ -73,7 +73,7 @@ async def reset_password(caller: auth.OfficersManage, session: SessionDep, code:
 async def reset_totp(caller: auth.OfficersManage, session: SessionDep, code: str, id: uuid.UUID,
                      body: TotpReset) -> TotpIssued:
     """Enrol or re-enrol the officer's second factor: with ``{}`` a new TOTP secret, stored
-    encrypted, its ``otpauth://`` URI in this reply only; or, with ``"enrol_at_sign_in": true``, no secret, so
-    that the officer enrols one of their own at the next sign-in. Every session of the officer
-    ends at once."""
+    encrypted, its ``otpauth://`` URI in this reply only; with ``"enrol_at_sign_in": true`` no
+    secret, so that the officer enrols one of their own at the next sign-in (where the agency
+    requires a second factor). Every session of the officer ends at once."""
     return await service.reset_totp(session, code, id, body, by=caller)
