@@ -14,7 +14,8 @@ from models.base import new_id, ts_column, utcnow
 class Officer(SQLModel, table=True):
     """A person of an agency. ``scopes`` are a subset of what the agency's clients hold;
     ``password_hash`` is argon2id; ``totp_secret_enc`` is the TOTP secret encrypted with the
-    data key (set when the agency requires a second factor)."""
+    data key (enrolled when the agency requires a second factor). ``password_must_change``: the
+    password was set by someone else (a reset), so the next sign-in asks for a new one."""
 
     __tablename__ = "officer"
     __table_args__ = (sa.UniqueConstraint("email", name="uq_officer_email"),)
@@ -30,11 +31,16 @@ class Officer(SQLModel, table=True):
     locked_until: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     disabled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    last_signin_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    password_must_change: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class OfficerSession(SQLModel, table=True):
     """A signed-in browser. Only the hash of the cookie's value is stored; the CSRF token is
-    the synchronizer token every form carries."""
+    the synchronizer token every form carries. ``stage`` is set while a sign-in is half done
+    (the password was right, and the officer must still choose a new password, ``"password"``,
+    or enrol a second factor, ``"totp"``): such a row opens no page. ``totp_candidate_enc`` is
+    the TOTP secret being enrolled (encrypted as the officer's own), until a code confirms it."""
 
     __tablename__ = "officer_session"
 
@@ -44,3 +50,5 @@ class OfficerSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     last_seen_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     expires_at: datetime = Field(sa_column=ts_column(nullable=False))
+    stage: str | None = Field(default=None, max_length=16)
+    totp_candidate_enc: str | None = Field(default=None, max_length=400)

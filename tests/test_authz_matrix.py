@@ -42,6 +42,8 @@ from api.core import clock
 from api.core.db import Database
 from api.core.unit import operator_unit
 from api.manifests.demo import EXPECTED_LETTER
+from api.officers import service as officers
+from api.officers.schemas import OfficerCreate
 from models import (
     AgencyKind,
     DeliveryStatus,
@@ -49,6 +51,7 @@ from models import (
     ManifestPerson,
     Notice,
     NoticeReturnee,
+    Officer,
     RecruitmentAlert,
     RegisterPerson,
     Returnee,
@@ -85,6 +88,7 @@ COLUMNS: tuple[str, ...] = (
 #                         one of its Bengkayang people
 #   manifest.arrivals     a fresh manifest per cell (one person of Bengkayang), with its ETag
 #   manifest.locate       a fresh manifest per cell whose Bengkayang person arrived, with its ETag
+#   officer.*             DP3A-SAMBAS's officers: its demo officer (get), a fresh one per cell (changes)
 #
 # fmt: off
 MATRIX: dict[str, tuple[int, ...]] = {
@@ -151,8 +155,14 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "alert.list":          (401, 403,  200,   403,   403,   403,   200,  403, 403,   403),
     "alert.get":           (401, 403,  200,   403,   403,   403,   200,  403, 403,   403),
     "warning.public":      (200, 200,  200,   200,   200,   200,   200,  200, 200,   200),
-    # officers of an agency: the operator, or the agency's own officers:manage (no demo client holds it)
-    "officer.create":      (401, 403,  403,   403,   403,   403,   403,  403, 403,   201),
+    # officers of DP3A-SAMBAS: the operator, or the agency's own officers:manage; DP3A-BENGKAYANG
+    # manages its own officers, so Sambas's are as if they did not exist (404)
+    "officer.create":      (401, 403,  403,   403,   404,   403,   403,  403, 403,   201),
+    "officer.list":        (401, 403,  403,   403,   404,   403,   403,  403, 403,   200),
+    "officer.get":         (401, 403,  403,   403,   404,   403,   403,  403, 403,   200),
+    "officer.update":      (401, 403,  403,   403,   404,   403,   403,  403, 403,   200),
+    "officer.password_reset": (401, 403, 403, 403,   404,   403,   403,  403, 403,   200),
+    "officer.totp_reset":  (401, 403,  403,   403,   404,   403,   403,  403, 403,   200),
 }
 # fmt: on
 
@@ -188,6 +198,19 @@ CONSOLE = {
     "console.locate": "POST /console/kedatangan/{manifest_id}/orang/{person_id}/hasil (manifests:locate)",
     "console.audit": "GET /console/audit (audit:read)",
     "console.checkpoint": "GET /console/audit/titik-periksa (audit:read)",
+    "console.signin_password_form": "GET /console/masuk/sandi-baru: a sign-in's step after a reset (its own cookie)",
+    "console.signin_password": "POST /console/masuk/sandi-baru",
+    "console.signin_totp_form": "GET /console/masuk/totp: a sign-in's step enrolling a second factor (its own cookie)",
+    "console.signin_totp": "POST /console/masuk/totp",
+    "console.security": "GET /console/keamanan: the officer's own account",
+    "console.security_password": "POST /console/keamanan/sandi",
+    "console.security_totp_start": "POST /console/keamanan/totp/mulai",
+    "console.security_totp": "POST /console/keamanan/totp",
+    "console.officers": "GET /console/petugas (officers:manage)",
+    "console.officer_create": "POST /console/petugas (officers:manage)",
+    "console.officer_status": "POST /console/petugas/{id}/status (officers:manage)",
+    "console.officer_password_reset": "POST /console/petugas/{id}/sandi (officers:manage)",
+    "console.officer_totp_reset": "POST /console/petugas/{id}/totp (officers:manage)",
 }
 CONSOLE_PATHS = {
     "console.signout": ("POST", "/console/keluar"),
@@ -205,6 +228,19 @@ CONSOLE_PATHS = {
                                "00000000-0000-4000-8000-000000000000/hasil"),
     "console.audit": ("GET", "/console/audit"),
     "console.checkpoint": ("GET", "/console/audit/titik-periksa"),
+    "console.signin_password_form": ("GET", "/console/masuk/sandi-baru"),
+    "console.signin_password": ("POST", "/console/masuk/sandi-baru"),
+    "console.signin_totp_form": ("GET", "/console/masuk/totp"),
+    "console.signin_totp": ("POST", "/console/masuk/totp"),
+    "console.security": ("GET", "/console/keamanan"),
+    "console.security_password": ("POST", "/console/keamanan/sandi"),
+    "console.security_totp_start": ("POST", "/console/keamanan/totp/mulai"),
+    "console.security_totp": ("POST", "/console/keamanan/totp"),
+    "console.officers": ("GET", "/console/petugas"),
+    "console.officer_create": ("POST", "/console/petugas"),
+    "console.officer_status": ("POST", "/console/petugas/00000000-0000-4000-8000-000000000000/status"),
+    "console.officer_password_reset": ("POST", "/console/petugas/00000000-0000-4000-8000-000000000000/sandi"),
+    "console.officer_totp_reset": ("POST", "/console/petugas/00000000-0000-4000-8000-000000000000/totp"),
 }
 
 # Errors of these routes follow RFC 6749 §5.2 ({"error", "error_description"}), not RFC 9457.
@@ -227,6 +263,7 @@ class World:
     manifest_person_bky: str = ""  # one of its people of Bengkayang
     person_bky: str = ""  # a person of the register of 61.07
     alert_bky: str = ""  # a demo alert over 61.07.07
+    officer_sambas: str = ""  # the demo officer of DP3A-SAMBAS
     spare_agency: str = "MATRIX-SPARE"
     webhook_bp3mi: str = ""  # a subscription of BP3MI
     delivery_bp3mi: str = ""  # a delivery of it
@@ -338,6 +375,8 @@ async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> A
                 w.person_bky = str((await conn.execute(
                     sa.select(RegisterPerson.person_id).where(RegisterPerson.origin_district == "61.07")
                     .order_by(RegisterPerson.person_id).limit(1))).scalar_one())
+                w.officer_sambas = str((await conn.execute(
+                    sa.select(Officer.id).where(Officer.email == "petugas@dp3a.sambas.go.id"))).scalar_one())
                 w.alert_bky = str((await conn.execute(
                     sa.select(RecruitmentAlert.id).order_by(RecruitmentAlert.raised_at, RecruitmentAlert.id)
                     .limit(1))).scalar_one())
@@ -507,6 +546,21 @@ async def _officer_create(w: World, who: str) -> Call:
                 json={"email": f"{w.unique('matrix').lower()}@dp3a.sambas.go.id", "scopes": ["notices:read"]})
 
 
+async def _fresh_officer(w: World) -> str:
+    """An officer of DP3A-SAMBAS of its own, for a cell that changes one."""
+    async with operator_unit(w.db, "test") as session:
+        made = await officers.create_officer(session, "DP3A-SAMBAS", OfficerCreate(
+            email=f"{w.unique('matrix').lower()}@dp3a.sambas.go.id", scopes=["notices:read"]))
+    return str(made.id)
+
+
+def _officer_change(method: str, tail: str, **kw: Any) -> Builder:
+    async def build(w: World, who: str) -> Call:
+        return Call(method, f"/v1/agencies/DP3A-SAMBAS/officers/{await _fresh_officer(w)}{tail}", **kw)
+
+    return build
+
+
 def call_for(route: str) -> Builder:
     builders: dict[str, Builder] = {
         "healthz": static("GET", "/healthz"),
@@ -566,6 +620,11 @@ def call_for(route: str) -> Builder:
         "alert.get": lambda w, who: static("GET", f"/v1/alerts/{w.alert_bky}")(w, who),
         "warning.public": static("GET", "/v1/public/warnings"),
         "officer.create": _officer_create,
+        "officer.list": static("GET", "/v1/agencies/DP3A-SAMBAS/officers", params={"limit": 5}),
+        "officer.get": lambda w, who: static("GET", f"/v1/agencies/DP3A-SAMBAS/officers/{w.officer_sambas}")(w, who),
+        "officer.update": _officer_change("PATCH", "", json={"scopes": ["notices:read", "notices:ack"]}),
+        "officer.password_reset": _officer_change("POST", "/password"),
+        "officer.totp_reset": _officer_change("POST", "/totp", json={"enrol_at_sign_in": False}),
     }
     return builders[route]
 

@@ -1,5 +1,6 @@
-"""``sinergi officers create / disable``: the operator's way to give people of an agency an account;
-and the limits on signing in."""
+"""``sinergi officers create / list / disable / enable / reset-password / reset-totp``: the operator's
+way to give people of an agency an account and to help them back in (the same service functions
+as the API's routes); and the limits on signing in."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from api.core.db import Database
 from api.core.settings import Settings
 from api.core.unit import operator_unit
 from api.officers import service as officers
-from api.officers.schemas import OfficerCreate
+from api.officers.schemas import OfficerCreate, OfficerUpdate
 from models import AgencyKind, Officer, OfficerSession
 from tests.console_world import sign_in
 
@@ -47,6 +48,31 @@ def test_the_operator_creates_and_disables_an_officer(sinergi: Any, database_url
     assert officers.password_matches(stored, created["password"])
     gone = sinergi("officers", "disable", "--email", "petugas@dp3a.melawikab.go.id")
     assert gone.exit_code == 0, gone.output
+    (listed,) = [json.loads(line) for line in sinergi("officers", "list", "--agency", "DP3A-MELAWI").output.splitlines()]
+    assert listed["email"] == "petugas@dp3a.melawikab.go.id" and listed["disabled"] is True
+    assert listed["second_factor"] is False and listed["password_must_change"] is True
+    assert not {"password", "password_hash", "totp_secret_enc", "totp_uri"} & listed.keys()
+    assert stored not in json.dumps(listed)
+    assert sinergi("officers", "enable", "--email", "petugas@dp3a.melawikab.go.id").exit_code == 0
+    reset = sinergi("officers", "reset-password", "--email", "petugas@dp3a.melawikab.go.id")
+    assert reset.exit_code == 0, reset.output
+    new_password = json.loads(reset.output)["password"]
+    assert len(new_password) >= 16 and new_password != created["password"]
+    totp = sinergi("officers", "reset-totp", "--email", "petugas@dp3a.melawikab.go.id")
+    assert json.loads(totp.output)["totp_uri"].startswith("otpauth://totp/")
+    cleared = sinergi("officers", "reset-totp", "--email", "petugas@dp3a.melawikab.go.id", "--at-sign-in")
+    assert json.loads(cleared.output)["totp_uri"] is None
+    (listed,) = [json.loads(line) for line in sinergi("officers", "list", "--agency", "DP3A-MELAWI").output.splitlines()]
+    assert listed["disabled"] is False and listed["second_factor"] is False
+    engine = sa.create_engine(database_url.replace("+aiosqlite", "").replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(Officer.password_hash)).scalar_one()
+    finally:
+        engine.dispose()
+    assert officers.password_matches(stored, new_password) and not officers.password_matches(stored, created["password"])
+    unknown = sinergi("officers", "reset-password", "--email", "nobody@dp3a.melawikab.go.id")
+    assert unknown.exit_code != 0 and "No officer" in unknown.output
 
 
 async def test_disabling_ends_the_officer_sessions(db: Database) -> None:
@@ -61,7 +87,8 @@ async def test_disabling_ends_the_officer_sessions(db: Database) -> None:
         assert isinstance(result, officers.SignedIn)
     async with operator_unit(db, "test") as session:
         assert await officers.open_session(session, db.settings, result.token) is not None
-        await officers.disable_officer(session, "a@dp3a.sambas.go.id")
+        officer = await officers.officer_by_email(session, "a@dp3a.sambas.go.id")
+        await officers.update_officer(session, "DP3A-SAMBAS", officer.id, OfficerUpdate(disabled=True))
     async with operator_unit(db, "test") as session:
         assert await officers.open_session(session, db.settings, result.token) is None
         refused = await officers.sign_in(session, db.settings, "a@dp3a.sambas.go.id", "panjang-sekali-123", None)

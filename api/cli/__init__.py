@@ -329,23 +329,95 @@ def officers_create(agency_code: str, email: str, scopes: str, name: str) -> Non
     click.echo(created.model_dump_json())
 
 
-@officers.command("disable")
-@click.option("--email", required=True)
-def officers_disable(email: str) -> None:
-    """Disable an officer: no more sign-ins, and their open sessions end at once."""
+def _on_officer(email: str, act: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Run ``act(session, officer)`` on the officer of ``email`` in one operator unit, or exit
+    naming what is wrong. The work itself is the service's, as the API's routes call it."""
     from api.core.errors import Problem
     from api.core.unit import operator_unit
     from api.officers import service
 
-    async def go(db: Any) -> None:
+    async def go(db: Any) -> T:
         async with operator_unit(db) as session:
-            await service.disable_officer(session, email)
+            return await act(session, await service.officer_by_email(session, email))
 
     try:
-        _run(go)
+        return _run(go)
     except Problem as exc:
         _fail(exc.detail)
-    click.echo(f"{email} disabled")
+
+
+@officers.command("list")
+@click.option("--agency", "agency_code", required=True)
+def officers_list(agency_code: str) -> None:
+    """The agency's officers, one JSON object a line (never a hash or a secret)."""
+    from api.core.errors import Problem
+    from api.core.unit import operator_unit
+    from api.officers import service
+
+    async def go(db: Any) -> list[Any]:
+        async with operator_unit(db) as session:
+            return await service.all_officers(session, agency_code)
+
+    try:
+        listed = _run(go)
+    except Problem as exc:
+        _fail(exc.detail)
+    for officer in listed:
+        click.echo(officer.model_dump_json())
+
+
+def _set_disabled(email: str, disabled: bool) -> None:
+    from api.officers import service
+    from api.officers.schemas import OfficerUpdate
+
+    async def act(session: Any, officer: Any) -> Any:
+        return await service.update_officer(session, officer.agency_code, officer.id, OfficerUpdate(disabled=disabled))
+
+    _on_officer(email, act)
+    click.echo(f"{email} {'disabled' if disabled else 'enabled'}")
+
+
+@officers.command("disable")
+@click.option("--email", required=True)
+def officers_disable(email: str) -> None:
+    """Disable an officer: no more sign-ins, and their open sessions end at once."""
+    _set_disabled(email, True)
+
+
+@officers.command("enable")
+@click.option("--email", required=True)
+def officers_enable(email: str) -> None:
+    """Let a disabled officer sign in again."""
+    _set_disabled(email, False)
+
+
+@officers.command("reset-password")
+@click.option("--email", required=True)
+def officers_reset_password(email: str) -> None:
+    """A new one-time password, printed once (the officer chooses their own at the next sign-in);
+    a lock-out is lifted and the officer's sessions end."""
+    from api.officers import service
+
+    async def act(session: Any, officer: Any) -> Any:
+        return await service.reset_password(session, officer.agency_code, officer.id)
+
+    click.echo(_on_officer(email, act).model_dump_json())
+
+
+@officers.command("reset-totp")
+@click.option("--email", required=True)
+@click.option("--at-sign-in", is_flag=True,
+              help="remove the secret: the officer enrols one of their own at the next sign-in")
+def officers_reset_totp(email: str, at_sign_in: bool) -> None:
+    """A new second-factor secret, its otpauth:// URI printed once (or, with --at-sign-in, none:
+    the officer enrols at the next sign-in); the officer's sessions end."""
+    from api.officers import service
+    from api.officers.schemas import TotpReset
+
+    async def act(session: Any, officer: Any) -> Any:
+        return await service.reset_totp(session, officer.agency_code, officer.id, TotpReset(enrol_at_sign_in=at_sign_in))
+
+    click.echo(_on_officer(email, act).model_dump_json())
 
 
 @main.command()

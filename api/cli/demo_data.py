@@ -32,7 +32,7 @@ AGENCIES: list[dict[str, Any]] = [
     {"code": "DP3A-BENGKAYANG", "name": "DP3A Kabupaten Bengkayang", "kind": AgencyKind.women_child_protection,
      "jurisdiction": "61.07",
      "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read "
-               "manifests:read manifests:locate register:write register:read alerts:write"},
+               "manifests:read manifests:locate register:write register:read alerts:write officers:manage"},
     {"code": "DINSOS-BENGKAYANG", "name": "Dinas Sosial Kabupaten Bengkayang", "kind": AgencyKind.social_services,
      "jurisdiction": "61.07",
      "scopes": "notices:read notices:ack referrals:read referrals:write referrals:respond returnees:read events:read "

@@ -155,6 +155,130 @@ WORDS: dict[str, tuple[str, str]] = {
                       "(angka yang sama dengan GET /v1/register/counts).",
                       "Every figure is rounded to a multiple of {base}; * = 1 to {t_1} people, suppressed "
                       "(the figures of GET /v1/register/counts)."),
+    # signing in: the steps after the password
+    "step_expired": ("Langkah masuk ini sudah berakhir. Silakan masuk lagi.",
+                     "This sign-in step has ended. Please sign in again."),
+    "new_password_title": ("Buat kata sandi baru", "Choose a new password"),
+    "new_password_intro": ("Kata sandi Anda diatur oleh pengelola akun. Buat kata sandi Anda sendiri (paling "
+                           "sedikit 12 karakter) untuk melanjutkan.",
+                           "Your password was set by an account manager. Choose your own (at least 12 "
+                           "characters) to continue."),
+    "current_password": ("Kata sandi sekarang", "Current password"),
+    "new_password": ("Kata sandi baru (paling sedikit 12 karakter)", "New password (at least 12 characters)"),
+    "confirm_password": ("Ulangi kata sandi baru", "Repeat the new password"),
+    "continue": ("Lanjutkan", "Continue"),
+    "totp_enrol_title": ("Daftarkan verifikasi dua langkah", "Enrol two-step verification"),
+    "totp_enrol_intro": ("Lembaga Anda mewajibkan kode verifikasi saat masuk. Pindai kode QR ini dengan aplikasi "
+                         "autentikator di ponsel Anda (misalnya FreeOTP, Google Authenticator, Microsoft "
+                         "Authenticator), atau ketik kuncinya, lalu masukkan kode 6 angka yang ditampilkan aplikasi.",
+                         "Your agency requires a verification code at sign-in. Scan this QR code with an "
+                         "authenticator app on your phone (FreeOTP, Google Authenticator, Microsoft Authenticator...), "
+                         "or type its key, then enter the 6-digit code the app shows."),
+    "qr_label": ("Kode QR untuk aplikasi autentikator", "QR code for the authenticator app"),
+    "totp_key": ("Kunci (ketik bila tidak dapat memindai)", "Key (type it if you cannot scan)"),
+    "totp_code": ("Kode 6 angka dari aplikasi", "The 6-digit code from the app"),
+    "password_invalid": ("Kata sandi baru paling sedikit 12 karakter dan kedua isian harus sama.",
+                         "The new password needs at least 12 characters, and both fields must be the same."),
+    "password_reused": ("Kata sandi baru harus berbeda dari yang lama.", "The new password must differ from the old one."),
+    "code_wrong": ("Kode salah atau sudah kedaluwarsa. Masukkan kode yang sedang ditampilkan aplikasi.",
+                   "The code is wrong or has expired. Enter the code the app shows now."),
+    # the officer's own account
+    "nav_security": ("Keamanan akun", "Account security"),
+    "security_title": ("Keamanan akun", "Account security"),
+    "change_password": ("Ganti kata sandi", "Change the password"),
+    "totp_on": ("Verifikasi dua langkah (TOTP) aktif.", "Two-step verification (TOTP) is on."),
+    "totp_off": ("Verifikasi dua langkah (TOTP) belum didaftarkan.", "Two-step verification (TOTP) is not enrolled."),
+    "totp_start": ("Daftarkan aplikasi autentikator (baru)", "Enrol a (new) authenticator app"),
+    "totp_confirm_intro": ("Pindai kode QR ini, lalu masukkan kata sandi Anda dan kode 6 angka untuk "
+                           "mengaktifkannya. Sampai saat itu pendaftaran lama tetap berlaku.",
+                           "Scan this QR code, then enter your password and the 6-digit code to activate it. "
+                           "Until then the old enrolment stays in force."),
+    "totp_confirm": ("Aktifkan", "Activate"),
+    "ok_password_changed": ("Kata sandi telah diganti. Sesi lain dari akun ini telah diakhiri.",
+                            "The password has been changed. Other sessions of this account have ended."),
+    "ok_totp_enrolled": ("Verifikasi dua langkah telah didaftarkan. Sesi lain dari akun ini telah diakhiri.",
+                         "Two-step verification has been enrolled. Other sessions of this account have ended."),
+    "err_credentials": ("Kata sandi sekarang salah.", "The current password is wrong."),
+    "err_locked": ("Akun dikunci sementara karena terlalu banyak percobaan gagal. Coba lagi nanti.",
+                   "The account is locked for a while after too many failed attempts. Try again later."),
+    "err_rate": ("Terlalu banyak percobaan dari alamat ini. Tunggu sebentar.",
+                 "Too many attempts from this address. Please wait."),
+    "err_password_invalid": ("Kata sandi baru paling sedikit 12 karakter dan kedua isian harus sama.",
+                             "The new password needs at least 12 characters, and both fields must be the same."),
+    "err_password_reused": ("Kata sandi baru harus berbeda dari yang lama.",
+                            "The new password must differ from the old one."),
+    "err_second_factor": ("Kode salah atau sudah kedaluwarsa. Masukkan kode yang sedang ditampilkan aplikasi.",
+                          "The code is wrong or has expired. Enter the code the app shows now."),
+    "err_expired": ("Pendaftaran ini sudah tidak berlaku. Mulai lagi.", "This enrolment is no longer valid. Start again."),
+    # managing the agency's officers
+    "nav_officers": ("Petugas", "Officers"),
+    "officers_title": ("Petugas {agency}", "Officers of {agency}"),
+    "officer_add": ("Tambah petugas", "Add an officer"),
+    "officer_add_note": ("Kata sandi sementara dibuat otomatis dan ditampilkan sekali; petugas membuat kata sandinya "
+                         "sendiri saat pertama masuk. Wewenang hanya dari yang dimiliki lembaga.",
+                         "A one-time password is generated and shown once; the officer chooses their own at the "
+                         "first sign-in. Permissions are those the agency holds."),
+    "second_factor": ("Verifikasi dua langkah", "Two-step verification"),
+    "enrolled": ("terdaftar", "enrolled"),
+    "not_enrolled": ("belum terdaftar", "not enrolled"),
+    "required_at_signin": ("wajib: didaftarkan saat masuk", "required: enrolled at sign-in"),
+    "account": ("Akun", "Account"),
+    "active": ("aktif", "active"),
+    "disabled": ("dinonaktifkan", "disabled"),
+    "locked_until": ("terkunci sampai {at}", "locked until {at}"),
+    "must_change": ("kata sandi sementara", "one-time password"),
+    "last_signin": ("Terakhir masuk (UTC)", "Last sign-in (UTC)"),
+    "never": ("belum pernah", "never"),
+    "actions": ("Tindakan", "Actions"),
+    "you": ("(Anda)", "(you)"),
+    "disable": ("Nonaktifkan", "Disable"),
+    "enable": ("Aktifkan", "Enable"),
+    "reset_password": ("Atur ulang kata sandi", "Reset the password"),
+    "reset_totp_new": ("Buat kunci TOTP baru", "Issue a new TOTP key"),
+    "reset_totp_signin": ("Daftar ulang TOTP saat masuk", "Enrol TOTP again at sign-in"),
+    "secret_title": ("Simpan sekarang: hanya ditampilkan sekali", "Keep it now: shown only once"),
+    "secret_for": ("Untuk {email}", "For {email}"),
+    "one_time_password": ("Kata sandi sementara", "One-time password"),
+    "one_time_note": ("Sampaikan kepada petugas melalui jalur yang aman. Petugas membuat kata sandinya sendiri saat "
+                      "masuk berikutnya.", "Give it to the officer through a safe channel. The officer chooses their "
+                      "own password at the next sign-in."),
+    "totp_uri": ("URI otpauth (untuk aplikasi autentikator)", "otpauth URI (for the authenticator app)"),
+    "back_to_officers": ("Kembali ke daftar petugas", "Back to the officers"),
+    "ok_officer_disabled": ("Petugas dinonaktifkan; semua sesinya telah diakhiri.",
+                            "The officer is disabled; all their sessions have ended."),
+    "ok_officer_enabled": ("Petugas dapat masuk kembali.", "The officer can sign in again."),
+    "ok_totp_at_signin": ("Kunci TOTP dihapus; petugas mendaftarkan yang baru saat masuk berikutnya.",
+                          "The TOTP key is removed; the officer enrols a new one at the next sign-in."),
+    "err_officer_exists": ("Sudah ada petugas dengan surel ini.", "An officer with this e-mail address exists."),
+    "err_scopes_not_held": ("Lembaga tidak memiliki wewenang itu.", "The agency does not hold that permission."),
+    "err_own_account": ("Anda tidak dapat menonaktifkan akun Anda sendiri.", "You cannot disable your own account."),
+    "err_officer_invalid": ("Isian tidak sah: periksa surel dan pilih paling sedikit satu wewenang.",
+                            "The input is not valid: check the e-mail address and choose at least one permission."),
+}
+
+# What each scope lets an officer do, as the officers' page lists them.
+SCOPES: dict[str, tuple[str, str]] = {
+    "returnees:write": ("mengirim data pemulangan (BP3MI)", "push returnee records (BP3MI)"),
+    "returnees:read": ("membaca data pemulangan di wilayahnya", "read returnee records in the jurisdiction"),
+    "pii:read": ("melihat NIK, paspor dan nomor telepon", "see NIK, passport and phone numbers"),
+    "notices:write": ("menerbitkan pemberitahuan deportasi", "issue deportation notices"),
+    "notices:read": ("membaca pemberitahuan deportasi", "read deportation notices"),
+    "notices:ack": ("mengonfirmasi pemberitahuan dan mencatat tindak lanjut", "acknowledge notices, record follow-ups"),
+    "referrals:write": ("merujuk kasus ke lembaga lain", "refer cases to other agencies"),
+    "referrals:read": ("membaca rujukan", "read referrals"),
+    "referrals:respond": ("menangani rujukan yang diterima", "work the referrals received"),
+    "stats:read": ("membaca statistik", "read statistics"),
+    "register:write": ("mencatat keberangkatan pekerja migran", "record departures of migrant workers"),
+    "register:read": ("membaca register pekerja migran", "read the register of migrant workers"),
+    "alerts:write": ("melaporkan perekrutan ilegal", "report illegal recruitment"),
+    "alerts:read": ("membaca peringatan perekrutan", "read recruitment alerts"),
+    "audit:read": ("membaca dan memverifikasi jejak audit", "read and verify the audit trail"),
+    "events:read": ("membaca umpan perubahan", "read the change feed"),
+    "webhooks:manage": ("mengelola webhook", "manage webhooks"),
+    "manifests:write": ("mendaftarkan manifes kedatangan", "register arrival manifests"),
+    "manifests:read": ("membaca manifes kedatangan", "read arrival manifests"),
+    "manifests:locate": ("mencatat orang yang sudah tiba ditemukan atau tidak", "record whether arrived people were located"),
+    "officers:manage": ("mengelola akun petugas lembaga", "manage the agency's officer accounts"),
 }
 
 # The codes the API speaks (statuses, moves, reasons...), as a person reads them.
@@ -194,6 +318,8 @@ def translator(lang: str) -> Callable[..., str]:
     def t(key: str, **kw: object) -> str:
         if key in CODES and key not in WORDS:
             return CODES[key][index]
+        if key in SCOPES:
+            return SCOPES[key][index]
         words = WORDS.get(key)
         text = words[index] if words else key
         return text.format(**kw) if kw else text

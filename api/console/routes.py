@@ -1,10 +1,13 @@
-"""The console's pages: sign-in, the province's overview, a district office's week, the
-referrals received, the audit trail; and the downloads.
+"""The console's pages: sign-in (with its steps: a new password after a reset, a second factor
+to enrol), the province's overview, a district office's week, the referrals received, the audit
+trail, the agency's officers, the officer's own account security; and the downloads.
 
 Officers sign in with their own account (:mod:`api.officers`); a page's request runs as the
 officer (``Caller.officer``) in the agency's name, so every read and action goes through the
 same services as the API and is audited under both. Every form carries the session's CSRF token
-(the sign-in form a double-submit one); an action carries the ETag it was shown as ``If-Match``.
+(the sign-in form a double-submit one, a sign-in step its half-done session's); an action
+carries the ETag it was shown as ``If-Match``. Whatever checks a password or a code (signing in,
+its steps, the account page) is rate limited per address as signing in is.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from api.audit import repository as audit_repository
 from api.audit import service as audit_service
 from api.audit.schemas import AUDIT, AuditEventPublic
-from api.console import charts, downloads, i18n
+from api.console import charts, downloads, i18n, qr
 from api.console import service as console
 from api.core import access, audit, clock
 from api.core import text as text_rules
@@ -48,6 +51,7 @@ from api.manifests.schemas import OutcomeIn
 from api.notices import service as notices
 from api.notices.schemas import FollowUpCreate
 from api.officers import service as officers
+from api.officers.schemas import OfficerCreate, OfficerUpdate, PasswordChange, TotpReset
 from api.referrals import service as referrals
 from api.referrals.workflow import Action
 from api.stats import service as stats
@@ -59,6 +63,8 @@ SESSION_COOKIE = "sinergi_session"
 SIGNIN_COOKIE = "sinergi_signin"  # the sign-in form's double-submit CSRF token
 LANG_COOKIE = "sinergi_lang"
 SIGNIN = "/console/masuk"
+PENDING_COOKIE = "sinergi_pending"  # a sign-in half done (its steps live under SIGNIN)
+STEPS = {officers.PASSWORD_STAGE: SIGNIN + "/sandi-baru", officers.TOTP_STAGE: SIGNIN + "/totp"}
 
 _TEMPLATES = resources.files("api.console").joinpath("templates")
 _env = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=select_autoescape(["html"]),
@@ -125,12 +131,35 @@ def _need(officer: officers.Console, *scopes: Scope) -> None:
         raise PageForbidden(" ".join(scopes))
 
 
-async def _form(request: Request, officer: officers.Console) -> dict[str, str]:
+async def _fields(request: Request) -> dict[str, str]:
     form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    if not officers.csrf_matches(officer, fields.get("csrf")):
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def _checked_form(request: Request, csrf: str) -> dict[str, str]:
+    """The form's fields, if it carries the synchronizer token ``csrf``; else a 403 page."""
+    fields = await _fields(request)
+    if not officers.csrf_matches(csrf, fields.get("csrf")):
         raise BadCsrf()
     return fields
+
+
+async def _form(request: Request, officer: officers.Console) -> dict[str, str]:
+    return await _checked_form(request, officer.csrf)
+
+
+async def _too_many(request: Request, session: SessionDep, action: str) -> bool:
+    """Whether the address is past ``rate_signin`` attempts (this one counted): a refusal in the
+    chain. Every form that checks a password or a code counts here."""
+    svc = services(request)
+    if svc.limiter is None:
+        return False
+    verdict = await svc.limiter.hit(counter_key("signin", request_context(request).ip), svc.settings.rate_signin,
+                                    session)
+    if verdict.allowed:
+        return False
+    audit.record(session, action, outcome=Outcome.denied, resource_type="officer", reason="rate")
+    return True
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -174,6 +203,9 @@ def _nav(officer: officers.Console) -> list[tuple[str, str]]:
         items.append(("/console/rujukan", "nav_referrals"))
     if c.has(Scope.audit_read):
         items.append(("/console/audit", "nav_audit"))
+    if c.has(Scope.officers_manage):
+        items.append(("/console/petugas", "nav_officers"))
+    items.append(("/console/keamanan", "nav_security"))
     return items
 
 
@@ -181,8 +213,11 @@ def _back(form: dict[str, str], msg: str) -> RedirectResponse:
     back = form.get("back", "/console/pekan")
     if not back.startswith("/console") or "//" in back or "\\" in back:
         back = "/console/pekan"
-    back = back.split("?", 1)[0]
-    return RedirectResponse(f"{back}?{urlencode({'msg': msg})}", status_code=303, headers=_HEADERS)
+    return _goto(back.split("?", 1)[0], msg)
+
+
+def _goto(path: str, msg: str) -> RedirectResponse:
+    return RedirectResponse(f"{path}?{urlencode({'msg': msg})}", status_code=303, headers=_HEADERS)
 
 
 def install(app: FastAPI) -> None:
@@ -234,7 +269,7 @@ async def signin_form(request: Request, error: str | None = None, expired: str |
                       next: str | None = None) -> Response:
     token = secrets.token_urlsafe(32)
     key = {"credentials": "signin_failed", "second-factor": "signin_failed", "locked": "signin_locked",
-           "rate": "signin_rate", "csrf": "csrf_bad"}.get(error or "")
+           "rate": "signin_rate", "csrf": "csrf_bad", "step": "step_expired"}.get(error or "")
     reply = render(request, "signin.html", None, signin_csrf=token, error=key, expired=bool(expired),
                    next=_safe_next(next))
     reply.set_cookie(SIGNIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
@@ -245,34 +280,135 @@ async def signin_form(request: Request, error: str | None = None, expired: str |
 @router.post(SIGNIN, name="console.signin", response_class=RedirectResponse, response_model=None)
 async def signin(request: Request, session: SessionDep) -> Response:
     svc = services(request)
-    form = await request.form()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = await _fields(request)
     nxt = _safe_next(fields.get("next"))
-
-    def again(error: str) -> Response:
-        return RedirectResponse(f"{SIGNIN}?{urlencode({'error': error, 'next': nxt})}", status_code=303,
-                                headers=_HEADERS)
-
     cookie = request.cookies.get(SIGNIN_COOKIE) or ""
     given = fields.get("csrf") or ""
     if not cookie or not secrets.compare_digest(cookie.encode(), given.encode()):
         audit.record(session, "officer.signin", outcome=Outcome.denied, resource_type="officer", reason="csrf")
-        return again("csrf")
-    if svc.limiter is not None:
-        ip = request_context(request).ip
-        verdict = await svc.limiter.hit(counter_key("signin", ip), svc.settings.rate_signin, session)
-        if not verdict.allowed:
-            audit.record(session, "officer.signin", outcome=Outcome.denied, resource_type="officer", reason="rate")
-            return again("rate")
+        return _again("csrf", nxt)
+    if await _too_many(request, session, "officer.signin"):
+        return _again("rate", nxt)
     result = await officers.sign_in(session, svc.settings, fields.get("email", ""), fields.get("password", ""),
                                     fields.get("code"))
     if isinstance(result, officers.Refused):
-        return again(result.reason)
-    reply = RedirectResponse(nxt, status_code=303, headers=_HEADERS)
-    reply.set_cookie(SESSION_COOKIE, result.token, max_age=svc.settings.session_absolute, httponly=True,
-                     samesite="lax", secure=_secure(request), path="/")
-    reply.delete_cookie(SIGNIN_COOKIE, path=SIGNIN)
+        return _again(result.reason, nxt)
+    return _onward(request, result, nxt)
+
+
+def _again(error: str, nxt: str) -> Response:
+    """The sign-in form again, saying why; a half-done sign-in's cookie goes."""
+    reply = RedirectResponse(f"{SIGNIN}?{urlencode({'error': error, 'next': nxt})}", status_code=303,
+                             headers=_HEADERS)
+    reply.delete_cookie(PENDING_COOKIE, path=SIGNIN)
     return reply
+
+
+def _onward(request: Request, result: officers.SignedIn | officers.Pending, nxt: str) -> Response:
+    """Where a sign-in whose checks passed leads: its next step (a half-done sign-in's cookie,
+    kept to the sign-in's own paths), or the page asked for, with the session's cookie."""
+    if isinstance(result, officers.Pending):
+        reply = RedirectResponse(f"{STEPS[result.stage]}?{urlencode({'next': nxt})}", status_code=303,
+                                 headers=_HEADERS)
+        reply.set_cookie(PENDING_COOKIE, result.token, max_age=officers.PENDING_TTL, httponly=True,
+                         samesite="strict", secure=_secure(request), path=SIGNIN)
+        return reply
+    reply = RedirectResponse(nxt, status_code=303, headers=_HEADERS)
+    reply.set_cookie(SESSION_COOKIE, result.token, max_age=services(request).settings.session_absolute,
+                     httponly=True, samesite="lax", secure=_secure(request), path="/")
+    reply.delete_cookie(SIGNIN_COOKIE, path=SIGNIN)
+    reply.delete_cookie(PENDING_COOKIE, path=SIGNIN)
+    return reply
+
+
+# --- the steps of a sign-in after the password: a new password, a second factor to enrol -----
+
+
+async def _pending(request: Request, session: SessionDep) -> officers.HalfSignedIn | None:
+    return await officers.open_pending(session, services(request).settings, request.cookies.get(PENDING_COOKIE))
+
+
+def _step_again(stage: str, error: str, nxt: str) -> Response:
+    return RedirectResponse(f"{STEPS[stage]}?{urlencode({'error': error, 'next': nxt})}", status_code=303,
+                            headers=_HEADERS)
+
+
+_STEP_ERRORS = {"password-invalid": "password_invalid", "password-reused": "password_reused",
+                "second-factor": "code_wrong", "rate": "signin_rate"}
+
+
+async def _step_page(request: Request, session: SessionDep, stage: str, error: str | None,
+                     nxt: str | None) -> Response:
+    nxt = _safe_next(nxt)
+    pending = await _pending(request, session)
+    if pending is None:
+        return _again("step", nxt)
+    if pending.stage != stage:
+        return RedirectResponse(f"{STEPS[pending.stage]}?{urlencode({'next': nxt})}", status_code=303,
+                                headers=_HEADERS)
+    values: dict[str, Any] = {}
+    if pending.secret is not None and pending.totp_uri is not None:
+        t = i18n.translator(_lang(request))
+        values = {"secret": qr.grouped(pending.secret), "qr": qr.svg(pending.totp_uri, t("qr_label"))}
+    return render(request, "signin_step.html", None, step=stage, step_csrf=pending.csrf, next=nxt,
+                  email=pending.officer.email, error=_STEP_ERRORS.get(error or ""), **values)
+
+
+@router.get(STEPS[officers.PASSWORD_STAGE], name="console.signin_password_form", response_class=HTMLResponse,
+            response_model=None)
+async def new_password_form(request: Request, session: SessionDep, error: str | None = None,
+                            next: str | None = None) -> Response:
+    """After a reset: the officer chooses their own password before any page opens."""
+    return await _step_page(request, session, officers.PASSWORD_STAGE, error, next)
+
+
+@router.post(STEPS[officers.PASSWORD_STAGE], name="console.signin_password", response_class=RedirectResponse,
+             response_model=None)
+async def new_password(request: Request, session: SessionDep) -> Response:
+    pending = await _pending(request, session)
+    if pending is None:
+        return _again("step", _safe_next((await _fields(request)).get("next")))
+    form = await _checked_form(request, pending.csrf)
+    nxt = _safe_next(form.get("next"))
+    if await _too_many(request, session, "officer.password_change"):
+        return _step_again(officers.PASSWORD_STAGE, "rate", nxt)
+    try:
+        data = PasswordChange(new_password=form.get("new_password", ""), confirm=form.get("confirm", ""))
+    except ValueError:
+        return _step_again(officers.PASSWORD_STAGE, "password-invalid", nxt)
+    result = await officers.choose_password(session, services(request).settings, pending, data)
+    if isinstance(result, officers.Refused):
+        if result.reason == "password-reused":
+            return _step_again(officers.PASSWORD_STAGE, result.reason, nxt)
+        return _again("step", nxt)
+    return _onward(request, result, nxt)
+
+
+@router.get(STEPS[officers.TOTP_STAGE], name="console.signin_totp_form", response_class=HTMLResponse,
+            response_model=None)
+async def totp_form(request: Request, session: SessionDep, error: str | None = None,
+                    next: str | None = None) -> Response:
+    """An officer whose agency requires a second factor and who has none enrols one: the secret as
+    text and as a QR code drawn on the server, confirmed by a code of it."""
+    return await _step_page(request, session, officers.TOTP_STAGE, error, next)
+
+
+@router.post(STEPS[officers.TOTP_STAGE], name="console.signin_totp", response_class=RedirectResponse,
+             response_model=None)
+async def totp_enrol(request: Request, session: SessionDep) -> Response:
+    pending = await _pending(request, session)
+    if pending is None:
+        return _again("step", _safe_next((await _fields(request)).get("next")))
+    form = await _checked_form(request, pending.csrf)
+    nxt = _safe_next(form.get("next"))
+    if await _too_many(request, session, "officer.totp_enrol"):
+        return _step_again(officers.TOTP_STAGE, "rate", nxt)
+    result = await officers.enrol_totp(session, services(request).settings, pending, form.get("code"))
+    if isinstance(result, officers.Refused):
+        if result.reason == "second-factor":
+            return _step_again(officers.TOTP_STAGE, result.reason, nxt)
+        return _again("locked" if result.reason == "locked" else "step", nxt)
+    return _onward(request, result, nxt)
 
 
 @router.post("/console/keluar", name="console.signout", response_class=RedirectResponse, response_model=None)
@@ -443,10 +579,15 @@ async def referrals_page(request: Request, officer: Officer, session: SessionDep
 # --- actions ---------------------------------------------------------------------------------
 
 
-def _refused(session: SessionDep, exc: Problem, action: str, resource_type: str, resource_id: uuid.UUID) -> str:
-    """A refusal the page explains: its entry in the chain (the request itself succeeds)."""
+def _refused(session: SessionDep, exc: Problem, action: str, resource_type: str, resource_id: uuid.UUID | None,
+             invalid: str = "err_invalid") -> str:
+    """A refusal the page explains: its entry in the chain (the request itself succeeds). The
+    message is the problem's own where the console has words for it (``err_<slug>``)."""
     audit.record(session, action, outcome=Outcome.denied, resource_type=resource_type, resource_id=resource_id,
                  reason=exc.slug, problem=text_rules.bounded(exc.detail, text_rules.MAX_DETAIL_TEXT))
+    specific = "err_" + exc.slug.replace("-", "_")
+    if specific in i18n.WORDS:
+        return specific
     if isinstance(exc, PreconditionFailed | PreconditionRequired):
         return "err_stale"
     if isinstance(exc, Forbidden | access.OutsideJurisdiction):
@@ -455,7 +596,7 @@ def _refused(session: SessionDep, exc: Problem, action: str, resource_type: str,
         return "err_conflict"
     if isinstance(exc, NotFound):
         return "err_not_found"
-    return "err_invalid"
+    return invalid
 
 
 @router.post("/console/pemberitahuan/{id}/konfirmasi", name="console.acknowledge",
@@ -523,6 +664,161 @@ async def locate(request: Request, officer: Officer, session: SessionDep, manife
             access.OutsideJurisdiction) as exc:
         return _back(form, _refused(session, exc, "manifest.person_outcome", "manifest_person", person_id))
     return _back(form, "ok_located" if body.outcome == "located" else "ok_not_located")
+
+
+# --- the officer's own account -----------------------------------------------------------------
+
+SECURITY = "/console/keamanan"
+
+
+@router.get(SECURITY, name="console.security", response_class=HTMLResponse, response_model=None)
+async def security(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """The officer's own account: change the password, (re-)enrol the second factor."""
+    audit.record(session, "console.security", resource_type="officer", resource_id=str(officer.officer_id))
+    candidate = await officers.own_totp_candidate(session, services(request).settings, officer)
+    values: dict[str, Any] = {}
+    if candidate is not None:
+        t = i18n.translator(_lang(request))
+        values = {"secret": qr.grouped(candidate), "qr": qr.svg(officers.totp_uri(candidate, officer.email),
+                                                                t("qr_label"))}
+    return render(request, "security.html", officer, **values)
+
+
+def _own_result(refused: officers.Refused | None, ok: str) -> Response:
+    return _goto(SECURITY, ok if refused is None else "err_" + refused.reason.replace("-", "_"))
+
+
+@router.post(SECURITY + "/sandi", name="console.security_password", response_class=RedirectResponse,
+             response_model=None)
+async def security_password(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """A new password of the officer's own (the current one asked again); their other sessions end."""
+    form = await _form(request, officer)
+    if await _too_many(request, session, "officer.password_change"):
+        return _goto(SECURITY, "err_rate")
+    try:
+        data = PasswordChange(new_password=form.get("new_password", ""), confirm=form.get("confirm", ""))
+    except ValueError:
+        audit.record(session, "officer.password_change", outcome=Outcome.denied, resource_type="officer",
+                     resource_id=str(officer.officer_id), reason="password-invalid")
+        return _goto(SECURITY, "err_password_invalid")
+    refused = await officers.change_own_password(session, services(request).settings, officer,
+                                                 form.get("password", ""), data)
+    return _own_result(refused, "ok_password_changed")
+
+
+@router.post(SECURITY + "/totp/mulai", name="console.security_totp_start", response_class=RedirectResponse,
+             response_model=None)
+async def security_totp_start(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """A new secret to enrol, shown on the account page until a code confirms it."""
+    await _form(request, officer)
+    await officers.start_own_totp(session, services(request).settings, officer)
+    return RedirectResponse(SECURITY + "#totp", status_code=303, headers=_HEADERS)
+
+
+@router.post(SECURITY + "/totp", name="console.security_totp", response_class=RedirectResponse,
+             response_model=None)
+async def security_totp(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """The new secret becomes the officer's second factor (their password and a code of it
+    confirm it); their other sessions end."""
+    form = await _form(request, officer)
+    if await _too_many(request, session, "officer.totp_enrol"):
+        return _goto(SECURITY, "err_rate")
+    refused = await officers.confirm_own_totp(session, services(request).settings, officer,
+                                              form.get("password", ""), form.get("code"))
+    return _own_result(refused, "ok_totp_enrolled")
+
+
+# --- the agency's officers ("Petugas", officers:manage) -----------------------------------------
+
+OFFICERS = "/console/petugas"
+# what a manager's action may be refused with (the API's problems for the same rules)
+_OFFICER_REFUSALS = (Conflict, Forbidden, NotFound, ValidationFailed)
+
+
+@router.get(OFFICERS, name="console.officers", response_class=HTMLResponse, response_model=None)
+async def officers_page(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """The agency's officers (as ``GET /v1/agencies/{code}/officers``), with the form to add one
+    and each one's actions."""
+    _need(officer, Scope.officers_manage)
+    accounts = await officers.all_officers(session, officer.caller.agency, by=officer.caller)
+    grantable = sorted(await officers.agency_scopes(session, officer.caller.agency) - {Scope.admin})
+    return render(request, "officers.html", officer, accounts=accounts, grantable=grantable,
+                  me=officer.officer_id, now=clock.now())
+
+
+def _one_time(request: Request, officer: officers.Console, email: str, password: str | None = None,
+              uri: str | None = None) -> Response:
+    """What a manager hands on to the officer, shown in this reply only (never stored, never cached)."""
+    values: dict[str, Any] = {}
+    if uri is not None:
+        t = i18n.translator(_lang(request))
+        values = {"uri": uri, "secret": qr.grouped(qr.otpauth_secret(uri)), "qr": qr.svg(uri, t("qr_label"))}
+    return render(request, "officer_secret.html", officer, email=email, password=password, **values)
+
+
+@router.post(OFFICERS, name="console.officer_create", response_class=HTMLResponse, response_model=None)
+async def officer_create(request: Request, officer: Officer, session: SessionDep) -> Response:
+    """A new officer of the agency (``POST /v1/agencies/{code}/officers``): the one-time password
+    and the second factor's URI are shown once."""
+    form = await _form(request, officer)
+    _need(officer, Scope.officers_manage)
+    scopes = [v for v in (await request.form()).getlist("scopes") if isinstance(v, str)]
+    try:
+        data = OfficerCreate(email=form.get("email", ""), name=form.get("name", ""), scopes=scopes)
+    except ValueError:
+        return _goto(OFFICERS, _refused(session, ValidationFailed("officer"), "officer.create", "officer", None,
+                                        invalid="err_officer_invalid"))
+    try:
+        created = await officers.create_officer(session, officer.caller.agency, data, by=officer.caller)
+    except _OFFICER_REFUSALS as exc:
+        return _goto(OFFICERS, _refused(session, exc, "officer.create", "officer", None, invalid="err_officer_invalid"))
+    return _one_time(request, officer, created.email, created.password, created.totp_uri)
+
+
+@router.post(OFFICERS + "/{id}/status", name="console.officer_status", response_class=RedirectResponse,
+             response_model=None)
+async def officer_status(request: Request, officer: Officer, session: SessionDep, id: uuid.UUID) -> Response:
+    """Disable (every session of the officer ends at once) or enable again."""
+    form = await _form(request, officer)
+    _need(officer, Scope.officers_manage)
+    disabled = form.get("disabled") == "1"
+    try:
+        await officers.update_officer(session, officer.caller.agency, id, OfficerUpdate(disabled=disabled),
+                                      by=officer.caller)
+    except _OFFICER_REFUSALS as exc:
+        return _goto(OFFICERS, _refused(session, exc, "officer.update", "officer", id))
+    return _goto(OFFICERS, "ok_officer_disabled" if disabled else "ok_officer_enabled")
+
+
+@router.post(OFFICERS + "/{id}/sandi", name="console.officer_password_reset", response_class=HTMLResponse,
+             response_model=None)
+async def officer_password_reset(request: Request, officer: Officer, session: SessionDep, id: uuid.UUID) -> Response:
+    """A new one-time password, shown once (``POST /v1/agencies/{code}/officers/{id}/password``)."""
+    await _form(request, officer)
+    _need(officer, Scope.officers_manage)
+    try:
+        reset = await officers.reset_password(session, officer.caller.agency, id, by=officer.caller)
+    except _OFFICER_REFUSALS as exc:
+        return _goto(OFFICERS, _refused(session, exc, "officer.password_reset", "officer", id))
+    return _one_time(request, officer, reset.email, password=reset.password)
+
+
+@router.post(OFFICERS + "/{id}/totp", name="console.officer_totp_reset", response_class=HTMLResponse,
+             response_model=None)
+async def officer_totp_reset(request: Request, officer: Officer, session: SessionDep, id: uuid.UUID) -> Response:
+    """A new TOTP secret shown once, or none (``mode=at_sign_in``: the officer enrols at the next
+    sign-in), as ``POST /v1/agencies/{code}/officers/{id}/totp``."""
+    form = await _form(request, officer)
+    _need(officer, Scope.officers_manage)
+    try:
+        issued = await officers.reset_totp(session, officer.caller.agency, id,
+                                           TotpReset(enrol_at_sign_in=form.get("mode") == "at_sign_in"),
+                                           by=officer.caller)
+    except _OFFICER_REFUSALS as exc:
+        return _goto(OFFICERS, _refused(session, exc, "officer.totp_reset", "officer", id))
+    if issued.totp_uri is None:
+        return _goto(OFFICERS, "ok_totp_at_signin")
+    return _one_time(request, officer, issued.email, uri=issued.totp_uri)
 
 
 # --- the Inspektorat -------------------------------------------------------------------------

@@ -59,6 +59,7 @@ DESCRIPTIONS: dict[Scope, str] = {
     Scope.manifests_write: "register arrival manifests and mark who arrived at the border (BP3MI)",
     Scope.manifests_read: "read arrival manifests: their people of the jurisdiction, all of them for the issuer",
     Scope.manifests_locate: "record whether an arrived person of the district was located",
-    Scope.officers_manage: "create the agency's own officer accounts (people who sign in to the console)",
+    Scope.officers_manage: "manage the agency's own officer accounts (people who sign in to the console): create, "
+                           "list, change, disable, reset their password or second factor",
     Scope.admin: "register agencies and their API clients",
 }

@@ -19,6 +19,9 @@ OFFICERS: list[dict[str, Any]] = [
     {"agency": "DP3A-BENGKAYANG", "email": "petugas@dp3a.bengkayangkab.go.id", "name": "Petugas DP3A Bengkayang",
      "scopes": ["notices:read", "notices:ack", "referrals:read", "referrals:respond", "returnees:read",
                 "manifests:read", "manifests:locate"]},
+    # the district office's administrator: manages its officers in the console (/console/petugas)
+    {"agency": "DP3A-BENGKAYANG", "email": "admin@dp3a.bengkayangkab.go.id", "name": "Admin DP3A Bengkayang",
+     "scopes": ["officers:manage", "notices:read", "referrals:read"]},
     {"agency": "DP3A-SAMBAS", "email": "petugas@dp3a.sambas.go.id", "name": "Petugas DP3A Sambas",
      "scopes": ["notices:read", "notices:ack", "referrals:read", "referrals:respond", "returnees:read",
                 "manifests:read", "manifests:locate"]},
@@ -33,15 +36,16 @@ OFFICERS: list[dict[str, Any]] = [
 
 async def load_officers(session: AsyncSession, known: dict[str, str] | None = None) -> dict[str, Any]:
     """Safe to run again: an existing demo officer keeps the password of ``known`` (an earlier
-    run's credentials file, ``email -> password``) while it still signs in; otherwise it gets a
-    fresh one (only its hash is kept)."""
+    run's credentials file, ``email -> password``) while it still signs in with it; otherwise it
+    gets a fresh one (only its hash is kept), and a disabled or reset account works again."""
     known = known or {}
     out: dict[str, dict[str, Any]] = {}
     changed = False
     for spec in OFFICERS:
         existing = (await session.exec(select(Officer).where(col(Officer.email) == spec["email"]))).first()
         password = known.get(spec["email"])
-        if existing is not None and password is not None and password_matches(existing.password_hash, password):
+        if (existing is not None and password is not None and existing.disabled_at is None
+                and not existing.password_must_change and password_matches(existing.password_hash, password)):
             out[spec["email"]] = {"agency": spec["agency"], "password": password, "scopes": " ".join(spec["scopes"])}
             continue
         changed = True
@@ -52,6 +56,7 @@ async def load_officers(session: AsyncSession, known: dict[str, str] | None = No
         else:
             existing.password_hash = hash_password(password)
             existing.failed_attempts, existing.locked_until = 0, None
+            existing.password_must_change, existing.disabled_at = False, None
             session.add(existing)
         out[spec["email"]] = {"agency": spec["agency"], "password": password, "scopes": " ".join(spec["scopes"])}
     await session.flush()

@@ -4,7 +4,8 @@ driven by Selenium) against a real uvicorn server on the demo data.
 Sign in, see the overview and its chart drawn (the chart's pixels are more than blank),
 acknowledge a notice, download a file and read it back, sign out; a form with a wrong CSRF
 token and an ended session are refused; the keyboard reaches the sign-in fields and the
-button, with a visible focus. ``SINERGI_SCREENSHOTS=DIR`` keeps the overview's and the week's
+button, with a visible focus; an officer whose agency switched the second factor on enrols it
+at sign-in (the secret read from the page, the code computed as an authenticator app would). ``SINERGI_SCREENSHOTS=DIR`` keeps the overview's and the week's
 screenshots there (``docs/screenshots`` in the README).
 """
 
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
@@ -39,6 +41,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 ANALYST = "analis@dp3a.kalbarprov.go.id"
 BKY = "petugas@dp3a.bengkayangkab.go.id"
+TASK_FORCE = "sekretariat@gugustppo.bengkayangkab.go.id"  # no other test here signs in as the task force
 
 # CI (.ci/run) installs the browser and sets SINERGI_TEST_REQUIRE_BROWSER: there a missing one fails.
 REQUIRED = bool(os.environ.get("SINERGI_TEST_REQUIRE_BROWSER"))
@@ -249,3 +252,40 @@ def test_the_keyboard_reaches_the_sign_in_form_with_a_visible_focus(site: dict[s
                                                                                      "submit"], reached
     browser.switch_to.active_element.send_keys(Keys.SHIFT, Keys.TAB)
     assert browser.switch_to.active_element.get_attribute("id") == "code"
+
+
+def test_an_existing_officer_enrols_the_second_factor_at_sign_in(site: dict[str, Any], browser: Any) -> None:
+    engine = sa.create_engine(sync_url(site["db"]))
+    try:
+        with engine.begin() as conn:  # the task force starts requiring a second factor; its officer has none
+            conn.execute(sa.text("UPDATE agency SET requires_totp = true WHERE code = 'GUGUS-TPPO-BENGKAYANG'"))
+    finally:
+        engine.dispose()
+    browser.get(site["url"] + "/console/masuk")
+    browser.find_element(By.ID, "email").send_keys(TASK_FORCE)
+    browser.find_element(By.ID, "password").send_keys(site["officers"][TASK_FORCE]["password"])
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 10).until(lambda d: "/console/masuk/totp" in d.current_url, browser.current_url)
+    assert "Daftarkan verifikasi dua langkah" in browser.find_element(By.TAG_NAME, "h1").text
+    qr = browser.find_element(By.CSS_SELECTOR, "figure.qrcode svg.qr")
+    width, height, px = _pixels(qr.screenshot_as_png)
+    dark = sum(1 for p in px if max(p) < 80)
+    assert width >= 150 and height >= 150 and 0.2 * len(px) < dark < 0.8 * len(px), (width, height, dark)
+    _keep(browser, "daftar-totp.png")
+    secret = browser.find_element(By.ID, "totp-secret").text.replace(" ", "")
+    browser.get(site["url"] + "/console/pekan")  # half signed in: no page opens
+    assert "/console/masuk" in browser.current_url and "/totp" not in browser.current_url
+    browser.get(site["url"] + "/console/masuk/totp")
+    assert browser.find_element(By.ID, "totp-secret").text.replace(" ", "") == secret  # the same secret
+    browser.find_element(By.ID, "code").send_keys(pyotp.TOTP(secret).now())
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/console"), browser.current_url)
+    assert "Sekretariat Gugus Tugas" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.ID, "signout").click()
+    WebDriverWait(browser, 10).until(lambda d: "/console/masuk" in d.current_url)
+    # from now on the code is asked beside the password
+    browser.find_element(By.ID, "email").send_keys(TASK_FORCE)
+    browser.find_element(By.ID, "password").send_keys(site["officers"][TASK_FORCE]["password"])
+    browser.find_element(By.ID, "code").send_keys(pyotp.TOTP(secret).now())
+    browser.find_element(By.ID, "submit").click()
+    WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/console"), browser.current_url)
