@@ -33,6 +33,8 @@ class Officer(SQLModel, table=True):
     disabled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     last_signin_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     password_must_change: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # the time step (RFC 6238) of the last second-factor code accepted: no code is accepted twice
+    totp_last_step: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class OfficerSession(SQLModel, table=True):

@@ -6,11 +6,14 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
+import pyotp
 
 from api.app import create_app
+from api.core import clock
 from api.core.settings import Settings
 from tests.demo_world import fresh_database_url, load_demo, module_settings
 from tests.reply_shapes import CheckReplies
@@ -58,6 +61,12 @@ async def sign_in(http: httpx.AsyncClient, email: str, password: str, code: str 
     if code is not None:
         data["code"] = code
     return await http.post("/console/masuk", data=data)
+
+
+def later_code(secret: str) -> str:
+    """The TOTP code of the next 30-second step: accepted now (it allows for a clock a little
+    behind), and after the code just used (a code is accepted once)."""
+    return pyotp.TOTP(secret).at(clock.now() + timedelta(seconds=30))
 
 
 def csrf_of(page: str) -> str:

@@ -281,8 +281,18 @@ async def test_the_second_factor_is_required_where_the_agency_says_so(world: Con
         assert "error=second-factor" in r.headers["location"]
         r = await sign_in(http, created.email, "kata-sandi-panjang", code="000000")
         assert "error=second-factor" in r.headers["location"] or pyotp.TOTP(secret).now() == "000000"
-    async with world.signed_in(created.email, "kata-sandi-panjang", pyotp.TOTP(secret).now()):
-        pass
+    now = clock.now()
+    with clock.frozen(now):
+        code = pyotp.TOTP(secret).at(now)
+        async with world.signed_in(created.email, "kata-sandi-panjang", code):
+            pass
+        # a code is accepted once (RFC 6238, 5.2): the same one again, within its 30 seconds, is refused
+        async with world.browser() as http:
+            r = await sign_in(http, created.email, "kata-sandi-panjang", code=code)
+            assert "error=second-factor" in r.headers["location"]
+    with clock.frozen(now + timedelta(seconds=30)):  # the next step's code opens it
+        async with world.signed_in(created.email, "kata-sandi-panjang", pyotp.TOTP(secret).at(now + timedelta(seconds=30))):
+            pass
     async with db.read() as conn:
         stored = (await conn.execute(sa.select(Officer.totp_secret_enc).where(Officer.email == created.email))).scalar_one()
     assert secret not in stored  # encrypted at rest

@@ -28,7 +28,7 @@ from api.officers import service as officers
 from api.officers.schemas import OfficerCreate
 from models import Agency, AgencyKind, AuditEvent, Officer, OfficerSession
 from tests.conftest import Backend
-from tests.console_world import ConsoleWorld, console_world, csrf_of, sign_in
+from tests.console_world import ConsoleWorld, console_world, csrf_of, later_code, sign_in
 
 ADMIN = "admin@dp3a.bengkayangkab.go.id"  # DP3A-BENGKAYANG's demo manager (officers:manage)
 BKY = "petugas@dp3a.bengkayangkab.go.id"  # DP3A-BENGKAYANG, no officers:manage
@@ -248,7 +248,7 @@ async def test_an_existing_officer_enrols_the_second_factor_at_sign_in(world: Co
     assert officer.totp_secret_enc is not None and secret not in officer.totp_secret_enc
     async with world.browser() as http:  # from now on the code is asked with the password
         assert "error=second-factor" in (await sign_in(http, email, PASSWORD)).headers["location"]
-    async with world.signed_in(email, PASSWORD, pyotp.TOTP(secret).now()):
+    async with world.signed_in(email, PASSWORD, later_code(secret)):
         pass
     steps = [(e["action"], e["outcome"], e["detail"].get("next_step")) for e in await _entries(world, resource_id=str(officer.id))
              if e["action"] in ("officer.signin", "officer.totp_enrol")]
@@ -329,7 +329,7 @@ async def test_keamanan_akun_changes_the_own_password_and_second_factor(world: C
     async with world.browser() as http:
         assert "error=credentials" in (await sign_in(http, email, PASSWORD)).headers["location"]
         assert "error=second-factor" in (await sign_in(http, email, new)).headers["location"]
-    async with world.signed_in(email, new, pyotp.TOTP(secret).now()):
+    async with world.signed_in(email, new, later_code(secret)):
         pass
     oid = await _officer_id(world, email)
     mine = [(e["action"], e["outcome"], e["detail"].get("reason")) for e in await _entries(world, resource_id=oid)

@@ -86,9 +86,29 @@ def totp_uri(secret: str, email: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=_ISSUER)
 
 
-def _code_ok(secret: str, code: str | None, now: datetime) -> bool:
+def _code_step(secret: str, code: str | None, now: datetime, after: int | None) -> int | None:
+    """The time step (RFC 6238) of which ``code`` is the code of ``secret``: now, the one before
+    or the one after (a clock a little off), and later than ``after`` (the step of the last
+    code the officer used with this secret: a code is accepted once, RFC 6238 5.2); else None."""
     code = (code or "").strip()[:12]
-    return bool(code) and pyotp.TOTP(secret).verify(code, for_time=now, valid_window=1)
+    if not code:
+        return None
+    totp = pyotp.TOTP(secret)
+    now_step = totp.timecode(now)
+    for step in (now_step - 1, now_step, now_step + 1):
+        if (after is None or step > after) and pyotp.utils.strings_equal(code, totp.generate_otp(step)):
+            return step
+    return None
+
+
+def _code_ok(officer: Officer, secret: str, code: str | None, now: datetime, *, new_secret: bool = False) -> bool:
+    """``code`` opens ``officer``'s second factor (``new_secret``: confirms a secret being
+    enrolled, which no code has been used with yet); its step is recorded on the officer."""
+    step = _code_step(secret, code, now, None if new_secret else officer.totp_last_step)
+    if step is None:
+        return False
+    officer.totp_last_step = step
+    return True
 
 
 def _encrypt_totp(secret: str, settings: Settings) -> str:
@@ -413,7 +433,7 @@ async def sign_in(session: AsyncSession, settings: Settings, email: str, passwor
     if ok:
         secret = totp_secret(officer, settings)
         if secret is not None:  # enrolled: the code is asked (an agency's requirement without one: enrolled next)
-            ok = _code_ok(secret, code, now)
+            ok = _code_ok(officer, secret, code, now)
             reason = "second-factor"
     if not ok:
         await _failed(session, settings, officer, now)
@@ -483,7 +503,7 @@ async def enrol_totp(session: AsyncSession, settings: Settings, pending: HalfSig
     officer, now = pending.officer, clock.now()
     if pending.stage != TOTP_STAGE or pending.secret is None or _locked(officer, now):
         return Refused("expired")
-    if not _code_ok(pending.secret, code, now):
+    if not _code_ok(officer, pending.secret, code, now, new_secret=True):
         await _failed(session, settings, officer, now)
         audit.record(session, "officer.totp_enrol", outcome=Outcome.denied, reason="second-factor", **_ident(officer))
         return Refused("locked" if _locked(officer, now) else "second-factor")
@@ -633,7 +653,7 @@ async def confirm_own_totp(session: AsyncSession, settings: Settings, console: C
     refused = await _recheck_password(session, settings, officer, password, "officer.totp_enrol")
     if refused is not None:
         return refused
-    if not _code_ok(_decrypt_totp(row.totp_candidate_enc, settings), code, clock.now()):
+    if not _code_ok(officer, _decrypt_totp(row.totp_candidate_enc, settings), code, clock.now(), new_secret=True):
         await _failed(session, settings, officer, clock.now())
         audit.record(session, "officer.totp_enrol", outcome=Outcome.denied, reason="second-factor", **_ident(officer))
         return Refused("second-factor")
