@@ -17,7 +17,8 @@ from api.core.db import Database, failure_kind
 from api.core.migrate import current_revision, head_revision
 from api.core.sql import database_now, rowcount
 from api.core.tokens import LEEWAY
-from models import IdempotencyRecord, RevokedToken
+from api.core.unit import unit_of
+from models import IdempotencyRecord, OfficerSession, RevokedToken
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,20 @@ async def readiness(db: Database, bound: float) -> Readiness:
 
 async def purge_expired(session: AsyncSession, now: datetime) -> dict[str, int]:
     """Delete idempotency records past their retention (by the database's clock, as their
-    expiry is written and checked) and revocations of tokens that have expired anyway (an
-    expired token is refused without them)."""
+    expiry is written and checked), revocations of tokens that have expired anyway (an
+    expired token is refused without them), and officers' console sessions that have ended
+    (past their absolute end, idle past ``session_idle``, or a sign-in left half done: each is
+    refused when its cookie comes back, and nothing else reads them)."""
     keys = await session.execute(
         sa.delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) < database_now(session)))
     revoked = await session.execute(
         sa.delete(RevokedToken).where(col(RevokedToken.expires_at) < now - timedelta(seconds=LEEWAY + 60))
     )
-    counts = {"idempotency_records": rowcount(keys), "revoked_tokens": rowcount(revoked)}
+    idle = timedelta(seconds=unit_of(session).settings.session_idle)
+    sessions = await session.execute(sa.delete(OfficerSession).where(
+        sa.or_(col(OfficerSession.expires_at) <= now, col(OfficerSession.last_seen_at) <= now - idle)))
+    counts = {"idempotency_records": rowcount(keys), "revoked_tokens": rowcount(revoked),
+              "officer_sessions": rowcount(sessions)}
     audit.record(session, "maintenance.purge", idempotency_records=counts["idempotency_records"],
-                 revoked_tokens=counts["revoked_tokens"])
+                 revoked_tokens=counts["revoked_tokens"], officer_sessions=counts["officer_sessions"])
     return counts
