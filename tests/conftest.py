@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -37,6 +37,9 @@ from api.core.settings import Settings  # noqa: E402
 from api.core.unit import operator_unit  # noqa: E402
 from models import AgencyKind  # noqa: E402
 from tests.reply_shapes import CheckReplies  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.demo_world import DemoCopy, DemoTemplate
 
 PG_ADMIN_URL = os.environ.get("SINERGI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SINERGI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")
@@ -119,9 +122,53 @@ def _empty_pg(url: str) -> None:
     eng.dispose()
 
 
+@pytest.fixture(scope="session")
+def demo_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DemoTemplate]]:
+    """This test process's demo templates by backend, kept (and closed) with the session: the
+    ``backend`` fixture is set up again each time the tests switch backends, a template not."""
+    made: dict[str, DemoTemplate] = {}
+    try:
+        yield made
+    finally:
+        for template in made.values():
+            template.close()
+
+
+@pytest.fixture(scope="session")
+def demo_template(backend: Backend, demo_templates: dict[str, DemoTemplate],
+                  tmp_path_factory: pytest.TempPathFactory) -> DemoTemplate:
+    """The demo data loaded once for this backend and test process (tests/demo_world.py):
+    ``with demo_template.copy(folder) as world:`` gives a database of it (``world.url``) and
+    what the loader returned (``world.demo``)."""
+    from tests.demo_world import DemoTemplate  # deferred: tests.demo_world builds on this module (a cycle)
+
+    if backend.name not in demo_templates:
+        demo_templates[backend.name] = DemoTemplate(backend.name, tmp_path_factory.mktemp("demo"), PG_ADMIN_URL)
+    return demo_templates[backend.name]
+
+
+@pytest.fixture(scope="module")
+def module_demo(demo_template: DemoTemplate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCopy]:
+    """A copy of the demo world for this test module (its ``world`` fixture builds on it)."""
+    with demo_template.copy(tmp_path_factory.mktemp("demo-module")) as world:
+        yield world
+
+
 @pytest.fixture
-def database_url(backend: Backend, tmp_path: Path) -> str:
-    """A clean, migrated database for this test."""
+def demo_copy(demo_template: DemoTemplate, tmp_path: Path) -> Iterator[DemoCopy]:
+    """A copy of the demo world for this test: a test that asks for it (itself or through a
+    fixture) runs on it, its ``database_url`` is the copy's."""
+    with demo_template.copy(tmp_path) as world:
+        yield world
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, backend: Backend, tmp_path: Path) -> str:
+    """A clean, migrated database for this test; a copy of the demo world instead for a test
+    that asks for ``demo_copy`` (which holds what the loader returned)."""
+    if "demo_copy" in request.fixturenames:
+        world: DemoCopy = request.getfixturevalue("demo_copy")
+        return world.url
     if backend.template is not None:
         path = tmp_path / "sinergi.db"
         shutil.copyfile(backend.template, path)

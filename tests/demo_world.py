@@ -1,23 +1,50 @@
-"""A database of its own for a whole test module, loaded with the demo data.
+"""Databases loaded with the demo data, for the tests that need "a demo world".
 
-The authorisation matrix and the schema fuzzing send hundreds of requests against the same
-demo-like data; building a database per test would cost more than the requests. Each module
-that uses this gets one fresh, migrated database per backend (SQLite: a copy of the session's
-template; PostgreSQL: the session's database, emptied, as the function-scoped ``database_url``
-fixture of the next test empties it again) and the demo agencies, returnees, notices and
-referrals of :func:`api.cli.demo_data.load`.
+The authorisation matrix, the schema fuzzing, the console, the client and the examples send
+hundreds of requests against demo-like data. Loading it (:func:`api.cli.demo_data.load`) takes
+seconds, so each test process loads it once per backend, into a template database
+(:class:`DemoTemplate`, the session's ``demo_template`` fixture), and every user gets a copy of
+that: on SQLite a copy of the file, on PostgreSQL a database made with ``CREATE DATABASE ...
+TEMPLATE`` and dropped again when the user is done. With it comes what the loader returned
+(the clients' secrets and the officers' passwords: the database holds only their hashes, so
+they open every copy), a copy of its own each time.
+
+The demo is relative to the day it is loaded on (this week's arrivals, notices due): when the
+day has changed since (in Kalimantan Barat or in UTC) the template is loaded again, and while
+the service clock is frozen a copy is loaded on its own, at the frozen time.
+
+The loader's own tests (running it twice, what it writes) call it themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import os
 import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from api.cli import demo_data
-from api.core.db import Database
+from api.core import clock
+from api.core.db import Database, sync_url
+from api.core.migrate import upgrade
 from api.core.settings import Settings
-from tests.conftest import Backend, _empty_pg
+from api.notices.schemas import today_in_kalbar
+from models import base
+from tests.conftest import Backend, _empty_pg, _make_signing_key
+
+T = TypeVar("T")
 
 
 def fresh_database_url(backend: Backend, folder: Path) -> str:
@@ -42,3 +69,152 @@ async def load_demo(settings: Settings) -> dict[str, Any]:
         return await demo_data.load(db)
     finally:
         await db.dispose()
+
+
+def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work`` to the end in an event loop of its own, on a thread of its own: a copy may
+    be asked for from a fixture that runs in the suite's event loop (no loop can run inside it)."""
+    out: list[T] = []
+    failed: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            out.append(asyncio.run(work()))
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=main, name="demo-load")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return out[0]
+
+
+def _days() -> tuple[date, date]:
+    """The days the demo data is relative to: today in Kalimantan Barat and in UTC."""
+    return today_in_kalbar(), clock.now().date()
+
+
+@dataclass
+class DemoCopy:
+    """A database of its own with the demo data, and what the loader returned."""
+
+    url: str
+    demo: dict[str, Any]
+    backend: str  # "sqlite" or "postgresql"
+
+    @property
+    def settings(self) -> Settings:
+        return module_settings(self.url)
+
+
+class DemoTemplate:
+    """The demo data loaded once for a backend (in this test process); :meth:`copy` makes a
+    database of it for each user. It owns its databases (not those of the ``backend``
+    fixture, which is set up again each time the tests switch backends): on SQLite files in
+    ``folder``, on PostgreSQL databases of the server of ``pg_admin_url``."""
+
+    def __init__(self, backend: str, folder: Path, pg_admin_url: str) -> None:
+        self.backend = backend
+        self.folder = folder
+        self._made = 0
+        self._admin: sa.Engine | None = None
+        self._clean: Path | None = None
+        if backend == "sqlite":
+            self._clean = folder / "clean.db"
+            url = f"sqlite+aiosqlite:///{self._clean}"
+            upgrade(url)
+            _make_signing_key(url)
+        else:
+            self._pg = make_url(sync_url(pg_admin_url)).set(drivername="postgresql+psycopg")
+            self._admin = sa.create_engine(self._pg, isolation_level="AUTOCOMMIT")
+        self._url = ""
+        self._demo: dict[str, Any] = {}
+        self._days: tuple[date, date] | None = None
+        self._build()
+
+    # --- databases ------------------------------------------------------------------------
+
+    def _new_database(self, tag: str, folder: Path | None = None) -> str:
+        """A clean, migrated database (as the ``database_url`` fixture makes one); on SQLite
+        in ``folder`` (the template's own by default)."""
+        self._made += 1
+        if self._clean is not None:
+            path = (folder or self.folder) / f"{tag}-{self._made}.db"
+            shutil.copyfile(self._clean, path)
+            return f"sqlite+aiosqlite:///{path}"
+        url = self._pg_create(tag)
+        upgrade(url)
+        _make_signing_key(url)
+        return url
+
+    def _pg_create(self, tag: str, template: str | None = None) -> str:
+        assert self._admin is not None
+        name = f"sinergi_test_{os.getpid()}_{tag}_{uuid.uuid4().hex[:12]}"  # as the session's own
+        with self._admin.connect() as c:
+            c.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
+        return self._pg.set(database=name).render_as_string(hide_password=False)
+
+    def _drop(self, url: str) -> None:
+        if self._clean is not None:
+            path = Path(make_url(url).database or "")
+            for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                p.unlink(missing_ok=True)
+            return
+        assert self._admin is not None
+        with self._admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+
+    def _build(self) -> None:
+        """Load the demo into a new template (the loader's handle is closed again, so that
+        nothing holds the template open when it is copied), and drop the one before."""
+        days = _days()
+        url = self._new_database("demotpl")
+        demo = _run(lambda: load_demo(module_settings(url)))
+        if self._clean is not None:
+            # Everything into the file itself, so that the file alone is the whole database.
+            path = make_url(url).database
+            con = sqlite3.connect(path)
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                con.close()
+            wal = Path(f"{path}-wal")
+            assert not wal.exists() or wal.stat().st_size == 0, "the template's write-ahead log is not empty"
+        old, self._url, self._demo, self._days = self._url, url, demo, days
+        if old:
+            self._drop(old)
+
+    # --- what the users get ---------------------------------------------------------------
+
+    @contextmanager
+    def copy(self, folder: Path) -> Iterator[DemoCopy]:
+        """A database of the demo for one user (in ``folder`` on SQLite), dropped afterwards on
+        PostgreSQL; ``demo`` is a copy of what the loader returned, the user's own."""
+        if base._frozen is not None:
+            # the clock is frozen: a demo of the frozen "now", loaded for this user only
+            url = self._new_database("demo", folder)
+            demo = _run(lambda: load_demo(module_settings(url)))
+        else:
+            if _days() != self._days:
+                self._build()
+            demo = copy.deepcopy(self._demo)
+            if self._clean is not None:
+                path = folder / "sinergi.db"
+                shutil.copyfile(make_url(self._url).database or "", path)
+                url = f"sqlite+aiosqlite:///{path}"
+            else:
+                url = self._pg_create("demo", template=make_url(self._url).database)
+        try:
+            yield DemoCopy(url, demo, self.backend)
+        finally:
+            if self._clean is None:
+                self._drop(url)
+
+    def close(self) -> None:
+        if self._url:
+            self._drop(self._url)
+            self._url = ""
+        if self._admin is not None:
+            self._admin.dispose()
