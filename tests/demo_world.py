@@ -42,19 +42,9 @@ from api.core.migrate import upgrade
 from api.core.settings import Settings
 from api.notices.schemas import today_in_kalbar
 from models import base
-from tests.conftest import Backend, _empty_pg, _make_signing_key
+from tests.conftest import _make_signing_key
 
 T = TypeVar("T")
-
-
-def fresh_database_url(backend: Backend, folder: Path) -> str:
-    """A clean, migrated database (as the ``database_url`` fixture makes one, for a module)."""
-    if backend.template is not None:
-        path = folder / "sinergi.db"
-        shutil.copyfile(backend.template, path)
-        return f"sqlite+aiosqlite:///{path}"
-    _empty_pg(backend.url)
-    return backend.url
 
 
 def module_settings(url: str) -> Settings:
@@ -192,7 +182,7 @@ class DemoTemplate:
     def copy(self, folder: Path) -> Iterator[DemoCopy]:
         """A database of the demo for one user (in ``folder`` on SQLite), dropped afterwards on
         PostgreSQL; ``demo`` is a copy of what the loader returned, the user's own."""
-        if base._frozen is not None:
+        if base._frozen is not None:  # what clock.frozen sets (api/core/clock.py)
             # the clock is frozen: a demo of the frozen "now", loaded for this user only
             url = self._new_database("demo", folder)
             demo = _run(lambda: load_demo(module_settings(url)))
