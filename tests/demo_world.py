@@ -32,17 +32,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from api.cli import demo_data
 from api.core import clock
-from api.core.db import Database, sync_url
-from api.core.migrate import upgrade
+from api.core.db import Database
 from api.core.settings import Settings
 from api.notices.schemas import today_in_kalbar
 from models import base
-from tests.conftest import _make_signing_key
+from tests.conftest import Migrated
 
 T = TypeVar("T")
 
@@ -101,24 +99,16 @@ class DemoCopy:
 
 class DemoTemplate:
     """The demo data loaded once for a backend (in this test process); :meth:`copy` makes a
-    database of it for each user. It owns its databases (not those of the ``backend``
-    fixture, which is set up again each time the tests switch backends): on SQLite files in
-    ``folder``, on PostgreSQL databases of the server of ``pg_admin_url``."""
+    database of it for each user. It starts from the ``migrated`` databases, not from those of
+    the ``backend`` fixture (set up again each time the tests switch backends): on SQLite its
+    files are in ``folder``, on PostgreSQL its databases are on the test server."""
 
-    def __init__(self, backend: str, folder: Path, pg_admin_url: str) -> None:
+    def __init__(self, backend: str, folder: Path, migrated: Migrated) -> None:
         self.backend = backend
         self.folder = folder
+        self._migrated = migrated
+        self._sqlite = backend == "sqlite"
         self._made = 0
-        self._admin: sa.Engine | None = None
-        self._clean: Path | None = None
-        if backend == "sqlite":
-            self._clean = folder / "clean.db"
-            url = f"sqlite+aiosqlite:///{self._clean}"
-            upgrade(url)
-            _make_signing_key(url)
-        else:
-            self._pg = make_url(sync_url(pg_admin_url)).set(drivername="postgresql+psycopg")
-            self._admin = sa.create_engine(self._pg, isolation_level="AUTOCOMMIT")
         self._url = ""
         self._demo: dict[str, Any] = {}
         self._days: tuple[date, date] | None = None
@@ -126,35 +116,25 @@ class DemoTemplate:
 
     # --- databases ------------------------------------------------------------------------
 
-    def _new_database(self, tag: str, folder: Path | None = None) -> str:
-        """A clean, migrated database (as the ``database_url`` fixture makes one); on SQLite
-        in ``folder`` (the template's own by default)."""
+    def _new_database(self, tag: str, folder: Path | None = None, template: str | None = None) -> str:
+        """A copy of the migrated database, or of the database ``template`` (the URL of one of
+        ``self``); on SQLite in ``folder`` (the template's own by default)."""
         self._made += 1
-        if self._clean is not None:
+        if self._sqlite:
             path = (folder or self.folder) / f"{tag}-{self._made}.db"
-            shutil.copyfile(self._clean, path)
+            source = Path(make_url(template).database or "") if template else self._migrated.sqlite_file()
+            shutil.copyfile(source, path)
             return f"sqlite+aiosqlite:///{path}"
-        url = self._pg_create(tag)
-        upgrade(url)
-        _make_signing_key(url)
-        return url
-
-    def _pg_create(self, tag: str, template: str | None = None) -> str:
-        assert self._admin is not None
         name = f"sinergi_test_{os.getpid()}_{tag}_{uuid.uuid4().hex[:12]}"  # as the session's own
-        with self._admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
-        return self._pg.set(database=name).render_as_string(hide_password=False)
+        return self._migrated.pg_create(name, template=make_url(template).database if template else None)
 
     def _drop(self, url: str) -> None:
-        if self._clean is not None:
+        if self._sqlite:
             path = Path(make_url(url).database or "")
             for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 p.unlink(missing_ok=True)
             return
-        assert self._admin is not None
-        with self._admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        self._migrated.pg_drop(make_url(url).database or "")
 
     def _build(self) -> None:
         """Load the demo into a new template (the loader's handle is closed again, so that
@@ -162,7 +142,7 @@ class DemoTemplate:
         days = _days()
         url = self._new_database("demotpl")
         demo = _run(lambda: load_demo(module_settings(url)))
-        if self._clean is not None:
+        if self._sqlite:
             # Everything into the file itself, so that the file alone is the whole database.
             path = make_url(url).database
             con = sqlite3.connect(path)
@@ -190,21 +170,14 @@ class DemoTemplate:
             if _days() != self._days:
                 self._build()
             demo = copy.deepcopy(self._demo)
-            if self._clean is not None:
-                path = folder / "sinergi.db"
-                shutil.copyfile(make_url(self._url).database or "", path)
-                url = f"sqlite+aiosqlite:///{path}"
-            else:
-                url = self._pg_create("demo", template=make_url(self._url).database)
+            url = self._new_database("demo", folder, template=self._url)
         try:
             yield DemoCopy(url, demo, self.backend)
         finally:
-            if self._clean is None:
+            if not self._sqlite:
                 self._drop(url)
 
     def close(self) -> None:
         if self._url:
             self._drop(self._url)
             self._url = ""
-        if self._admin is not None:
-            self._admin.dispose()
