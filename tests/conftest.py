@@ -2,7 +2,8 @@
 the migrations, against the real app (ASGI) or a real server process (``tests/e2e``).
 
 * SQLite: the migrated template file is copied for each test (a clean database in ~1 ms).
-* PostgreSQL: one database per test session (``sinergi_test_<pid>``), emptied between tests.
+* PostgreSQL: one database per test session (``sinergi_test_<pid>``, a copy of a migrated one),
+  emptied between tests.
   Its URL comes from ``SINERGI_TEST_POSTGRES`` (default: the local ``test`` server). When the
   server is not reachable the PostgreSQL half is skipped, unless ``SINERGI_TEST_REQUIRE_POSTGRES``
   is set (CI sets it), in which case it fails.
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -37,6 +38,9 @@ from api.core.settings import Settings  # noqa: E402
 from api.core.unit import operator_unit  # noqa: E402
 from models import AgencyKind  # noqa: E402
 from tests.reply_shapes import CheckReplies  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.demo_world import DemoCopy, DemoTemplate
 
 PG_ADMIN_URL = os.environ.get("SINERGI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SINERGI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")
@@ -63,33 +67,90 @@ class Backend:
     template: Path | None = None  # SQLite only
 
 
+def _pg_url(name: str) -> str:
+    url = make_url(sync_url(PG_ADMIN_URL)).set(database=name).set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+class Migrated:
+    """The empty database the migrations build (with a signing key), built once per backend
+    and test process and copied for each use: the ``backend`` fixture is set up again each
+    time the tests switch backends, and the demo templates (tests/demo_world.py) start from
+    it too. SQLite: a file, copied; PostgreSQL: a database on the test server that nothing
+    connects to, the template of ``CREATE DATABASE``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._sqlite: Path | None = None
+        self._pg: str | None = None
+        self._admin: sa.Engine | None = None
+
+    def sqlite_file(self) -> Path:
+        """The migrated file (never opened by a test: copy it)."""
+        if self._sqlite is None:
+            path = self.folder / "template.db"
+            url = f"sqlite+aiosqlite:///{path}"
+            upgrade(url)
+            _make_signing_key(url)
+            self._sqlite = path
+        return self._sqlite
+
+    def _pg_admin(self, sql: str) -> None:
+        if self._admin is None:
+            self._admin = sa.create_engine(sync_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+        with self._admin.connect() as c:
+            c.execute(sa.text(sql))
+
+    def pg_create(self, name: str, template: str | None = None) -> str:
+        """A new database ``name`` on the test server, a copy of ``template`` (by default the
+        migrated one, no other connection to it may be open); its URL."""
+        if template is None:
+            if self._pg is None:
+                clean = f"sinergi_test_{os.getpid()}_migrated_{uuid.uuid4().hex[:6]}"
+                self._pg_admin(f'CREATE DATABASE "{clean}"')
+                upgrade(_pg_url(clean))
+                _make_signing_key(_pg_url(clean))
+                self._pg = clean
+            template = self._pg
+        self._pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return _pg_url(name)
+
+    def pg_drop(self, name: str) -> None:
+        self._pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self.pg_drop(self._pg)
+            self._pg = None
+        if self._admin is not None:
+            self._admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Migrated]:
+    built = Migrated(tmp_path_factory.mktemp("migrated"))
+    try:
+        yield built
+    finally:
+        built.close()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest, migrated: Migrated) -> Iterator[Backend]:
     if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("sqlite") / "template.db"
-        url = f"sqlite+aiosqlite:///{path}"
-        upgrade(url)
-        _make_signing_key(url)
-        yield Backend("sqlite", url, path)
+        path = migrated.sqlite_file()
+        yield Backend("sqlite", f"sqlite+aiosqlite:///{path}", path)
         return
     if not _pg_reachable():
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL is required but not reachable at {PG_ADMIN_URL}")
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
     name = f"sinergi_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(sync_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = make_url(sync_url(PG_ADMIN_URL)).set(database=name).set(drivername="postgresql+psycopg")
-    url_s = url.render_as_string(hide_password=False)
+    url = migrated.pg_create(name)
     try:
-        upgrade(url_s)
-        _make_signing_key(url_s)
-        yield Backend("postgresql", url_s)
+        yield Backend("postgresql", url)
     finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        migrated.pg_drop(name)
 
 
 def _make_signing_key(url: str) -> None:
@@ -119,9 +180,53 @@ def _empty_pg(url: str) -> None:
     eng.dispose()
 
 
+@pytest.fixture(scope="session")
+def demo_templates(migrated: Migrated) -> Iterator[dict[str, DemoTemplate]]:
+    """This test process's demo templates by backend, kept (and closed) with the session: the
+    ``backend`` fixture is set up again each time the tests switch backends, a template not."""
+    made: dict[str, DemoTemplate] = {}
+    try:
+        yield made
+    finally:
+        for template in made.values():
+            template.close()
+
+
+@pytest.fixture(scope="session")
+def demo_template(backend: Backend, demo_templates: dict[str, DemoTemplate], migrated: Migrated,
+                  tmp_path_factory: pytest.TempPathFactory) -> DemoTemplate:
+    """The demo data loaded once for this backend and test process (tests/demo_world.py):
+    ``with demo_template.copy(folder) as world:`` gives a database of it (``world.url``) and
+    what the loader returned (``world.demo``)."""
+    from tests.demo_world import DemoTemplate  # deferred: tests.demo_world builds on this module (a cycle)
+
+    if backend.name not in demo_templates:
+        demo_templates[backend.name] = DemoTemplate(backend.name, tmp_path_factory.mktemp("demo"), migrated)
+    return demo_templates[backend.name]
+
+
+@pytest.fixture(scope="module")
+def module_demo(demo_template: DemoTemplate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoCopy]:
+    """A copy of the demo world for this test module (its ``world`` fixture builds on it)."""
+    with demo_template.copy(tmp_path_factory.mktemp("demo-module")) as world:
+        yield world
+
+
 @pytest.fixture
-def database_url(backend: Backend, tmp_path: Path) -> str:
-    """A clean, migrated database for this test."""
+def demo_copy(demo_template: DemoTemplate, tmp_path: Path) -> Iterator[DemoCopy]:
+    """A copy of the demo world for this test: a test that asks for it (itself or through a
+    fixture) runs on it, its ``database_url`` is the copy's."""
+    with demo_template.copy(tmp_path) as world:
+        yield world
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, backend: Backend, tmp_path: Path) -> str:
+    """A clean, migrated database for this test; a copy of the demo world instead for a test
+    that asks for ``demo_copy`` (which holds what the loader returned)."""
+    if "demo_copy" in request.fixturenames:
+        world: DemoCopy = request.getfixturevalue("demo_copy")
+        return world.url
     if backend.template is not None:
         path = tmp_path / "sinergi.db"
         shutil.copyfile(backend.template, path)

@@ -15,7 +15,7 @@ import pyotp
 from api.app import create_app
 from api.core import clock
 from api.core.settings import Settings
-from tests.demo_world import fresh_database_url, load_demo, module_settings
+from tests.demo_world import DemoCopy
 from tests.reply_shapes import CheckReplies
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -75,9 +75,10 @@ def csrf_of(page: str) -> str:
     return m.group(1)
 
 
-async def console_world(backend: Any, folder: Any, **over: Any) -> AsyncIterator[ConsoleWorld]:
-    settings: Settings = module_settings(fresh_database_url(backend, folder)).model_copy(update=over)
-    demo = await load_demo(settings)
+async def console_world(world: DemoCopy, **over: Any) -> AsyncIterator[ConsoleWorld]:
+    """The app on ``world`` (a copy of the demo world), its settings changed by ``over``."""
+    settings: Settings = world.settings.model_copy(update=over)
+    demo = world.demo
     app = create_app(settings, configure_logging=False)
     async with app.router.lifespan_context(app):
         checked = CheckReplies(app)

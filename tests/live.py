@@ -1,6 +1,6 @@
-"""A real ``uvicorn`` server on a fresh database loaded with the demo data, for the client's
-tests and the examples' (one per test module and backend), and a small HTTP front that can
-lose a reply.
+"""A real ``uvicorn`` server on a copy of the demo world (tests/demo_world.py), for the
+client's tests and the examples' (one per test module and backend), and a small HTTP front
+that can lose a reply.
 
 ``live`` yields a :class:`Live`: its ``url``, the demo clients' credentials and a way to make
 ``Sinergi`` / ``AsyncSinergi`` clients for a demo agency.
@@ -8,7 +8,6 @@ lose a reply.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -27,8 +26,7 @@ import httpx
 import uvicorn
 
 from sinergi_client import AsyncSinergi, Sinergi
-from tests.conftest import Backend
-from tests.demo_world import fresh_database_url, load_demo, module_settings
+from tests.demo_world import DemoCopy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,11 +108,10 @@ class Live:
 
 
 @contextmanager
-def live_world(backend: Backend, folder: Path, **env: str) -> Iterator[Live]:
-    url = fresh_database_url(backend, folder)
-    demo = asyncio.run(load_demo(module_settings(url)))
-    with serve(url, **env) as base:
-        yield Live(base, url, demo["clients"], backend.name)
+def live_world(world: DemoCopy, **env: str) -> Iterator[Live]:
+    """The server on ``world`` (a copy of the demo world), ``env`` added to its environment."""
+    with serve(world.url, **env) as base:
+        yield Live(base, world.url, world.demo["clients"], world.backend)
 
 
 # --- a front that loses one reply ---------------------------------------------------------

@@ -21,16 +21,14 @@ from api.core.unit import operator_unit
 from api.register import demo as register_demo
 from api.returnees import demo as returnee_demo
 from models import AgencyKind, IdentifierKind, Returnee
-from tests.conftest import Backend
-from tests.demo_world import fresh_database_url, load_demo, module_settings
+from tests.demo_world import DemoCopy
 from tests.reply_shapes import CheckReplies
 from tests.test_register import World, _all_events
 
 
 @pytest.fixture(scope="module")
-async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    settings = module_settings(fresh_database_url(backend, tmp_path_factory.mktemp("alerts")))
-    demo = await load_demo(settings)
+async def world(module_demo: DemoCopy) -> AsyncIterator[World]:
+    settings, demo = module_demo.settings, module_demo.demo
     app = create_app(settings, configure_logging=False)
     async with app.router.lifespan_context(app):
         checked = CheckReplies(app)

@@ -57,8 +57,7 @@ from models import (
     Returnee,
     WebhookDelivery,
 )
-from tests.conftest import Backend
-from tests.demo_world import fresh_database_url, load_demo, module_settings
+from tests.demo_world import DemoCopy
 from tests.reply_shapes import CheckReplies
 
 NONE = "none"  # the column of a request without any token
@@ -338,10 +337,9 @@ def returnee_record(ref: str, district: str = "61.07", subdistrict: str | None =
 
 
 @pytest.fixture(scope="module")
-async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+async def world(module_demo: DemoCopy) -> AsyncIterator[World]:
     """One database with the demo data and one app for the whole module; one token per agency."""
-    settings = module_settings(fresh_database_url(backend, tmp_path_factory.mktemp("authz")))
-    demo = await load_demo(settings)
+    settings, demo = module_demo.settings, module_demo.demo
     app = create_app(settings, configure_logging=False)
     async with app.router.lifespan_context(app):
         checked = CheckReplies(app)

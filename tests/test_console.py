@@ -29,8 +29,8 @@ from api.officers import service as officers
 from api.officers.schemas import OfficerCreate
 from models import Agency, AgencyKind, AuditEvent, Notice, Officer
 from models.regions import regions
-from tests.conftest import Backend
 from tests.console_world import ConsoleWorld, console_world, csrf_of, sign_in
+from tests.demo_world import DemoCopy
 
 ANALYST = "analis@dp3a.kalbarprov.go.id"  # DP3A-KALBAR, province 61: stats:read notices:read
 BKY = "petugas@dp3a.bengkayangkab.go.id"  # DP3A-BENGKAYANG, 61.07
@@ -41,8 +41,8 @@ PERIOD = {"dari": "2025-01", "sampai": "2025-06"}
 
 
 @pytest.fixture(scope="module")
-async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ConsoleWorld]:
-    async for w in console_world(backend, tmp_path_factory.mktemp("console"), signin_lockout_after=3):
+async def world(module_demo: DemoCopy) -> AsyncIterator[ConsoleWorld]:
+    async for w in console_world(module_demo, signin_lockout_after=3):
         yield w
 
 

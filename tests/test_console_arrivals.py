@@ -17,8 +17,8 @@ from openpyxl import load_workbook
 
 from api.core import clock
 from models import AuditEvent, Officer
-from tests.conftest import Backend
 from tests.console_world import ConsoleWorld, console_world, csrf_of
+from tests.demo_world import DemoCopy
 
 ANALYST = "analis@dp3a.kalbarprov.go.id"  # DP3A-KALBAR, province 61: stats:read
 BKY = "petugas@dp3a.bengkayangkab.go.id"  # DP3A-BENGKAYANG, 61.07: manifests:read manifests:locate
@@ -27,8 +27,8 @@ PERIOD = {"dari": "2025-01", "sampai": "2025-06"}
 
 
 @pytest.fixture(scope="module")
-async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ConsoleWorld]:
-    async for w in console_world(backend, tmp_path_factory.mktemp("console-arrivals")):
+async def world(module_demo: DemoCopy) -> AsyncIterator[ConsoleWorld]:
+    async for w in console_world(module_demo):
         yield w
 
 

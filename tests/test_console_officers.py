@@ -27,8 +27,8 @@ from api.core.unit import operator_unit
 from api.officers import service as officers
 from api.officers.schemas import OfficerCreate
 from models import Agency, AgencyKind, AuditEvent, Officer, OfficerSession
-from tests.conftest import Backend
 from tests.console_world import ConsoleWorld, console_world, csrf_of, later_code, sign_in
+from tests.demo_world import DemoCopy
 
 ADMIN = "admin@dp3a.bengkayangkab.go.id"  # DP3A-BENGKAYANG's demo manager (officers:manage)
 BKY = "petugas@dp3a.bengkayangkab.go.id"  # DP3A-BENGKAYANG, no officers:manage
@@ -39,10 +39,9 @@ ONE_TIME = re.compile(r'<code id="one-time-password" class="secret">([^<]+)</cod
 
 
 @pytest.fixture(scope="module")
-async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ConsoleWorld]:
+async def world(module_demo: DemoCopy) -> AsyncIterator[ConsoleWorld]:
     # many sign-ins from one address in a minute: the limit itself is tested on an app of its own
-    async for w in console_world(backend, tmp_path_factory.mktemp("console-officers"), rate_signin=10_000,
-                                 signin_lockout_after=3):
+    async for w in console_world(module_demo, rate_signin=10_000, signin_lockout_after=3):
         yield w
 
 

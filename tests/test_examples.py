@@ -30,8 +30,8 @@ BP3MI, POLRES, DP3A = "BP3MI-KALBAR", "POLRES-BENGKAYANG", "DP3A-KALBAR"
 
 
 @pytest.fixture(scope="module")
-def live(backend, tmp_path_factory) -> Iterator[Live]:
-    with live_world(backend, tmp_path_factory.mktemp("examples")) as world:
+def live(module_demo) -> Iterator[Live]:
+    with live_world(module_demo) as world:
         yield world
 
 

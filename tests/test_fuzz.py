@@ -42,8 +42,7 @@ from api.core.db import Database
 from api.core.scopes import Scope
 from api.core.settings import Settings
 from api.core.unit import operator_unit
-from tests.conftest import Backend
-from tests.demo_world import fresh_database_url, load_demo, module_settings
+from tests.demo_world import DemoCopy
 from tests.reply_shapes import CheckReplies
 
 EXAMPLES = int(os.environ.get("SINERGI_FUZZ_EXAMPLES", "8"))
@@ -164,7 +163,7 @@ class Fuzz:
 
 
 async def _seed(settings: Settings) -> dict[str, tuple[str, str]]:
-    await load_demo(settings)
+    """Two more clients of the demo's BP3MI: one with every scope, one with none a route needs."""
     db = Database(settings)
     try:
         made = {}
@@ -178,10 +177,10 @@ async def _seed(settings: Settings) -> dict[str, tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def fuzz(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzz]:
+def fuzz(module_demo: DemoCopy) -> Iterator[Fuzz]:
     """The app on a database of its own with the demo data, served by schemathesis's ASGI
     client (which runs the app's lifespan in its own event loop thread)."""
-    settings = module_settings(fresh_database_url(backend, tmp_path_factory.mktemp("fuzz")))
+    settings = module_demo.settings
     clients = asyncio.run(_seed(settings))
     checked = CheckReplies(create_app(settings, configure_logging=False))
     schema = schemathesis.openapi.from_asgi("/openapi.json", checked)
@@ -192,7 +191,7 @@ def fuzz(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             assert r.status_code == 200, r.text
             tokens[name] = r.json()["access_token"]
     try:
-        yield Fuzz(schema, tokens, checked, backend.name)
+        yield Fuzz(schema, tokens, checked, module_demo.backend)
     finally:
         schemathesis_asgi.shutdown_lifespans()  # closes the app's database pool
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from api.cli import demo_data as demo
 from api.core.context import Caller
 from api.core.unit import operator_unit
 from api.returnees import service as returnees
 from api.returnees.demo import generate
 from models import AgencyKind
 from tests.conftest import Party
+from tests.demo_world import DemoCopy
 
 BENGKAYANG = "61.07"
 # What changes when only the identifiers change: the record's version and time of change, and
@@ -86,9 +86,10 @@ def other_identifiers(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def demo_world(db, client) -> tuple[Party, Party, list[dict[str, Any]]]:
-    """The demo loaded; the Bengkayang DP3A (no pii:read) and BP3MI (pii:read), and the truth."""
-    creds = (await demo.load(db))["clients"]
+async def demo_world(demo_copy: DemoCopy, client) -> tuple[Party, Party, list[dict[str, Any]]]:
+    """The demo loaded (the test's database is a copy of the demo world: ``demo_copy``); the
+    Bengkayang DP3A (no pii:read) and BP3MI (pii:read), and the truth."""
+    creds = demo_copy.demo["clients"]
     district = as_party(creds, "DP3A-BENGKAYANG", BENGKAYANG, client)
     bp3mi = as_party(creds, "BP3MI-KALBAR", "61", client)
     assert "pii:read" not in district.scopes and "pii:read" in bp3mi.scopes

@@ -19,8 +19,7 @@ from api.app import create_app
 from api.core.db import Database
 from api.stats.service import KEY_SPACE, record_key, rounded, stats_secret
 from models import Departure, Returnee
-from tests.conftest import Backend
-from tests.demo_world import fresh_database_url, load_demo, module_settings
+from tests.demo_world import DemoCopy
 from tests.reply_shapes import CheckReplies
 
 
@@ -35,9 +34,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    settings = module_settings(fresh_database_url(backend, tmp_path_factory.mktemp("register")))
-    demo = await load_demo(settings)
+async def world(module_demo: DemoCopy) -> AsyncIterator[World]:
+    settings, demo = module_demo.settings, module_demo.demo
     app = create_app(settings, configure_logging=False)
     async with app.router.lifespan_context(app):
         checked = CheckReplies(app)

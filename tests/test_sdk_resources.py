@@ -31,8 +31,8 @@ WIB = timezone(timedelta(hours=7))
 
 
 @pytest.fixture(scope="module")
-def live(backend, tmp_path_factory) -> Iterator[Live]:
-    with live_world(backend, tmp_path_factory.mktemp("live")) as world:
+def live(module_demo) -> Iterator[Live]:
+    with live_world(module_demo) as world:
         yield world
 
 

@@ -28,7 +28,6 @@ from api.webhooks.schemas import EVENT_DATA, WebhookCreate
 from api.webhooks.worker import Worker
 from models import AgencyKind, AuditEvent, WebhookAttempt, WebhookDelivery
 from tests.conftest import Backend, assert_not_stored, assert_problem
-from tests.demo_world import load_demo
 from tests.reply_shapes import CheckReplies
 from tests.returnee_rows import insert_returnees
 from tests.test_notices import _create
@@ -504,11 +503,10 @@ def test_webhooks_in_the_openapi_document(settings):
     assert "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver" in doc["paths"]
 
 
-async def test_every_event_the_demo_writes_can_be_subscribed_to(settings):
+async def test_every_event_the_demo_writes_can_be_subscribed_to(settings, demo_copy):
     """Each event type the service writes on the feed (the demo writes every family) is one a
     subscription may name and the document describes: a new event that webhooks cannot carry
-    fails here."""
-    await load_demo(settings)
+    fails here. (The test's database is a copy of the demo world.)"""
     db = Database(settings)
     try:
         async with db.read() as conn:

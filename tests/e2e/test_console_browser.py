@@ -11,7 +11,6 @@ screenshots there (``docs/screenshots`` in the README).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import struct
@@ -28,9 +27,8 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from api.core.db import sync_url
-from tests.conftest import Backend
 from tests.console_world import later_code
-from tests.demo_world import fresh_database_url, load_demo, module_settings
+from tests.demo_world import DemoCopy
 from tests.live import serve
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -51,11 +49,9 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not REQUIRED,
 
 
 @pytest.fixture(scope="module")
-def site(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    url = fresh_database_url(backend, tmp_path_factory.mktemp("browser"))
-    demo = asyncio.run(load_demo(module_settings(url)))
-    with serve(url) as base:
-        yield {"url": base, "db": url, "officers": demo["officers"]}
+def site(module_demo: DemoCopy) -> Iterator[dict[str, Any]]:
+    with serve(module_demo.url) as base:
+        yield {"url": base, "db": module_demo.url, "officers": module_demo.demo["officers"]}
 
 
 @pytest.fixture
