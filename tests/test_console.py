@@ -42,7 +42,9 @@ PERIOD = {"dari": "2025-01", "sampai": "2025-06"}
 
 @pytest.fixture(scope="module")
 async def world(module_demo: DemoCopy) -> AsyncIterator[ConsoleWorld]:
-    async for w in console_world(module_demo, signin_lockout_after=3):
+    # every test signs in from one address, more than 20 times a minute: the sign-in rate limit
+    # is tested on apps of their own (tests/test_officers_cli.py, tests/test_console_officers.py)
+    async for w in console_world(module_demo, signin_lockout_after=3, rate_signin=10_000):
         yield w
 
 
