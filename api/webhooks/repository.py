@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +30,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from api.core import bulk, pagination
 from api.core.access import visible_or_404
 from api.core.context import Caller
+from api.core.db import execute_text
 from api.core.pagination import Position, Slice
 from api.core.sql import dialect_of, rowcount, table_of
 from api.events.service import visible
@@ -244,10 +246,24 @@ async def record_attempts(session: AsyncSession, attempts: list[dict[str, Any]])
     await bulk.insert_rows(session, _ATTEMPT, attempts)
 
 
+_PG_SETTLE = """
+    UPDATE webhook_delivery AS d
+       SET status = x.b_status, next_attempt_at = x.b_next, last_status_code = x.b_code, last_error = x.b_error,
+           delivered_at = x.b_delivered, lease_until = NULL, lease_owner = NULL
+      FROM json_to_recordset(CAST(:rows AS json)) AS x(b_id uuid, b_attempt integer, b_status text,
+                                                       b_next timestamptz, b_code integer, b_error text,
+                                                       b_delivered timestamptz)
+     WHERE d.id = x.b_id AND d.attempts = x.b_attempt AND d.lease_owner = :worker
+"""
+
+
 async def settle(session: AsyncSession, worker: str, outcomes: list[dict[str, Any]]) -> None:
     """Each claimed delivery's outcome, if ``worker`` still holds that attempt's lease:
     ``{"b_id", "b_attempt", "b_status", "b_next", "b_code", "b_error", "b_delivered"}``."""
     if not outcomes:
+        return
+    if dialect_of(session) == "postgresql":  # one statement for the batch, not one per delivery
+        await execute_text(session, _PG_SETTLE, {"worker": worker, "rows": orjson.dumps(outcomes).decode()})
         return
     stmt = (sa.update(_DELIVERY)
             .where(_DELIVERY.c.id == sa.bindparam("b_id"), _DELIVERY.c.attempts == sa.bindparam("b_attempt"),
