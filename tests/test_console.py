@@ -10,7 +10,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import orjson
@@ -380,37 +380,28 @@ def _district_referrals(page: str) -> dict[str, tuple[int | None, int | None]]:
         r'<td class="num overdue">([^<]*)</td>', page, re.S)}
 
 
-def _recent_period() -> tuple[dict[str, str], dict[str, str]]:
-    """A period holding the demo referrals (made over the weeks before the demo was loaded), as
-    the page's filter and as the API's days."""
-    now = clock.now()
-    first, last = (now - timedelta(days=62)).strftime("%Y-%m"), now.strftime("%Y-%m")
-    y, m = map(int, last.split("-"))
-    end = (datetime(y + m // 12, m % 12 + 1, 1) - timedelta(days=1)).strftime("%Y-%m-%d")
-    return {"dari": first, "sampai": last}, {"from": f"{first}-01", "to": end}
-
-
-async def _api_referrals_by_district(http: httpx.AsyncClient, token: str, days: dict[str, str]) -> tuple[
+async def _api_referrals_by_district(http: httpx.AsyncClient, token: str) -> tuple[
         dict[str, tuple[int | None, int | None]], int | None, int | None]:
     auth = {"Authorization": f"Bearer {token}"}
-    r = await http.get("/v1/stats/referrals", headers=auth, params={"group_by": "district", "open": "true", **days})
+    r = await http.get("/v1/stats/referrals", headers=auth, params={"group_by": "district", "open": "true"})
     assert r.status_code == 200, r.text
-    whole = await http.get("/v1/stats/referrals", headers=auth, params={"open": "true", **days})
+    whole = await http.get("/v1/stats/referrals", headers=auth, params={"open": "true"})
     rows = whole.json()["rows"]
     return ({row["district"] or "": (row["count"], row["overdue"]) for row in r.json()["rows"]}, r.json()["total"],
             rows[0]["overdue"] if rows else 0)
 
 
 async def test_the_overview_referrals_by_district_equal_the_api(world: ConsoleWorld) -> None:
-    """Open and overdue referrals per district on the province's overview are
-    /v1/stats/referrals?group_by=district&open=true for the same period, cell for cell (every
-    district of the province present, 0 where the API has no row), and so are its downloads."""
-    period, days = _recent_period()
+    """Referrals open now and overdue per district on the province's overview are
+    /v1/stats/referrals?group_by=district&open=true, cell for cell (every district of the province
+    present, 0 where the API has no row), whatever period the page shows (the demo's referrals
+    were made in the last weeks, its returnees in 2025), and so are its downloads."""
+    period = PERIOD
     token = await world.token("DP3A-KALBAR")
     async with world.signed_in(ANALYST) as http:
         with clock.frozen(clock.now()):  # "overdue" is now: the page and the API at the same instant
             page = await http.get("/console/ringkasan", params=period)
-            expected, total, total_overdue = await _api_referrals_by_district(http, token, days)
+            expected, total, total_overdue = await _api_referrals_by_district(http, token)
         assert page.status_code == 200, page.text
         shown = _district_referrals(page.text)
         assert any(n for n, _ in expected.values()), "the demo has open referrals in the period"
@@ -423,14 +414,14 @@ async def test_the_overview_referrals_by_district_equal_the_api(world: ConsoleWo
         assert foot is not None and foot.groups() == (str(total), str(total_overdue))
         assert "Rujukan per kabupaten/kota" in page.text and "Kabupaten Bengkayang" in page.text
 
-        with clock.frozen(clock.now()):
+        made = clock.now()
+        with clock.frozen(made):
             c = await http.get("/console/ringkasan/rujukan.csv", params=period)
             x = await http.get("/console/ringkasan/rujukan.xlsx", params=period)
             overview_book = await http.get("/console/ringkasan/unduh.xlsx", params=period)
-            expected, _, _ = await _api_referrals_by_district(http, token, days)
+            expected, _, _ = await _api_referrals_by_district(http, token)
         assert c.status_code == 200 and c.content.startswith("\ufeff".encode())
-        first, last = period["dari"], period["sampai"]
-        assert f'filename="rujukan-per-kabupaten-{first}_{last}.csv"' in c.headers["content-disposition"]
+        assert f'filename="rujukan-terbuka-per-kabupaten-{made:%Y-%m-%d}.csv"' in c.headers["content-disposition"]
         lines = c.content.decode("utf-8-sig").splitlines()
         assert lines[0].split(";") == ["Kode kabupaten/kota", "Kabupaten/Kota", "Rujukan terbuka", "Lewat tenggat",
                                        "Keterangan"]
@@ -452,21 +443,20 @@ async def test_the_overview_referrals_by_district_equal_the_api(world: ConsoleWo
                 assert row[0].data_type == "s"  # codes are text
                 cells[row[0].value or ""] = (row[2].value, row[3].value)
             assert cells == from_csv
-        assert 'filename="rujukan-per-kabupaten-' in x.headers["content-disposition"]
+        assert 'filename="rujukan-terbuka-per-kabupaten-' in x.headers["content-disposition"]
         assert "Pemulangan" in load_workbook(io.BytesIO(overview_book.content)).sheetnames
     downloads = [e["detail"] for e in await _entries(world, action="console.download")]
-    assert any(d.get("table") == "referrals_by_district" and d["format"] == "csv" and d["period"] == [first, last]
+    assert any(d.get("table") == "referrals_by_district" and d["format"] == "csv" and d["as_of"] == made.isoformat()
                for d in downloads)
 
 
 async def test_a_district_officer_sees_the_referrals_by_district_of_its_own_figures(world: ConsoleWorld) -> None:
     """The task force of one district: its district, and only the rows its own API reply has."""
-    period, days = _recent_period()
     token = await world.token("GUGUS-TPPO-BENGKAYANG")
     async with world.signed_in("sekretariat@gugustppo.bengkayangkab.go.id") as http:
         with clock.frozen(clock.now()):
-            page = await http.get("/console/ringkasan", params=period)
-            expected, _, _ = await _api_referrals_by_district(http, token, days)
+            page = await http.get("/console/ringkasan")
+            expected, _, _ = await _api_referrals_by_district(http, token)
         shown = _district_referrals(page.text)
     assert "61.07" in shown and set(shown) == {"61.07"} | set(expected)
     assert shown == {d: expected.get(d, (0, 0)) for d in shown}

@@ -118,7 +118,7 @@ UNKNOWN_DISTRICT = "(kabupaten/kota tidak diketahui)"
 
 
 def referrals_filename(table: DistrictReferrals, ext: str) -> str:
-    return f"rujukan-per-kabupaten-{table.period.first}_{table.period.last}.{ext}"
+    return f"rujukan-terbuka-per-kabupaten-{table.as_of:%Y-%m-%d}.{ext}"
 
 
 def _referral_note(table: DistrictReferrals) -> str:
@@ -144,10 +144,10 @@ def referral_rows(table: DistrictReferrals) -> list[tuple[str, str, int | None, 
 
 def referral_notes(table: DistrictReferrals, agency: str, made_at: datetime) -> list[tuple[str, str]]:
     return [
-        ("Isi", "Rujukan yang dibuat dalam periode dan masih terbuka (diajukan, diterima, disetujui, sedang "
-                "ditangani, ditunda), per kabupaten/kota asal orang yang dirujuk; lewat tenggat: yang terbuka dan "
-                "telah melewati tenggatnya pada saat unduhan dibuat"),
-        ("Periode", f"{table.period.first} sampai {table.period.last} (tanggal rujukan dibuat, UTC)"),
+        ("Isi", "Rujukan yang masih terbuka (diajukan, diterima, disetujui, sedang ditangani, ditunda), kapan pun "
+                "dibuat, per kabupaten/kota asal orang yang dirujuk; lewat tenggat: yang terbuka dan telah melewati "
+                "tenggatnya pada saat dihitung"),
+        ("Dihitung", table.as_of.strftime("%Y-%m-%d %H:%M UTC")),
         ("Lembaga", agency),
         ("Dibuat", made_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("Jumlah", f"{_shown(table.total)} rujukan terbuka, {_shown(table.total_overdue)} lewat tenggat "

@@ -44,14 +44,15 @@ WORDS: dict[str, tuple[str, str]] = {
     "referrals_by_agency": ("Rujukan per lembaga penerima", "Referrals by receiving agency"),
     "referrals_by_district": ("Rujukan per kabupaten/kota", "Referrals by district"),
     "open_referrals": ("Rujukan terbuka", "Open referrals"),
+    "as_of": ("keadaan", "as of"),
     "unknown_district": ("(kabupaten/kota tidak diketahui)", "(district not known)"),
     "referrals_district_note": (
-        "Rujukan yang dibuat dalam periode ini dan masih terbuka (diajukan, diterima, disetujui, sedang "
-        "ditangani, ditunda), per kabupaten/kota asal orang yang dirujuk; lewat tenggat: yang terbuka dan telah "
-        "melewati tenggatnya sekarang. Setiap angka dibulatkan ke kelipatan {base}; * = 1 sampai {t_1} rujukan, "
+        "Rujukan yang masih terbuka sekarang (diajukan, diterima, disetujui, sedang ditangani, ditunda), kapan "
+        "pun dibuat (tidak mengikuti periode di atas), per kabupaten/kota asal orang yang dirujuk; lewat tenggat: "
+        "yang terbuka dan telah melewati tenggatnya sekarang. Setiap angka dibulatkan ke kelipatan {base}; * = 1 sampai {t_1} rujukan, "
         "disamarkan (angka yang sama dengan GET /v1/stats/referrals?group_by=district&open=true).",
-        "Referrals made in this period and still open (requested, received, accepted, in progress, on hold), by "
-        "the district the person referred comes from; overdue: open and past their due time now. Every figure "
+        "Referrals open now (requested, received, accepted, in progress, on hold), whenever they were made (not "
+        "the period above), by the district the person referred comes from; overdue: open and past their due time now. Every figure "
         "is rounded to a multiple of {base}; * = 1 to {t_1} referrals, suppressed (the figures of "
         "GET /v1/stats/referrals?group_by=district&open=true)."),
     "agency": ("Lembaga", "Agency"),

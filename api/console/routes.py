@@ -439,13 +439,11 @@ async def _grid(request: Request, officer: officers.Console, session: SessionDep
     return await console.returnee_grid(session, officer.caller, period, threshold)
 
 
-async def _district_referrals(request: Request, officer: officers.Console, session: SessionDep,
-                              period: console.Period | None = None) -> console.DistrictReferrals:
-    """The open and overdue referrals by district of the overview's period (the filter's, else
-    the overview's default one)."""
-    threshold = services(request).settings.suppression_threshold
-    period = period or _period(request) or await console.default_period(session, officer.caller, threshold)
-    return await console.referrals_by_district(session, officer.caller, period, threshold)
+async def _district_referrals(request: Request, officer: officers.Console,
+                              session: SessionDep) -> console.DistrictReferrals:
+    """The referrals open now by district, and how many are overdue (whatever the period)."""
+    return await console.referrals_by_district(session, officer.caller,
+                                               services(request).settings.suppression_threshold)
 
 
 @router.get("/console/ringkasan", name="console.overview", response_class=HTMLResponse, response_model=None)
@@ -462,7 +460,7 @@ async def overview(request: Request, officer: Officer, session: SessionDep) -> R
     chart = charts.stacked_bars(grid.months, series, title=t("chart_title"))
     unacked = (await console.unacknowledged_by_district(session, officer.caller)
                if officer.caller.has(Scope.notices_read) else None)
-    by_district = await _district_referrals(request, officer, session, grid.period)
+    by_district = await _district_referrals(request, officer, session)
     refs = await console.referral_rows(session, officer.caller, grid.period, threshold)
     district = _register_district(request, officer)
     reg = await console.register_counts(session, officer.caller, district, _register_threshold(request))
@@ -523,7 +521,7 @@ async def download(request: Request, officer: Officer, session: SessionDep, fmt:
     if fmt == "csv":
         body, media = downloads.to_csv(grid), downloads.CSV_TYPE
     else:
-        by_district = await _district_referrals(request, officer, session, grid.period)
+        by_district = await _district_referrals(request, officer, session)
         body, media = downloads.to_xlsx(grid, officer.caller.agency, clock.now(), by_district), downloads.XLSX_TYPE
     return Response(body, media_type=media, headers={**_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -531,15 +529,15 @@ async def download(request: Request, officer: Officer, session: SessionDep, fmt:
 @router.get("/console/ringkasan/rujukan.{fmt}", name="console.referrals_download", response_class=Response,
             response_model=None)
 async def referrals_download(request: Request, officer: Officer, session: SessionDep, fmt: str) -> Response:
-    """The overview's open and overdue referrals by district as CSV or XLSX (the figures of
-    ``GET /v1/stats/referrals?group_by=district&open=true`` for the period)."""
+    """The overview's referrals open now and overdue by district as CSV or XLSX (the figures of
+    ``GET /v1/stats/referrals?group_by=district&open=true``)."""
     _need(officer, Scope.stats_read)
     if fmt not in ("csv", "xlsx"):
         raise NotFound("csv or xlsx")
     table = await _district_referrals(request, officer, session)
     name = downloads.referrals_filename(table, fmt)
     audit.record(session, "console.download", resource_type="stats", format=fmt, table="referrals_by_district",
-                 period=[table.period.first, table.period.last])
+                 as_of=table.as_of.isoformat())
     if fmt == "csv":
         body, media = downloads.referrals_csv(table), downloads.CSV_TYPE
     else:

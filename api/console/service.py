@@ -6,7 +6,7 @@ from __future__ import annotations
 import calendar
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -175,13 +175,15 @@ async def unacknowledged_by_district(session: AsyncSession, caller: Caller) -> C
 
 @dataclass
 class DistrictReferrals:
-    """Open and overdue referrals per district: ``GET /v1/stats/referrals?group_by=district&open=true
-    &from=…&to=…`` with every district of the jurisdiction present (0: no row in the API's reply,
-    none), the districts outside it that the reply names after them, and the district not known
-    (``None``) last; a cell is ``None`` when the API suppressed it. ``total`` and ``total_overdue``
-    are the API's reply without ``group_by`` (cells of their own, not sums of the rows)."""
+    """Referrals open now and how many of them are overdue, per district:
+    ``GET /v1/stats/referrals?group_by=district&open=true`` (whenever they were made: an old
+    referral still open is the one to chase), with every district of the jurisdiction present
+    (0: no row in the API's reply, none), the districts outside it that the reply names after
+    them, and the district not known (``None``) last; a cell is ``None`` when the API suppressed
+    it. ``total`` and ``total_overdue`` are the API's reply without ``group_by`` (cells of their
+    own, not sums of the rows). ``as_of``: when they were counted."""
 
-    period: Period
+    as_of: datetime
     districts: list[str | None]
     open: dict[str | None, int | None]
     overdue: dict[str | None, int | None]
@@ -195,12 +197,11 @@ class DistrictReferrals:
         return any(v is None for v in (*self.open.values(), *self.overdue.values()))
 
 
-async def referrals_by_district(session: AsyncSession, caller: Caller, period: Period,
-                                threshold: int) -> DistrictReferrals:
-    """The referrals made in ``period`` still open now, per district of the person referred, with
-    how many of them are overdue: the API's figures, laid out for people."""
-    table = await stats.referral_stats(session, caller, ["district"], threshold, since=period.since,
-                                       until=period.until, open_=True)
+async def referrals_by_district(session: AsyncSession, caller: Caller, threshold: int) -> DistrictReferrals:
+    """The referrals open now, per district of the person referred, with how many of them are
+    overdue: the API's figures, laid out for people."""
+    as_of = clock.now()
+    table = await stats.referral_stats(session, caller, ["district"], threshold, open_=True)
     named = {r["district"] for r in table.rows}
     own = districts_of(caller)
     districts: list[str | None] = [*own, *sorted(d for d in named if d is not None and d not in own)]
@@ -210,10 +211,9 @@ async def referrals_by_district(session: AsyncSession, caller: Caller, period: P
     overdue: dict[str | None, int | None] = dict.fromkeys(districts, 0)
     for row in table.rows:
         open_[row["district"]], overdue[row["district"]] = row["count"], row["overdue"]
-    whole = await stats.referral_stats(session, caller, [], threshold, since=period.since, until=period.until,
-                                       open_=True)
+    whole = await stats.referral_stats(session, caller, [], threshold, open_=True)
     total_overdue = whole.rows[0]["overdue"] if whole.rows else 0
-    return DistrictReferrals(period, districts, open_, overdue, table.threshold, table.base, table.total,
+    return DistrictReferrals(as_of, districts, open_, overdue, table.threshold, table.base, table.total,
                              total_overdue)
 
 
