@@ -323,3 +323,22 @@ async def test_a_value_the_database_refuses_is_a_422_not_a_500(app, client, db, 
     rows = await _audit_rows(db, r.headers["x-request-id"])
     assert [(x.action, x.outcome) for x in rows] == [("ghost.store", "failed")] and '"status":422' in rows[0].body
     assert "Siti" not in caplog.text
+
+
+async def test_replies_of_the_api_are_not_kept_by_caches(client, admin):
+    """Replies hold personal data, secrets shown once (a client's secret here) and agencies' own
+    records: every reply of /v1 and /oauth says ``Cache-Control: no-store``, problems included;
+    the public signing keys and metadata keep the caching their routes give them."""
+    r = await client.post("/v1/agencies", headers=await admin.headers(),
+                          json={"code": "POLRES-BENGKAYANG", "name": "Polres", "jurisdiction": "61.07"})
+    assert r.status_code == 201 and r.headers["cache-control"] == "no-store"
+    r = await client.post("/v1/agencies/POLRES-BENGKAYANG/clients", headers=await admin.headers(),
+                          json={"scopes": ["referrals:read"]})
+    assert r.status_code == 201 and "client_secret" in r.json() and r.headers["cache-control"] == "no-store"
+    token = await client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                              auth=(admin.client_id, admin.client_secret))
+    assert token.headers["cache-control"] == "no-store"
+    problem = await client.get("/v1/agencies", headers={"Authorization": "Bearer nonsense"})
+    assert problem.status_code == 401 and problem.headers["cache-control"] == "no-store"
+    jwks = await client.get("/.well-known/jwks.json")
+    assert jwks.status_code == 200 and jwks.headers["cache-control"].startswith("public")

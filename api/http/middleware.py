@@ -155,6 +155,8 @@ class RequestMiddleware:
         started = time.perf_counter()
         status_holder: dict[str, Any] = {"status": 500, "sent": False, "failure": None, "held": None}
 
+        private = scope.get("path", "").startswith(("/v1/", "/oauth/"))
+
         async def send_on(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
@@ -164,6 +166,9 @@ class RequestMiddleware:
                 raw.append((b"x-request-id", request_id.encode("latin-1")))
                 if theirs is not None:
                     raw.append((CALLER_REQUEST_ID_HEADER, theirs.encode("latin-1")))
+                if private and not any(k.lower() == b"cache-control" for k, _ in raw):
+                    # personal data, secrets shown once, an agency's own records: no cache keeps them
+                    raw.append((b"cache-control", b"no-store"))
                 message["headers"] = raw
             await send(message)
 
