@@ -328,6 +328,20 @@ async def _pending(request: Request, session: SessionDep) -> officers.HalfSigned
     return await officers.open_pending(session, services(request).settings, request.cookies.get(PENDING_COOKIE))
 
 
+async def _step_form(request: Request, session: SessionDep, stage: str,
+                     action: str) -> tuple[officers.HalfSignedIn, dict[str, str], str] | Response:
+    """The form of a sign-in step: its half-done sign-in, its fields (CSRF checked) and where
+    to go next, or the reply when there is no such sign-in or too many attempts."""
+    pending = await _pending(request, session)
+    if pending is None:
+        return _again("step", _safe_next((await _fields(request)).get("next")))
+    form = await _checked_form(request, pending.csrf)
+    nxt = _safe_next(form.get("next"))
+    if await _too_many(request, session, action):
+        return _step_again(stage, "rate", nxt)
+    return pending, form, nxt
+
+
 def _step_again(stage: str, error: str, nxt: str) -> Response:
     return RedirectResponse(f"{STEPS[stage]}?{urlencode({'error': error, 'next': nxt})}", status_code=303,
                             headers=_HEADERS)
@@ -365,13 +379,10 @@ async def new_password_form(request: Request, session: SessionDep, error: str | 
 @router.post(STEPS[officers.PASSWORD_STAGE], name="console.signin_password", response_class=RedirectResponse,
              response_model=None)
 async def new_password(request: Request, session: SessionDep) -> Response:
-    pending = await _pending(request, session)
-    if pending is None:
-        return _again("step", _safe_next((await _fields(request)).get("next")))
-    form = await _checked_form(request, pending.csrf)
-    nxt = _safe_next(form.get("next"))
-    if await _too_many(request, session, "officer.password_change"):
-        return _step_again(officers.PASSWORD_STAGE, "rate", nxt)
+    step = await _step_form(request, session, officers.PASSWORD_STAGE, "officer.password_change")
+    if isinstance(step, Response):
+        return step
+    pending, form, nxt = step
     try:
         data = PasswordChange(new_password=form.get("new_password", ""), confirm=form.get("confirm", ""))
     except ValueError:
@@ -396,13 +407,10 @@ async def totp_form(request: Request, session: SessionDep, error: str | None = N
 @router.post(STEPS[officers.TOTP_STAGE], name="console.signin_totp", response_class=RedirectResponse,
              response_model=None)
 async def totp_enrol(request: Request, session: SessionDep) -> Response:
-    pending = await _pending(request, session)
-    if pending is None:
-        return _again("step", _safe_next((await _fields(request)).get("next")))
-    form = await _checked_form(request, pending.csrf)
-    nxt = _safe_next(form.get("next"))
-    if await _too_many(request, session, "officer.totp_enrol"):
-        return _step_again(officers.TOTP_STAGE, "rate", nxt)
+    step = await _step_form(request, session, officers.TOTP_STAGE, "officer.totp_enrol")
+    if isinstance(step, Response):
+        return step
+    pending, form, nxt = step
     result = await officers.enrol_totp(session, services(request).settings, pending, form.get("code"))
     if isinstance(result, officers.Refused):
         if result.reason == "second-factor":
