@@ -407,3 +407,32 @@ async def test_a_district_auditor_reads_only_its_districts_entries(client, audit
     mine = [e for e in await listed(auditor, action="audit.list")
             if e["client_id"] == district.client_id and e["outcome"] == "allowed"]
     assert mine and all(e["detail"]["within"] == "61.07" for e in mine)
+
+
+async def test_a_chain_without_a_head_begins_at_the_genesis(db):
+    """The first entry of a province whose chain has no head yet (a new province's first
+    caller) makes the head as it is appended: sequence 1 after the genesis hash, and the chain
+    verifies; the next entry follows it. Single entries (a read's) and a unit's several entries
+    go the same way."""
+    from api.core import audit
+    from api.core.context import Caller, RequestContext
+    from api.core.unit import open_unit
+    from models import GENESIS_HASH
+
+    caller = Caller("cl_new_province", "DP3A-KALTENG", AgencyKind.women_child_protection, "62", frozenset(), "t")
+    assert await audit.head(db, "62") == (0, GENESIS_HASH)
+    async with open_unit(db, RequestContext(request_id="r1", caller=caller)) as unit:
+        unit.audit("stats.read", resource_type="stats", resource_id="returnees")
+    seq, first = await audit.head(db, "62")
+    assert seq == 1 and first == audit.chain_hash(GENESIS_HASH, 1, await _body(db, "62", 1))
+    async with open_unit(db, RequestContext(request_id="r2", caller=caller)) as unit:
+        unit.audit("stats.read", resource_type="stats", resource_id="returnees")
+        unit.audit("stats.read", resource_type="stats", resource_id="referrals")
+    result = await audit.verify(db, "62")
+    assert (result.ok, result.checked, result.head_seq) == (True, 3, 3), result
+
+
+async def _body(db, chain: str, seq: int) -> str:
+    async with db.read() as conn:
+        return (await conn.execute(sa.text("SELECT body FROM audit_event WHERE chain = :c AND seq = :s"),
+                                   {"c": chain, "s": seq})).scalar_one()
