@@ -439,7 +439,8 @@ def run_read(args: argparse.Namespace, url: str) -> list[str]:
     h: dict[str, str] = {}
     path = ""
     results: dict[str, list[Any]] = {"audited": [], "plain": []}
-    for _ in range(2):
+    cpu: dict[str, list[tuple[float, ...]]] = {"audited": [], "plain": []}  # ms a request: servers, PostgreSQL, load
+    for round_ in range(2):
         for name, app in apps.items():
             servers = [Server(url, app=app, env=env, port=p) for p in ports]
             for one in servers:
@@ -461,7 +462,18 @@ def run_read(args: argparse.Namespace, url: str) -> list[str]:
                     r = httpx.post(server.url + "/v1/referrals", json=body, headers=h, timeout=30)
                     r.raise_for_status()
                     path = f"/v1/referrals/{r.json()['id']}"
-                res = asyncio.run(hammer(ports, path, h, clients=args.read_clients, seconds=args.read_seconds))
+                pids = [one.proc.pid for one in servers if one.proc is not None]
+                before = (_cpu_seconds(pids), _cpu_seconds(_backends(url)), _cpu_seconds([os.getpid()]))
+                spies = _profile(pids, f"{args.profile}.{name}") if args.profile and round_ == 0 else []
+                try:
+                    res = asyncio.run(hammer(ports, path, h, clients=args.read_clients, seconds=args.read_seconds))
+                finally:
+                    for spy in spies:
+                        spy.send_signal(signal.SIGINT)
+                    for spy in spies:
+                        spy.wait(30)
+                after = (_cpu_seconds(pids), _cpu_seconds(_backends(url)), _cpu_seconds([os.getpid()]))
+                cpu[name].append(tuple((b - a) / max(1, res.total) * 1000 for a, b in zip(before, after, strict=True)))
             finally:
                 for one in servers:
                     one.stop()
@@ -473,6 +485,10 @@ def run_read(args: argparse.Namespace, url: str) -> list[str]:
     ratio = a.rate / b.rate
     p99 = a.pct(0.99) * 1000
     ok = ratio >= 0.8 and p99 < 100
+    for name in ("audited", "plain"):
+        server, pg, load = (sum(x[i] for x in cpu[name]) / len(cpu[name]) for i in range(3))
+        CPU_NOTE.append(f"CPU per read ({name}): server processes {server:.2f} ms, PostgreSQL backends {pg:.2f} ms, "
+                        f"load generator {load:.2f} ms")
     return [
         f"| audited read of one referral (`GET /v1/referrals/{{id}}`), {args.read_clients} clients, 2 server "
         f"processes; baseline: the same with auditing switched off | {b.rate:,.0f} req/s, p99 "
@@ -553,8 +569,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="push: server processes")
     parser.add_argument("--concurrency", type=int, default=2 * (os.cpu_count() or 2),
                         help="push: clients pushing at once")
-    parser.add_argument("--profile", default=None, help="push: py-spy's raw stacks of the server's workers, "
-                        "to this path (.PID appended), while the push runs (needs py-spy on PATH or PY_SPY)")
+    parser.add_argument("--profile", default=None, help="push and read: py-spy's raw stacks of the server's "
+                        "workers, to this path (.PID appended; the read: .audited.PID and .plain.PID, its first "
+                        "round), while the push or the read runs (needs py-spy on PATH or PY_SPY)")
     parser.add_argument("--read-clients", type=int, default=32, help="read: clients at once")
     parser.add_argument("--read-seconds", type=float, default=8.0, help="read: seconds each run (4 runs)")
     parser.add_argument("--mixed-seconds", type=float, default=30.0, help="mixed: seconds of the soak workload")

@@ -15,6 +15,7 @@ class Result:
     seconds: float
     latencies: list[float] = field(default_factory=list)  # seconds, of the requests in the timed window
     statuses: dict[int, int] = field(default_factory=dict)
+    total: int = 0  # every request answered, the warm-up's included (for CPU per request)
 
     @property
     def rate(self) -> float:
@@ -43,6 +44,7 @@ async def _client(host: str, port: int, request: bytes, warm_until: float, end: 
             if length:
                 await reader.readexactly(length)
             t1 = time.monotonic()
+            out.total += 1
             if t0 >= warm_until and t1 <= end:
                 out.latencies.append(t1 - t0)
                 out.statuses[status] = out.statuses.get(status, 0) + 1
