@@ -368,11 +368,12 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
 
 async def append_and_commit(session: AsyncSession, staged: Staged) -> None:
     """:func:`append_staged`, then COMMIT. On PostgreSQL the last entry's append goes to the
-    server in one round trip with the COMMIT (psycopg's pipeline: the head made sure of, the
-    append, the COMMIT, one sync), so the chain head's row lock is held for PostgreSQL's own
-    time only, not for a round trip through a busy event loop: audited requests of one chain
-    queue behind each other for less. Subjects left to write (``defer_subjects``) go first in
-    the same pipeline. What is committed is exactly what the two steps commit."""
+    server in one round trip with the COMMIT (psycopg's pipeline: one statement that writes the
+    subjects left to write (``defer_subjects``), advances or makes the head and inserts the
+    entry, then the COMMIT, one sync), so the chain head's row lock is held for PostgreSQL's
+    own time only, not for a round trip through a busy event loop: audited requests of one
+    chain queue behind each other for less. What is committed is exactly what the two steps
+    commit."""
     if dialect_of(session) != "postgresql" or not staged.rows:
         await append_staged(session, staged)
         await session.commit()
