@@ -158,3 +158,43 @@ def test_a_second_clock_or_settings_read_is_caught(tmp_path: Path) -> None:
     })
     found = sorted(second_ways(root))
     assert len(found) == 2 and "get_settings" in found[0] and "clock" in found[1], found
+
+
+# --- one converter of validation errors ----------------------------------------------------------
+
+def second_converters(root: Path) -> list[str]:
+    """Validation errors turned into ``{field, message}`` anywhere but ``api.core.errors``: a
+    call of ``….errors()`` (a pydantic ``ValidationError``'s) whose result does not go straight
+    into ``validation_errors``, or pydantic's ``"Value error, "`` prefix handled by hand."""
+    found = []
+    for path in sorted(root.glob("api/**/*.py")):
+        me, rel = module_name(root, path), str(path.relative_to(root))
+        if me == "api.core.errors":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), rel)
+        handed = {id(n) for call in ast.walk(tree) if isinstance(call, ast.Call)
+                  and getattr(call.func, "id", getattr(call.func, "attr", "")) == "validation_errors"
+                  for n in ast.walk(call)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "errors" \
+                    and id(node) not in handed:
+                found.append(f"{rel}:{node.lineno}: validation errors converted outside api.core.errors")
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "Value error, " in node.value:
+                found.append(f"{rel}:{node.lineno}: pydantic's message prefix handled outside api.core.errors")
+    return found
+
+
+def test_one_converter_of_validation_errors() -> None:
+    assert second_converters(ROOT) == []
+
+
+def test_a_second_converter_is_caught(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "api/register/service.py": "def f(exc):\n    return [{'field': '.'.join(e['loc']), 'message': e['msg']}"
+                                   " for e in exc.errors()]\n",
+        "api/cli/__init__.py": "def g(exc):\n    return [str(e['msg']).removeprefix('Value error, ') for e in x]\n",
+        "api/http/problems.py": "from api.core.errors import validation_errors\n"
+                                "def h(exc):\n    return validation_errors(list(exc.errors()), exc.body)\n",
+    })
+    found = sorted(second_converters(root))
+    assert len(found) == 2 and "cli" in found[0] and "register" in found[1], found

@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from pydantic import ValidationError
 
+from api.core.errors import validation_errors
 from api.core.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -34,8 +35,6 @@ def _run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
 
 def _errors(exc: ValidationError) -> str:
     """The API's ``{field, message}`` list (one converter: api.core.errors) as one line."""
-    from api.core.errors import validation_errors
-
     return "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"]
                      for e in validation_errors(list(exc.errors())))
 
@@ -51,7 +50,7 @@ def _settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+        _fail("; ".join(e["message"] for e in validation_errors(list(exc.errors()))))
 
 
 def _write_private(path: str, text: str) -> None:

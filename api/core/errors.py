@@ -7,6 +7,7 @@ The HTTP layer's problem renderer turns them (and every other error) into replie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 PROBLEM_JSON = "application/problem+json"
@@ -147,18 +148,27 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in parts)
 
 
-def validation_errors(errors: list[Any], body: Any = None) -> list[dict[str, str]]:
-    """Pydantic / FastAPI errors as ``[{field, message}]``. A body that is not JSON at all is
-    the field ``body``, its message saying where the syntax broke (line and column of
-    ``body``, the document as received), not the character offset FastAPI puts in its place."""
+def validation_errors(errors: Sequence[Any], body: Any = None, *, whole: str = "") -> list[dict[str, str]]:
+    """Pydantic / FastAPI errors as ``[{field, message}]``: the one converter (request bodies
+    and parameters, and each record of a batch, validated on its own). A body that is not JSON
+    at all is the field ``body``, its message saying where the syntax broke (line and column of
+    ``body``, the document as received), not the character offset FastAPI puts in its place.
+    ``whole``: the field named by an error about the whole value (a batch's ``record``)."""
     out = []
     for e in errors:
         if e.get("type") == "json_invalid":
             out.append({"field": "body", "message": json_syntax_message(e, body)})
             continue
         msg = str(e.get("msg", "invalid"))
-        out.append({"field": field_path(e.get("loc", ())), "message": msg.removeprefix("Value error, ")})
+        out.append({"field": field_path(e.get("loc", ())) or whole, "message": msg.removeprefix("Value error, ")})
     return out
+
+
+def record_errors(exc: Any) -> list[dict[str, str]]:
+    """A batch record's :class:`pydantic.ValidationError` as ``[{field, message}]``
+    (:func:`validation_errors`; an error about the record as a whole is the field ``record``)."""
+    return validation_errors(exc.errors(include_url=False, include_context=False, include_input=False),
+                             whole="record")
 
 
 def json_syntax_message(error: Any, body: Any) -> str:

@@ -36,7 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import access, audit, clock, crypto, outbox
 from api.core.context import Caller
-from api.core.errors import Conflict
+from api.core.errors import Conflict, record_errors
 from api.core.pagination import Position
 from api.core.unit import unit_of
 from api.register import repository
@@ -150,12 +150,6 @@ async def refresh(session: AsyncSession, person_ids: Iterable[uuid.UUID],
 # --- the departure batch ---------------------------------------------------------------------
 
 
-def _errors(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e.get("loc", ())) or "record",
-             "message": str(e.get("msg", "invalid")).removeprefix("Value error, ")}
-            for e in exc.errors(include_url=False, include_context=False, include_input=False)]
-
-
 def _content_hash(item: DepartureIn, index_key: bytes) -> str:
     mac = hmac.new(index_key, b"departure\x00", hashlib.sha256)
     mac.update(orjson.dumps(item.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
@@ -176,7 +170,7 @@ def _validate(records: Sequence[Any], today: date, writer: Caller) -> tuple[list
         try:
             item = DepartureIn.model_validate(raw, context={"today": today})
         except ValidationError as exc:
-            item, res["errors"] = None, _errors(exc)
+            item, res["errors"] = None, record_errors(exc)
         except ValueError as exc:  # a bidirectional control in a text (the before-check)
             item, res["errors"] = None, [{"field": "record", "message": str(exc)}]
         if ref is not None and first.setdefault(ref, index) != index:

@@ -39,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import access, audit, clock, crypto, ids, outbox
 from api.core.context import Caller
-from api.core.errors import Conflict, NotFound
+from api.core.errors import Conflict, NotFound, record_errors
 from api.core.pagination import Position
 from api.core.settings import Settings
 from api.core.unit import unit_of
@@ -79,17 +79,6 @@ class BatchOutcome:
     results: list[dict[str, Any]]
     touched: dict[str, list[uuid.UUID]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def _field(loc: Sequence[Any]) -> str:
-    return ".".join(str(p) for p in loc) or "record"
-
-
-def _errors(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid")).removeprefix("Value error, ")}
-        for e in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +236,7 @@ def _validate(
             item = _validate_record(raw, context)
         except ValidationError as exc:
             item = None
-            res["errors"] = _errors(exc)
+            res["errors"] = record_errors(exc)
         if ref is not None:
             first = first_index.setdefault(ref, index)
             if first != index:
