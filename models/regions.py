@@ -76,8 +76,3 @@ def held_to_depth(code: str) -> bool:
     return province_of(code) in FULL_DEPTH
 
 
-def district_code(code: str) -> str:
-    """A field validator: ``code`` must be a district (kabupaten / kota) code of the reference."""
-    if not is_region(code, "district"):
-        raise ValueError(f"'{code}' is not a regency (kabupaten / kota) code of the region reference")
-    return code

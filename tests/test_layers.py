@@ -198,3 +198,40 @@ def test_a_second_converter_is_caught(tmp_path: Path) -> None:
     })
     found = sorted(second_converters(root))
     assert len(found) == 2 and "cli" in found[0] and "register" in found[1], found
+
+
+# --- one region validator ----------------------------------------------------------------------
+
+def second_region_rules(root: Path) -> list[str]:
+    """A ``ValueError`` about a region code raised anywhere but ``api.core.params`` (the one
+    region validator: :func:`api.core.params.region` / ``district``; the register's villages
+    and a record's sub-district of its district are relations, not codes, and say so)."""
+    words = ("region code", "district code", "regency (kabupaten")
+    found = []
+    for path in sorted(root.glob("api/**/*.py")) + sorted(root.glob("models/**/*.py")):
+        me, rel = module_name(root, path), str(path.relative_to(root))
+        if me == "api.core.params":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), rel)):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                text = " ".join(c.value for c in ast.walk(node.exc) if isinstance(c, ast.Constant)
+                                and isinstance(c.value, str))
+                if any(w in text for w in words):
+                    found.append(f"{rel}:{node.lineno}: a region rule outside api.core.params")
+    return found
+
+
+def test_one_region_validator() -> None:
+    assert second_region_rules(ROOT) == []
+
+
+def test_a_second_region_validator_is_caught(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "api/referrals/schemas.py": "def _region(v):\n    if v:\n"
+                                    "        raise ValueError(f\"'{v}' is not a Kalimantan Barat region code\")\n",
+        "models/regions.py": "def district_code(c):\n"
+                             "    raise ValueError(f\"'{c}' is not a regency (kabupaten / kota) code\")\n",
+        "api/core/params.py": "def region(v):\n    raise ValueError(f\"'{v}' is not a region code\")\n",
+    })
+    found = sorted(second_region_rules(root))
+    assert len(found) == 2 and "referrals" in found[0] and "models" in found[1], found

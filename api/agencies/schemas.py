@@ -5,10 +5,10 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.core.pagination import Keyset, Page
+from api.core.params import Region
 from api.core.scopes import Scope
 from api.core.text import SafeText
 from models import AgencyKind
-from models.regions import is_region
 
 
 class AgencyCreate(BaseModel):
@@ -19,14 +19,7 @@ class AgencyCreate(BaseModel):
                       examples=["POLRES-BENGKAYANG"])
     name: SafeText = Field(min_length=2, max_length=200)
     kind: AgencyKind = AgencyKind.other
-    jurisdiction: str = Field(examples=["61.07"], description="Kemendagri region code")
-
-    @field_validator("jurisdiction")
-    @classmethod
-    def _known_region(cls, v: str) -> str:
-        if not is_region(v):
-            raise ValueError(f"'{v}' is not a region code of the reference (GET /v1/regions)")
-        return v
+    jurisdiction: Region = Field(examples=["61.07"], description="Kemendagri region code (GET /v1/regions)")
 
 
 class AgencyPublic(BaseModel):

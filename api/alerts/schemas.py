@@ -8,6 +8,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.core import params
 from api.core.pagination import Keyset, Page
 from api.core.text import SafeText
 from api.register.schemas import village_code
@@ -31,13 +32,12 @@ MODUS_LABELS: dict[RecruitmentModus, str] = {
 
 
 def region_code(code: str) -> str:
-    """A region code of the reference, of any level (a village when the reference holds them)."""
-    if is_region(code):
-        return code
+    """A region code of the reference, of any level (:func:`api.core.params.region`), or a
+    village's (``61.07.07.2001``: the register's rule, :func:`api.register.schemas.village_code`)."""
     parts = code.split(".")
-    if len(parts) == 4:
+    if len(parts) == 4 and not is_region(code):
         return village_code(code, ".".join(parts[:3]))
-    raise ValueError(f"'{code}' is not a region code of the reference")
+    return params.region(code)
 
 
 def normalised_identifier(kind: IdentifierKind, value: str) -> str:

@@ -25,7 +25,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
 
-from models.regions import is_region, regions
+from models.regions import children, is_region, regions
 
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
 EARLIEST = datetime.combine(FIRST_DAY, time.min, UTC)
@@ -64,30 +64,48 @@ def district_codes() -> list[str]:
     return [r.code for r in regions().values() if r.level == "district"]
 
 
-def _districts_named() -> str:
-    return ", ".join(f"{r.code} {r.name}" for r in regions().values() if r.level == "district")
+_SHAPES = "a province is written like 61, a district 61.07, a sub-district 61.07.07 (GET /v1/regions lists them)"
 
 
-def _region(value: str) -> str:
+def _within(parent: str, level: str) -> str:
+    """The codes one level down from ``parent`` in the reference, with their names (a
+    province's districts, a district's sub-districts: a few dozen at most)."""
+    return ", ".join(f"{r.code} {r.name}" for r in children().get(parent, ()) if r.level == level)
+
+
+def region(value: str) -> str:
+    """A region code of the reference, of any level: the one region validator of every
+    request field and filter that names a region. Its message helps to the nearest known
+    code: the known district's sub-districts, the known province's districts, else how codes
+    are written (never the whole national list)."""
     if is_region(value):
         return value
-    district = value.rsplit(".", 1)[0] if value.count(".") == 2 else None
-    if district is not None and is_region(district, "district"):
-        subs = [r.code for r in regions().values() if r.level == "subdistrict" and r.code.startswith(district + ".")]
-        raise ValueError(f"'{value[:32]}' is not a sub-district of {district}; its sub-districts are "
-                         + ", ".join(subs))
-    province = next(r.code for r in regions().values() if r.level == "province")
-    raise ValueError(f"'{value[:32]}' is not a region code of the reference. The province is {province}; the "
-                     f"districts are {_districts_named()}; a sub-district is written like 61.07.07")
+    shown = value[:32]
+    parent = value.rsplit(".", 1)[0] if "." in value else None
+    if parent is not None and is_region(parent, "district"):
+        subs = _within(parent, "subdistrict")
+        if not subs:
+            raise ValueError(f"'{shown}' is not a region code of the reference, which holds no sub-districts of "
+                             f"{parent}")
+        raise ValueError(f"'{shown}' is not a sub-district of {parent}; its sub-districts are {subs}")
+    if parent is not None and is_region(parent, "province"):
+        raise ValueError(f"'{shown}' is not a district of {parent}; its districts are {_within(parent, 'district')}")
+    raise ValueError(f"'{shown}' is not a region code of the reference: {_SHAPES}")
 
 
-def _district(value: str) -> str:
+def district(value: str) -> str:
+    """A district code of the reference (``61.07``)."""
     if is_region(value, "district"):
         return value
-    raise ValueError(f"'{value[:32]}' is not a district code; the districts are {_districts_named()}")
+    province = value.split(".", 1)[0]
+    if is_region(province, "province"):
+        raise ValueError(f"'{value[:32]}' is not a district code; the districts of {province} are "
+                         f"{_within(province, 'district')}")
+    raise ValueError(f"'{value[:32]}' is not a district code of the reference: a district is written like 61.07 "
+                     "(GET /v1/regions lists them)")
 
 
 REGION_HELP = "a region code of the reference: the province (`61`), a district (`61.07`) or a sub-district (`61.07.07`)"
 DISTRICT_HELP = "a district code (`61.07`)"
-Region = Annotated[str, AfterValidator(_region)]
-District = Annotated[str, AfterValidator(_district)]
+Region = Annotated[str, AfterValidator(region)]
+District = Annotated[str, AfterValidator(district)]

@@ -9,12 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from api.core import clock
+from api.core import clock, params
 from api.core.pagination import Keyset, Page
 from api.core.text import SafeText
 from api.returnees import nik as nikmod
 from models import EntryPoint, ManifestPersonStatus, Sex
-from models.regions import covers, district_code, held_to_depth, is_region
+from models.regions import covers, held_to_depth, is_region
 
 MAX_PERSONS = 1000
 _PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
@@ -74,7 +74,7 @@ class ManifestPersonIn(BaseModel):
     @field_validator("origin_district")
     @classmethod
     def _district(cls, v: str | None) -> str | None:
-        return None if v is None else district_code(v)
+        return None if v is None else params.district(v)
 
     @field_validator("origin_subdistrict")
     @classmethod

@@ -5,11 +5,10 @@ from datetime import date, datetime, timedelta, timezone
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.core import clock
+from api.core import clock, params
 from api.core.pagination import Keyset, Page
 from api.core.text import SafeText
 from models import FollowUpAction, NoticeStatus, ReturnType, Sex, TraffickingStatus
-from models.regions import district_code
 
 MAX_RETURNEES = 1000
 
@@ -26,7 +25,7 @@ class NoticeCreate(BaseModel):
     arrival_date: date | None = None
     entry_point: SafeText | None = Field(default=None, max_length=200, examples=["PLBN Jagoi Babang"])
 
-    _district = field_validator("district")(district_code)
+    _district = field_validator("district")(params.district)
 
     @field_validator("returnee_ids")
     @classmethod

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from api.core import clock, crypto
 from api.core.pagination import Keyset, Page
+from api.core.params import Region
 from api.core.text import SafeText
 from api.referrals import workflow
 from api.referrals.workflow import Action
@@ -27,7 +28,6 @@ from models import (
     ReferralStatus,
     Urgency,
 )
-from models.regions import is_region
 
 LEGAL_BASIS_PATTERN = r"^[A-Z][A-Z0-9]*-[0-9]{1,4}-[0-9]{4}(:[0-9]+[A-Za-z]?(\([0-9]+\))?)?$"
 ADULT_AGE = 18  # UU 35/2014 (child protection): a child is under 18
@@ -47,16 +47,9 @@ class SubjectIn(BaseModel):
     sex: Literal["F", "M"] | None = None
     birth_date: date | None = None
     is_child: bool | None = Field(default=None, description="under 18; derived from birth_date when omitted")
-    district: str | None = Field(default=None, description="region code where the person lives", examples=["61.07"])
+    district: Region | None = Field(default=None, description="region code where the person lives", examples=["61.07"])
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 \-]{5,19}$",
                               description="stored encrypted; shown only with pii:read")
-
-    @field_validator("district")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        if v is not None and not is_region(v):
-            raise ValueError(f"'{v}' is not a Kalimantan Barat region code")
-        return v
 
     @field_validator("birth_date")
     @classmethod

@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlmodel import Field as SQLField
 from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
-from api.core import text
+from api.core import params, text
 from api.core.pagination import Keyset, Page
 from api.returnees import checks
 from models import DepartureBase, RegisterStatus, ReturnType, Sex
-from models.regions import district_code, is_region, regions
+from models.regions import is_region, regions
 
 MAX_BATCH = 1000
 
@@ -69,7 +69,7 @@ class DepartureIn(DepartureBase):
         return out
 
     _nik = field_validator("nik")(checks.nik)
-    _district = field_validator("origin_district")(district_code)
+    _district = field_validator("origin_district")(params.district)
 
     _subdistrict = field_validator("origin_subdistrict")(checks.subdistrict)
 

@@ -16,12 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlmodel import Field as SQLField
 from sqlmodel._compat import SQLModelConfig  # the config type of SQLModel classes (not re-exported)
 
-from api.core import text
+from api.core import params, text
 from api.core.pagination import Keyset, Page
 from api.returnees import checks
 from api.returnees import nik as nikmod
 from models import ReturneeBase
-from models.regions import district_code
 
 MAX_BATCH = 1000
 
@@ -70,7 +69,7 @@ class _ReturneeFields(ReturneeBase):
             raise ValueError("a phone number is 6 to 20 digits, optionally after '+'")
         return v
 
-    _district = field_validator("origin_district")(district_code)
+    _district = field_validator("origin_district")(params.district)
 
     _country = field_validator("returned_from_country")(checks.country)
     _born = field_validator("birth_date")(checks.birth_date)
