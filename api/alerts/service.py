@@ -30,6 +30,7 @@ from api.core import access, audit, clock, crypto, outbox
 from api.core.context import Caller
 from api.core.errors import ValidationFailed
 from api.core.pagination import Position
+from api.core.scopes import Scope
 from api.core.unit import unit_of
 from api.returnees import repository as returnees
 from models import (
@@ -146,7 +147,7 @@ async def _shape(session: AsyncSession, caller: Caller, alerts: list[Recruitment
     sources = await repository.sources_of(session, [(str(a.kind), a.value_index) for a in alerts])
     named = sorted({r for s in sources.values() for r in s.returnees})
     readable = set(await returnees.readable_origins(session, caller, named)) if named else set()
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     key = unit_of(session).settings.data_key_bytes
     return [_alert_public(a, sources.get((str(a.kind), a.value_index)), readable, pii=pii, data_key=key)
             for a in alerts]
@@ -157,7 +158,7 @@ async def list_alerts(session: AsyncSession, caller: Caller, *, after: Position 
     page = await repository.alerts_page(session, caller, after=after, limit=limit)
     items = await _shape(session, caller, page.items)
     audit.record(session, "alert.list", resource_type="alert", subjects=[("alert", a.id) for a in page.items],
-                 pii=caller.has("pii:read"), count=len(items))
+                 pii=caller.has(Scope.pii_read), count=len(items))
     return items, page.next
 
 
@@ -165,7 +166,7 @@ async def read_alert(session: AsyncSession, caller: Caller, alert_id: uuid.UUID)
     alert = await repository.get_alert(session, caller, alert_id)
     (item,) = await _shape(session, caller, [alert])
     audit.record(session, "alert.read", resource_type="alert", resource_id=alert.id,
-                 subjects=[("returnee", r) for r in item["named_by"]], pii=caller.has("pii:read"))
+                 subjects=[("returnee", r) for r in item["named_by"]], pii=caller.has(Scope.pii_read))
     return item
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from api.core.scopes import Scope
 from models import OVERSIGHT_KINDS, AgencyKind, Outcome
 from models.regions import covers
 
@@ -26,7 +27,9 @@ class Caller:
     # machine calls have none
     officer: str | None = None
 
-    def has(self, scope: str) -> bool:
+    def has(self, scope: Scope) -> bool:
+        """Whether the caller holds ``scope`` (a :class:`api.core.scopes.Scope`: a misspelt
+        scope is a type error, not a permission silently never granted)."""
         return scope in self.scopes
 
     @property

@@ -24,18 +24,19 @@ from api.core import audit, pagination
 from api.core.access import in_jurisdiction
 from api.core.context import Caller
 from api.core.outbox import feed_key
+from api.core.scopes import Scope
 from api.core.unit import unit_of
 from models import Event
 
 # event family (type prefix) -> the scope needed to see it; other families need no extra scope
-FAMILY_SCOPES = {
-    "returnee.": "returnees:read",
-    "notice.": "notices:read",
-    "referral.": "referrals:read",
-    "manifest.": "manifests:read",
-    "departure.": "register:read",
-    "register.": "register:read",
-    "alert.": "alerts:read",
+FAMILY_SCOPES: dict[str, Scope] = {
+    "returnee.": Scope.returnees_read,
+    "notice.": Scope.notices_read,
+    "referral.": Scope.referrals_read,
+    "manifest.": Scope.manifests_read,
+    "departure.": Scope.register_read,
+    "register.": Scope.register_read,
+    "alert.": Scope.alerts_read,
 }
 
 # families whose region makes them visible only to oversight agencies (the parties are the audience)

@@ -115,7 +115,7 @@ class BadIdempotencyKey(Problem):
     status, slug, title = 400, "bad-idempotency-key", "Idempotency-Key is not valid"
 
 
-def view_of(caller: Caller, scopes: Iterable[str] = VIEW_SCOPES) -> list[str]:
+def view_of(caller: Caller, scopes: Iterable[Scope] = VIEW_SCOPES) -> list[str]:
     """The view scopes ``caller`` holds."""
     return sorted(str(s) for s in scopes if caller.has(s))
 
@@ -225,7 +225,7 @@ async def begin(session: AsyncSession, caller: Caller, request: Request) -> Idem
         raise IdempotencyMismatch("This Idempotency-Key was used with a different request")
     unit = unit_of(session)
     stored = _open(record.response_body, unit.settings.data_key_bytes)
-    missing = [s for s in stored.view if not caller.has(s)]
+    missing = [s for s in stored.view if not caller.has(Scope(s))]
     idem.key = None  # nothing new to remember
     route = unit.ctx.route or "request"
     if missing:

@@ -42,6 +42,7 @@ from api.core import access, audit, clock, crypto, outbox, preconditions
 from api.core.context import Caller
 from api.core.errors import Conflict, Problem, ValidationFailed
 from api.core.pagination import Position, Slice
+from api.core.scopes import Scope
 from api.core.unit import unit_of
 from api.manifests import repository
 from api.manifests.schemas import ArrivalsIn, ManifestCreate, OutcomeIn
@@ -172,7 +173,7 @@ class ManifestView:
 async def describe(session: AsyncSession, caller: Caller, manifest: Manifest, *, action: str) -> ManifestView:
     """The manifest with the people the caller may see; audited as ``action``."""
     persons = await repository.persons_of(session, caller, manifest.id)
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     audit.record(session, action, resource_type=RESOURCE, resource_id=manifest.id,
                  subjects=[(PERSON, p.id) for p in persons], pii=pii, count=len(persons))
     key = unit_of(session).settings.data_key_bytes
@@ -199,7 +200,7 @@ async def list_manifests(session: AsyncSession, caller: Caller, *, after: Positi
 async def get_person(session: AsyncSession, caller: Caller, manifest_id: uuid.UUID,
                      person_id: uuid.UUID) -> tuple[ManifestPerson, dict[str, Any]]:
     person, manifest = await repository.get_person(session, caller, manifest_id, person_id)
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     audit.record(session, "manifest.person_read", resource_type=PERSON, resource_id=person.id,
                  subjects=[(RESOURCE, manifest.id)], pii=pii)
     return person, person_public(person, manifest, pii=pii, data_key=unit_of(session).settings.data_key_bytes)
@@ -225,7 +226,7 @@ async def week_list(
     today = today_in_kalbar()
     page = await repository.week_page(session, caller, view, today=today, week=week_of(today), district=district,
                                       after=after, limit=limit)
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     audit.record(session, "manifest.person_list", resource_type=PERSON, subjects=[(PERSON, p.id) for p, _ in page.items],
                  pii=pii, view=view, filters={"district": district} if district else None)
     key = unit_of(session).settings.data_key_bytes
@@ -373,5 +374,5 @@ async def record_outcome(
         subjects.append(("returnee", person.returnee_id))
     audit.record(session, "manifest.person_outcome", resource_type=PERSON, resource_id=person.id,
                  subjects=subjects, result=str(status), village=person.located_village)
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     return person, person_public(person, manifest, pii=pii, data_key=unit_of(session).settings.data_key_bytes)

@@ -15,6 +15,7 @@ from api.core.context import Caller
 from api.core.errors import ValidationFailed
 from api.core.params import INSTANT_HELP, Instant
 from api.core.preconditions import etag
+from api.core.scopes import Scope
 from api.core.unit import unit_of
 from api.http import auth, idempotency
 from api.http.openapi import ETAG, enums
@@ -45,7 +46,7 @@ def _location(id: uuid.UUID | str) -> str:
 
 def _public(session: AsyncSession, caller: Caller, ref: Referral, history: list[ReferralHistory]) -> ReferralPublic:
     key = unit_of(session).settings.data_key_bytes
-    return ReferralPublic.with_history(ref, history, clock.now(), show_pii=caller.has("pii:read"), data_key=key)
+    return ReferralPublic.with_history(ref, history, clock.now(), show_pii=caller.has(Scope.pii_read), data_key=key)
 
 
 @router.post(
@@ -123,7 +124,7 @@ async def list_referrals(
                               overdue=overdue, updated_since=updated_since, returnee_id=returnee_id,
                               sort=sort, limit=limit, after=keyset.open(settings, cursor))
     rows, next_after = await service.list_referrals(session, caller, q)
-    now, pii, key = clock.now(), caller.has("pii:read"), settings.data_key_bytes
+    now, pii, key = clock.now(), caller.has(Scope.pii_read), settings.data_key_bytes
     return ReferralList(items=[ReferralSummary.of(r, now, pii, key) for r in rows],
                         next_cursor=keyset.seal(settings, next_after))
 

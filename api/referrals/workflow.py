@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from api.core.errors import Conflict
+from api.core.scopes import Scope
 from models import OPEN_STATUSES, ReferralStatus, Urgency
 
 
@@ -72,7 +73,7 @@ TRANSITIONS: dict[Action, Move] = {
 NOTE_REQUIRED = frozenset({Action.reject, Action.fail})
 
 #: The scope each party needs to move a referral.
-SCOPE_OF: dict[Party, str] = {Party.receiver: "referrals:respond", Party.sender: "referrals:write"}
+SCOPE_OF: dict[Party, Scope] = {Party.receiver: Scope.referrals_respond, Party.sender: Scope.referrals_write}
 
 DUE_AFTER: dict[Urgency, timedelta] = {
     Urgency.emergency: timedelta(hours=24),
@@ -101,7 +102,7 @@ def party_for(action: Action) -> Party:
     return TRANSITIONS[action].party
 
 
-def required_scope(action: Action) -> str:
+def required_scope(action: Action) -> Scope:
     return SCOPE_OF[party_for(action)]
 
 

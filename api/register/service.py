@@ -38,6 +38,7 @@ from api.core import access, audit, clock, crypto, outbox
 from api.core.context import Caller
 from api.core.errors import Conflict, record_errors
 from api.core.pagination import Position
+from api.core.scopes import Scope
 from api.core.unit import unit_of
 from api.register import repository
 from api.register.repository import PersonFilter
@@ -272,7 +273,7 @@ def public(p: RegisterPerson, *, pii: bool, data_key: bytes) -> dict[str, Any]:
 async def list_persons(session: AsyncSession, caller: Caller, f: PersonFilter, *, after: Position | None,
                        limit: int) -> tuple[list[dict[str, Any]], Position | None]:
     page = await repository.readable_page(session, caller, f, after=after, limit=limit)
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     audit.record(session, "register.person.list", resource_type="person",
                  subjects=[("person", p.person_id) for p in page.items], pii=pii, count=len(page.items))
     key = unit_of(session).settings.data_key_bytes
@@ -285,7 +286,7 @@ async def read_person(session: AsyncSession, caller: Caller, person_id: uuid.UUI
     p = await repository.get_readable(session, caller, person_id)
     departures = await repository.departures_of_person(session, caller, person_id)
     returns = await returnees.readable_of_person(session, caller, person_id)
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     audit.record(session, "register.person.read", resource_type="person", resource_id=person_id,
                  subjects=[*((RESOURCE, d.id) for d in departures), *(("returnee", r.id) for r in returns)], pii=pii)
     out = public(p, pii=pii, data_key=unit_of(session).settings.data_key_bytes)

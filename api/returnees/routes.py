@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from api.core.errors import Forbidden
 from api.core.params import DAY_HELP, INSTANT_HELP, REGION_HELP, Day, Instant, Region, region_codes
 from api.core.preconditions import etag
+from api.core.scopes import Scope
 from api.core.unit import unit_of
 from api.http import auth, idempotency
 from api.http.jsonbody import OrjsonRoute
@@ -47,8 +48,8 @@ async def push_batch(
     or ``rejected`` with field errors); one bad record does not stop the others. Takes an
     optional ``Idempotency-Key``. ``notify=true`` raises deportation notices for the districts
     touched."""
-    if notify and not caller.has("notices:write"):
-        raise Forbidden("notices:write")
+    if notify and not caller.has(Scope.notices_write):
+        raise Forbidden(Scope.notices_write)
     idem = await idempotency.begin(session, caller, request)
     if idem.replay is not None:
         return idem.replay

@@ -41,6 +41,7 @@ from api.core import access, audit, clock, crypto, ids, outbox
 from api.core.context import Caller
 from api.core.errors import Conflict, NotFound, record_errors
 from api.core.pagination import Position
+from api.core.scopes import Scope
 from api.core.settings import Settings
 from api.core.unit import unit_of
 from api.notices import service as notices
@@ -432,7 +433,7 @@ def public(r: Returnee, *, pii: bool, data_key: bytes) -> dict[str, Any]:
 async def read(session: AsyncSession, caller: Caller, id: uuid.UUID) -> tuple[Returnee, dict[str, Any]]:
     """One visible returnee, shaped for ``caller`` and audited."""
     r = await get_readable(session, caller, id)
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     audit.record(session, "returnee.read", resource_type=RESOURCE, resource_id=r.id,
                  subjects=[("person", r.person_id)], pii=pii)
     return r, public(r, pii=pii, data_key=unit_of(session).settings.data_key_bytes)
@@ -455,7 +456,7 @@ async def list_visible(
     nxt = page.next
     if filters.sort == "changes" and nxt is None:
         nxt = (rows[-1].change_pos,) if rows else (after or (0,))
-    pii = caller.has("pii:read")
+    pii = caller.has(Scope.pii_read)
     audit.record(session, "returnee.list", resource_type=RESOURCE,
                  subjects=[(RESOURCE, r.id) for r in rows], pii=pii, count=len(rows))
     key = unit_of(session).settings.data_key_bytes
