@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import ts_column, utcnow
+from models.columns import str_enum
 
 
 class AgencyKind(StrEnum):
@@ -31,7 +32,7 @@ class Agency(SQLModel, table=True):
 
     code: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)
-    kind: AgencyKind = Field(sa_type=sa.String(32))
+    kind: AgencyKind = Field(sa_type=str_enum(AgencyKind, 32))
     jurisdiction: str = Field(max_length=16, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(nullable=False))
     # its officers must sign in to the console with a second factor (TOTP)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import ts_column
+from models.columns import str_enum
 
 GENESIS_HASH = "0" * 64
 
@@ -44,7 +45,7 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(index=True, max_length=100)
     resource_type: str | None = Field(default=None, max_length=50)
     resource_id: str | None = Field(default=None, max_length=100)
-    outcome: str = Field(max_length=10)
+    outcome: Outcome = Field(sa_type=str_enum(Outcome, 10))
     request_id: str | None = Field(default=None, max_length=200)
     body: str  # canonical JSON of the event: what the hash covers
     prev_hash: str = Field(max_length=64)

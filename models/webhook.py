@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import new_id, ts_column, utcnow
+from models.columns import str_enum
 
 
 class WebhookStatus(StrEnum):
@@ -44,7 +45,7 @@ class Webhook(SQLModel, table=True):
     secret_enc: str = Field(max_length=200)  # whsec_..., encrypted (api.core.crypto)
     feed_key: str = Field(max_length=16)
     position: int = Field(default=0, sa_type=sa.BigInteger)  # events up to here are turned into deliveries
-    status: WebhookStatus = Field(default=WebhookStatus.active, sa_type=sa.String(16), index=True)
+    status: WebhookStatus = Field(default=WebhookStatus.active, sa_type=str_enum(WebhookStatus, 16), index=True)
     disabled_reason: str | None = Field(default=None, max_length=200)
     disabled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     lease_until: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))  # fan-out claim
@@ -67,7 +68,7 @@ class WebhookDelivery(SQLModel, table=True):
     event_pos: int = Field(sa_type=sa.BigInteger)
     event_type: str = Field(max_length=64)
     body: str  # the JSON posted, the same on every attempt
-    status: DeliveryStatus = Field(default=DeliveryStatus.pending, sa_type=sa.String(16))
+    status: DeliveryStatus = Field(default=DeliveryStatus.pending, sa_type=str_enum(DeliveryStatus, 16))
     attempts: int = 0  # attempts made (claimed) so far
     last_attempt: int = 0  # the attempt number after which it is given up (the retry budget)
     next_attempt_at: datetime = Field(sa_column=ts_column(nullable=False))

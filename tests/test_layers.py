@@ -235,3 +235,30 @@ def test_a_second_region_validator_is_caught(tmp_path: Path) -> None:
     })
     found = sorted(second_region_rules(root))
     assert len(found) == 2 and "referrals" in found[0] and "models" in found[1], found
+
+
+# --- enum values in enum-typed columns ----------------------------------------------------------
+
+def test_every_column_whose_value_is_an_enum_is_enum_typed() -> None:
+    """A table column declared with a ``StrEnum`` annotation reads back as the enum's member
+    (``models.columns.str_enum``; a list of them: ``EnumList``), not as a bare string that merely
+    compares equal."""
+    import enum
+    import typing
+
+    import sqlalchemy as sa
+    from sqlmodel import SQLModel
+
+    import models  # noqa: F401  (every table registered)
+    from models.columns import EnumList
+
+    plain = []
+    for mapper in SQLModel._sa_registry.mappers:  # type: ignore[attr-defined]
+        cls = mapper.class_
+        hints = typing.get_type_hints(cls)
+        for column in mapper.columns:
+            hint = hints.get(column.key)
+            members = [a for a in typing.get_args(hint) or (hint,) if isinstance(a, type)]
+            if any(issubclass(a, enum.StrEnum) for a in members) and not isinstance(column.type, sa.Enum | EnumList):
+                plain.append(f"{cls.__name__}.{column.key}")
+    assert plain == []
