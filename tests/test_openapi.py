@@ -203,6 +203,33 @@ def test_every_operation_has_a_whole_request_example_the_server_accepts(doc_app,
             assert not errors, (method, path, errors)
 
 
+async def test_a_reply_that_does_not_match_its_declared_model_fails_the_test():
+    """The shape check: a route that builds its own JSON (as the batch push does) replying
+    something its ``response_model`` does not allow is caught, whatever test received it; a
+    matching reply passes and is counted."""
+    from pydantic import BaseModel
+
+    class Out(BaseModel):
+        id: str
+        count: int
+
+    app = FastAPI()
+
+    @app.get("/built", response_model=Out)
+    async def built(good: bool = False) -> Response:
+        body = b'{"id": "a", "count": 1}' if good else b'{"id": "a", "count": "many"}'
+        return Response(body, media_type="application/json")
+
+    checked = CheckReplies(app)
+    transport = httpx.ASGITransport(app=checked, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        assert (await http.get("/built", params={"good": "true"})).status_code == 200
+        assert checked.checked == 1
+        with pytest.raises(ReplyMismatch, match="does not match"):
+            await http.get("/built")
+    assert checked.mismatches and "count" in checked.mismatches[0]
+
+
 async def test_an_undeclared_status_fails_the_test():
     """The drift check: a documented operation replying a status its document does not declare."""
     app = FastAPI()
