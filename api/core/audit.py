@@ -206,6 +206,17 @@ def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime, ent
     return row
 
 
+# An entry inserted at the position the head ``h`` has just moved to (each statement below
+# advances the head and inserts the entry in one statement: the head's row lock is taken late).
+_INSERT_AT_HEAD = """
+    INSERT INTO audit_event (chain, seq, id, occurred_at, client_id, agency, action,
+                             resource_type, resource_id, outcome, request_id, body, prev_hash, hash)
+    SELECT :chain, h.seq, :id, :occurred_at, :client_id, :agency, :action,
+           :resource_type, :resource_id, :outcome, :request_id, :body, h.prev_hash, h.hash
+      FROM h
+    RETURNING seq
+"""
+
 _PG_APPEND = text(
     """
     WITH h AS (
@@ -216,20 +227,10 @@ _PG_APPEND = text(
                    hash || E'\\n' || (seq + 1)::text || E'\\n' || CAST(:body AS text), 'UTF8')), 'hex')
          WHERE chain = :chain
      RETURNING seq, prev_hash, hash
-    )
-    INSERT INTO audit_event (chain, seq, id, occurred_at, client_id, agency, action,
-                             resource_type, resource_id, outcome, request_id, body, prev_hash, hash)
-    SELECT :chain, h.seq, :id, :occurred_at, :client_id, :agency, :action,
-           :resource_type, :resource_id, :outcome, :request_id, :body, h.prev_hash, h.hash
-      FROM h
-    RETURNING seq
-    """
+    )""" + _INSERT_AT_HEAD
 )
 
 
-# The last entry's append when it is sent with the COMMIT (:func:`append_and_commit`): the same
-# statement, except that a missing head makes it fail (a NULL seq) instead of inserting nothing,
-# so a COMMIT sent with it can never commit a transaction without its entry.
 def _psycopg_sql(sql: str) -> str:
     return str(text(sql).compile(dialect=PGDialect_psycopg()))  # ``:name`` -> ``%(name)s``
 
@@ -237,9 +238,10 @@ def _psycopg_sql(sql: str) -> str:
 # The last entry's append, sent with the COMMIT (:func:`append_and_commit`): ONE statement that
 # writes the entries' subjects still to be written (a JSON array, perhaps empty), advances the
 # chain's head (made, from the genesis, if the chain has none yet: an upsert, so no head can be
-# missing) and inserts the entry. One statement instead of three (subjects, head made sure of,
-# append): on a busy machine each statement is a send of its own on the service's side and a
-# parse, bind and execute on PostgreSQL's.
+# missing and a COMMIT sent with it never commits a transaction without its entry) and inserts
+# the entry. One statement instead of three (subjects, head made sure of, append): on a busy
+# machine each statement is a send of its own on the service's side and a parse, bind and
+# execute on PostgreSQL's.
 _PG_APPEND_LAST = _psycopg_sql(
     """
     WITH s AS (
@@ -256,14 +258,7 @@ _PG_APPEND_LAST = _psycopg_sql(
                hash = encode(sha256(convert_to(
                    a.hash || E'\\n' || (a.seq + 1)::text || E'\\n' || CAST(:body AS text), 'UTF8')), 'hex')
      RETURNING seq, prev_hash, hash
-    )
-    INSERT INTO audit_event (chain, seq, id, occurred_at, client_id, agency, action,
-                             resource_type, resource_id, outcome, request_id, body, prev_hash, hash)
-    SELECT :chain, h.seq, :id, :occurred_at, :client_id, :agency, :action,
-           :resource_type, :resource_id, :outcome, :request_id, :body, h.prev_hash, h.hash
-      FROM h
-    RETURNING seq
-    """
+    )""" + _INSERT_AT_HEAD
 )
 
 
