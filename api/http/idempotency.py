@@ -225,7 +225,7 @@ async def begin(session: AsyncSession, caller: Caller, request: Request) -> Idem
         raise IdempotencyMismatch("This Idempotency-Key was used with a different request")
     unit = unit_of(session)
     stored = _open(record.response_body, unit.settings.data_key_bytes)
-    missing = [s for s in stored.view if not caller.has(Scope(s))]
+    missing = [s for s in stored.view if s not in caller.scopes]  # stored strings, compared as held
     idem.key = None  # nothing new to remember
     route = unit.ctx.route or "request"
     if missing:
