@@ -50,14 +50,15 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(database_url: str, **env: str) -> Iterator[str]:
-    """``uvicorn api.main:app`` on a free port; yields its base URL once /readyz answers."""
+def serve(database_url: str, *command: str, **env: str) -> Iterator[str]:
+    """A real server process on a free port (``uvicorn api.main:app``, or ``command`` with the
+    address appended); yields its base URL once /readyz answers; always stops it (its whole
+    process group). ``env``: more environment variables for it."""
     port = free_port()
     log = tempfile.TemporaryFile()  # not a pipe: a chatty server must never block on it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=server_env(database_url, **env), stdout=subprocess.DEVNULL, stderr=log,
-        start_new_session=True)
+    args = [*(command or (sys.executable, "-m", "uvicorn", "api.main:app")), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(args, cwd=ROOT, env=server_env(database_url, **env), stdout=subprocess.DEVNULL,
+                            stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

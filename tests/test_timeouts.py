@@ -20,7 +20,7 @@ from api.core.settings import Settings
 from bench.proxy import Proxy
 from models import AgencyKind
 from tests.conftest import MakeParty
-from tests.e2e.test_two_processes import free_port
+from tests.live import free_port
 
 BOUNDS = {"db_connect_timeout": 2, "db_statement_timeout": 1.0, "db_reply_margin": 1.0, "db_pool_timeout": 2.0,
           "db_idle_in_transaction_timeout": 5.0, "readyz_timeout": 1.0}

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bench.proxy import Proxy
-from tests.e2e.test_two_processes import ROOT, free_port
+from tests.live import ROOT, free_port
 
 
 async def test_a_server_waits_for_its_database_and_becomes_ready(backend, database_url):

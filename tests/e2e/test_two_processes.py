@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +14,7 @@ import sqlalchemy as sa
 
 from api.core.db import sync_url
 from models import AgencyKind
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.live import serve
 
 
 @pytest.fixture(autouse=True)
@@ -30,52 +23,11 @@ def postgresql_only(backend):
         pytest.skip("several server processes need PostgreSQL")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def server(database_url: str, *command: str) -> Iterator[str]:
-    """Start a server process; yield its base URL once /readyz answers; always stop it."""
-    port = free_port()
-    env = os.environ | {
-        "SINERGI_DATABASE_URL": database_url,
-        "SINERGI_MODE": "development",
-        "SINERGI_LOG_JSON": "false",
-        "SINERGI_LOG_LEVEL": "WARNING",
-        "SINERGI_DB_POOL_SIZE": "10",
-    }
-    args = list(command) or [sys.executable, "-m", "uvicorn", "api.main:app"]
-    args += ["--host", "127.0.0.1", "--port", str(port)]
-    log = tempfile.TemporaryFile()  # not a pipe: a chatty server must never block on it
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):  # up to ~30 s
-            if proc.poll() is not None:
-                log.seek(0)
-                raise AssertionError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("server did not become ready")
+    """A server process on ``database_url`` (tests/live.py's ``serve``, with a pool of 10)."""
+    with serve(database_url, *command, SINERGI_DB_POOL_SIZE="10") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
 
 
 def chain_seqs(database_url: str) -> list[int]:
