@@ -127,3 +127,38 @@ async def test_a_statement_past_its_bound_is_a_database_timeout(app: Any, client
     assert took < WORST
     assert assert_retryable_503(r)["type"] == "/problems/database-timeout"
     assert (await client.get("/v1/audit/verify", headers=headers)).status_code == 200
+
+
+async def test_a_commit_the_database_refused_in_time_is_known_not_made(app: Any, client: httpx.AsyncClient,
+                                                                       make_party: MakeParty,
+                                                                       database_url: str) -> None:
+    """The statement sent with the COMMIT (the audit append) waits on a lock past the statement
+    bound and PostgreSQL cancels it: the server answered, the transaction is rolled back, so
+    the caller is told nothing was changed (a retryable 503 ``database-timeout``), not that the
+    outcome is unknown, and nothing was written."""
+    import sqlalchemy as sa
+
+    from tests.test_idempotency import referral_body
+
+    await make_party("POLRES-BENGKAYANG", "61.07", "referrals:read referrals:respond", kind=AgencyKind.police)
+    sender = await make_party("BP3MI-KALBAR", "61", "referrals:write referrals:read",
+                              kind=AgencyKind.migrant_protection)
+    headers = await sender.headers()
+    body = {**referral_body(), "note": "refused in time"}
+    eng = sa.create_engine(database_url)  # straight to PostgreSQL: this test's own loop runs the proxy
+    try:
+        with eng.connect() as c:
+            c.execute(sa.text("LOCK TABLE audit_head IN ACCESS EXCLUSIVE MODE"))
+            r, took = await timed(client.post("/v1/referrals", json=body, headers=headers))
+            c.rollback()
+        with eng.connect() as c:
+            made = c.execute(sa.text("SELECT count(*) FROM referral WHERE note = :n"), {"n": body["note"]}).scalar()
+    finally:
+        eng.dispose()
+    assert took < WORST
+    problem = assert_retryable_503(r)
+    assert problem["type"] == "/problems/database-timeout", problem
+    assert "nothing was changed" in problem["detail"], problem
+    assert made == 0
+    again = await client.post("/v1/referrals", json=body, headers=headers)
+    assert again.status_code == 201, again.text

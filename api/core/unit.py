@@ -30,7 +30,8 @@ raises :class:`api.core.errors.OutcomeUnknown` (503 ``/problems/outcome-unknown`
 the database error, whose reply would say "nothing was changed", and leaves
 :attr:`Unit.outcome_unknown` set: whoever records failures must not record this one as failed
 (if it committed, its own audit entries, written in the same transaction, are in the chain). A
-COMMIT the database answered with an error (a deferred constraint, a serialisation failure) and
+COMMIT the database answered with an error (a deferred constraint, a serialisation failure, the
+statement sent with it cancelled by the statement timeout: :func:`_not_committed`) and
 any COMMIT on SQLite (a local file: one that raises has not committed) are known not to have
 happened; everything before the COMMIT is known too (a transaction whose connection is lost
 before its COMMIT is rolled back by the server).
@@ -154,14 +155,25 @@ class Unit:
 
 def _not_committed(session: AsyncSession, exc: BaseException) -> bool:
     """Whether a COMMIT that raised ``exc`` certainly committed nothing: on SQLite always (a
-    local file), on PostgreSQL when the server itself refused it (SQLSTATE class 23, a
-    deferred constraint; 40001, 40002, 40P01: a serialisation failure, an integrity violation,
-    a deadlock, each rolled back). A lost connection, a timeout, 40003 ("statement completion
-    unknown"), anything else: perhaps committed."""
+    local file); on PostgreSQL when the server itself answered that the transaction failed
+    (:data:`_REFUSED`: a constraint, a serialisation failure or deadlock, a statement cancelled
+    by its timeout, a lock not available, bad data, a rule of ours): a statement sent with the
+    COMMIT failed, and a transaction with a failed statement is rolled back, its COMMIT with it.
+    A lost connection, no answer in time (this side's bound), 40003 ("statement completion
+    unknown"), a server shutting down or out of resources, anything else: perhaps committed."""
     if dialect_of(session) == "sqlite":
         return True
     state = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return isinstance(state, str) and (state[:2] == "23" or state in ("40001", "40002", "40P01"))
+    return isinstance(state, str) and state != "40003" and (state[:2] in _REFUSED or state in _REFUSED)
+
+
+# SQLSTATE classes (and one code) of errors the server answers about a statement while the
+# session lives on: 22 data exception, 23 integrity constraint, 25 invalid transaction state, 40
+# transaction rollback (but 40003), 42 syntax or access rule (the append-only trigger), 0A
+# feature not supported, 55 object not in prerequisite state (55P03 lock not available), P0 a
+# raised exception; 57014 query cancelled (the statement timeout; not the rest of class 57,
+# which is the server going away).
+_REFUSED = frozenset({"22", "23", "25", "40", "42", "0A", "55", "P0", "57014"})
 
 
 async def _sqlite_changes(conn: Any) -> int:
