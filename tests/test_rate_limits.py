@@ -125,7 +125,14 @@ async def test_the_token_endpoint_is_limited_per_source(database_url, auditor):
                 http(app, "10.2.2.2") as other:
             creds = {"data": {"grant_type": "client_credentials"}, "auth": (auditor.client_id, auditor.client_secret)}
             assert [(await c.post("/oauth/token", **creds)).status_code for _ in range(3)] == [200] * 3
-            assert_429(await c.post("/oauth/token", **creds))
+            refused = await c.post("/oauth/token", **creds)
+            assert_429(refused)
+            # the endpoint's errors follow RFC 6749 §5.2: an OAuth client reads this one too
+            assert refused.json()["error"] == "temporarily_unavailable"
+            assert "retry after" in refused.json()["error_description"]
+            revoked = await c.post("/oauth/revoke", data={"token": "x"}, auth=creds["auth"])
+            assert_429(revoked)
+            assert revoked.json()["error"] == "temporarily_unavailable"
             assert_429(await c.post("/oauth/token", data={"grant_type": "client_credentials"},
                                     auth=(auditor.client_id, "a guess")))
             assert (await other.post("/oauth/token", **creds)).status_code == 200

@@ -89,12 +89,14 @@ SOURCE_LIMITED = {
 class TooManyRequests(Problem):
     status, slug, title = 429, "too-many-requests", "Too many requests"
 
-    def __init__(self, retry_after: int, what: str) -> None:
-        super().__init__(
-            f"Too many {what}; retry after {retry_after} seconds",
-            headers={"Retry-After": str(retry_after)},
-            retry_after=retry_after,
-        )
+    def __init__(self, retry_after: int, what: str, *, oauth: bool = False) -> None:
+        detail = f"Too many {what}; retry after {retry_after} seconds"
+        # The token endpoints' errors follow RFC 6749 §5.2: their 429 problem also carries
+        # ``error`` / ``error_description`` (``temporarily_unavailable``, RFC 6749's code for a
+        # server that cannot answer for now), so an OAuth client reports it as it reports
+        # the endpoint's other errors.
+        extra = {"error": "temporarily_unavailable", "error_description": detail} if oauth else {}
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, retry_after=retry_after, **extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +244,7 @@ class RateLimitMiddleware:
         if verdict.allowed:
             await self.app(scope, receive, send)
             return
-        exc = TooManyRequests(verdict.retry_after, what)
+        exc = TooManyRequests(verdict.retry_after, what, oauth=kind == "token")
         if svc.denials is not None:
             ctx = RequestContext(request_id=scope.get("state", {}).get("request_id"), ip=source, route=name)
             await svc.denials.record(ctx, exc, 429)
