@@ -95,7 +95,7 @@ class TooManyRequests(Problem):
         # ``error`` / ``error_description`` (``temporarily_unavailable``, RFC 6749's code for a
         # server that cannot answer for now), so an OAuth client reports it as it reports
         # the endpoint's other errors.
-        extra = {"error": "temporarily_unavailable", "error_description": detail} if oauth else {}
+        extra: dict[str, Any] = {"error": "temporarily_unavailable", "error_description": detail} if oauth else {}
         super().__init__(detail, headers={"Retry-After": str(retry_after)}, retry_after=retry_after, **extra)
 
 
