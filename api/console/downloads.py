@@ -36,9 +36,50 @@ def filename(grid: Grid, ext: str) -> str:
     return f"pemulangan-per-kabupaten-{grid.period.first}_{grid.period.last}.{ext}"
 
 
+def _suppressed(threshold: int, unit: str = "orang", who: str = "orangnya") -> str:
+    """Why a cell is empty: its count was under ``threshold`` (1 up to ``threshold - 1``)."""
+    return f"disamarkan: 1 sampai {threshold - 1} {unit} (sel kecil tidak diterbitkan agar {who} tidak dapat dikenali)"
+
+
+def _rounding(base: int) -> str:
+    return f"setiap angka dibulatkan ke kelipatan {base} (acak tak bias, tetap per sel)"
+
+
+def _csv(headers: list[str], rows: Any) -> bytes:
+    """The rows as this module's CSV: a byte-order mark, ``;`` between fields, CRLF lines."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def _table(sheet: Any, headers: list[str], rows: Any, text_columns: tuple[int, ...] = (0,),
+           widths: tuple[int, ...] = ()) -> None:
+    """The rows on ``sheet`` under bold headers, the ``text_columns`` as text cells whatever
+    they look like (codes, months), the header row frozen."""
+    sheet.append(headers)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append(list(row))
+    for cells in sheet.iter_rows(min_row=2):
+        for i in text_columns:
+            cells[i].data_type = "s"
+            cells[i].number_format = "@"
+    for column, width in zip("ABCDEFGHI", widths, strict=False):
+        sheet.column_dimensions[column].width = width
+    sheet.freeze_panes = "A2"
+
+
+def _saved(book: Workbook) -> bytes:
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
 def suppressed_note(grid: Grid) -> str:
-    return (f"disamarkan: 1 sampai {grid.threshold - 1} orang (sel kecil tidak diterbitkan agar korban tidak "
-            f"dapat dikenali)")
+    return _suppressed(grid.threshold, who="korban")
 
 
 def rows(grid: Grid) -> list[tuple[str, str, str, int | None, str]]:
@@ -56,7 +97,7 @@ def notes(grid: Grid, agency: str, made_at: datetime) -> list[tuple[str, str]]:
         ("Periode", f"{grid.period.first} sampai {grid.period.last}"),
         ("Lembaga", agency),
         ("Dibuat", made_at.strftime("%Y-%m-%d %H:%M UTC")),
-        ("Pembulatan", f"setiap angka dibulatkan ke kelipatan {grid.rounding_base} (acak tak bias, tetap per sel)"),
+        ("Pembulatan", _rounding(grid.rounding_base)),
         ("Sel kosong", suppressed_note(grid)),
         ("Sumber", "Sinergi, GET /v1/stats/returnees?group_by=district,month (angka yang sama)"),
     ]
@@ -67,12 +108,8 @@ def _text(value: str) -> str:
 
 
 def to_csv(grid: Grid) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(HEADERS)
-    for code, name, month, value, note in rows(grid):
-        writer.writerow([_text(code), name, _text(month), "" if value is None else value, note])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return _csv(HEADERS, ([_text(code), name, _text(month), "" if value is None else value, note]
+                          for code, name, month, value, note in rows(grid)))
 
 
 def to_xlsx(grid: Grid, agency: str, made_at: datetime, referrals: DistrictReferrals | None = None) -> bytes:
@@ -82,18 +119,7 @@ def to_xlsx(grid: Grid, agency: str, made_at: datetime, referrals: DistrictRefer
     sheet = book.active
     assert sheet is not None
     sheet.title = "Pemulangan"
-    sheet.append(HEADERS)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for code, name, month, value, note in rows(grid):
-        sheet.append([code, name, month, value, note])
-    for row in sheet.iter_rows(min_row=2):
-        for cell in (row[0], row[2]):
-            cell.data_type = "s"  # text, whatever it looks like
-            cell.number_format = "@"
-    for column, width in zip("ABCDE", (20, 28, 10, 20, 60), strict=True):
-        sheet.column_dimensions[column].width = width
-    sheet.freeze_panes = "A2"
+    _table(sheet, HEADERS, rows(grid), text_columns=(0, 2), widths=(20, 28, 10, 20, 60))
     if referrals is not None:
         _referral_sheet(book, referrals)
     about = book.create_sheet("Keterangan")
@@ -105,9 +131,7 @@ def to_xlsx(grid: Grid, agency: str, made_at: datetime, referrals: DistrictRefer
                 about.append([f"{REFERRAL_SHEET}: {key}", text])
     about.column_dimensions["A"].width = 20
     about.column_dimensions["B"].width = 100
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return _saved(book)
 
 
 # --- the open and overdue referrals by district -------------------------------------------------
@@ -122,8 +146,7 @@ def referrals_filename(table: DistrictReferrals, ext: str) -> str:
 
 
 def _referral_note(table: DistrictReferrals) -> str:
-    return (f"disamarkan: 1 sampai {table.threshold - 1} rujukan (sel kecil tidak diterbitkan agar orangnya tidak "
-            f"dapat dikenali)")
+    return _suppressed(table.threshold, unit="rujukan")
 
 
 def referral_rows(table: DistrictReferrals) -> list[tuple[str, str, int | None, int | None, str]]:
@@ -152,7 +175,7 @@ def referral_notes(table: DistrictReferrals, agency: str, made_at: datetime) -> 
         ("Dibuat", made_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("Jumlah", f"{_shown(table.total)} rujukan terbuka, {_shown(table.total_overdue)} lewat tenggat "
                    "(dibulatkan tersendiri, bukan jumlah baris)"),
-        ("Pembulatan", f"setiap angka dibulatkan ke kelipatan {table.rounding_base} (acak tak bias, tetap per sel)"),
+        ("Pembulatan", _rounding(table.rounding_base)),
         ("Sel kosong", _referral_note(table)),
         ("Sumber", "Sinergi, GET /v1/stats/referrals?group_by=district&open=true (angka yang sama)"),
     ]
@@ -163,28 +186,13 @@ def _shown(value: int | None) -> str:
 
 
 def referrals_csv(table: DistrictReferrals) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(REFERRAL_HEADERS)
-    for code, name, n, late, note in referral_rows(table):
-        writer.writerow([_text(code) if code else "", name, "" if n is None else n, "" if late is None else late,
-                         note])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return _csv(REFERRAL_HEADERS, ([_text(code) if code else "", name, "" if n is None else n,
+                                    "" if late is None else late, note]
+                                   for code, name, n, late, note in referral_rows(table)))
 
 
 def _referral_sheet(book: Workbook, table: DistrictReferrals) -> None:
-    sheet = book.create_sheet(REFERRAL_SHEET)
-    sheet.append(REFERRAL_HEADERS)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for row in referral_rows(table):
-        sheet.append(list(row))
-    for cells in sheet.iter_rows(min_row=2):
-        cells[0].data_type = "s"  # text, whatever it looks like
-        cells[0].number_format = "@"
-    for column, width in zip("ABCDE", (20, 32, 16, 14, 60), strict=True):
-        sheet.column_dimensions[column].width = width
-    sheet.freeze_panes = "A2"
+    _table(book.create_sheet(REFERRAL_SHEET), REFERRAL_HEADERS, referral_rows(table), widths=(20, 32, 16, 14, 60))
 
 
 def referrals_xlsx(table: DistrictReferrals, agency: str, made_at: datetime) -> bytes:
@@ -198,9 +206,7 @@ def referrals_xlsx(table: DistrictReferrals, agency: str, made_at: datetime) -> 
         about.append([key, text])
     about.column_dimensions["A"].width = 14
     about.column_dimensions["B"].width = 100
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return _saved(book)
 
 
 # --- the register of migrant workers by kecamatan ----------------------------------------------
@@ -215,8 +221,7 @@ def register_filename(district: str, made_at: datetime, ext: str) -> str:
 
 
 def _register_note(reg: dict[str, Any]) -> str:
-    return (f"disamarkan: 1 sampai {reg['threshold'] - 1} orang (sel kecil tidak diterbitkan agar orangnya tidak "
-            f"dapat dikenali)")
+    return _suppressed(reg["threshold"])
 
 
 def register_rows(reg: dict[str, Any]) -> list[list[Any]]:
@@ -231,12 +236,8 @@ def register_rows(reg: dict[str, Any]) -> list[list[Any]]:
 
 
 def register_csv(reg: dict[str, Any]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(REGISTER_HEADERS)
-    for code, name, *rest in register_rows(reg):
-        writer.writerow([_text(code), name, *["" if v is None else v for v in rest]])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return _csv(REGISTER_HEADERS, ([_text(code), name, *["" if v is None else v for v in rest]]
+                                   for code, name, *rest in register_rows(reg)))
 
 
 def register_xlsx(reg: dict[str, Any], agency: str, made_at: datetime) -> bytes:
@@ -244,26 +245,16 @@ def register_xlsx(reg: dict[str, Any], agency: str, made_at: datetime) -> bytes:
     sheet = book.active
     assert sheet is not None
     sheet.title = "Register PMI"
-    sheet.append(REGISTER_HEADERS)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for row in register_rows(reg):
-        sheet.append(row)
-    for cells in sheet.iter_rows(min_row=2):
-        cells[0].data_type = "s"
-        cells[0].number_format = "@"
-    sheet.freeze_panes = "A2"
+    _table(sheet, REGISTER_HEADERS, register_rows(reg))
     about = book.create_sheet("Keterangan")
     for key, text in [
         ("Isi", "Orang dalam register pekerja migran, per kecamatan asal"),
         ("Kabupaten/Kota", f"{reg['district']} {region_name(reg['district'])}"),
         ("Lembaga", agency),
         ("Dibuat", made_at.strftime("%Y-%m-%d %H:%M UTC")),
-        ("Pembulatan", f"setiap angka dibulatkan ke kelipatan {reg['rounding_base']} (acak tak bias, tetap per sel)"),
+        ("Pembulatan", _rounding(reg["rounding_base"])),
         ("Sel kosong", _register_note(reg)),
         ("Sumber", "Sinergi, GET /v1/register/counts?by=subdistrict (angka yang sama)"),
     ]:
         about.append([key, text])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return _saved(book)
