@@ -154,6 +154,43 @@ async def test_a_transaction_that_began_first_and_committed_last_is_not_missed(b
     assert stored.json()["updated_at"] < latest_seen
 
 
+async def test_a_batch_creating_and_one_updating_records_of_one_person_do_not_deadlock(backend, database_url,
+                                                                                      client, make_party):
+    """A batch that creates a record takes the returnee list's head at its insert; one that
+    only updates records takes it too, before the register's person rows that both write.
+    Otherwise: the updater holds the person's register row and waits for the head at its
+    commit, the creator holds the head and waits for that row, and PostgreSQL aborts one of them
+    (a deadlock). Here the updater is made to take the row first (a lock the test holds keeps
+    both waiting), then both go on: each batch is answered 200 with its record written."""
+    if backend.name != "postgresql":
+        pytest.skip("on SQLite writing transactions do not overlap (one write lock)")
+    party = await bp3mi(make_party)
+    assert (await push(client, party, [rec("P-1")])).status_code == 200
+
+    async def waiting(probe: Any) -> int:
+        return (await probe.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar()
+
+    other = create_async_engine(normalise_url(database_url))
+    try:
+        async with other.connect() as locker, other.connect() as probe:
+            await locker.execute(sa.text("SELECT 1 FROM register_person WHERE person_id = "
+                                         "(SELECT person_id FROM returnee WHERE source_ref = 'P-1') FOR UPDATE"))
+            updater = asyncio.create_task(push(client, party, [rec("P-1", full_name="Siti A.")]))
+            while await waiting(probe) < 1:
+                await asyncio.sleep(0.01)
+            creator = asyncio.create_task(push(client, party, [rec("P-2")]))  # the same NIK: the same person
+            while await waiting(probe) < 2:
+                await asyncio.sleep(0.01)
+            await locker.rollback()
+            updated, created = await updater, await creator
+    finally:
+        await other.dispose()
+    assert updated.status_code == 200, updated.text
+    assert created.status_code == 200, created.text
+    assert [r["status"] for r in updated.json()["results"]] == ["updated"]
+    assert [r["status"] for r in created.json()["results"]] == ["created"]
+
+
 # --- SQLite: reads take no write lock; contention is "busy", not an outage ---------------------
 
 

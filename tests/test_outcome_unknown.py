@@ -157,3 +157,16 @@ def test_the_drivers_own_connection_errors_are_503s_that_say_nothing_changed():
         assert problem is not None and (problem.status, problem.slug) == (503, "unavailable")
         assert problem.headers["Retry-After"] and "nothing was changed" in problem.detail
     assert database_problem(ValueError("not the database's")) is None
+
+
+def test_a_deadlock_or_serialisation_failure_is_busy_not_an_outage():
+    """PostgreSQL rolled the transaction back because another one held what it needed: the
+    database is there, so the reply is 503 ``busy`` (retry shortly, nothing was changed), not
+    "the database is not reachable"."""
+    from psycopg import errors as pg_errors
+    from sqlalchemy import exc as sa_exc
+
+    for orig in (pg_errors.DeadlockDetected("deadlock detected"), pg_errors.SerializationFailure("could not serialize")):
+        problem = database_problem(sa_exc.OperationalError("UPDATE …", {}, orig))
+        assert problem is not None and (problem.status, problem.slug) == (503, "busy"), problem
+        assert problem.headers["Retry-After"] and "nothing was changed" in problem.detail

@@ -15,9 +15,11 @@ spans every province it may see, and one counter orders all of it.
 New rows may be numbered as they are inserted instead (:func:`insert_numbered`, PostgreSQL: the
 head advanced and the rows inserted with their positions in one statement), which spares
 writing every new row twice; the head's lock is then taken at the insert and held to the
-commit as before. Every unit takes the heads in one order (:func:`head_order`): the heads that
-may be taken at an insert first, then the others by name, so two units never wait for each
-other's.
+commit. A unit that writes rows of such a list takes its head before anything else it writes
+(:func:`take_early`), so that no unit holds another row (a person's, the register's) that the
+unit holding the head waits for while it waits for the head itself. Every unit takes the heads in one order (:func:`head_order`): the
+heads that may be taken early first, then the others by name, so two units never wait for
+each other's.
 """
 
 from __future__ import annotations
@@ -89,6 +91,26 @@ async def insert_numbered(session: AsyncSession, table: sa.Table, rows: list[dic
     if (await execute_text(session, sql, params)).rowcount == 0:
         await _ensure_head(session, key)  # the list's first change (or a fresh schema)
         await execute_text(session, sql, params)
+
+
+async def take_early(session: AsyncSession, table: sa.Table) -> None:
+    """Take the head of a list of :data:`EARLY` now and hold it to the commit: a unit that
+    writes rows of the list takes it before it writes anything else (persons, the register's
+    rows), as :func:`insert_numbered` would take it at its insert. Otherwise a unit holding the
+    head may wait for a row another unit wrote, while that unit waits for the head (at its
+    insert, or at its commit to number the rows it changed): a deadlock. On SQLite the write
+    lock orders every writer already."""
+    key = table.name
+    if key not in EARLY:
+        raise ValueError(f"the head of {key!r} is taken at the commit (changes.EARLY)")
+    if dialect_of(session) != "postgresql":
+        return
+    if (await execute_text(session, _PG_TAKE, {"key": key})).first() is None:
+        await _ensure_head(session, key)  # the list's first change (or a fresh schema)
+        await execute_text(session, _PG_TAKE, {"key": key})
+
+
+_PG_TAKE = "SELECT pos FROM change_head WHERE key = :key FOR UPDATE"
 
 
 @lru_cache(maxsize=16)

@@ -214,8 +214,8 @@ def failure_kind(exc: BaseException) -> FailureKind | None:
         getattr(orig, "sqlite_errorcode", None) in _SQLITE_BUSY or "database is locked" in str(orig)
     ):
         return "busy"
-    if isinstance(orig, pg_errors.LockNotAvailable):
-        return "busy"
+    if isinstance(orig, pg_errors.LockNotAvailable | pg_errors.DeadlockDetected | pg_errors.SerializationFailure):
+        return "busy"  # contention: another transaction held what this one needed; it was rolled back
     if isinstance(orig, ReplyTimeout | pg_errors.ConnectionTimeout | pg_errors.QueryCanceled):
         return "timeout"
     return "unavailable"

@@ -349,6 +349,13 @@ async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None
     await changes.insert_numbered(session, _TABLE, rows, unit_of(session).changed)
 
 
+async def take_list(session: AsyncSession) -> None:
+    """Hold the returnee list's head from now to the commit (:func:`api.core.changes.take_early`):
+    a batch that writes records takes it before anything it writes (persons, records, the
+    register's rows), so two batches never hold rows the other waits for."""
+    await changes.take_early(session, _TABLE)
+
+
 async def update_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """One executemany UPDATE of changed records, each keyed by its ``b_id``."""
     await session.execute(

@@ -185,6 +185,8 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     results, accepted = _validate(records, now.date(), writer)
     existing = await repository.existing_for_batch(session, agency, sorted({it.source_ref for _, it in accepted}))
     plan = _plan(accepted, existing, _Keys.of(unit_of(session).settings))
+    if plan.creates or plan.updates:  # the list's head before any write (no two batches deadlock)
+        await repository.take_list(session)
     by_nik, fresh, created = await _persons(session, plan, now)
     written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now)
     written += await _update_changed(session, plan.updates, by_nik, now)
