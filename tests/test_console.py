@@ -318,12 +318,19 @@ async def test_officers_hold_a_subset_of_the_agency_scopes_and_are_made_by_the_o
                             json={"email": "x@dp3a.sambas.go.id", "scopes": ["notices:read"]})
         assert r.status_code == 403  # the agency's machine client does not hold officers:manage
         async with operator_unit(world.app.state.services.db, "test") as session:
-            admin = await agencies.create_client(session, "DP3A-SAMBAS", ClientCreate(scopes=["officers:manage"]))
+            admin = await agencies.create_client(session, "DP3A-SAMBAS",
+                                                 ClientCreate(scopes=["officers:manage", "notices:read"]))
         own = (await http.post("/oauth/token", data={"grant_type": "client_credentials"},
                                auth=(admin.client_id, admin.client_secret))).json()["access_token"]
         r = await http.post("/v1/agencies/DP3A-SAMBAS/officers", headers={"Authorization": f"Bearer {own}"},
                             json={"email": "kedua@dp3a.sambas.go.id", "scopes": ["notices:read"]})
         assert r.status_code == 201, r.text  # the agency's administrator, for its own people
+        # ... granting only what it holds itself: an officer with notices:ack (which the
+        # administrator's client does not hold) would be a way to act beyond its own scopes
+        r = await http.post("/v1/agencies/DP3A-SAMBAS/officers", headers={"Authorization": f"Bearer {own}"},
+                            json={"email": "ketiga@dp3a.sambas.go.id", "scopes": ["notices:read", "notices:ack"]})
+        assert r.status_code == 403 and r.json()["type"] == "/problems/scopes-not-yours", r.text
+        assert r.json()["errors"] == [{"field": "scopes", "message": "not held by you: notices:ack"}]
         r = await http.post("/v1/agencies/DP3A-BENGKAYANG/officers", headers={"Authorization": f"Bearer {own}"},
                             json={"email": "y@dp3a.bengkayangkab.go.id", "scopes": ["notices:read"]})
         assert r.status_code == 404  # another agency's: as if it did not exist

@@ -168,6 +168,26 @@ async def test_scopes_beyond_the_agency_and_bad_input_are_a_422_that_changes_not
     assert (await world.client.get(f"{BASE}/{oid}", headers=world.headers["operator"])).json() == r.json()
 
 
+async def test_a_manager_grants_only_scopes_it_holds(world: World, make_party: MakeParty) -> None:
+    """The agency holds ``returnees:read`` (another of its clients has it); its manager does not.
+    The manager can grant it to nobody, itself included: an officer it made with it, whose
+    password it can reset, would be a way to read beyond its own scopes. The operator can."""
+    await make_party("DP3A-BENGKAYANG", "61.07", "returnees:read")
+    oid = await world.officer("eka@dp3a.bengkayangkab.go.id", ["notices:read"])
+    before = (await world.client.get(f"{BASE}/{oid}", headers=world.headers["manager"])).json()
+    r = await world.client.patch(f"{BASE}/{oid}", headers=world.headers["manager"],
+                                 json={"scopes": ["notices:read", "returnees:read"]})
+    problem = assert_problem(r, 403, "scopes-not-yours")
+    assert problem["errors"] == [{"field": "scopes", "message": "not held by you: returnees:read"}]
+    r = await world.client.post(BASE, headers=world.headers["manager"],
+                                json={"email": "fajar@dp3a.bengkayangkab.go.id", "scopes": ["returnees:read"]})
+    assert_problem(r, 403, "scopes-not-yours")
+    assert (await world.client.get(f"{BASE}/{oid}", headers=world.headers["manager"])).json() == before
+    r = await world.client.patch(f"{BASE}/{oid}", headers=world.headers["operator"],
+                                 json={"scopes": ["notices:read", "returnees:read"]})
+    assert r.status_code == 200 and r.json()["scopes"] == ["notices:read", "returnees:read"], r.text
+
+
 async def test_a_disabled_officer_cannot_sign_in_and_their_session_ends(world: World,
                                                                       signed_in: httpx.AsyncClient) -> None:
     oid = await _id_of(world, "siti@dp3a.bengkayangkab.go.id")

@@ -252,6 +252,8 @@ WORDS: dict[str, tuple[str, str]] = {
                           "The TOTP key is removed; the officer enrols a new one at the next sign-in."),
     "err_officer_exists": ("Sudah ada petugas dengan surel ini.", "An officer with this e-mail address exists."),
     "err_scopes_not_held": ("Lembaga tidak memiliki wewenang itu.", "The agency does not hold that permission."),
+    "err_scopes_not_yours": ("Anda hanya dapat memberikan wewenang yang Anda miliki sendiri.",
+                             "You can grant only permissions you hold yourself."),
     "err_own_account": ("Anda tidak dapat menonaktifkan akun Anda sendiri.", "You cannot disable your own account."),
     "err_officer_invalid": ("Isian tidak sah: periksa surel dan pilih paling sedikit satu wewenang.",
                             "The input is not valid: check the e-mail address and choose at least one permission."),

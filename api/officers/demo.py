@@ -20,8 +20,10 @@ OFFICERS: list[dict[str, Any]] = [
      "scopes": ["notices:read", "notices:ack", "referrals:read", "referrals:respond", "returnees:read",
                 "manifests:read", "manifests:locate"]},
     # the district office's administrator: manages its officers in the console (/console/petugas)
+    # and grants them what it holds itself (a manager grants no scope it does not hold)
     {"agency": "DP3A-BENGKAYANG", "email": "admin@dp3a.bengkayangkab.go.id", "name": "Admin DP3A Bengkayang",
-     "scopes": ["officers:manage", "notices:read", "referrals:read"]},
+     "scopes": ["officers:manage", "notices:read", "notices:ack", "referrals:read", "referrals:respond",
+                "returnees:read", "manifests:read", "manifests:locate"]},
     {"agency": "DP3A-SAMBAS", "email": "petugas@dp3a.sambas.go.id", "name": "Petugas DP3A Sambas",
      "scopes": ["notices:read", "notices:ack", "referrals:read", "referrals:respond", "returnees:read",
                 "manifests:read", "manifests:locate"]},

@@ -35,7 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import audit, clock, crypto, pagination
 from api.core.context import Caller
-from api.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from api.core.errors import Conflict, Forbidden, NotFound, Problem, ValidationFailed
 from api.core.pagination import Position, Slice
 from api.core.scopes import Scope
 from api.core.settings import Settings
@@ -144,8 +144,21 @@ class OwnAccount(Conflict):
     slug, title = "own-account", "An officer cannot disable their own account"
 
 
-async def _checked_scopes(session: AsyncSession, agency_code: str, scopes: list[str]) -> list[str]:
-    """``scopes`` (each once, in the order given) if the agency holds them all: else a 422."""
+class BeyondOwnScopes(Problem):
+    status, slug, title = 403, "scopes-not-yours", "A manager grants only scopes they hold"
+
+    def __init__(self, beyond: list[str]) -> None:
+        super().__init__(f"You do not hold {' '.join(beyond)}, so you cannot grant it; ask the operator",
+                         errors=[{"field": "scopes", "message": f"not held by you: {' '.join(beyond)}"}])
+
+
+async def _checked_scopes(session: AsyncSession, agency_code: str, scopes: list[str],
+                          by: Caller | None) -> list[str]:
+    """``scopes`` (each once, in the order given) if the agency holds them all (else a 422) and
+    ``by`` does too (else a 403): an agency's manager grants nothing they do not hold
+    themselves, to another officer or to their own account (a manager who could grant
+    ``pii:read`` could reset that officer's password and read as them). The operator
+    (``admin``) and the command line grant any of the agency's."""
     unknown = [s for s in scopes if s not in {str(x) for x in Scope}]
     if unknown:
         raise ValidationFailed(f"Unknown scopes: {' '.join(unknown)}",
@@ -156,6 +169,10 @@ async def _checked_scopes(session: AsyncSession, agency_code: str, scopes: list[
                                   errors=[{"field": "scopes", "message": f"not held by the agency: {' '.join(missing)}"}])
     if Scope.admin in scopes:
         raise Forbidden("admin")
+    if by is not None and not by.has(Scope.admin):
+        beyond = sorted(set(scopes) - by.scopes)
+        if beyond:
+            raise BeyondOwnScopes(beyond)
     return list(dict.fromkeys(scopes))
 
 
@@ -221,7 +238,7 @@ async def create_officer(session: AsyncSession, agency_code: str, data: OfficerC
     """An officer of ``agency_code``. ``by``: the API caller, the operator (``admin``) or the
     agency's own administrator (``officers:manage``); ``None`` is the command line."""
     agency = await _agency_of(session, agency_code, by)
-    scopes = await _checked_scopes(session, agency_code, data.scopes)
+    scopes = await _checked_scopes(session, agency_code, data.scopes, by)
     email = data.email.strip().lower()
     if (await session.exec(select(Officer.id).where(col(Officer.email) == email))).first() is not None:
         raise OfficerExists("An officer with this e-mail address exists")
@@ -279,7 +296,7 @@ async def update_officer(session: AsyncSession, agency_code: str, officer_id: uu
     if data.disabled and by is not None and by.officer == str(officer.id):
         raise OwnAccount("An officer cannot disable their own account; ask another manager or the operator")
     if data.scopes is not None:
-        scopes = await _checked_scopes(session, agency.code, data.scopes)
+        scopes = await _checked_scopes(session, agency.code, data.scopes, by)
         officer.scopes = " ".join(scopes)
         changed["scopes"] = scopes
     if data.name is not None and data.name != officer.name:
