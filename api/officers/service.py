@@ -339,6 +339,7 @@ async def reset_totp(session: AsyncSession, agency_code: str, officer_id: uuid.U
     session ends."""
     officer, _agency = await _find(session, agency_code, officer_id, by)
     uri = None
+    officer.totp_last_step = None  # the old secret's last code says nothing about the new one's
     if data.enrol_at_sign_in:
         officer.totp_secret_enc = None
     else:
