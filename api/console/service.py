@@ -129,11 +129,6 @@ class Grid:
     def suppressed_in(self, district: str) -> int:
         return sum(1 for m in self.months if self.cells[(district, m)] is None)
 
-    @property
-    def any_suppressed(self) -> bool:
-        return any(v is None for v in self.cells.values())
-
-
 async def returnee_grid(session: AsyncSession, caller: Caller, period: Period, threshold: int) -> Grid:
     """``GET /v1/stats/returnees?group_by=district,month&from=…&to=…`` laid out as a full grid,
     with ``…?group_by=district&trafficking_status=possible`` beside it (suspected victims)."""
@@ -192,11 +187,6 @@ class DistrictReferrals:
     total: int | None
     total_overdue: int | None
 
-    @property
-    def any_suppressed(self) -> bool:
-        return any(v is None for v in (*self.open.values(), *self.overdue.values()))
-
-
 async def referrals_by_district(session: AsyncSession, caller: Caller, threshold: int) -> DistrictReferrals:
     """The referrals open now, per district of the person referred, with how many of them are
     overdue: the API's figures, laid out for people."""
@@ -211,10 +201,8 @@ async def referrals_by_district(session: AsyncSession, caller: Caller, threshold
     overdue: dict[str | None, int | None] = dict.fromkeys(districts, 0)
     for row in table.rows:
         open_[row["district"]], overdue[row["district"]] = row["count"], row["overdue"]
-    whole = await stats.referral_stats(session, caller, [], threshold, open_=True)
-    total_overdue = whole.rows[0]["overdue"] if whole.rows else 0
     return DistrictReferrals(as_of, districts, open_, overdue, table.threshold, table.base, table.total,
-                             total_overdue)
+                             table.extra_totals.get("overdue", 0))
 
 
 async def referral_rows(session: AsyncSession, caller: Caller, period: Period, threshold: int) -> list[dict[str, Any]]:

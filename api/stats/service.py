@@ -302,6 +302,9 @@ class Table:
     rows: list[dict[str, Any]] = field(default_factory=list)
     total: int | None = None
     extra: tuple[str, ...] = ()  # per-row counts published beside ``count`` (``overdue``)
+    # each extra over all records, a cell of its own (as ``total`` is), published as the rows'
+    # extras are: what the same query without ``group_by`` gives as its one row's extra
+    extra_totals: dict[str, int | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -321,12 +324,21 @@ def _table(group_by: list[str], threshold: int, base: int, cells: Sequence[tuple
         row: dict[str, Any] = {name: str(v) if v is not None else None for name, v in zip(group_by, k, strict=True)}
         count = publish(cell.n, cell.key, base, threshold)
         row["count"] = count
-        for name, (n, key) in zip(extra, cell.extra, strict=True):
-            value = None if count is None else publish(n, key, base, threshold)
-            row[name] = None if value is None or count is None else min(value, count)
+        row.update(_extras(cell, count, extra, base, threshold))
         row["suppressed"] = count is None
         rows.append(row)
-    return Table(group_by, threshold, base, rows, publish(total.n, total.key, base, threshold), extra)
+    whole = publish(total.n, total.key, base, threshold)
+    return Table(group_by, threshold, base, rows, whole, extra, _extras(total, whole, extra, base, threshold))
+
+
+def _extras(cell: _Cell, count: int | None, extra: tuple[str, ...], base: int, threshold: int) -> dict[str, int | None]:
+    """A cell's extras (each a count of some of its records): published as cells of their own,
+    never above the cell's count, and hidden when the cell's count is."""
+    out: dict[str, int | None] = {}
+    for name, (n, key) in zip(extra, cell.extra, strict=True):
+        value = None if count is None else publish(n, key, base, threshold)
+        out[name] = None if value is None or count is None else min(value, count)
+    return out
 
 
 def protect(result: Sequence[Sequence[Any]], group_by: list[str], threshold: int, base: int,
@@ -350,6 +362,7 @@ def _cells(result: Sequence[Sequence[Any]], ndims: int, nextra: int) -> tuple[li
         cells.append((tuple(r[:ndims]), _Cell(n, key % KEY_SPACE, [(c, k % KEY_SPACE) for c, k in more])))
         total.n += n
         total.key = (total.key + key) % KEY_SPACE
+        total.extra = [(tn + c, (tk + k) % KEY_SPACE) for (tn, tk), (c, k) in zip(total.extra, more, strict=True)]
     return cells, total
 
 
