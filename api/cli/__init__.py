@@ -307,8 +307,6 @@ def officers() -> None:
 def officers_create(agency_code: str, email: str, scopes: str, name: str) -> None:
     """Create an officer; prints the generated password (and the second factor's URI) once."""
     # deferred, as the other commands: `sinergi --help` should not load the service
-    from api.core.errors import Problem
-    from api.core.unit import operator_unit
     from api.officers import service
     from api.officers.schemas import OfficerCreate
 
@@ -316,28 +314,19 @@ def officers_create(agency_code: str, email: str, scopes: str, name: str) -> Non
         data = OfficerCreate(email=email, name=name, scopes=scopes.split())
     except ValidationError as exc:
         _fail(_errors(exc))
-
-    async def go(db: Any) -> Any:
-        async with operator_unit(db) as session:
-            return await service.create_officer(session, agency_code, data)
-
-    try:
-        created = _run(go)
-    except Problem as exc:
-        _fail(exc.detail)
+    created = _in_unit(lambda session: service.create_officer(session, agency_code, data))
     click.echo(created.model_dump_json())
 
 
-def _on_officer(email: str, act: Callable[[Any, Any], Awaitable[T]]) -> T:
-    """Run ``act(session, officer)`` on the officer of ``email`` in one operator unit, or exit
-    naming what is wrong. The work itself is the service's, as the API's routes call it."""
-    from api.core.errors import Problem
+def _in_unit(act: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``act(session)`` in one operator unit, or exit naming what is wrong (a problem's
+    detail). The work itself is the service's, as the API's routes call it."""
+    from api.core.errors import Problem  # deferred, as the other commands' imports
     from api.core.unit import operator_unit
-    from api.officers import service
 
     async def go(db: Any) -> T:
         async with operator_unit(db) as session:
-            return await act(session, await service.officer_by_email(session, email))
+            return await act(session)
 
     try:
         return _run(go)
@@ -345,22 +334,23 @@ def _on_officer(email: str, act: Callable[[Any, Any], Awaitable[T]]) -> T:
         _fail(exc.detail)
 
 
+def _on_officer(email: str, act: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Run ``act(session, officer)`` on the officer of ``email`` in one operator unit."""
+    from api.officers import service  # deferred, as the other commands' imports
+
+    async def on(session: Any) -> T:
+        return await act(session, await service.officer_by_email(session, email))
+
+    return _in_unit(on)
+
+
 @officers.command("list")
 @click.option("--agency", "agency_code", required=True)
 def officers_list(agency_code: str) -> None:
     """The agency's officers, one JSON object a line (never a hash or a secret)."""
-    from api.core.errors import Problem
-    from api.core.unit import operator_unit
-    from api.officers import service
+    from api.officers import service  # deferred, as the other commands' imports
 
-    async def go(db: Any) -> list[Any]:
-        async with operator_unit(db) as session:
-            return await service.all_officers(session, agency_code)
-
-    try:
-        listed = _run(go)
-    except Problem as exc:
-        _fail(exc.detail)
+    listed = _in_unit(lambda session: service.all_officers(session, agency_code))
     for officer in listed:
         click.echo(officer.model_dump_json())
 
