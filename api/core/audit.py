@@ -217,14 +217,18 @@ _INSERT_AT_HEAD = """
     RETURNING seq
 """
 
+def _sql_link(prev: str, seq: str) -> str:
+    """:func:`chain_hash` in SQL: the entry's hash from the previous hash and its ``seq`` (SQL
+    expressions) and the statement's ``:body``. The one SQL copy of the chain's rule."""
+    return (f"encode(sha256(convert_to({prev} || E'\\n' || ({seq})::text || E'\\n' || CAST(:body AS text), "
+            "'UTF8')), 'hex')")
+
+
 _PG_APPEND = text(
-    """
+    f"""
     WITH h AS (
         UPDATE audit_head
-           SET seq = seq + 1,
-               prev_hash = hash,
-               hash = encode(sha256(convert_to(
-                   hash || E'\\n' || (seq + 1)::text || E'\\n' || CAST(:body AS text), 'UTF8')), 'hex')
+           SET seq = seq + 1, prev_hash = hash, hash = {_sql_link("hash", "seq + 1")}
          WHERE chain = :chain
      RETURNING seq, prev_hash, hash
     )""" + _INSERT_AT_HEAD
@@ -243,20 +247,16 @@ def _psycopg_sql(sql: str) -> str:
 # machine each statement is a send of its own on the service's side and a parse, bind and
 # execute on PostgreSQL's.
 _PG_APPEND_LAST = _psycopg_sql(
-    """
+    f"""
     WITH s AS (
         INSERT INTO audit_subject (event_id, resource_type, resource_id)
         SELECT r.event_id, r.resource_type, r.resource_id
           FROM json_to_recordset(CAST(:subjects AS json)) AS r(event_id uuid, resource_type text, resource_id text)
     ), h AS (
         INSERT INTO audit_head AS a (chain, seq, prev_hash, hash)
-        VALUES (:chain, 1, CAST(:genesis AS text), encode(sha256(convert_to(
-                    CAST(:genesis AS text) || E'\\n' || '1' || E'\\n' || CAST(:body AS text), 'UTF8')), 'hex'))
+        VALUES (:chain, 1, CAST(:genesis AS text), {_sql_link("CAST(:genesis AS text)", "1")})
         ON CONFLICT (chain) DO UPDATE
-           SET seq = a.seq + 1,
-               prev_hash = a.hash,
-               hash = encode(sha256(convert_to(
-                   a.hash || E'\\n' || (a.seq + 1)::text || E'\\n' || CAST(:body AS text), 'UTF8')), 'hex')
+           SET seq = a.seq + 1, prev_hash = a.hash, hash = {_sql_link("a.hash", "a.seq + 1")}
      RETURNING seq, prev_hash, hash
     )""" + _INSERT_AT_HEAD
 )
