@@ -269,7 +269,7 @@ async def signin_form(request: Request, error: str | None = None, expired: str |
                       next: str | None = None) -> Response:
     token = secrets.token_urlsafe(32)
     key = {"credentials": "signin_failed", "second-factor": "signin_failed", "locked": "signin_locked",
-           "rate": "signin_rate", "csrf": "csrf_bad", "step": "step_expired"}.get(error or "")
+           "rate": "err_rate", "csrf": "csrf_bad", "step": "step_expired"}.get(error or "")
     reply = render(request, "signin.html", None, signin_csrf=token, error=key, expired=bool(expired),
                    next=_safe_next(next))
     reply.set_cookie(SIGNIN_COOKIE, token, max_age=3600, httponly=True, samesite="strict",
@@ -347,8 +347,8 @@ def _step_again(stage: str, error: str, nxt: str) -> Response:
                             headers=_HEADERS)
 
 
-_STEP_ERRORS = {"password-invalid": "password_invalid", "password-reused": "password_reused",
-                "second-factor": "code_wrong", "rate": "signin_rate"}
+_STEP_ERRORS = {"password-invalid": "err_password_invalid", "password-reused": "err_password_reused",
+                "second-factor": "err_second_factor", "rate": "err_rate"}
 
 
 async def _step_page(request: Request, session: SessionDep, stage: str, error: str | None,
