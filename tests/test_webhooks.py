@@ -379,6 +379,43 @@ async def test_redirects_are_not_followed(client, make_party, db, worker, receiv
         second.stop()
 
 
+async def test_attempts_keep_their_connections_and_no_cookies(client, make_party, db, worker):
+    """A receiver with persistent connections gets a batch over at most ``webhook_concurrency``
+    of them, each used again (not one per attempt); what it sets in a cookie never comes back."""
+    receiver = Receiver(keep_alive=True).start()
+    try:
+        receiver.reply_headers = {"Set-Cookie": "session=from-the-receiver; Path=/"}
+        bp3mi = await make_party("BP3MI-KALBAR", "61", SUBSCRIBER, kind=AgencyKind.migrant_protection)
+        hook = await subscribe(client, bp3mi, receiver.url)
+        await emit_notices(db, 30)
+        await drain(worker, until=lambda: len(receiver.received) >= 30)
+        await emit_notices(db, 5)  # a second batch: on the connections the first left open
+        await drain(worker, until=lambda: len(receiver.received) >= 35)
+        assert len(set(receiver.ids())) == 35
+        assert 1 <= receiver.connections <= worker.settings.webhook_concurrency
+        assert not [r for r in receiver.received if "cookie" in r.headers]
+        assert all(d["status"] == "succeeded" for d in await deliveries(client, bp3mi, hook["id"], limit=100))
+    finally:
+        receiver.stop()
+
+
+async def test_a_long_reply_is_not_read_to_its_end(client, make_party, db, worker):
+    """A 2xx with a body of megabytes delivers; the worker reads only the first 64 KiB of it, and
+    closes that connection (the next attempt comes on a new one)."""
+    receiver = Receiver(keep_alive=True).start()
+    try:
+        receiver.reply = b"x" * (8 * 1024 * 1024)
+        bp3mi = await make_party("BP3MI-KALBAR", "61", SUBSCRIBER, kind=AgencyKind.migrant_protection)
+        hook = await subscribe(client, bp3mi, receiver.url)
+        for n in range(1, 4):
+            await emit_notices(db, 1)
+            await drain(worker, until=lambda n=n: len(receiver.received) >= n)
+        assert receiver.connections == 3
+        assert [d["status"] for d in await deliveries(client, bp3mi, hook["id"])] == ["succeeded"] * 3
+    finally:
+        receiver.stop()
+
+
 # --- who receives what ------------------------------------------------------------------------
 
 

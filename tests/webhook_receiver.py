@@ -19,9 +19,16 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, port: int | None = None) -> None:
+    """``keep_alive``: HTTP/1.1 with persistent connections (else a connection per request, so a
+    stopped receiver gets nothing); ``connections`` counts the connections it accepted."""
+
+    def __init__(self, port: int | None = None, *, keep_alive: bool = False) -> None:
         self.port = port or free_port()
+        self.keep_alive = keep_alive
         self.received: list[Received] = []
+        self.connections = 0
+        self.reply = b"ok"  # the body of every answer
+        self.reply_headers: dict[str, str] = {}
         self.status = 200
         self.location: str | None = None  # with a 3xx status: where it redirects
         self.delay = 0.0  # seconds before answering
@@ -37,8 +44,13 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"  # a connection per request: a stopped receiver gets nothing
+            protocol_version = "HTTP/1.1" if receiver.keep_alive else "HTTP/1.0"
             disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver.connections += 1
 
             def do_POST(self) -> None:  # noqa: N802 - the http.server name
                 length = int(self.headers.get("content-length") or 0)
@@ -47,14 +59,20 @@ class Receiver:
                     receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
                                                       body))
                     status, location, delay = receiver.status, receiver.location, receiver.delay
+                    reply, extra = receiver.reply, dict(receiver.reply_headers)
                 if delay:
                     time.sleep(delay)
                 self.send_response(status)
                 if location:
                     self.send_header("Location", location)
-                self.send_header("Content-Length", "2")
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    self.wfile.write(reply)
+                except OSError:  # the sender stopped reading (a reply longer than it reads)
+                    self.close_connection = True
 
             def log_message(self, *_args: Any) -> None:
                 pass

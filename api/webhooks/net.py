@@ -115,17 +115,21 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             addresses = await checked_addresses(host, port, self.allow_private)
         except UnsafeURL as exc:
             raise RefusedAddress(str(exc), request=request) from None
-        extensions = dict(request.extensions)
+        # The request goes to each checked address in turn (its URL's host replaced, the Host
+        # header and, for https, the TLS server name staying the name's); the caller gets it
+        # back as it sent it.
         if url.scheme == "https":
-            extensions["sni_hostname"] = host
+            request.extensions = {**request.extensions, "sni_hostname": host}
         last: httpx.ConnectError | None = None
-        for ip in addresses:
-            pinned = httpx.Request(request.method, url.copy_with(host=str(ip)), headers=request.headers,
-                                   stream=request.stream, extensions=extensions)
-            try:
-                return await self.inner.handle_async_request(pinned)
-            except httpx.ConnectError as exc:
-                last = exc
+        try:
+            for ip in addresses:
+                request.url = url.copy_with(host=str(ip))
+                try:
+                    return await self.inner.handle_async_request(request)
+                except httpx.ConnectError as exc:
+                    last = exc
+        finally:
+            request.url = url
         assert last is not None
         raise last
 
