@@ -31,7 +31,8 @@ The proxy works above TCP: its own kernel acknowledges what the servers send, so
 keepalives and ``TCP_USER_TIMEOUT`` on the servers' side cannot notice a blackhole or a freeze
 made here; only bounds the service keeps itself (timeouts on its waits) can. It parses the
 client-to-server half of the PostgreSQL protocol (message type and length) to find ``COMMIT``;
-the servers must connect without TLS (``sslmode=disable``).
+(a simple query that is or ends with it, or a Parse of it); the servers must connect without
+TLS (``sslmode=disable``).
 
 Loopback only: it listens on 127.0.0.1.
 """
@@ -135,10 +136,12 @@ class _Link:
             msg = bytes(buf[i : i + 1 + length])
             out += msg
             i += 1 + length
-            if kind == ord("Q") and msg[5:].rstrip(b"\x00").strip().upper() == b"COMMIT" and self.proxy.cut_this():
+            # A simple query that is, or ends with, COMMIT (the audit chain's append and the
+            # COMMIT go as one: "EXECUTE ...; COMMIT").
+            if kind == ord("Q") and _ends_with_commit(msg[5:]) and self.proxy.cut_this():
                 self.cut = True
                 break
-            # The extended protocol (psycopg's pipeline sends the chain append and the COMMIT in
+            # The extended protocol (a psycopg pipeline sending a statement and the COMMIT in
             # one go): a Parse of COMMIT, then cut once the Sync that ends the batch went up.
             if kind == ord("P") and _parsed_query(msg) == b"COMMIT" and self.proxy.cut_this():
                 self.commit_pending = True
@@ -170,6 +173,10 @@ class _Link:
                 continue
             self.c_writer.write(data)
             await self.c_writer.drain()
+
+
+def _ends_with_commit(query: bytes) -> bool:
+    return query.rstrip(b"\x00").strip().rstrip(b";").rsplit(b";", 1)[-1].strip().upper() == b"COMMIT"
 
 
 def _parsed_query(msg: bytes) -> bytes:

@@ -436,3 +436,43 @@ async def _body(db, chain: str, seq: int) -> str:
     async with db.read() as conn:
         return (await conn.execute(sa.text("SELECT body FROM audit_event WHERE chain = :c AND seq = :s"),
                                    {"c": chain, "s": seq})).scalar_one()
+
+
+async def test_the_append_is_prepared_again_after_psycopg_deallocates_every_statement(settings, make_party, backend,
+                                                                                     database_url):
+    """On PostgreSQL the chain's append is a statement prepared once a connection and sent with
+    the COMMIT. psycopg deallocates every prepared statement of the connection (its own and this
+    one) when a transaction is rolled back: the next audited request on that connection must
+    prepare it again, not fail (a refused request would be told to retry for ever)."""
+    if backend.name != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    import httpx
+
+    from api.app import create_app
+    from api.core import audit
+
+    one = settings.model_copy(update={"db_pool_size": 1, "webhook_worker": False})  # one connection: the same one
+    app = create_app(one, configure_logging=False)
+    auditor = await make_party("INSPEKTORAT-KALBAR", "61", ["audit:read"], kind=AgencyKind.inspectorate)
+    headers = await auditor.headers()
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+            for _ in range(7):  # psycopg prepares a statement of its own after its fifth run
+                assert (await c.get("/v1/audit", headers=headers, params={"limit": 1})).status_code == 200
+            assert_problem(await c.get("/v1/agencies", headers=headers), 403)  # rolled back: DEALLOCATE ALL
+            for _ in range(3):
+                r = await c.get("/v1/audit", headers=headers, params={"limit": 1})
+                assert r.status_code == 200, r.text
+            # Deallocated behind psycopg's back (nothing tells the service): that request is refused
+            # as busy, nothing of it committed (its failure is recorded), the next one prepares again.
+            db = app.state.services.db
+            async with db.engine.connect() as conn:
+                await conn.exec_driver_sql(f"DEALLOCATE {audit._PG_APPEND_NAME}")
+            before = await audit.head(db, "61")
+            busy = assert_problem(await c.get("/v1/audit", headers=headers, params={"limit": 1}), 503)
+            assert "nothing was changed" in busy["detail"]
+            *_, last = entries(database_url)  # only the refusal itself is recorded, as failed
+            assert (last["seq"], last["outcome"]) == (before[0] + 1, "failed")
+            assert (await c.get("/v1/audit", headers=headers, params={"limit": 1})).status_code == 200
+            r = await c.get("/v1/audit/verify", headers=headers)
+            assert r.json()["ok"] is True, r.json()

@@ -168,12 +168,12 @@ def _not_committed(session: AsyncSession, exc: BaseException) -> bool:
 
 
 # SQLSTATE classes (and one code) of errors the server answers about a statement while the
-# session lives on: 22 data exception, 23 integrity constraint, 25 invalid transaction state, 40
-# transaction rollback (but 40003), 42 syntax or access rule (the append-only trigger), 0A
-# feature not supported, 55 object not in prerequisite state (55P03 lock not available), P0 a
-# raised exception; 57014 query cancelled (the statement timeout; not the rest of class 57,
-# which is the server going away).
-_REFUSED = frozenset({"22", "23", "25", "40", "42", "0A", "55", "P0", "57014"})
+# session lives on: 22 data exception, 23 integrity constraint, 25 invalid transaction state, 26
+# invalid statement name (a prepared statement gone), 40 transaction rollback (but 40003), 42
+# syntax or access rule (the append-only trigger), 0A feature not supported, 55 object not in
+# prerequisite state (55P03 lock not available), P0 a raised exception; 57014 query cancelled
+# (the statement timeout; not the rest of class 57, which is the server going away).
+_REFUSED = frozenset({"22", "23", "25", "26", "40", "42", "0A", "55", "P0", "57014"})
 
 
 async def _sqlite_changes(conn: Any) -> int:
