@@ -160,8 +160,10 @@ async def test_a_batch_creating_and_one_updating_records_of_one_person_do_not_de
     only updates records takes it too, before the register's person rows that both write.
     Otherwise: the updater holds the person's register row and waits for the head at its
     commit, the creator holds the head and waits for that row, and PostgreSQL aborts one of them
-    (a deadlock). Here the updater is made to take the row first (a lock the test holds keeps
-    both waiting), then both go on: each batch is answered 200 with its record written."""
+    (a deadlock). The creator writes its person (the same one) before it waits for the head,
+    with a lock the updater's foreign key checks do not wait for. Here the updater is made to
+    wait at the row while holding the head (a lock the test holds), the creator for the head,
+    then both go on: each batch is answered 200 with its record written."""
     if backend.name != "postgresql":
         pytest.skip("on SQLite writing transactions do not overlap (one write lock)")
     party = await bp3mi(make_party)

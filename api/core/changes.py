@@ -15,11 +15,15 @@ spans every province it may see, and one counter orders all of it.
 New rows may be numbered as they are inserted instead (:func:`insert_numbered`, PostgreSQL: the
 head advanced and the rows inserted with their positions in one statement), which spares
 writing every new row twice; the head's lock is then taken at the insert and held to the
-commit. A unit that writes rows of such a list takes its head before anything else it writes
-(:func:`take_early`), so that no unit holds another row (a person's, the register's) that the
-unit holding the head waits for while it waits for the head itself. Every unit takes the heads in one order (:func:`head_order`): the
-heads that may be taken early first, then the others by name, so two units never wait for
-each other's.
+commit. A unit that writes rows of such a list takes its head before the other rows it writes
+that another unit holding the head may need (the register's; at its numbered insert, or with
+:func:`take_early` for a unit that only updates), so that no unit holds such a row while it
+waits for the head itself. The one thing written before the head is the persons of a
+returnee batch (a person is found or made by NIK, every unit doing it before any head, in
+NIK order), with a row lock that a foreign key's check does not wait for: the unit holding
+the head may name those persons, never lock them. Every unit takes the heads in one order
+(:func:`head_order`): the heads that may be taken early first, then the others by name, so
+two units never wait for each other's.
 """
 
 from __future__ import annotations
@@ -95,8 +99,8 @@ async def insert_numbered(session: AsyncSession, table: sa.Table, rows: list[dic
 
 async def take_early(session: AsyncSession, table: sa.Table) -> None:
     """Take the head of a list of :data:`EARLY` now and hold it to the commit: a unit that
-    writes rows of the list takes it before it writes anything else (persons, the register's
-    rows), as :func:`insert_numbered` would take it at its insert. Otherwise a unit holding the
+    writes rows of the list and inserts none takes it before the other rows it writes (the
+    register's), as :func:`insert_numbered` takes it at its insert. Otherwise a unit holding the
     head may wait for a row another unit wrote, while that unit waits for the head (at its
     insert, or at its commit to number the rows it changed): a deadlock. On SQLite the write
     lock orders every writer already."""

@@ -260,10 +260,15 @@ _PG_PERSONS = sa.text(
     """
     INSERT INTO person (id, nik_index, created_at)
     SELECT id, nik_index, created_at FROM json_populate_recordset(NULL::person, :rows)
-    ON CONFLICT (nik_index) DO UPDATE SET nik_index = EXCLUDED.nik_index
+    ON CONFLICT (nik_index) DO UPDATE SET created_at = person.created_at
     RETURNING id, nik_index
     """
 )
+# The no-op update returns the person found. It sets a column that is in no unique index, so
+# the row lock it takes is FOR NO KEY UPDATE, which does not block a foreign key's check (FOR KEY
+# SHARE: a returnee or register row naming the person): setting ``nik_index`` took FOR UPDATE,
+# which did, so a batch writing its persons before the list's head would block the batch holding
+# the head (and then wait for it: a deadlock).
 
 
 async def existing_for_batch(session: AsyncSession, agency: str, refs: Sequence[str]) -> dict[str, Any]:
@@ -351,8 +356,8 @@ async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None
 
 async def take_list(session: AsyncSession) -> None:
     """Hold the returnee list's head from now to the commit (:func:`api.core.changes.take_early`):
-    a batch that writes records takes it before anything it writes (persons, records, the
-    register's rows), so two batches never hold rows the other waits for."""
+    a batch that only updates records takes it after its persons, before the records and the
+    register's rows, so two batches never hold rows the other waits for."""
     await changes.take_early(session, _TABLE)
 
 

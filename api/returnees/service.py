@@ -185,9 +185,14 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     results, accepted = _validate(records, now.date(), writer)
     existing = await repository.existing_for_batch(session, agency, sorted({it.source_ref for _, it in accepted}))
     plan = _plan(accepted, existing, _Keys.of(unit_of(session).settings))
-    if plan.creates or plan.updates:  # the list's head before any write (no two batches deadlock)
-        await repository.take_list(session)
+    # The persons before the list's head (as every unit writes them: in NIK order, holding no
+    # head), then the head before the register's rows (no two batches deadlock, see
+    # api.core.changes): a batch that creates records takes it at their numbered insert, one
+    # that only updates takes it first. The head is held to the commit, so every round trip
+    # before it is one the batches of every partner do not queue behind.
     by_nik, fresh, created = await _persons(session, plan, now)
+    if plan.updates and not plan.creates:
+        await repository.take_list(session)
     written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now)
     written += await _update_changed(session, plan.updates, by_nik, now)
     touched = _emit(session, agency, written, intake=province_of(writer.jurisdiction))
