@@ -416,6 +416,32 @@ async def test_a_long_reply_is_not_read_to_its_end(client, make_party, db, worke
         receiver.stop()
 
 
+async def test_an_attempt_ends_within_the_timeout_however_slowly_the_reply_comes(client, make_party, db, settings):
+    """A receiver that answers 200 and then sends its body a byte every 0.3 s: each read is
+    quick, the whole attempt is not; it ends after ``webhook_timeout`` as timed out, and the
+    delivery is retried (not held for as long as the receiver likes)."""
+    receiver = Receiver(keep_alive=True).start()
+    worker = Worker(db, settings.model_copy(update={"webhook_timeout": 1.0}), name="impatient")
+    try:
+        receiver.reply, receiver.dribble = b"x" * 40, 0.3
+        bp3mi = await make_party("BP3MI-KALBAR", "61", SUBSCRIBER, kind=AgencyKind.migrant_protection)
+        hook = await subscribe(client, bp3mi, receiver.url)
+        await emit_notices(db, 1)
+        started = time.monotonic()
+        await drain(worker, until=lambda: len(receiver.received) >= 1)
+        while time.monotonic() - started < 10:
+            [d] = await deliveries(client, bp3mi, hook["id"])
+            if d["log"]:
+                break
+            await worker.run_once()
+        assert time.monotonic() - started < 6
+        [attempt, *_] = d["log"]
+        assert attempt["error"] == "timed out" and d["status"] == "pending", d
+    finally:
+        await worker.close()
+        receiver.stop()
+
+
 # --- who receives what ------------------------------------------------------------------------
 
 

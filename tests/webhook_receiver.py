@@ -29,6 +29,7 @@ class Receiver:
         self.connections = 0
         self.reply = b"ok"  # the body of every answer
         self.reply_headers: dict[str, str] = {}
+        self.dribble = 0.0  # seconds between the reply body's bytes (0: all at once)
         self.status = 200
         self.location: str | None = None  # with a 3xx status: where it redirects
         self.delay = 0.0  # seconds before answering
@@ -59,7 +60,7 @@ class Receiver:
                     receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
                                                       body))
                     status, location, delay = receiver.status, receiver.location, receiver.delay
-                    reply, extra = receiver.reply, dict(receiver.reply_headers)
+                    reply, extra, dribble = receiver.reply, dict(receiver.reply_headers), receiver.dribble
                 if delay:
                     time.sleep(delay)
                 self.send_response(status)
@@ -70,7 +71,10 @@ class Receiver:
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 try:
-                    self.wfile.write(reply)
+                    for part in [reply[i:i + 1] for i in range(len(reply))] if dribble else [reply]:
+                        self.wfile.write(part)
+                        self.wfile.flush()
+                        time.sleep(dribble)
                 except OSError:  # the sender stopped reading (a reply longer than it reads)
                     self.close_connection = True
 

@@ -260,11 +260,14 @@ class Worker:
             origin = _origin(c.url)
             lane = self._lane(origin)
             try:
-                r = await lane.handle_async_request(request)
-                try:
-                    await _read_bounded(r)
-                finally:
-                    await r.aclose()
+                # the whole attempt within webhook_timeout (httpx bounds each read, so a reply
+                # sent a byte at a time would otherwise hold the attempt for as long as it likes)
+                async with asyncio.timeout(self.settings.webhook_timeout):
+                    r = await lane.handle_async_request(request)
+                    try:
+                        await _read_bounded(r)
+                    finally:
+                        await r.aclose()
             finally:
                 self._lanes.setdefault(origin, []).append(lane)
             code: int | None = r.status_code
@@ -275,7 +278,7 @@ class Worker:
                 error = f"HTTP {r.status_code}"
         except net.RefusedAddress as exc:
             code, error = None, f"refused: {exc}"
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             code, error = None, "timed out"
         except httpx.HTTPError as exc:
             code, error = None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
