@@ -67,3 +67,31 @@ def test_the_session_check_sees_a_violation() -> None:
     source = "async def f(db):\n    async with db.sessionmaker() as s, s.begin():\n        pass\n" \
              "async def g(db):\n    async with db.engine.begin() as c:\n        pass\n"
     assert sum(_opens_a_session(n) for n in ast.walk(ast.parse(source))) == 2
+
+
+async def test_a_units_events_of_two_feeds_are_committed_with_it_in_order(db: Database) -> None:
+    """A unit with one audit entry and events of two provinces' feeds, one of which has no
+    head yet (its first event makes it): each feed numbers its events from where it was (the
+    new one from 1), in the order they were emitted, and the unit's entry is on the chain with
+    its subjects."""
+    import orjson
+    import sqlalchemy as sa
+
+    from models import AuditEvent, AuditSubject, Event
+
+    async with operator_unit(db, "test") as session:  # the Kalbar feed has a head after this
+        outbox.emit(session, "notice.created", {"n": 0}, region="61.07")
+    async with operator_unit(db, "test") as session:
+        for n in (1, 2):
+            outbox.emit(session, "notice.created", {"n": n}, region="61.07")
+        outbox.emit(session, "notice.created", {"n": 3}, region="64.71")  # Kalimantan Timur: a new feed
+        outbox.emit(session, "notice.created", {"n": 4}, region="61.01")
+        audit.record(session, "test.events", resource_type="notice", resource_id="n-1")
+    async with db.read() as conn:
+        rows = (await conn.execute(sa.select(Event.key, Event.pos, Event.data).order_by(Event.key, Event.pos))).all()
+        feeds = [(k, p, orjson.loads(d)["n"]) for k, p, d in rows]
+        entry = (await conn.execute(sa.select(AuditEvent.id).where(AuditEvent.action == "test.events"))).scalar_one()
+        subjects = (await conn.execute(sa.select(AuditSubject.resource_id).where(AuditSubject.event_id == entry))).all()
+    assert feeds == [("61", 1, 0), ("61", 2, 1), ("61", 3, 2), ("61", 4, 4), ("64", 1, 3)]
+    assert [s[0] for s in subjects] == ["n-1"]
+    assert (await audit.verify(db, "61")).ok
