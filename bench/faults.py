@@ -18,7 +18,8 @@ each phase in turn, on the same database (the checks cover everything done so fa
 Each phase runs the load ``--pre`` seconds before the fault and ``--post`` after, then:
 
 * every 5xx reply is a 503 problem (``application/problem+json``) with ``Retry-After``: no 500;
-* no request waits longer than ``--max-wait`` seconds for its answer (a bound hit is a 503);
+* no request waits longer than ``--max-wait`` seconds for its answer (a bound hit is a 503;
+  the default is the longest the servers' bounds allow, :data:`BOUNDS`, shorter than a stall);
 * ``/readyz`` answers within ``--max-wait`` and says 503 while the database is unreachable;
 * each server serves again within ``--recovery`` seconds of the fault's end;
 * the checks of :func:`bench.workload.check` (feed, events in commit order, chain, batches all
@@ -48,6 +49,18 @@ from bench.soak import SERVER_ENV, scratch_database, spool_env
 from bench.workload import WRITE_KINDS, Finding, Load, Sample, check, format_summary, ops_summary, summary
 
 PHASES = ("refuse", "blackhole", "freeze", "cut", "kill")
+
+# The servers' bounds on waiting for the database in this run (README, "Bounds on waiting for
+# the database"), below the defaults so that the longest wait they allow is shorter than a
+# stall: a request that waited for the whole stall was not bounded, one that waited its bounds
+# was. The longest a request may take while the database does not answer: a statement already
+# sent waits the reply bound (statement + margin), then its failure's audit entry two connect
+# bounds (a ping, a new connection); a new request waits the pool's bound, a ping and a new
+# connection, and its failure's entry the same two again.
+BOUNDS = {"statement": 8.0, "margin": 2.0, "connect": 3, "pool": 5.0}
+BOUNDS_ENV = {"SINERGI_DB_STATEMENT_TIMEOUT": str(BOUNDS["statement"]), "SINERGI_DB_REPLY_MARGIN": str(BOUNDS["margin"]),
+              "SINERGI_DB_CONNECT_TIMEOUT": str(BOUNDS["connect"]), "SINERGI_DB_POOL_TIMEOUT": str(BOUNDS["pool"])}
+LONGEST = max(BOUNDS["statement"] + BOUNDS["margin"] + 2 * BOUNDS["connect"], BOUNDS["pool"] + 4 * BOUNDS["connect"])
 
 
 class ProxyControl:
@@ -99,10 +112,10 @@ class Options:
     pre: float = 3.0
     post: float = 5.0
     refuse_seconds: float = 6.0
-    stall_seconds: float = 20.0
+    stall_seconds: float = LONGEST + 8
     cut_seconds: float = 10.0
     cut_every: int = 3
-    max_wait: float = 10.0
+    max_wait: float = LONGEST + 1
     recovery: float = 15.0
     big: int = 1000
 
@@ -328,7 +341,7 @@ async def faults(url: str, creds: dict[str, Credentials], phases: list[str], o: 
     u = make_url(url)
     proxy = await ProxyControl.start(f"{u.host or '127.0.0.1'}:{u.port or 5432}")
     spool = tempfile.TemporaryDirectory(prefix="sinergi-spool-")
-    env = {**SERVER_ENV, **spool_env(spool.name), **({"SINERGI_DB_POOL_SIZE": str(pool)} if pool else {})}
+    env = {**SERVER_ENV, **BOUNDS_ENV, **spool_env(spool.name), **({"SINERGI_DB_POOL_SIZE": str(pool)} if pool else {})}
     servers = [Server(via(url, proxy.port), env=env) for _ in range(2)]
     try:
         servers[0].start()
@@ -373,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cut-seconds", type=float, default=d.cut_seconds)
     parser.add_argument("--cut-every", type=int, default=d.cut_every, help="cut every N-th COMMIT (default 3)")
     parser.add_argument("--max-wait", type=float, default=d.max_wait, help="the longest a request may wait for "
-                        "its answer (default 10 s)")
+                        f"its answer (default {d.max_wait:g} s: the servers' bounds, BOUNDS)")
     parser.add_argument("--recovery", type=float, default=d.recovery, help="seconds a server has to serve again "
                         "after a fault (default 15)")
     parser.add_argument("--batch", type=int, default=20, help="records per pushed batch")

@@ -30,7 +30,7 @@ line of JSON on its standard output (the fault harness, ``bench/faults.py``, dri
 The proxy works above TCP: its own kernel acknowledges what the servers send, so TCP
 keepalives and ``TCP_USER_TIMEOUT`` on the servers' side cannot notice a blackhole or a freeze
 made here; only bounds the service keeps itself (timeouts on its waits) can. It parses the
-client-to-server half of the PostgreSQL protocol (message type and length) to find ``COMMIT``;
+client-to-server half of the PostgreSQL protocol (message type and length) to find ``COMMIT``
 (a simple query that is or ends with it, or a Parse of it); the servers must connect without
 TLS (``sslmode=disable``).
 

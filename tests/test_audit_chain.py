@@ -466,8 +466,9 @@ async def test_the_append_is_prepared_again_after_psycopg_deallocates_every_stat
             # Deallocated behind psycopg's back (nothing tells the service): that request is refused
             # as busy, nothing of it committed (its failure is recorded), the next one prepares again.
             db = app.state.services.db
-            async with db.engine.connect() as conn:
-                await conn.exec_driver_sql(f"DEALLOCATE {audit._PG_APPEND_NAME}")
+            async with db.engine.connect() as conn:  # autocommit: no rollback, so psycopg does not notice
+                await (await conn.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql(
+                    f"DEALLOCATE {audit._PG_APPEND_NAME}")
             before = await audit.head(db, "61")
             busy = assert_problem(await c.get("/v1/audit", headers=headers, params={"limit": 1}), 503)
             assert "nothing was changed" in busy["detail"]
