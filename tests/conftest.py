@@ -28,6 +28,10 @@ from sqlalchemy.engine import make_url
 os.environ.setdefault("SINERGI_MODE", "development")  # the suite runs on the development keys
 os.environ.setdefault("SINERGI_LOG_JSON", "false")
 os.environ.setdefault("SINERGI_LOG_LEVEL", "WARNING")
+# No audit spool unless a test gives one: `make` exports the workstation's (./sinergi-audit.spool)
+# and every app and server of the suite would share that one file, so entries spooled by one
+# test's outage were appended by another test's server to its own database's chain.
+os.environ.pop("SINERGI_AUDIT_SPOOL", None)
 
 from api.agencies import service as agencies  # noqa: E402
 from api.agencies.schemas import AgencyCreate, ClientCreate  # noqa: E402

@@ -127,3 +127,14 @@ async def test_a_spool_drain_that_died_after_committing_writes_nothing_twice(
     assert await audit.drain_spool(db) == 0
     assert len(await entries_of(db, [r.headers["x-request-id"]])) == 1
     assert (await audit.verify(db, "61")).ok
+
+
+def test_the_suites_apps_and_servers_share_no_spool(database_url):
+    """Each test that spools gives its own spool; no other app or server of the suite has one.
+    `make test` exports the workstation's spool (the Makefile's SINERGI_AUDIT_SPOOL): shared by
+    every test, a test's outage entries were drained by another test's server into its own
+    database's chain (an e2e test counting its chain's entries found five too many)."""
+    from tests.live import server_env
+
+    assert Settings(database_url=database_url).audit_spool is None
+    assert "SINERGI_AUDIT_SPOOL" not in server_env(database_url)
