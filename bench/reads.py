@@ -184,8 +184,8 @@ def sinergi_verify_from_checkpoint(url: str, tail: int) -> tuple[float, int, flo
                 at = head - tail
                 digest = (await conn.exec_driver_sql(
                     f"SELECT hash FROM audit_event WHERE chain = '{CHAIN}' AND seq = {at}")).scalar()
-            kid, pem = await keys.signing_key()
-            signed = tokens.sign_checkpoint(private_pem=pem, kid=kid, issuer=settings.issuer, chain=CHAIN, seq=at,
+            kid, signer = await keys.signing_key()
+            signed = tokens.sign_checkpoint(signer=signer, kid=kid, issuer=settings.issuer, chain=CHAIN, seq=at,
                                             hash=digest, now=clock.now())
             best_cp, best_all = (float("inf"), 0), (float("inf"), 0)
             for _ in range(3):

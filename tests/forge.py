@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
 from jose import jwt
 
 from api.core import keys
@@ -36,7 +37,9 @@ async def active_key(db: Database) -> tuple[str, str]:
                 .where(SigningKey.retired_at.is_(None))
             )
         ).one()
-    return row[0], keys.open_key(row[0], row[1], row[2], db.settings.data_key_bytes)[0]
+    private = keys.open_key(row[0], row[1], row[2], db.settings.data_key_bytes)[0]
+    return row[0], private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode()
 
 
 def claims_for(party: Any, settings: Any, **changes: Any) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def sign_rs256(claims: dict[str, Any], pem: str, kid: str | None, typ: str | Non
 
 
 def _resign_rs256(header: dict[str, Any], claims: dict[str, Any], pem: str) -> str:
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
     key = serialization.load_pem_private_key(pem.encode(), password=None)
@@ -109,7 +112,6 @@ def with_payload(token: str, claims: dict[str, Any]) -> str:
 
 
 def jwk_to_pem(jwk_dict: dict[str, Any]) -> bytes:
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 
     n = int.from_bytes(b64u_decode(jwk_dict["n"]), "big")

@@ -836,9 +836,9 @@ async def make_checkpoint(session: AsyncSession, keys: KeyStore, issuer: str,
     """The chain's head now, signed: keep it outside the database and verify against it later.
     Read on ``session`` (the request's)."""
     seq, digest = await head(session, chain)
-    kid, pem = await keys.signing_key(session)
+    kid, signer = await keys.signing_key(session)
     now = clock.now()
-    signed = tokens.sign_checkpoint(private_pem=pem, kid=kid, issuer=issuer, chain=chain, seq=seq, hash=digest, now=now)
+    signed = tokens.sign_checkpoint(signer=signer, kid=kid, issuer=issuer, chain=chain, seq=seq, hash=digest, now=now)
     return tokens.Checkpoint(chain, seq, digest, int(now.timestamp())), signed
 
 

@@ -50,7 +50,7 @@ class TokenClaims:
 
 def issue(
     *,
-    private_pem: str,
+    signer: Key,
     kid: str,
     issuer: str,
     audience: str,
@@ -75,7 +75,7 @@ def issue(
         "exp": iat + ttl,
         "jti": uuid.uuid4().hex,
     }
-    token = jwt.encode(claims, private_pem, algorithm=ALGORITHM, headers={"kid": kid, "typ": TOKEN_TYPE})
+    token = jwt.encode(claims, signer, algorithm=ALGORITHM, headers={"kid": kid, "typ": TOKEN_TYPE})
     return token, _claims(claims)
 
 
@@ -204,9 +204,9 @@ class Checkpoint:
     issued_at: int
 
 
-def sign_checkpoint(*, private_pem: str, kid: str, issuer: str, chain: str, seq: int, hash: str, now: datetime) -> str:
+def sign_checkpoint(*, signer: Key, kid: str, issuer: str, chain: str, seq: int, hash: str, now: datetime) -> str:
     claims = {"iss": issuer, "iat": int(now.timestamp()), "chain": chain, "seq": seq, "hash": hash}
-    return jwt.encode(claims, private_pem, algorithm=ALGORITHM, headers={"kid": kid, "typ": CHECKPOINT_TYPE})
+    return jwt.encode(claims, signer, algorithm=ALGORITHM, headers={"kid": kid, "typ": CHECKPOINT_TYPE})
 
 
 def checkpoint_kid(token: str) -> str:

@@ -50,9 +50,9 @@ async def issue_token(
                      resource_id=client.client_id, reason="invalid_scope",
                      requested=sorted(wanted), not_allowed=sorted(wanted - allowed))
         raise OAuthError("invalid_scope", "The requested scope exceeds what this client is allowed")
-    kid, pem = await keys.signing_key(session)
+    kid, signer = await keys.signing_key(session)
     token, claims = tokens.issue(
-        private_pem=pem, kid=kid, issuer=settings.issuer, audience=settings.audience,
+        signer=signer, kid=kid, issuer=settings.issuer, audience=settings.audience,
         client_id=client.client_id, agency=agency.code, jurisdiction=agency.jurisdiction,
         scopes=sorted(wanted), now=clock.now(), ttl=settings.access_token_ttl,
     )
