@@ -171,7 +171,34 @@ def _make_signing_key(url: str) -> None:
     eng.dispose()
 
 
+# Emptying a database between tests: a DELETE of each table in one round trip, with the
+# foreign keys' and the append-only tables' triggers not firing (``session_replication_role``,
+# which the test server's superuser may set). A few milliseconds, where a TRUNCATE of every
+# table took ≈ 0.35 s (a new file for each table and its indexes): a third of a second for
+# each of the suite's PostgreSQL tests. TRUNCATE remains for a user who may not set the role.
+_KEPT = ", ".join(f"'{t}'" for t in sorted(_KEEP))
+_DELETE_ALL = f"""
+DO $$
+DECLARE t text;
+BEGIN
+    PERFORM set_config('session_replication_role', 'replica', true);
+    FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN ({_KEPT}) LOOP
+        EXECUTE 'DELETE FROM ' || quote_ident(t);
+    END LOOP;
+END $$
+"""
+
+
 def _empty_pg(url: str) -> None:
+    eng = sa.create_engine(sync_url(url))
+    try:
+        with eng.begin() as c:
+            c.exec_driver_sql(_DELETE_ALL)
+        return
+    except sa.exc.ProgrammingError:  # not allowed to set the role: the slow way
+        pass
+    finally:
+        eng.dispose()
     eng = sa.create_engine(sync_url(url))
     with eng.begin() as c:
         tables = [
