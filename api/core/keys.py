@@ -2,10 +2,10 @@
 rotated with overlap.
 
 Each process keeps the keys it needs in memory, built once into signing and verification
-objects (building them per request would double the cost of every call; a signing object built
-from the PEM each time cost ≈ 34 ms a token, python-jose checking the RSA key again). It reloads them from the database when
-a token names a ``kid`` it does not know (another process rotated) and every
-:data:`REFRESH_SECONDS`, so a rotation reaches every process of a cluster.
+objects (building them per request would double the cost of every call; a signing object
+built from the PEM each time cost ≈ 34 ms a token, python-jose checking the RSA key again). It
+reloads them from the database when a token names a ``kid`` it does not know (another process
+rotated) and every :data:`REFRESH_SECONDS`, so a rotation reaches every process of a cluster.
 
 **A request never waits for a reload, and never takes a connection for one.** The periodic
 refresh runs in a task of its own (one at a time, on a pooled connection it alone holds); the
