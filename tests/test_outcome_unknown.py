@@ -10,6 +10,7 @@ file, whose COMMIT cannot be lost this way).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import orjson
@@ -61,20 +62,37 @@ async def sender(make_party):
                             kind=AgencyKind.migrant_protection)
 
 
-async def lost_commit(proxy: ProxyControl, client, path: str, body: dict, headers: dict):
-    """The request, with the answer to its COMMIT lost (every COMMIT while it runs)."""
+async def settled(db) -> None:
+    """Wait until no other backend of the test's database is still at work: the COMMIT whose
+    answer was cut reached PostgreSQL, but it may still be committing (its WAL flush) when the
+    service has already answered, and a read made at once would not see what it wrote yet."""
+    async with db.read() as conn:
+        for _ in range(200):
+            busy = (await conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'"))).scalar()
+            if not busy:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("a backend of the test's database is still at work after 10 s")
+
+
+async def lost_commit(proxy: ProxyControl, client, db, path: str, body: dict, headers: dict):
+    """The request, with the answer to its COMMIT lost (every COMMIT while it runs); returns
+    once PostgreSQL is done with that COMMIT."""
     assert (await proxy.cmd("mode cut 1")).get("ok")
     try:
         return await client.post(path, json=body, headers=headers)
     finally:
         stats = await proxy.cmd("mode pass")
         assert stats.get("cuts") == 1, stats
+        await settled(db)
 
 
 async def test_a_lost_commit_is_reported_as_unknown_and_a_keyed_retry_replays_it(proxy, client, db, sender):
     body = {**referral_body(), "note": "lost commit, keyed"}
     headers = await sender.headers(**{"Idempotency-Key": "lost-commit-1"})
-    r = await lost_commit(proxy, client, "/v1/referrals", body, headers)
+    r = await lost_commit(proxy, client, db, "/v1/referrals", body, headers)
     problem = assert_problem(r, 503, "/problems/outcome-unknown")
     assert r.headers["retry-after"]
     # not "nothing was changed": the client is told to retry only under its key, or to read first
@@ -103,7 +121,7 @@ async def test_a_lost_commit_of_an_unkeyed_move_is_unknown_and_a_read_tells_the_
     police = await make_party("POLRES-BENGKAYANG", "61.07", "referrals:read referrals:respond",
                               kind=AgencyKind.police)
     headers = await police.headers(**{"If-Match": etag})
-    r = await lost_commit(proxy, client, f"/v1/referrals/{rid}/transitions", {"action": "receive"}, headers)
+    r = await lost_commit(proxy, client, db, f"/v1/referrals/{rid}/transitions", {"action": "receive"}, headers)
     problem = assert_problem(r, 503, "/problems/outcome-unknown")
     assert "nothing was changed" not in problem["detail"]
     assert [o for o, _ in await entries_of(db, r.headers["x-request-id"])] == ["allowed"]
@@ -128,6 +146,7 @@ async def test_a_read_whose_commit_is_lost_is_told_to_retry(proxy, client, db, s
         r = await client.get(f"/v1/referrals/{created.json()['id']}", headers=headers)
     finally:
         assert (await proxy.cmd("mode pass")).get("cuts") == 1
+        await settled(db)
     problem = assert_problem(r, 503, "/problems/outcome-unknown")
     assert "retry it" in problem["detail"] and r.headers["retry-after"]
     assert "failed" not in [o for o, _ in await entries_of(db, r.headers["x-request-id"])]
