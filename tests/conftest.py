@@ -192,23 +192,20 @@ END $$
 def _empty_pg(url: str) -> None:
     eng = sa.create_engine(sync_url(url))
     try:
-        with eng.begin() as c:
-            c.exec_driver_sql(_DELETE_ALL)
-        return
-    except sa.exc.ProgrammingError:  # not allowed to set the role: the slow way
-        pass
+        try:
+            with eng.begin() as c:
+                c.exec_driver_sql(_DELETE_ALL)
+        except sa.exc.ProgrammingError:  # not allowed to set the role: the slow way
+            with eng.begin() as c:
+                tables = [
+                    r[0]
+                    for r in c.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+                    if r[0] not in _KEEP
+                ]
+                if tables:
+                    c.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
     finally:
         eng.dispose()
-    eng = sa.create_engine(sync_url(url))
-    with eng.begin() as c:
-        tables = [
-            r[0]
-            for r in c.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
-            if r[0] not in _KEEP
-        ]
-        if tables:
-            c.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
-    eng.dispose()
 
 
 @pytest.fixture(scope="session")

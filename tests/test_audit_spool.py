@@ -20,6 +20,7 @@ from api.core.db import sync_url
 from api.core.settings import Settings
 from models import AgencyKind, AuditEvent
 from tests.conftest import PG_ADMIN_URL, assert_problem
+from tests.live import server_env
 from tests.test_idempotency import referral_body
 
 
@@ -134,7 +135,5 @@ def test_the_suites_apps_and_servers_share_no_spool(database_url):
     `make test` exports the workstation's spool (the Makefile's SINERGI_AUDIT_SPOOL): shared by
     every test, a test's outage entries were drained by another test's server into its own
     database's chain (an e2e test counting its chain's entries found five too many)."""
-    from tests.live import server_env
-
     assert Settings(database_url=database_url).audit_spool is None
     assert "SINERGI_AUDIT_SPOOL" not in server_env(database_url)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import orjson
 import pytest
+import sqlalchemy as sa
 
 from api.core import audit, outbox
 from api.core.db import Database
 from api.core.unit import NoUnit, operator_unit, unit_of
+from models import AuditEvent, AuditSubject, Event
 
 API = Path(__file__).resolve().parents[1] / "api"
 
@@ -74,11 +77,6 @@ async def test_a_units_events_of_two_feeds_are_committed_with_it_in_order(db: Da
     head yet (its first event makes it): each feed numbers its events from where it was (the
     new one from 1), in the order they were emitted, and the unit's entry is on the chain with
     its subjects."""
-    import orjson
-    import sqlalchemy as sa
-
-    from models import AuditEvent, AuditSubject, Event
-
     async with operator_unit(db, "test") as session:  # the Kalbar feed has a head after this
         outbox.emit(session, "notice.created", {"n": 0}, region="61.07")
     async with operator_unit(db, "test") as session:
