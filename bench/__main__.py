@@ -67,6 +67,7 @@ from bench.common import (
     machine,
     make_parties,
     records,
+    wait_answering,
 )
 from bench.webhooks import run_webhooks
 
@@ -87,16 +88,10 @@ def start_server(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
          "--workers", str(workers)],
         cwd=ROOT, env=env,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit("the server did not start")
-        time.sleep(0.2)
+    if wait_answering(f"http://127.0.0.1:{port}/readyz", timeout=30, alive=lambda: proc.poll() is None, interval=0.2):
+        return proc
+    if proc.poll() is not None:
+        raise SystemExit("the server did not start")
     proc.terminate()
     raise SystemExit("the server did not become ready in 30 s")
 

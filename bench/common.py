@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,6 +30,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_answering(url: str, *, timeout: float, alive: Callable[[], bool] = lambda: True,
+                   status: int | None = 200, interval: float = 0.1) -> bool:
+    """Look at ``url`` every ``interval`` seconds until it answers (with ``status``; ``None``: any
+    answer) or ``timeout`` seconds have passed or ``alive()`` turns false; whether it answered.
+    One HTTP client for every look: a client made for each (``httpx.get``) builds a TLS context
+    from the CA store every time, tens of milliseconds of CPU a look."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1) as http:
+        while alive():
+            try:
+                reply = http.get(url)
+                if status is None or reply.status_code == status:
+                    return True
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(interval)
+    return False
 
 
 def records(n: int, run: str, start: int = 0, district: str = "61.07") -> list[dict[str, Any]]:
@@ -184,17 +206,14 @@ class Server:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"the server on {self.port} exited:\n{self.tail()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if wait_answering(self.url + "/readyz", timeout=timeout, alive=self.running):
+            return
+        if not self.running():
+            raise RuntimeError(f"the server on {self.port} exited:\n{self.tail()}")
         raise RuntimeError(f"the server on {self.port} was not ready in {timeout:.0f} s:\n{self.tail()}")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def tail(self, lines: int = 30) -> str:
         try:

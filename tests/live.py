@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bench.common import wait_answering
 from sinergi_client import AsyncSinergi, Sinergi
 from tests.demo_world import DemoCopy
 
@@ -61,17 +62,10 @@ def serve(database_url: str, *command: str, **env: str) -> Iterator[str]:
                             stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
+        if not wait_answering(url + "/readyz", timeout=30, alive=lambda: proc.poll() is None):
             if proc.poll() is not None:
                 log.seek(0)
                 raise AssertionError(f"server exited: {log.read().decode(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
             raise AssertionError("server did not become ready")
         yield url
     finally:

@@ -7,13 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from bench.common import wait_answering
 from models import AgencyKind
 from tests.returnee_rows import insert_returnees
 from tests.test_notices import BP3MI_SCOPES, DISTRICT_SCOPES
@@ -41,19 +41,11 @@ def servers(backend, database_url) -> Iterator[list[str]]:
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             ))
             urls.append(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 30
         for proc, url in zip(procs, urls, strict=True):
-            while True:
+            if not wait_answering(url + "/healthz", timeout=30, alive=lambda proc=proc: proc.poll() is None):
                 if proc.poll() is not None:
                     pytest.fail(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail("server did not start")
-                time.sleep(0.1)
+                pytest.fail("server did not start")
         yield urls
     finally:
         for proc in procs:

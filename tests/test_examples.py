@@ -23,6 +23,7 @@ import standardwebhooks
 
 from api.app import create_app
 from api.core.settings import Settings
+from bench.common import wait_answering
 from tests.live import ROOT, Live, free_port, live_world
 
 EXAMPLES = ROOT / "examples"
@@ -136,12 +137,7 @@ def receiver(secret: str, store: Path, port: int | None = None) -> Iterator[tupl
                             stdout=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/hooks"
     try:
-        for _ in range(100):
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_answering(url, timeout=5, alive=lambda: proc.poll() is None, status=None, interval=0.05)
         yield url, proc
     finally:
         proc.terminate()

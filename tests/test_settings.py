@@ -9,10 +9,8 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
@@ -20,6 +18,7 @@ from pydantic import ValidationError
 from api.app import create_app
 from api.cli import main as cli
 from api.core.settings import DEV_DATA_KEY, DEV_INDEX_KEY, Settings, get_settings
+from bench.common import wait_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,16 +159,9 @@ def test_sinergi_serve_says_on_stderr_that_it_runs_on_development_keys(database_
             stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True,
         )
         try:
-            for _ in range(300):  # up to ~30 s
-                assert proc.poll() is None, err.read_text()
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            else:
-                raise AssertionError(f"the server did not become ready: {err.read_text()}")
+            ready = wait_answering(f"http://127.0.0.1:{port}/readyz", timeout=30, alive=lambda: proc.poll() is None)
+            assert proc.poll() is None, err.read_text()
+            assert ready, f"the server did not become ready: {err.read_text()}"
         finally:
             proc.terminate()
             proc.wait(timeout=30)
