@@ -6,8 +6,12 @@ import json
 import os
 import stat
 
+# The two tests of the file alone run the command on a copy of a loaded demo (``demo_copy``):
+# with no credentials file the clients get new secrets and the file is written as on a first
+# run, without loading the demo again (the third test loads it, twice).
 
-def test_the_credentials_file_is_readable_by_its_owner_only(sinergi, tmp_path):
+
+def test_the_credentials_file_is_readable_by_its_owner_only(sinergi, demo_copy, tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     path = folder / "demo-credentials.json"
@@ -22,7 +26,7 @@ def test_the_credentials_file_is_readable_by_its_owner_only(sinergi, tmp_path):
     assert [p.name for p in folder.iterdir()] == ["demo-credentials.json"]  # no temporary file left
 
 
-def test_a_symbolic_link_at_the_path_is_replaced_not_followed(sinergi, tmp_path):
+def test_a_symbolic_link_at_the_path_is_replaced_not_followed(sinergi, demo_copy, tmp_path):
     elsewhere = tmp_path / "world-readable.txt"
     elsewhere.write_text("")
     elsewhere.chmod(0o644)
