@@ -8,7 +8,7 @@ import stat
 
 # The two tests of the file alone run the command on a copy of a loaded demo (``demo_copy``):
 # with no credentials file the clients get new secrets and the file is written as on a first
-# run, without loading the demo again (the third test loads it, twice).
+# run, without loading the demo again (the test of a second run starts from an empty database).
 
 
 def test_the_credentials_file_is_readable_by_its_owner_only(sinergi, demo_copy, tmp_path):
