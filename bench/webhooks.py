@@ -43,7 +43,7 @@ from api.webhooks import service, signing
 from api.webhooks.repository import FeedEvent
 from api.webhooks.schemas import WebhookCreate
 from api.webhooks.worker import Worker, body_of
-from bench.common import ROOT, free_port
+from bench.common import ROOT, free_port, wait_answering
 from models import AgencyKind, DeliveryStatus, Event, WebhookDelivery
 
 SUBSCRIBER_SCOPES = "notices:read events:read webhooks:manage"
@@ -59,14 +59,10 @@ class ReceiverProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.webhook_receiver:app", "--host", "127.0.0.1", "--port",
              str(self.port), "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=env)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                httpx.post(f"http://127.0.0.1:{self.port}/ready", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("the receiver did not start")
+        proc = self.proc
+        if not wait_answering(f"http://127.0.0.1:{self.port}/", timeout=20, alive=lambda: proc.poll() is None,
+                              status=None, interval=0.05):
+            raise RuntimeError("the receiver did not start")
 
     def stop(self) -> None:
         if self.proc is not None:
