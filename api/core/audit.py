@@ -19,6 +19,7 @@ import hashlib
 import logging
 import operator
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -383,32 +384,28 @@ def _prepare_text() -> str:
 
 
 _PG_PREPARE = _prepare_text()
-_PG_EXECUTE_AND_COMMIT = (f"EXECUTE {_PG_APPEND_NAME} (" + ", ".join(f"%({n})s" for n, _t in _PG_APPEND_ARGS)
-                          + "); COMMIT")
+_PG_EXECUTE = f"EXECUTE {_PG_APPEND_NAME} (" + ", ".join("%s" for _ in _PG_APPEND_ARGS) + ")"
 
 
 async def append_and_commit(session: AsyncSession, staged: Staged) -> None:
-    """:func:`append_staged`, then COMMIT. On PostgreSQL the last entry's append goes to the
-    server in one round trip with the COMMIT (one statement that writes the subjects left to
-    write (``defer_subjects``), advances or makes the head and inserts the entry, prepared on
-    the connection; executed with the COMMIT in one simple query), so the chain head's row lock
-    is held for PostgreSQL's own time only, not for a round trip through a busy event loop:
-    audited requests of one chain queue behind each other for less. What is committed is
-    exactly what the two steps commit; if the append fails, the COMMIT after it in the same
-    query is not run (the transaction is aborted, and rolled back)."""
+    """:func:`append_staged`, then COMMIT. On PostgreSQL the appends go to the server in one
+    round trip with the COMMIT: one statement per entry (it writes the subjects left to write
+    (``defer_subjects``), advances or makes the head and inserts the entry), prepared on the
+    connection, all of them executed with the COMMIT in one simple query, so the chain head's
+    row lock is held for PostgreSQL's own time only, not for a round trip through a busy event
+    loop: audited requests of one chain queue behind each other for less. What is committed is
+    exactly what the two steps commit; if an append fails, the statements after it in the same
+    query, the COMMIT among them, are not run (the transaction is aborted, and rolled back)."""
     if dialect_of(session) != "postgresql" or not staged.rows:
         await append_staged(session, staged)
         await session.commit()
         return
-    *first, last = staged.rows
     subjects, staged.subjects = staged.subjects, []
-    if first:
-        if subjects:  # several entries: the subjects first, as append_staged writes them
-            await bulk.insert_rows(session, table_of(AuditSubject), subjects)
-            subjects = []
-        await append_staged(session, Staged(staged.chain, first))
-    params = {**_append_params(staged.chain, last), "genesis": GENESIS_HASH,
-              "subjects": orjson.dumps(subjects).decode()}
+    params: list[Any] = []
+    for n, row in enumerate(staged.rows):
+        entry = {**_append_params(staged.chain, row), "genesis": GENESIS_HASH,
+                 "subjects": orjson.dumps(subjects if n == 0 else []).decode()}
+        params.extend(entry[name] for name, _type in _PG_APPEND_ARGS)
     conn = await session.connection()
     raw: Any = (await conn.get_raw_connection()).driver_connection
     try:
@@ -416,17 +413,115 @@ async def append_and_commit(session: AsyncSession, staged: Staged) -> None:
             await raw.execute(_PG_PREPARE)
             raw.append_prepared = True
         append = psycopg.AsyncClientCursor(raw)
-        await append.execute(_PG_EXECUTE_AND_COMMIT, params)
-        done = await append.fetchone()
+        await append.execute("; ".join([_PG_EXECUTE] * len(staged.rows)) + "; COMMIT", params)
+        appended = 0
+        while True:  # a result per EXECUTE (the entry's seq), then the COMMIT's
+            appended += append.pgresult is not None and append.pgresult.ntuples == 1
+            if not append.nextset():
+                break
     except psycopg.Error as exc:  # as SQLAlchemy's handlers would have it: redacted, wrapped
         if isinstance(exc, psycopg.errors.InvalidSqlStatementName):  # deallocated behind psycopg's back:
             raw.append_prepared = False  # the transaction failed (nothing committed); the next one prepares
         if exc.args and isinstance(exc.args[0], str):
             exc.args = (redacted(exc.args[0]), *exc.args[1:])
         raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error, hide_parameters=True) from None
-    if done is None:  # pragma: no cover - the statement fails rather than insert nothing
+    if appended != len(staged.rows):  # pragma: no cover - the statement fails rather than insert nothing
         raise RuntimeError("audit head missing")
     await session.commit()  # the session's own bookkeeping; the connection has committed
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A read's entries, waiting for a unit of the same process to append them (or to append
+    them itself): :func:`commit_read`."""
+
+    staged: Staged
+    done: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Group:
+    """The reads of one chain in one process waiting for their entries to be appended, and the
+    lock held by the unit appending them."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: list[_Waiting] = field(default_factory=list)
+
+
+# Per event loop and engine: a group's futures and lock belong to the loop they were made in.
+_GROUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, str], _Group]] = \
+    weakref.WeakKeyDictionary()
+
+
+async def commit_read(session: AsyncSession, staged: Staged) -> None:
+    """Commit a PostgreSQL unit that wrote nothing (a read: its transaction sent only
+    ``SELECT`` statements) with its audit entries, appended together with those of the other reads of
+    the same chain that are committing in this process at the same time: a group commit.
+
+    The first read of a chain to get there appends its entries and commits, in its own
+    transaction (:func:`append_and_commit`), as every unit does. A read that finds another read
+    appending ends its own transaction (it wrote nothing) and waits: the next read to take the
+    chain's lock appends, in one transaction and one round trip, the entries of every read then
+    waiting, and each of them returns once the transaction holding its entries has committed.
+    So a read's reply still leaves only after its entries are in the chain, the chain's order
+    is still the order of commits, and the reads that commit together wait for the head and
+    for the disk once, not each. If that transaction fails, it fails for each of them (each
+    raises the same error, whose outcome the unit judges as for its own COMMIT). Every wait is
+    a database wait of one of them, bounded as each is (api.core.db): a read waits at most for
+    the append in progress and for the one holding its entries."""
+    conn = await session.connection()
+    key = (id(conn.engine.sync_engine), staged.chain)
+    groups = _GROUPS.setdefault(asyncio.get_running_loop(), {})
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = _Group()
+    if not group.lock.locked() and not group.waiting:
+        async with group.lock:  # nobody else committing a read of the chain: as any unit
+            await _append_group(session, group, staged)
+        return
+    await session.commit()  # the read's own transaction: it wrote nothing
+    me = _Waiting(staged, asyncio.get_running_loop().create_future())
+    group.waiting.append(me)
+    try:
+        async with group.lock:
+            if not me.done.done():  # not appended by the read before: append what is waiting now
+                group.waiting.remove(me)
+                await _append_group(session, group, staged)
+                return
+    except asyncio.CancelledError:  # the request is gone before its entries were taken: no reply, no entry
+        if me in group.waiting:
+            group.waiting.remove(me)
+        me.done.cancel()
+        raise
+    await me.done
+
+
+def waiting_reads() -> int:
+    """How many reads of this process (its running event loop) wait for their entries to be
+    appended by another (:func:`commit_read`)."""
+    groups = _GROUPS.get(asyncio.get_running_loop(), {})
+    return sum(len(g.waiting) for g in groups.values())
+
+
+async def _append_group(session: AsyncSession, group: _Group, own: Staged) -> None:
+    """Append ``own`` and the entries of every read waiting in ``group``, then commit; settle
+    the waiting reads' futures with the outcome (the lock held)."""
+    waiting, group.waiting = group.waiting, []
+    parts = [own, *(w.staged for w in waiting)]
+    staged = Staged(parts[0].chain, [row for p in parts for row in p.rows],
+                    [subject for p in parts for subject in p.subjects])
+    try:
+        await append_and_commit(session, staged)
+    except BaseException as exc:
+        # a cancelled append (its request gone) may have committed or not: unknown to the others
+        shared = exc if isinstance(exc, Exception) else RuntimeError("the append of these entries was interrupted")
+        for w in waiting:
+            if not w.done.done():
+                w.done.set_exception(shared)
+        raise
+    for w in waiting:
+        if not w.done.done():
+            w.done.set_result(None)
 
 
 def outcome_of(exc: BaseException, status: int | None = None) -> tuple[Outcome, int]:

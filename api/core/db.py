@@ -95,6 +95,7 @@ def make_engine(settings: Settings, **kw: Any) -> AsyncEngine:
         kw.setdefault("pool_timeout", settings.db_pool_timeout)
         engine = create_async_engine(url, connect_args=_pg_connect_args(settings, url), **kw)
         _ping_idle_connections(engine, float(settings.db_connect_timeout), settings.db_ping_idle)
+        _note_writes(engine)
     event.listen(engine.sync_engine, "handle_error", _redact_driver_message)
     return engine
 
@@ -200,6 +201,31 @@ def _ping_idle_connections(engine: AsyncEngine, bound: float, idle: float) -> No
                 driver.reply_timeout = saved
         if not alive:  # the pool discards it and checks out another (a new connection if need be)
             raise sa_exc.DisconnectionError("a pooled connection did not answer its ping")
+
+
+_READS = re.compile(r"\s*SELECT\b", re.IGNORECASE)
+_WROTE = "sinergi_wrote"
+
+
+def _note_writes(engine: AsyncEngine) -> None:
+    """Note on each connection whether its transaction has sent anything but a ``SELECT``
+    (:func:`wrote`): a unit that wrote nothing may have its audit entries appended together with
+    other such units' (api.core.audit, :func:`~api.core.audit.commit_read`)."""
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _began(conn: Any) -> None:
+        conn.info[_WROTE] = False
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _statement(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if not _READS.match(statement):
+            conn.info[_WROTE] = True
+
+
+def wrote(conn: AsyncConnection) -> bool:
+    """Whether the transaction on ``conn`` has sent a statement that is not a ``SELECT`` (on
+    PostgreSQL; ``True`` when nobody counted, as on SQLite)."""
+    return bool(conn.sync_connection.info.get(_WROTE, True)) if conn.sync_connection is not None else True
 
 
 FailureKind = Literal["busy", "timeout", "unavailable"]

@@ -24,6 +24,13 @@ allowed), it commits as one transaction as before, its first write having taken 
 Writing requests keep ``BEGIN IMMEDIATE`` from the start: their reads and writes stay one
 atomic transaction. PostgreSQL needs none of this (readers never wait for writers there).
 
+Reading on PostgreSQL. A unit whose transaction sent nothing but ``SELECT`` statements (the engine notes
+it: :func:`api.core.db.wrote`) and queued no event commits through
+:func:`api.core.audit.commit_read`: its entries are appended together with those of the other
+reads of the same chain committing in this process at the same moment (a group commit; its
+reply still waits until they are committed). Any other unit appends its entries in its own
+transaction, with what it wrote.
+
 A lost COMMIT. When the connection fails after ``COMMIT`` was sent and before its answer came,
 the transaction may have committed or not, and nothing here can tell. :meth:`Unit.commit` then
 raises :class:`api.core.errors.OutcomeUnknown` (503 ``/problems/outcome-unknown``) instead of
@@ -45,13 +52,14 @@ request (its session dependency); the command line and the demo loader open thei
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api.core import db
 from api.core.context import AuditRecord, PendingEvent, RequestContext
 from api.core.db import Database
 from api.core.errors import OutcomeUnknown
@@ -132,8 +140,13 @@ class Unit:
         default_chain = self.settings.audit_chain
         # Audit subjects need no lock: written first, or (a unit that takes no other head: a
         # read) in the same round trip as the chain append and the COMMIT.
-        staged = await audit.stage(session, ctx, ctx.audit, default_chain,
-                                   defer_subjects=not self.changes and not ctx.events)
+        reads_only = not self.changes and not ctx.events
+        staged = await audit.stage(session, ctx, ctx.audit, default_chain, defer_subjects=reads_only)
+        if reads_only and staged.rows and dialect_of(session) == "postgresql" \
+                and not db.wrote(await session.connection()):
+            # nothing written but the entries: appended with other reads' (audit.commit_read)
+            await self._commit_with(audit.commit_read(session, staged))
+            return
         if self.changes:
             await changes.flush(session, self.changes)
             self.changes.clear()
@@ -141,16 +154,21 @@ class Unit:
         await session.flush()  # nothing left to send but the chain append and the COMMIT
         # From here until the database has answered, the COMMIT may have been made: on PostgreSQL
         # the last append and the COMMIT go in one round trip (audit.append_and_commit).
+        await self._commit_with(audit.append_and_commit(session, staged))
+
+    async def _commit_with(self, committing: Awaitable[None]) -> None:
+        """Await the COMMIT (with the last of what the unit writes), telling a lost answer
+        from a refusal (see the module's docstring)."""
         self.outcome_unknown = True
         try:
-            await audit.append_and_commit(session, staged)
+            await committing
         except Exception as exc:
-            if _not_committed(session, exc):
+            if _not_committed(self.session, exc):
                 self.outcome_unknown = False
                 raise
             raise OutcomeUnknown() from exc
         self.outcome_unknown = False
-        ctx.audit.clear()
+        self.ctx.audit.clear()
 
 
 def _not_committed(session: AsyncSession, exc: BaseException) -> bool:

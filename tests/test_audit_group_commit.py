@@ -1,0 +1,157 @@
+"""Audited reads that commit at the same moment have their entries appended together, in one
+transaction (PostgreSQL, api.core.audit.commit_read): every read still answers only once its
+entry is in the chain, the chain verifies, and when that transaction fails every read whose
+entry it held fails with it, answered 503 without its data and recorded as failed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+
+from api.core import audit
+from api.core.db import sync_url
+from api.core.unit import operator_unit
+from models import AgencyKind
+from tests.conftest import assert_problem
+from tests.test_referrals import create, world  # noqa: F401  (the fixture)
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only(backend):
+    if backend.name != "postgresql":
+        pytest.skip("reads take no write lock and commit apart on PostgreSQL only (SQLite: api.core.unit)")
+
+
+@contextmanager
+def head_held(database_url: str) -> Iterator[sa.Connection]:
+    """Another transaction holding the province's chain head, as a long append would."""
+    eng = sa.create_engine(sync_url(database_url))
+    try:
+        with eng.connect() as conn, conn.begin():
+            conn.execute(sa.text("SELECT 1 FROM audit_head WHERE chain = '61' FOR UPDATE"))
+            yield conn
+    finally:
+        eng.dispose()
+
+
+def appends_waiting(conn: sa.Connection) -> list[int]:
+    """The backends whose chain append waits for a lock, the longest waiting first (looked at
+    afresh: within a transaction PostgreSQL shows the activity of its first look)."""
+    conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+    return list(conn.execute(sa.text(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+        "AND query LIKE 'EXECUTE sinergi_audit_append%' ORDER BY query_start")).scalars())
+
+
+async def until(done: Callable[[], bool], what: str) -> None:
+    for _ in range(400):
+        if done():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"not reached in 10 s: {what}")
+
+
+def entries_of(database_url: str, request_ids: list[str]) -> list[dict]:
+    eng = sa.create_engine(sync_url(database_url))
+    try:
+        with eng.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.text(
+                "SELECT request_id, outcome, xmin::text AS txn, body FROM audit_event WHERE request_id = ANY(:ids)"),
+                {"ids": request_ids})]
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+async def auditor(make_party):
+    return await make_party("INSPEKTORAT-KALBAR", "61", ["audit:read"], kind=AgencyKind.inspectorate)
+
+
+async def test_reads_committing_together_are_appended_in_one_transaction(client, world, auditor, database_url):  # noqa: F811
+    ref = await create(client, world.sender)
+    headers = await world.receiver.headers()
+    url = f"/v1/referrals/{ref['id']}"
+    assert (await client.get(url, headers=headers)).status_code == 200
+    with head_held(database_url) as holder:
+        reads = [asyncio.create_task(client.get(url, headers=headers)) for _ in range(6)]
+        # the first read's append waits for the head; the five after it wait for that read
+        await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == 5,
+                    "one append waiting for the head, five reads waiting for it")
+        assert not any(r.done() for r in reads)  # no reply before its entry is in the chain
+    replies = await asyncio.gather(*reads)
+    assert [r.status_code for r in replies] == [200] * 6
+    assert all(r.json()["id"] == ref["id"] and {"version", "returnee_id"} <= r.json().keys() for r in replies)
+    ids = [r.headers["x-request-id"] for r in replies]
+    found = entries_of(database_url, ids)
+    assert sorted(e["request_id"] for e in found) == sorted(ids)  # one entry each, none lost or doubled
+    assert {e["outcome"] for e in found} == {"allowed"}
+    assert len({e["txn"] for e in found}) == 2  # the first read's own, and the five appended together
+    assert audit.waiting_reads() == 0
+    verified = await client.get("/v1/audit/verify", headers=await auditor.headers())
+    assert verified.status_code == 200 and verified.json()["ok"] is True, verified.text
+
+
+async def test_a_failed_group_fails_every_read_in_it(client, world, auditor, database_url):  # noqa: F811
+    ref = await create(client, world.sender)
+    headers = await world.receiver.headers()
+    url = f"/v1/referrals/{ref['id']}"
+    assert (await client.get(url, headers=headers)).status_code == 200
+    with head_held(database_url) as holder:
+        reads = [asyncio.create_task(client.get(url, headers=headers)) for _ in range(6)]
+        await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == 5,
+                    "one append waiting for the head, five reads waiting for it")
+        first = appends_waiting(holder)[0]
+        holder.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": first})
+        # the next read appends the five waiting entries together, and waits for the head too
+        await until(lambda: [p for p in appends_waiting(holder) if p != first] != [] and audit.waiting_reads() == 0,
+                    "the five entries' append waiting for the head")
+        group = next(p for p in appends_waiting(holder) if p != first)
+        holder.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": group})
+    replies = await asyncio.gather(*reads)
+    for r in replies:  # no reply carries the referral: none of the reads is on the chain
+        body = assert_problem(r, 503)
+        assert not {"id", "version", "returnee_id", "sender_agency"} & set(body), body
+    ids = [r.headers["x-request-id"] for r in replies]
+    found = entries_of(database_url, ids)
+    assert sorted(e["request_id"] for e in found) == sorted(ids)  # each recorded once: as failed
+    assert {e["outcome"] for e in found} == {"failed"}
+    assert all('"status":503' in e["body"] for e in found)
+    after = await client.get(url, headers=headers)
+    assert after.status_code == 200 and after.json()["id"] == ref["id"]
+    verified = await client.get("/v1/audit/verify", headers=await auditor.headers())
+    assert verified.status_code == 200 and verified.json()["ok"] is True, verified.text
+
+
+async def test_a_unit_that_wrote_commits_its_entry_in_its_own_transaction(client, world, db, database_url):  # noqa: F811
+    """Only a unit that wrote nothing waits for another's append: one that wrote (here while
+    reads are waiting) keeps its write and its entry in one transaction."""
+    ref = await create(client, world.sender)
+    headers = await world.receiver.headers()
+    url = f"/v1/referrals/{ref['id']}"
+    with head_held(database_url) as holder:
+        reads = [asyncio.create_task(client.get(url, headers=headers)) for _ in range(3)]
+        await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == 2,
+                    "one append waiting for the head, two reads waiting for it")
+
+        async def write() -> None:
+            async with operator_unit(db, "test") as session:
+                await session.execute(sa.text("UPDATE agency SET name = name || '' WHERE code = 'POLRES-BENGKAYANG'"))
+                audit.record(session, "test.write")
+
+        writing = asyncio.create_task(write())
+        await until(lambda: len(appends_waiting(holder)) == 2, "the write's append waiting for the head too")
+        assert audit.waiting_reads() == 2
+    await writing
+    assert [r.status_code for r in await asyncio.gather(*reads)] == [200] * 3
+    eng = sa.create_engine(sync_url(database_url))
+    try:
+        with eng.connect() as conn:
+            row = conn.execute(sa.text("SELECT xmin::text FROM agency WHERE code = 'POLRES-BENGKAYANG'")).scalar()
+            entry = conn.execute(sa.text("SELECT xmin::text FROM audit_event WHERE action = 'test.write'")).scalar()
+    finally:
+        eng.dispose()
+    assert row == entry
