@@ -460,9 +460,9 @@ async def commit_read(session: AsyncSession, staged: Staged) -> None:
 
     The first read of a chain to get there appends its entries and commits, in its own
     transaction (:func:`append_and_commit`), as every unit does. A read that finds another read
-    appending ends its own transaction (it wrote nothing) and waits: the next read to take the
-    chain's lock appends, in one transaction and one round trip, the entries of every read then
-    waiting, and each of them returns once the transaction holding its entries has committed.
+    appending waits: the next read to take the chain's lock appends, in its own transaction and
+    one round trip, the entries of every read then waiting, and each of them ends its own
+    transaction (it wrote nothing) once the transaction holding its entries has committed.
     So a read's reply still leaves only after its entries are in the chain, the chain's order
     is still the order of commits, and the reads that commit together wait for the head and
     for the disk once, not each. If that transaction fails, it fails for each of them (each
@@ -479,7 +479,6 @@ async def commit_read(session: AsyncSession, staged: Staged) -> None:
         async with group.lock:  # nobody else committing a read of the chain: as any unit
             await _append_group(session, group, staged)
         return
-    await session.commit()  # the read's own transaction: it wrote nothing
     me = _Waiting(staged, asyncio.get_running_loop().create_future())
     group.waiting.append(me)
     try:
@@ -493,7 +492,8 @@ async def commit_read(session: AsyncSession, staged: Staged) -> None:
             group.waiting.remove(me)
         me.done.cancel()
         raise
-    await me.done
+    await me.done  # raises as the append holding the entries did
+    await session.commit()  # the read's own transaction, which wrote nothing
 
 
 def waiting_reads() -> int:
