@@ -14,10 +14,17 @@ imports would fail here rather than pass silently.
 from __future__ import annotations
 
 import ast
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from api.app import create_app
+from api.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ("fastapi", "starlette")
@@ -262,3 +269,51 @@ def test_every_column_whose_value_is_an_enum_is_enum_typed() -> None:
             if any(issubclass(a, enum.StrEnum) for a in members) and not isinstance(column.type, sa.Enum | EnumList):
                 plain.append(f"{cls.__name__}.{column.key}")
     assert plain == []
+
+
+def _plain_functions(app: Any) -> list[str]:
+    """Each route's endpoint and dependencies (all the way down) that are not ``async``: FastAPI
+    runs those in its thread pool, one hop between threads a request for each."""
+
+    def is_async(call: Any) -> bool:
+        fn = call if inspect.isfunction(call) or inspect.ismethod(call) else type(call).__call__
+        return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+
+    found: list[str] = []
+
+    def walk(dependant: Any, path: str) -> None:
+        for sub in dependant.dependencies:
+            if sub.call is not None and not is_async(sub.call):
+                found.append(f"{path}: {getattr(sub.call, '__qualname__', sub.call)}")
+            walk(sub, path)
+
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            if not is_async(route.endpoint):
+                found.append(f"{route.path}: {route.endpoint.__qualname__}")
+            walk(route.dependant, route.path)
+    return found
+
+
+def test_routes_and_their_dependencies_run_on_the_event_loop() -> None:
+    app = create_app(Settings(mode="development"), configure_logging=False)
+    assert _plain_functions(app) == []
+
+
+def test_a_plain_function_dependency_is_caught() -> None:
+    def declared(value: str | None = None) -> None:
+        return None
+
+    app = FastAPI()
+
+    @app.get("/x", dependencies=[Depends(declared)])
+    async def x() -> None:
+        return None
+
+    @app.get("/y")
+    def y() -> None:
+        return None
+
+    assert _plain_functions(app) == ["/x: test_a_plain_function_dependency_is_caught.<locals>.declared",
+                                     "/y: test_a_plain_function_dependency_is_caught.<locals>.y"]

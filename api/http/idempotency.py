@@ -90,7 +90,7 @@ _LEGACY = "idempotency.response"  # the reply alone, as records were written bef
 VIEW_SCOPES: tuple[Scope, ...] = (Scope.pii_read,)
 
 
-def _declared(
+async def _declared(
     key: Annotated[str | None, Header(
         alias=HEADER, description="1 to 255 printable characters: the same key and request replays the first "
         "reply (`Idempotent-Replayed: true`), the same key with another request is 422, while the first is "
