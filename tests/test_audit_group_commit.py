@@ -155,3 +155,25 @@ async def test_a_unit_that_wrote_commits_its_entry_in_its_own_transaction(client
     finally:
         eng.dispose()
     assert row == entry
+
+
+async def test_a_read_gone_while_waiting_leaves_the_others_their_group(client, world, database_url):  # noqa: F811
+    """A request that ends (its client gone) while its entry waits takes the entry with it; the
+    reads waiting beside it are appended and answered as before."""
+    ref = await create(client, world.sender)
+    headers = await world.receiver.headers()
+    url = f"/v1/referrals/{ref['id']}"
+    with head_held(database_url) as holder:
+        kept = [asyncio.create_task(client.get(url, headers=headers)) for _ in range(3)]
+        await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == 2,
+                    "one append waiting for the head, two reads waiting for it")
+        gone = asyncio.create_task(client.get(url, headers=headers))  # a read that waits, then goes
+        await until(lambda: audit.waiting_reads() == 3, "the fourth read waiting")
+        gone.cancel()
+        await until(lambda: gone.done() and audit.waiting_reads() == 2, "the gone read's entry taken back")
+    replies = await asyncio.gather(*kept)
+    assert [r.status_code for r in replies] == [200] * 3
+    assert gone.cancelled()
+    found = entries_of(database_url, [r.headers["x-request-id"] for r in replies])
+    assert len(found) == 3 and {e["outcome"] for e in found} == {"allowed"}
+    assert audit.waiting_reads() == 0

@@ -155,6 +155,8 @@ async def _record_failure(svc: Services, ctx: RequestContext, exc: BaseException
 # scope="function": the transaction ends (commit or rollback) before the response is sent, so
 # a caller never sees a success that was not committed.
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
 async def _services(request: Request) -> Services:
     """:func:`services` as a dependency (``async``: a plain function would be run in the thread pool)."""
     return services(request)
