@@ -1,5 +1,6 @@
 """The console in a real browser: headless Chromium (Debian's ``chromium`` + ``chromium-driver``,
-driven by Selenium) against a real uvicorn server on the demo data.
+driven by Selenium) against a real uvicorn server on the demo data; one browser for the
+module, each test starting on a blank page without cookies.
 
 Sign in, see the overview and its chart drawn (the chart's pixels are more than blank),
 acknowledge a notice, download a file and read it back, sign out; a form with a wrong CSRF
@@ -53,24 +54,35 @@ def site(module_demo: DemoCopy) -> Iterator[dict[str, Any]]:
         yield {"url": base, "db": module_demo.url, "officers": module_demo.demo["officers"]}
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium for the module's tests (starting one takes seconds); each test
+    gets it without cookies, on a blank page, with a downloads folder of its own (:func:`browser`)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1400", "--lang=id-ID", f"--user-data-dir={tmp_path / 'profile'}"):
+                "--window-size=1280,1400", "--lang=id-ID", f"--user-data-dir={profile}"):
         options.add_argument(arg)
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option("prefs", {"download.prompt_for_download": False})
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
-    driver.downloads = downloads
     driver.implicitly_wait(5)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: Any, tmp_path: Path) -> Iterator[Any]:
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    chromium.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})  # no session of an earlier test
+    chromium.get("about:blank")
+    chromium.downloads = downloads
+    yield chromium
+    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
 
 
 def _sign_in(driver: Any, site: dict[str, Any], email: str) -> None:
