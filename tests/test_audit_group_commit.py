@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
@@ -71,39 +72,55 @@ async def auditor(make_party):
     return await make_party("INSPEKTORAT-KALBAR", "61", ["audit:read"], kind=AgencyKind.inspectorate)
 
 
-async def test_reads_committing_together_are_appended_in_one_transaction(client, world, auditor, database_url):  # noqa: F811
+@dataclass
+class Read:
+    """An audited read of one referral by its receiver: ``client.get(url, headers=headers)``."""
+
+    ref: dict
+    url: str
+    headers: dict[str, str]
+
+
+@pytest.fixture
+async def read(client, world) -> Read:  # noqa: F811
     ref = await create(client, world.sender)
-    headers = await world.receiver.headers()
-    url = f"/v1/referrals/{ref['id']}"
-    assert (await client.get(url, headers=headers)).status_code == 200
+    one = Read(ref, f"/v1/referrals/{ref['id']}", await world.receiver.headers())
+    assert (await client.get(one.url, headers=one.headers)).status_code == 200  # the append prepared
+    return one
+
+
+async def reads_waiting(client, read: Read, holder: sa.Connection, n: int) -> list[asyncio.Task]:
+    """``n`` reads started: the first's append waits for the held head, the others for it."""
+    tasks = [asyncio.create_task(client.get(read.url, headers=read.headers)) for _ in range(n)]
+    await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == n - 1,
+                f"one append waiting for the head, {n - 1} reads waiting for it")
+    return tasks
+
+
+async def assert_chain_verifies(client, auditor) -> None:
+    verified = await client.get("/v1/audit/verify", headers=await auditor.headers())
+    assert verified.status_code == 200 and verified.json()["ok"] is True, verified.text
+
+
+async def test_reads_committing_together_are_appended_in_one_transaction(client, read, auditor, database_url):
     with head_held(database_url) as holder:
-        reads = [asyncio.create_task(client.get(url, headers=headers)) for _ in range(6)]
-        # the first read's append waits for the head; the five after it wait for that read
-        await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == 5,
-                    "one append waiting for the head, five reads waiting for it")
+        reads = await reads_waiting(client, read, holder, 6)
         assert not any(r.done() for r in reads)  # no reply before its entry is in the chain
     replies = await asyncio.gather(*reads)
     assert [r.status_code for r in replies] == [200] * 6
-    assert all(r.json()["id"] == ref["id"] and {"version", "returnee_id"} <= r.json().keys() for r in replies)
+    assert all(r.json()["id"] == read.ref["id"] and {"version", "returnee_id"} <= r.json().keys() for r in replies)
     ids = [r.headers["x-request-id"] for r in replies]
     found = entries_of(database_url, ids)
     assert sorted(e["request_id"] for e in found) == sorted(ids)  # one entry each, none lost or doubled
     assert {e["outcome"] for e in found} == {"allowed"}
     assert len({e["txn"] for e in found}) == 2  # the first read's own, and the five appended together
     assert audit.waiting_reads() == 0
-    verified = await client.get("/v1/audit/verify", headers=await auditor.headers())
-    assert verified.status_code == 200 and verified.json()["ok"] is True, verified.text
+    await assert_chain_verifies(client, auditor)
 
 
-async def test_a_failed_group_fails_every_read_in_it(client, world, auditor, database_url):  # noqa: F811
-    ref = await create(client, world.sender)
-    headers = await world.receiver.headers()
-    url = f"/v1/referrals/{ref['id']}"
-    assert (await client.get(url, headers=headers)).status_code == 200
+async def test_a_failed_group_fails_every_read_in_it(client, read, auditor, database_url):
     with head_held(database_url) as holder:
-        reads = [asyncio.create_task(client.get(url, headers=headers)) for _ in range(6)]
-        await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == 5,
-                    "one append waiting for the head, five reads waiting for it")
+        reads = await reads_waiting(client, read, holder, 6)
         first = appends_waiting(holder)[0]
         holder.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": first})
         # the next read appends the five waiting entries together, and waits for the head too
@@ -120,22 +137,16 @@ async def test_a_failed_group_fails_every_read_in_it(client, world, auditor, dat
     assert sorted(e["request_id"] for e in found) == sorted(ids)  # each recorded once: as failed
     assert {e["outcome"] for e in found} == {"failed"}
     assert all('"status":503' in e["body"] for e in found)
-    after = await client.get(url, headers=headers)
-    assert after.status_code == 200 and after.json()["id"] == ref["id"]
-    verified = await client.get("/v1/audit/verify", headers=await auditor.headers())
-    assert verified.status_code == 200 and verified.json()["ok"] is True, verified.text
+    after = await client.get(read.url, headers=read.headers)
+    assert after.status_code == 200 and after.json()["id"] == read.ref["id"]
+    await assert_chain_verifies(client, auditor)
 
 
-async def test_a_unit_that_wrote_commits_its_entry_in_its_own_transaction(client, world, db, database_url):  # noqa: F811
+async def test_a_unit_that_wrote_commits_its_entry_in_its_own_transaction(client, read, db, database_url):
     """Only a unit that wrote nothing waits for another's append: one that wrote (here while
     reads are waiting) keeps its write and its entry in one transaction."""
-    ref = await create(client, world.sender)
-    headers = await world.receiver.headers()
-    url = f"/v1/referrals/{ref['id']}"
     with head_held(database_url) as holder:
-        reads = [asyncio.create_task(client.get(url, headers=headers)) for _ in range(3)]
-        await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == 2,
-                    "one append waiting for the head, two reads waiting for it")
+        reads = await reads_waiting(client, read, holder, 3)
 
         async def write() -> None:
             async with operator_unit(db, "test") as session:
@@ -157,17 +168,12 @@ async def test_a_unit_that_wrote_commits_its_entry_in_its_own_transaction(client
     assert row == entry
 
 
-async def test_a_read_gone_while_waiting_leaves_the_others_their_group(client, world, database_url):  # noqa: F811
+async def test_a_read_gone_while_waiting_leaves_the_others_their_group(client, read, database_url):
     """A request that ends (its client gone) while its entry waits takes the entry with it; the
     reads waiting beside it are appended and answered as before."""
-    ref = await create(client, world.sender)
-    headers = await world.receiver.headers()
-    url = f"/v1/referrals/{ref['id']}"
     with head_held(database_url) as holder:
-        kept = [asyncio.create_task(client.get(url, headers=headers)) for _ in range(3)]
-        await until(lambda: len(appends_waiting(holder)) == 1 and audit.waiting_reads() == 2,
-                    "one append waiting for the head, two reads waiting for it")
-        gone = asyncio.create_task(client.get(url, headers=headers))  # a read that waits, then goes
+        kept = await reads_waiting(client, read, holder, 3)
+        gone = asyncio.create_task(client.get(read.url, headers=read.headers))  # a read that waits, then goes
         await until(lambda: audit.waiting_reads() == 3, "the fourth read waiting")
         gone.cancel()
         await until(lambda: gone.done() and audit.waiting_reads() == 2, "the gone read's entry taken back")
