@@ -24,7 +24,7 @@ from tests.test_referrals import create, world  # noqa: F401  (the fixture)
 @pytest.fixture(autouse=True)
 def _postgresql_only(backend):
     if backend.name != "postgresql":
-        pytest.skip("reads take no write lock and commit apart on PostgreSQL only (SQLite: api.core.unit)")
+        pytest.skip("the group commit is PostgreSQL's (on SQLite a read writes its entry in a write transaction of its own)")
 
 
 @contextmanager
