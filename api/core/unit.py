@@ -59,9 +59,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import db
 from api.core.context import AuditRecord, PendingEvent, RequestContext
-from api.core.db import Database
+from api.core.db import Database, wrote
 from api.core.errors import OutcomeUnknown
 from api.core.settings import Settings
 from api.core.sql import dialect_of
@@ -143,7 +142,7 @@ class Unit:
         reads_only = not self.changes and not ctx.events
         staged = await audit.stage(session, ctx, ctx.audit, default_chain, defer_subjects=reads_only)
         if reads_only and staged.rows and dialect_of(session) == "postgresql" \
-                and not db.wrote(await session.connection()):
+                and not wrote(await session.connection()):
             # nothing written but the entries: appended with other reads' (audit.commit_read)
             await self._commit_with(audit.commit_read(session, staged))
             return
