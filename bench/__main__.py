@@ -614,6 +614,8 @@ def main() -> None:
     unknown = [x for x in only if x not in BENCHMARKS]
     if unknown or not only:
         parser.error(f"--only takes a comma list of {', '.join(BENCHMARKS)}")
+    if args.read_rounds < 1 or args.read_seconds <= 0:
+        parser.error("--read-rounds must be at least 1 and --read-seconds more than 0")
 
     os.environ.setdefault("SINERGI_MODE", "development")
     runners = {"push": run_push, "read": run_read, "mixed": run_mixed, "verify": run_verify, "stats": run_stats,
