@@ -466,14 +466,15 @@ async def test_the_append_is_prepared_again_after_psycopg_deallocates_every_stat
             # Deallocated behind psycopg's back (nothing tells the service): that request is refused
             # as busy, nothing of it committed (its failure is recorded), the next one prepares again.
             db = app.state.services.db
-            async with db.engine.connect() as conn:  # autocommit: no rollback, so psycopg does not notice
-                await (await conn.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql(
-                    f"DEALLOCATE {audit._PG_APPEND_NAME}")
-            before = await audit.head(db, "61")
+            async with db.engine.connect() as conn:  # sent by libpq itself: psycopg sees no statement
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert raw.pgconn.exec_(f"DEALLOCATE {audit._PG_APPEND_NAME}".encode()).command_status == b"DEALLOCATE"
+                await raw.commit()  # and no rollback (after which psycopg deallocates every statement itself)
+            before = entries(database_url)[-1]["seq"]  # on a connection of its own, not the service's one
             busy = assert_problem(await c.get("/v1/audit", headers=headers, params={"limit": 1}), 503)
             assert "nothing was changed" in busy["detail"]
             *_, last = entries(database_url)  # only the refusal itself is recorded, as failed
-            assert (last["seq"], last["outcome"]) == (before[0] + 1, "failed")
+            assert (last["seq"], last["outcome"]) == (before + 1, "failed")
             assert (await c.get("/v1/audit", headers=headers, params={"limit": 1})).status_code == 200
             r = await c.get("/v1/audit/verify", headers=headers)
             assert r.json()["ok"] is True, r.json()

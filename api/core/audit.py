@@ -40,7 +40,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import bulk, clock, spool, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
-from api.core.db import Database, execute_text, redacted
+from api.core.db import Database, driver_error, execute_text
 from api.core.errors import Problem
 from api.core.keys import KeyStore
 from api.core.sql import dialect_of, table_of
@@ -422,9 +422,7 @@ async def append_and_commit(session: AsyncSession, staged: Staged) -> None:
     except psycopg.Error as exc:  # as SQLAlchemy's handlers would have it: redacted, wrapped
         if isinstance(exc, psycopg.errors.InvalidSqlStatementName):  # deallocated behind psycopg's back:
             raw.append_prepared = False  # the transaction failed (nothing committed); the next one prepares
-        if exc.args and isinstance(exc.args[0], str):
-            exc.args = (redacted(exc.args[0]), *exc.args[1:])
-        raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error, hide_parameters=True) from None
+        raise driver_error(exc) from None
     if appended != len(staged.rows):  # pragma: no cover - the statement fails rather than insert nothing
         raise RuntimeError("audit head missing")
     await session.commit()  # the session's own bookkeeping; the connection has committed

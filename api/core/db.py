@@ -32,10 +32,13 @@ import logging
 import re
 import sqlite3
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import psycopg
 import sqlalchemy as sa
@@ -46,7 +49,9 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import CursorResult, ExceptionContext
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from api.core.settings import Settings
 
@@ -382,3 +387,133 @@ async def execute_text(session: AsyncSession, stmt: sa.TextClause | str, params:
     sql = stmt if isinstance(stmt, str) else stmt.text
     conn = await session.connection()
     return await conn.exec_driver_sql(_driver_sql(sql), params)
+
+
+def driver_error(exc: psycopg.Error) -> sa_exc.StatementError:
+    """A psycopg error raised where the service talks to psycopg itself, as SQLAlchemy's
+    handlers would have raised it: its message redacted (:func:`redacted`), wrapped in the
+    ``DBAPIError`` subclass of its kind, so that the unit's failure mapping (:func:`failure_kind`)
+    and every ``except IntegrityError`` see what ``session.execute`` would have raised."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (redacted(exc.args[0]), *exc.args[1:])
+    return sa_exc.DBAPIError.instance(None, None, exc, psycopg.Error, hide_parameters=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    compiled: Any  # SQLAlchemy's compiled statement (its SQL, its parameters' names)
+    binds: tuple[tuple[str, Any], ...]  # (name, SQLAlchemy's bind processor) for the parameters that have one
+    results: tuple[tuple[int, Any], ...]  # (column, SQLAlchemy's result processor) for the columns that have one
+
+
+class _LRU(OrderedDict[Any, Any]):
+    """SQLAlchemy's compiled cache for :func:`rows` (a mapping it gets and sets), bounded."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
+_COMPILED = _LRU(500)
+_PLANS: weakref.WeakKeyDictionary[Any, _Plan | None] = weakref.WeakKeyDictionary()
+# Per statement object (a statement never changes; one kept and run again, its values named
+# bind parameters given at each call, is not keyed again): its plan and its own values.
+_OWN: weakref.WeakKeyDictionary[Any, tuple[sa.Dialect, _Plan | None, Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _plan(compiled: Any, stmt: sa.Select[*tuple[Any, ...]], dialect: sa.Dialect) -> _Plan | None:
+    if compiled.positional or compiled.escaped_bind_names or "POSTCOMPILE" in compiled.string:
+        return None  # expanded per call (IN lists) or renamed parameters: SQLAlchemy's own path
+    binds = tuple((name, proc) for bind, name in compiled.bind_names.items()
+                  if (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None)
+    results = tuple((n, proc) for n, column in enumerate(stmt.selected_columns)
+                    if (proc := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None)
+    return _Plan(compiled, binds, results)
+
+
+async def rows(session: AsyncSession, stmt: sa.Select[*tuple[Any, ...]], **params: Any) -> list[tuple[Any, ...]]:
+    """The rows of a Core ``SELECT`` (columns, not ORM entities) on the session's connection
+    and in its transaction, as tuples of the values ``session.execute(stmt, params)`` gives.
+
+    The hot reads of every request (the caller, the object read) go through here: SQLAlchemy's
+    execution costs several times the driver's own work for the same statement (≈ 1.1 ms of
+    CPU for a referral read through the ORM, ≈ 0.6 ms through a Core connection, ≈ 0.26 ms at
+    the driver; bench/README.md, "ninth round"). On PostgreSQL the statement is compiled by
+    SQLAlchemy's own cache (keyed by the statement's structure; this call's values are its
+    extracted parameters, as SQLAlchemy's execution takes them), psycopg prepares it on each
+    connection, and parameters and results go through the type processing SQLAlchemy applies
+    (enums read back as members, times as the column type gives them). ``params`` give values
+    to named ``bindparam()`` s. Errors are SQLAlchemy's (:func:`driver_error`). A statement
+    expanded per call (an ``IN`` list) and SQLite go through ``session.execute``.
+
+    It uses SQLAlchemy's statement compilation as its ``Connection`` does (``_compile_w_cache``,
+    ``construct_params``): pinned to SQLAlchemy 2.1 in pyproject.toml; every request's caller
+    lookup runs through it, so a change there fails the whole suite, not one read."""
+    conn = await session.connection()
+    dialect = conn.dialect
+    if dialect.name == "postgresql":
+        own = _OWN.get(stmt)
+        if own is None or own[0] is not dialect:
+            compiled: Any
+            compiled, extracted, collected, _hit = stmt._compile_w_cache(
+                dialect, compiled_cache=_COMPILED, column_keys=[])
+            try:
+                plan = _PLANS[compiled]
+            except KeyError:
+                plan = _PLANS[compiled] = _plan(compiled, stmt, dialect)
+            own = _OWN[stmt] = (dialect, plan, extracted, collected)
+        _dialect, plan, extracted, collected = own
+        if plan is not None:
+            values = plan.compiled.construct_params(params or None, extracted_parameters=extracted,
+                                                    _collected_params=collected)
+            return await _driver_rows(conn, plan, dict(values or {}))
+    return [tuple(r) for r in (await session.execute(stmt, params)).all()]
+
+
+async def _driver_rows(conn: AsyncConnection, plan: _Plan, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+    for name, proc in plan.binds:
+        if values.get(name) is not None:
+            values[name] = proc(values[name])
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        cursor = raw.cursor()
+        await cursor.execute(plan.compiled.string, values, prepare=True)
+        fetched = await cursor.fetchall()
+    except psycopg.Error as exc:
+        raise driver_error(exc) from None
+    if not plan.results:
+        return list(fetched)
+    out = []
+    for row in fetched:
+        cells = list(row)
+        for n, proc in plan.results:
+            cells[n] = proc(cells[n])
+        out.append(tuple(cells))
+    return out
+
+
+M = TypeVar("M", bound=SQLModel)
+
+
+# A statement of ORM objects -> its statement of the table's columns, for statements kept and run again.
+_COLUMNS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+async def copies(session: AsyncSession, stmt: SelectOfScalar[M], **params: Any) -> list[M]:
+    """The objects a ``select(Model)…`` finds, read at the driver (:func:`rows`) as copies
+    that are not in the session: to show in a reply, never to change (a change to one is not
+    written; a route that changes an object reads it through the session). Every column of
+    the model's table is read; the copies are built without validation, as the ORM builds
+    what it loads."""
+    model: Any = stmt.column_descriptions[0]["entity"]
+    columns = _COLUMNS.get(stmt)
+    if columns is None:
+        columns = _COLUMNS[stmt] = stmt.with_only_columns(*model.__table__.columns)
+    found = await rows(session, columns, **params)
+    names = [c.key for c in model.__table__.columns]
+    return [model.model_construct(**dict(zip(names, row, strict=True))) for row in found]

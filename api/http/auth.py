@@ -19,7 +19,7 @@ from fastapi.security import OAuth2
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.core import clock, tokens
+from api.core import clock, db, tokens
 from api.core.context import Caller
 from api.core.errors import Forbidden, Unauthorized
 from api.core.scopes import DESCRIPTIONS, Scope
@@ -57,7 +57,8 @@ async def authenticate(request: Request, session: AsyncSession) -> Caller:
     ctx.claimed_client_id = claims.client_id
     await _count(svc, session, counter_key("client", claims.client_id), svc.settings.rate_client,
                  "requests from this client")
-    row = (await session.execute(_CALLER, {"client_id": claims.client_id, "jti": claims.jti})).first()
+    found = await db.rows(session, _CALLER, client_id=claims.client_id, jti=claims.jti)
+    row = found[0] if found else None
     if row is None or row[0] is not None:
         raise Unauthorized("The client is unknown or disabled")
     if row[4]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import access, clock, pagination, preconditions
+from api.core import access, clock, db, pagination, preconditions
 from api.core.context import Caller
 from api.core.pagination import DEFAULT_LIMIT, Position, Slice
 from api.core.unit import unit_of
@@ -65,6 +66,17 @@ def _touching(caller: Caller) -> sa.ColumnElement[bool]:
 async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Referral:
     """The referral ``id`` if ``caller`` may see it, else :class:`NotFound` (as if absent)."""
     return await access.visible_or_404(session, readable(caller).where(col(Referral.id) == id), "referral")
+
+
+async def shown(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Referral:
+    """:func:`get_readable` for a reply only: a copy not in the session (to show, not to change)."""
+    return await access.shown_or_404(session, _readable_by_id(access.statement_key(caller)), "referral", id=id)
+
+
+@lru_cache(maxsize=256)
+def _readable_by_id(caller: Caller) -> SelectOfScalar[Referral]:
+    # one statement per caller, kept: built and keyed once (api.core.db.rows), its id given per call
+    return readable(caller).where(col(Referral.id) == sa.bindparam("id", type_=sa.Uuid())).limit(1)
 
 
 async def sender_ref_taken(session: AsyncSession, caller: Caller, sender_ref: str) -> uuid.UUID | None:
@@ -156,11 +168,17 @@ async def readable_page(session: AsyncSession, caller: Caller, q: ReferralQuery)
 # --- history and moves -----------------------------------------------------------------------
 
 
+_HISTORY = select(ReferralHistory).where(
+    col(ReferralHistory.referral_id) == sa.bindparam("referral_id", type_=sa.Uuid())).order_by(col(ReferralHistory.seq))
+
+
 async def history_of(session: AsyncSession, referral_id: uuid.UUID) -> list[ReferralHistory]:
-    stmt = select(ReferralHistory).where(col(ReferralHistory.referral_id) == referral_id).order_by(
-        col(ReferralHistory.seq)
-    )
-    return list((await session.exec(stmt)).all())
+    return list((await session.exec(_HISTORY, params={"referral_id": referral_id})).all())
+
+
+async def history_shown(session: AsyncSession, referral_id: uuid.UUID) -> list[ReferralHistory]:
+    """:func:`history_of` for a reply only: copies not in the session."""
+    return await db.copies(session, _HISTORY, referral_id=referral_id)
 
 
 async def next_seq(session: AsyncSession, referral_id: uuid.UUID) -> int:

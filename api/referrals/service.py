@@ -212,9 +212,9 @@ async def get_referral(
     session: AsyncSession, caller: Caller, id: uuid.UUID
 ) -> tuple[Referral, list[ReferralHistory]]:
     """One referral the caller may see, with its history (404 otherwise)."""
-    ref = await repository.get_readable(session, caller, id)
+    ref = await repository.shown(session, caller, id)
     audit.record(session, "referral.read", resource_type="referral", resource_id=ref.id, subjects=_subjects(ref))
-    return ref, await repository.history_of(session, ref.id)
+    return ref, await repository.history_shown(session, ref.id)
 
 
 async def list_referrals(
