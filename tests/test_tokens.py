@@ -333,3 +333,78 @@ async def test_oauth_errors_follow_rfc_6749(client, auditor):
     assert r.headers["www-authenticate"].startswith("Basic")
     assert set(r.json()) == {"error", "error_description"}
     assert r.headers["cache-control"] == "no-store"
+
+
+# --- a token verified once: its signature is not checked again (api.core.tokens._VERIFIED) ------
+
+
+def _rsa_pair() -> tuple[str, object]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jose import jwk
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return pem, jwk.construct(public, "RS256")
+
+
+def _memo_claims(now: int, **changes: object) -> dict[str, object]:
+    claims: dict[str, object] = {"iss": "https://sinergi.test", "aud": "sinergi", "sub": "c1", "client_id": "c1",
+                                 "agency": "A", "jurisdiction": "61", "scope": "referrals:read", "iat": now,
+                                 "nbf": now, "exp": now + 600, "jti": "j1"}
+    return claims | changes
+
+
+def test_a_verified_token_is_checked_against_its_times_at_every_use_and_only_for_its_key(monkeypatch):
+    from datetime import UTC, datetime
+
+    from api.core import tokens
+
+    checked: list[str] = []
+    decoded = tokens._decoded
+    monkeypatch.setattr(tokens, "_decoded", lambda token, *a, **kw: checked.append(token) or decoded(token, *a, **kw))
+    pem, key = _rsa_pair()
+    other_pem, other_key = _rsa_pair()
+    now = int(time.time())
+    token = forge.sign_rs256(_memo_claims(now), pem, "k1")
+    verify = {"issuer": "https://sinergi.test", "audience": "sinergi", "max_lifetime": 600}
+    at = datetime.fromtimestamp(now, UTC)
+    first = tokens.verify(token, key, now=at, **verify)
+    assert tokens.verify(token, key, now=at, **verify) == first
+    assert checked == [token]  # the signature checked once
+    # its times are checked at each use: the same token, later, has expired
+    with pytest.raises(tokens.InvalidToken, match="expired"):
+        tokens.verify(token, key, now=datetime.fromtimestamp(now + 600 + tokens.LEEWAY + 1, UTC), **verify)
+    # a token verified with one key is never taken as verified for another (rotated, reloaded)
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify(token, other_key, now=at, **verify)
+    # nor for another issuer or audience (other settings in the same process)
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify(token, key, now=at, **(verify | {"audience": "someone-else"}))
+    # a token one character off is not the one verified
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify(tampered, key, now=at, **verify)
+    # a token of the other key verifies with it, and stays refused with the first
+    other = forge.sign_rs256(_memo_claims(now, jti="j2"), other_pem, "k2")
+    assert tokens.verify(other, other_key, now=at, **verify).jti == "j2"
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify(other, key, now=at, **verify)
+
+
+def test_the_verified_tokens_kept_are_bounded(monkeypatch):
+    from datetime import UTC, datetime
+
+    from api.core import tokens
+
+    monkeypatch.setattr(tokens, "VERIFIED_MAX", 3)
+    pem, key = _rsa_pair()
+    now = int(time.time())
+    verify = {"issuer": "https://sinergi.test", "audience": "sinergi", "max_lifetime": 600,
+              "now": datetime.fromtimestamp(now, UTC)}
+    for n in range(5):
+        tokens.verify(forge.sign_rs256(_memo_claims(now, jti=f"bound-{n}"), pem, "k1"), key, **verify)
+    assert len(tokens._VERIFIED) <= 3
