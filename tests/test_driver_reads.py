@@ -127,3 +127,28 @@ async def test_a_driver_error_is_sqlalchemys_and_redacted(db: Database, backend)
         await session.rollback()
     assert "secret-value-7" not in str(caught.value)
     assert "invalid input syntax for type integer" in str(caught.value)
+
+
+async def test_a_returnee_copy_holds_what_the_orm_loads(db: Database, parties) -> None:
+    from datetime import date
+
+    from api.returnees import repository as returnees
+    from models import ControlMethod, ExploitationType, Returnee
+    from tests.returnee_rows import insert_returnees
+
+    (rid,) = await insert_returnees(db, "BP3MI-KALBAR", "61.07", birth_date=date(1990, 1, 2), documented=False,
+                                    control_methods=[ControlMethod.debt_bondage, ControlMethod.takes_earnings],
+                                    exploitation_types=[ExploitationType.forced_labour])
+    bp3mi = _caller("BP3MI-KALBAR", AgencyKind.migrant_protection, "61")
+    sambas = _caller("DP3A-SAMBAS", AgencyKind.women_child_protection, "61.01")
+    async with operator_unit(db, "test") as session:
+        loaded = (await session.exec(returnees.readable(bp3mi).where(col(Returnee.id) == rid))).one()
+        shown = await returnees.shown(session, bp3mi, rid)
+        for column in Returnee.__table__.columns:  # type: ignore[attr-defined]
+            assert getattr(shown, column.key) == getattr(loaded, column.key), column.key
+            assert type(getattr(shown, column.key)) is type(getattr(loaded, column.key)), column.key
+        assert shown.control_methods == [ControlMethod.debt_bondage, ControlMethod.takes_earnings]
+        assert all(isinstance(m, ControlMethod) for m in shown.control_methods)
+        with pytest.raises(Exception) as caught:  # another district's agency: as if it did not exist
+            await returnees.shown(session, sambas, rid)
+        assert getattr(caught.value, "status", None) == 404

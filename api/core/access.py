@@ -34,7 +34,8 @@ under a region the sender writes into: they go to the one agency they name, wher
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -73,6 +74,7 @@ def taken_in(caller: Caller, agency_column: Any) -> sa.ColumnElement[bool]:
 
 T = TypeVar("T")
 M = TypeVar("M", bound=SQLModel)
+S = TypeVar("S")
 
 
 async def visible_or_404(session: AsyncSession, stmt: SelectOfScalar[T], what: str = "resource") -> T:
@@ -93,10 +95,17 @@ async def shown_or_404(session: AsyncSession, stmt: SelectOfScalar[M], what: str
     return found[0]
 
 
-def statement_key(caller: Caller) -> Caller:
-    """``caller`` as a key for the statements built for it and kept (``functools.lru_cache``):
-    everything of the caller a readable statement may depend on, but the token it came with."""
-    return dataclasses.replace(caller, token_id="")
+def kept(build: Callable[[Caller], S], caller: Caller) -> S:
+    """The statement ``build(caller)``, built once for this caller and kept (a statement never
+    changes; one run again is not compiled or keyed again: :func:`api.core.db.rows`). Kept by
+    everything of the caller a statement may depend on but the token it came with: another
+    token of the same client uses the same statement."""
+    return _kept(build, dataclasses.replace(caller, token_id=""))
+
+
+@lru_cache(maxsize=1024)
+def _kept(build: Callable[[Caller], Any], caller: Caller) -> Any:
+    return build(caller)
 
 
 # --- where a caller may write ------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,12 +69,10 @@ async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> 
 
 async def shown(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Referral:
     """:func:`get_readable` for a reply only: a copy not in the session (to show, not to change)."""
-    return await access.shown_or_404(session, _readable_by_id(access.statement_key(caller)), "referral", id=id)
+    return await access.shown_or_404(session, access.kept(_by_id, caller), "referral", id=id)
 
 
-@lru_cache(maxsize=256)
-def _readable_by_id(caller: Caller) -> SelectOfScalar[Referral]:
-    # one statement per caller, kept: built and keyed once (api.core.db.rows), its id given per call
+def _by_id(caller: Caller) -> SelectOfScalar[Referral]:
     return readable(caller).where(col(Referral.id) == sa.bindparam("id", type_=sa.Uuid())).limit(1)
 
 

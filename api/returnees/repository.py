@@ -34,8 +34,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import bulk, changes, ids, pagination
-from api.core.access import in_jurisdiction, taken_in, visible_or_404
+from api.core import access, bulk, changes, ids, pagination
+from api.core.access import in_jurisdiction, taken_in
 from api.core.context import Caller
 from api.core.db import execute_text
 from api.core.errors import NotFound
@@ -61,9 +61,14 @@ def readable(caller: Caller) -> SelectOfScalar[Returnee]:
     )
 
 
-async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
-    """The returnee ``id`` if ``caller`` may read it, else :class:`NotFound` (as if absent)."""
-    return await visible_or_404(session, readable(caller).where(col(Returnee.id) == id), "returnee")
+async def shown(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
+    """The returnee ``id`` if ``caller`` may read it, else :class:`NotFound` (as if absent): a
+    copy not in the session, to show (a write finds its records through the session)."""
+    return await access.shown_or_404(session, access.kept(_by_id, caller), "returnee", id=id)
+
+
+def _by_id(caller: Caller) -> SelectOfScalar[Returnee]:
+    return readable(caller).where(col(Returnee.id) == sa.bindparam("id", type_=sa.Uuid())).limit(1)
 
 
 async def find_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee | None:

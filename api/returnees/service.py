@@ -403,12 +403,13 @@ class ReadThroughReferral(NotFound):
 
 async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
     """The returnee ``id`` if ``caller`` may read it (:func:`api.returnees.repository.readable`),
-    else :class:`NotFound` (as if absent). The receiver of an open referral about it, outside
-    that rule, does not read the record here (its address, employer, exploitation details and
-    identifiers are not what a referral needs): its 404 is :class:`ReadThroughReferral`,
-    pointing to ``/v1/referrals/{id}/returnee``, where it reads the referral's view."""
+    else :class:`NotFound` (as if absent), as a copy to show (not to change). The receiver of an
+    open referral about it, outside that rule, does not read the record here (its address,
+    employer, exploitation details and identifiers are not what a referral needs): its 404 is
+    :class:`ReadThroughReferral`, pointing to ``/v1/referrals/{id}/returnee``, where it reads
+    the referral's view."""
     try:
-        return await repository.get_readable(session, caller, id)
+        return await repository.shown(session, caller, id)
     except NotFound:
         referral = await referrals.open_referral_for(session, caller, id)
         if referral is None:
