@@ -506,10 +506,10 @@ _COLUMNS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 async def copies(session: AsyncSession, stmt: SelectOfScalar[M], **params: Any) -> list[M]:
     """The objects a ``select(Model)…`` finds, read at the driver (:func:`rows`) as copies
-    that are not in the session: to show in a reply, never to change (a change to one is not
-    written; a route that changes an object reads it through the session). Every column of
-    the model's table is read; the copies are built without validation, as the ORM builds
-    what it loads."""
+    that are not in the session: to show in a reply, never to change. They are not ORM
+    objects (setting an attribute raises, the session refuses to add one); a route that
+    changes an object loads it through the session. Every column of the model's table is
+    read; the copies are built without validation, as the ORM builds what it loads."""
     model: Any = stmt.column_descriptions[0]["entity"]
     columns = _COLUMNS.get(stmt)
     if columns is None:
