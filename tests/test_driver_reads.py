@@ -152,3 +152,27 @@ async def test_a_returnee_copy_holds_what_the_orm_loads(db: Database, parties) -
         with pytest.raises(Exception) as caught:  # another district's agency: as if it did not exist
             await returnees.shown(session, sambas, rid)
         assert getattr(caught.value, "status", None) == 404
+
+
+async def test_a_notice_copy_holds_what_the_orm_loads(db: Database, make_party, client) -> None:
+    from api.notices import repository as notices
+    from models import Notice
+    from tests.returnee_rows import insert_returnees
+
+    bp3mi = await make_party("BP3MI-KALBAR", "61", "notices:write notices:read", kind=AgencyKind.migrant_protection)
+    (rid,) = await insert_returnees(db, "BP3MI-KALBAR", "61.07")
+    r = await client.post("/v1/notices", headers=await bp3mi.headers(), json={
+        "district": "61.07", "returnee_ids": [str(rid)], "summary": "Deportees via Jagoi Babang",
+        "arrival_date": "2025-06-12", "entry_point": "PLBN Jagoi Babang"})
+    assert r.status_code == 201, r.text
+    nid = uuid.UUID(r.json()["id"])
+    district = _caller("DP3A-BENGKAYANG", AgencyKind.women_child_protection, "61.07")
+    async with operator_unit(db, "test") as session:
+        loaded = await notices.get_readable(session, district, nid)
+        shown = await notices.shown(session, district, nid)
+        for column in Notice.__table__.columns:  # type: ignore[attr-defined]
+            assert getattr(shown, column.key) == getattr(loaded, column.key), column.key
+            assert type(getattr(shown, column.key)) is type(getattr(loaded, column.key)), column.key
+        with pytest.raises(Exception) as caught:
+            await notices.shown(session, _caller("DP3A-SAMBAS", AgencyKind.women_child_protection, "61.01"), nid)
+        assert getattr(caught.value, "status", None) == 404

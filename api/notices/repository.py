@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from api.core import pagination, preconditions
+from api.core import access, pagination, preconditions
 from api.core.access import in_jurisdiction, taken_in, visible_or_404
 from api.core.context import Caller
 from api.core.pagination import Position, Slice
@@ -40,6 +40,15 @@ def readable(caller: Caller) -> SelectOfScalar[Notice]:
 async def get_readable(session: AsyncSession, caller: Caller, notice_id: uuid.UUID) -> Notice:
     """The notice ``notice_id`` if ``caller`` may see it, else :class:`NotFound` (as if absent)."""
     return await visible_or_404(session, readable(caller).where(col(Notice.id) == notice_id), "notice")
+
+
+async def shown(session: AsyncSession, caller: Caller, notice_id: uuid.UUID) -> Notice:
+    """:func:`get_readable` for a reply only: a copy not in the session (to show, not to change)."""
+    return await access.shown_or_404(session, access.kept(_by_id, caller), "notice", id=notice_id)
+
+
+def _by_id(caller: Caller) -> SelectOfScalar[Notice]:
+    return readable(caller).where(col(Notice.id) == sa.bindparam("id", type_=sa.Uuid())).limit(1)
 
 
 async def readable_page(

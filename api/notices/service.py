@@ -246,7 +246,7 @@ class NoticeDetail:
 
 async def get_notice(session: AsyncSession, caller: Caller, notice_id: uuid.UUID) -> NoticeDetail:
     """One notice with its returnees (no identity numbers) and follow-ups."""
-    notice = await repository.get_readable(session, caller, notice_id)
+    notice = await repository.shown(session, caller, notice_id)
     return await describe(session, notice, audit_action="notice.read")
 
 
