@@ -75,7 +75,7 @@ async def test_copies_hold_what_the_orm_loads(db: Database, parties) -> None:
             [(h.seq, h.from_status, h.to_status, h.action, h.at) for h in history]
         assert [type(h.to_status) for h in shown_history] == [ReferralStatus, ReferralStatus]
         # a copy is not the session's object (not even an ORM instance: the session refuses it),
-        # and changing it writes nothing
+        # and it cannot be changed
         assert shown is not loaded
         with pytest.raises(sa_exc.InvalidRequestError):
             session.add(shown)
