@@ -105,8 +105,8 @@ def peek_kid(token: str) -> str:
 # verified with, their claims. A partner sends the same token with every call for its lifetime,
 # and the RSA check with python-jose's parsing cost ≈ 60 µs of CPU a call (2 µs from here). A token is taken from
 # here only for the very key object it verified with (a key rotated out or reloaded: verified
-# again); its times are checked at every call, revocation and the client's state by the caller
-# lookup (api.http.auth). Bounded: the oldest go first.
+# again); its times are checked at every call, revocation and the client's state by the request's
+# caller lookup, as before. Bounded: the oldest go first.
 _VERIFIED: OrderedDict[tuple[str, str, str], tuple[Key, dict[str, Any], TokenClaims]] = OrderedDict()
 VERIFIED_MAX = 4096
 
