@@ -74,7 +74,6 @@ def taken_in(caller: Caller, agency_column: Any) -> sa.ColumnElement[bool]:
 
 T = TypeVar("T")
 M = TypeVar("M", bound=SQLModel)
-S = TypeVar("S")
 
 
 async def visible_or_404(session: AsyncSession, stmt: SelectOfScalar[T], what: str = "resource") -> T:
@@ -85,27 +84,26 @@ async def visible_or_404(session: AsyncSession, stmt: SelectOfScalar[T], what: s
     return obj
 
 
-async def shown_or_404(session: AsyncSession, stmt: SelectOfScalar[M], what: str = "resource", **params: Any) -> M:
-    """:func:`visible_or_404` for an object only shown in the reply: read at the driver, a copy
-    not in the session (:func:`api.core.db.copies`; about a quarter of the CPU of the ORM's
-    load). ``params`` are the values of the statement's named bind parameters."""
-    found = await db.copies(session, stmt, **params)
+async def shown_by_id(session: AsyncSession, caller: Caller, readable: Callable[[Caller], SelectOfScalar[M]],
+                     id: Any, what: str = "resource") -> M:
+    """:func:`visible_or_404` of ``readable(caller)`` and the object ``id``, for an object only
+    shown in the reply: read at the driver, a copy not in the session (:func:`api.core.db.copies`;
+    about a quarter of the CPU of the ORM's load)."""
+    found = await db.copies(session, _by_id(readable, dataclasses.replace(caller, token_id="")), id=id)
     if not found:
         raise NotFound(f"No such {what}")
     return found[0]
 
 
-def kept(build: Callable[[Caller], S], caller: Caller) -> S:
-    """The statement ``build(caller)``, built once for this caller and kept (a statement never
-    changes; one run again is not compiled or keyed again: :func:`api.core.db.rows`). Kept by
-    everything of the caller a statement may depend on but the token it came with: another
-    token of the same client uses the same statement."""
-    return _kept(build, dataclasses.replace(caller, token_id=""))
-
-
 @lru_cache(maxsize=1024)
-def _kept(build: Callable[[Caller], Any], caller: Caller) -> Any:
-    return build(caller)
+def _by_id(readable: Callable[[Caller], SelectOfScalar[M]], caller: Caller) -> SelectOfScalar[M]:
+    """``readable(caller)`` limited to the object of the ``id`` given at each call, built once
+    for this caller and kept (a statement never changes; one run again is not compiled or keyed
+    again: :func:`api.core.db.rows`). Kept by everything of the caller a readable statement may
+    depend on but the token it came with: another token of the same client uses it too."""
+    stmt = readable(caller)
+    model: Any = stmt.column_descriptions[0]["entity"]
+    return stmt.where(model.id == sa.bindparam("id", type_=sa.Uuid())).limit(1)
 
 
 # --- where a caller may write ------------------------------------------------------------------

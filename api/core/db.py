@@ -33,7 +33,6 @@ import re
 import sqlite3
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import CursorResult, ExceptionContext
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.util import LRUCache
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -406,20 +406,8 @@ class _Plan:
     results: tuple[tuple[int, Any], ...]  # (column, SQLAlchemy's result processor) for the columns that have one
 
 
-class _LRU(OrderedDict[Any, Any]):
-    """SQLAlchemy's compiled cache for :func:`rows` (a mapping it gets and sets), bounded."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        if len(self) > self.size:
-            self.popitem(last=False)
-
-
-_COMPILED = _LRU(500)
+# The compiled cache of :func:`rows`: SQLAlchemy's own kind (the one an engine keeps), bounded.
+_COMPILED: LRUCache[Any, Any] = LRUCache(500)
 _PLANS: weakref.WeakKeyDictionary[Any, _Plan | None] = weakref.WeakKeyDictionary()
 # Per statement object (a statement never changes; one kept and run again, its values named
 # bind parameters given at each call, is not keyed again): its plan and its own values.

@@ -44,11 +44,8 @@ async def get_readable(session: AsyncSession, caller: Caller, notice_id: uuid.UU
 
 async def shown(session: AsyncSession, caller: Caller, notice_id: uuid.UUID) -> Notice:
     """:func:`get_readable` for a reply only: a copy not in the session (to show, not to change)."""
-    return await access.shown_or_404(session, access.kept(_by_id, caller), "notice", id=notice_id)
+    return await access.shown_by_id(session, caller, readable, notice_id, "notice")
 
-
-def _by_id(caller: Caller) -> SelectOfScalar[Notice]:
-    return readable(caller).where(col(Notice.id) == sa.bindparam("id", type_=sa.Uuid())).limit(1)
 
 
 async def readable_page(

@@ -69,11 +69,8 @@ async def get_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> 
 
 async def shown(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Referral:
     """:func:`get_readable` for a reply only: a copy not in the session (to show, not to change)."""
-    return await access.shown_or_404(session, access.kept(_by_id, caller), "referral", id=id)
+    return await access.shown_by_id(session, caller, readable, id, "referral")
 
-
-def _by_id(caller: Caller) -> SelectOfScalar[Referral]:
-    return readable(caller).where(col(Referral.id) == sa.bindparam("id", type_=sa.Uuid())).limit(1)
 
 
 async def sender_ref_taken(session: AsyncSession, caller: Caller, sender_ref: str) -> uuid.UUID | None:

@@ -64,11 +64,8 @@ def readable(caller: Caller) -> SelectOfScalar[Returnee]:
 async def shown(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee:
     """The returnee ``id`` if ``caller`` may read it, else :class:`NotFound` (as if absent): a
     copy not in the session, to show (a write finds its records through the session)."""
-    return await access.shown_or_404(session, access.kept(_by_id, caller), "returnee", id=id)
+    return await access.shown_by_id(session, caller, readable, id, "returnee")
 
-
-def _by_id(caller: Caller) -> SelectOfScalar[Returnee]:
-    return readable(caller).where(col(Returnee.id) == sa.bindparam("id", type_=sa.Uuid())).limit(1)
 
 
 async def find_readable(session: AsyncSession, caller: Caller, id: uuid.UUID) -> Returnee | None:
