@@ -45,7 +45,7 @@ def appends_waiting(conn: sa.Connection) -> list[int]:
     conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
     return list(conn.execute(sa.text(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
-        "AND query LIKE 'EXECUTE sinergi_audit_append%' ORDER BY query_start")).scalars())
+        "AND query LIKE 'SELECT sinergi_audit_append%' ORDER BY query_start")).scalars())
 
 
 async def until(done: Callable[[], bool], what: str) -> None:

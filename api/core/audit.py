@@ -5,9 +5,10 @@ JSON (sorted keys, orjson) of everything the entry says. One chain per province 
 appenders serialise on the chain's head row inside the business transaction, so chain order is
 commit order, and appenders of different provinces never wait on each other.
 
-On PostgreSQL an append is ONE statement: the head is advanced, hashed (``sha256()`` in the
-database) and the entry inserted in the same round trip, so the head's row lock is held only
-for that statement and the commit. On SQLite every transaction already holds the database's
+On PostgreSQL the entries a commit appends are ONE statement, a call of the database's function
+``sinergi_audit_append`` (migration 0017) sent with the COMMIT: the head is advanced, the entries
+hashed (``sha256()`` in the database) and inserted in the same round trip, so the head's row lock
+is held only for that statement and the commit. On SQLite every transaction already holds the database's
 write lock (``BEGIN IMMEDIATE``), so the hash is computed here.
 """
 
@@ -29,9 +30,7 @@ from typing import Any
 import orjson
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
@@ -40,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import bulk, clock, spool, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
-from api.core.db import Database, driver_error, execute_text
+from api.core.db import Database, driver_error
 from api.core.errors import Problem
 from api.core.keys import KeyStore
 from api.core.sql import dialect_of, table_of
@@ -207,60 +206,40 @@ def _build(chain: str, ctx: RequestContext, rec: AuditRecord, now: datetime, ent
     return row
 
 
-# An entry inserted at the position the head ``h`` has just moved to (each statement below
-# advances the head and inserts the entry in one statement: the head's row lock is taken late).
-_INSERT_AT_HEAD = """
-    INSERT INTO audit_event (chain, seq, id, occurred_at, client_id, agency, action,
-                             resource_type, resource_id, outcome, request_id, body, prev_hash, hash)
-    SELECT :chain, h.seq, :id, :occurred_at, :client_id, :agency, :action,
-           :resource_type, :resource_id, :outcome, :request_id, :body, h.prev_hash, h.hash
-      FROM h
-    RETURNING seq
-"""
-
-def _sql_link(prev: str, seq: str) -> str:
-    """:func:`chain_hash` in SQL: the entry's hash from the previous hash and its ``seq`` (SQL
-    expressions) and the statement's ``:body``. The one SQL copy of the chain's rule."""
-    return (f"encode(sha256(convert_to({prev} || E'\\n' || ({seq})::text || E'\\n' || CAST(:body AS text), "
-            "'UTF8')), 'hex')")
+# The chain's append on PostgreSQL: ONE call of the database function made by migration 0017
+# (``sinergi_audit_append``), whatever the number of entries: it writes the entries' subjects
+# still to be written, takes the chain's head (made from the genesis if the chain has none yet: no
+# head can be missing), links the entries in their order by the chain's rule (:func:`chain_hash`,
+# its one SQL copy being that function's), inserts them and moves the head; it returns how many
+# entries it appended. The entries go as one JSON array: one parameter, not thirteen an entry
+# (formatting those on this side was a third of a group's append; the statement it took had to be
+# parsed again for every group size).
+_PG_APPEND_CALL = "SELECT sinergi_audit_append(%s, %s, %s, %s)"
 
 
-_PG_APPEND = text(
-    f"""
-    WITH h AS (
-        UPDATE audit_head
-           SET seq = seq + 1, prev_hash = hash, hash = {_sql_link("hash", "seq + 1")}
-         WHERE chain = :chain
-     RETURNING seq, prev_hash, hash
-    )""" + _INSERT_AT_HEAD
-)
+def _pg_append_params(staged: Staged, subjects: Sequence[dict[str, Any]]) -> tuple[str, str, str, str]:
+    entries = [{"id": row.id, "occurred_at": row.occurred_at, "client_id": row.client_id, "agency": row.agency,
+                "action": row.action, "resource_type": row.resource_type, "resource_id": row.resource_id,
+                "outcome": row.outcome, "request_id": row.request_id, "body": row.body} for row in staged.rows]
+    return staged.chain, GENESIS_HASH, orjson.dumps(subjects).decode(), orjson.dumps(entries).decode()
 
 
-def _psycopg_sql(sql: str) -> str:
-    return str(text(sql).compile(dialect=PGDialect_psycopg()))  # ``:name`` -> ``%(name)s``
-
-
-# The last entry's append, sent with the COMMIT (:func:`append_and_commit`): ONE statement that
-# writes the entries' subjects still to be written (a JSON array, perhaps empty), advances the
-# chain's head (made, from the genesis, if the chain has none yet: an upsert, so no head can be
-# missing and a COMMIT sent with it never commits a transaction without its entry) and inserts
-# the entry. One statement instead of three (subjects, head made sure of, append): on a busy
-# machine each statement is a send of its own on the service's side and a parse, bind and
-# execute on PostgreSQL's.
-_PG_APPEND_LAST = _psycopg_sql(
-    f"""
-    WITH s AS (
-        INSERT INTO audit_subject (event_id, resource_type, resource_id)
-        SELECT r.event_id, r.resource_type, r.resource_id
-          FROM json_to_recordset(CAST(:subjects AS json)) AS r(event_id uuid, resource_type text, resource_id text)
-    ), h AS (
-        INSERT INTO audit_head AS a (chain, seq, prev_hash, hash)
-        VALUES (:chain, 1, CAST(:genesis AS text), {_sql_link("CAST(:genesis AS text)", "1")})
-        ON CONFLICT (chain) DO UPDATE
-           SET seq = a.seq + 1, prev_hash = a.hash, hash = {_sql_link("a.hash", "a.seq + 1")}
-     RETURNING seq, prev_hash, hash
-    )""" + _INSERT_AT_HEAD
-)
+async def _pg_append(session: AsyncSession, staged: Staged, *, commit: bool) -> None:
+    """The staged entries (and their subjects left to write) appended on PostgreSQL by the
+    database's function, on the session's connection, in its transaction; with ``commit``, the
+    COMMIT goes in the same query (a simple query: one message, one reply; if the append fails,
+    the COMMIT is not run and the transaction is rolled back)."""
+    subjects, staged.subjects = staged.subjects, []
+    conn = await session.connection()
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        append = psycopg.AsyncClientCursor(raw)
+        await append.execute(_PG_APPEND_CALL + ("; COMMIT" if commit else ""), _pg_append_params(staged, subjects))
+        done = await append.fetchone()  # the first result's: the append's
+    except psycopg.Error as exc:  # as SQLAlchemy's handlers would have it: redacted, wrapped
+        raise driver_error(exc) from None
+    if done is None or done[0] != len(staged.rows):  # pragma: no cover - the function raises rather than skip
+        raise RuntimeError("audit entries not appended")
 
 
 async def _ensure_head(session: AsyncSession, chain: str) -> None:
@@ -328,103 +307,39 @@ async def append(
 
 async def append_staged(session: AsyncSession, staged: Staged) -> None:
     """Second half of :func:`append`: put the staged entries on the chain (locks its head)."""
-    chain, rows = staged.chain, staged.rows
+    if dialect_of(session) == "postgresql":
+        await _pg_append(session, staged, commit=False)
+        return
+    chain = staged.chain
     if staged.subjects:
         await bulk.insert_rows(session, table_of(AuditSubject), staged.subjects)
         staged.subjects = []
-    postgres = dialect_of(session) == "postgresql"
-    for row in rows:
-        params = _append_params(chain, row)
-        if postgres:
-            for _attempt in range(2):
-                done = (await execute_text(session, _PG_APPEND, params)).first()
-                if done is not None:
-                    break
-                await _ensure_head(session, chain)
-            else:  # pragma: no cover - the head was just created
-                raise RuntimeError("audit head missing")
-        else:
-            heads = table_of(AuditHead)
-            found = (await session.execute(
-                sa.select(heads.c.seq, heads.c.hash).where(heads.c.chain == chain))).first()
-            if found is None:
-                await _ensure_head(session, chain)
-            seq, prev = (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
-            seq += 1
-            digest = chain_hash(prev, seq, row.body)
-            await session.execute(
-                sa.update(heads).where(heads.c.chain == chain).values(seq=seq, prev_hash=prev, hash=digest)
-            )
-            await session.execute(
-                sa.insert(table_of(AuditEvent)).values(
-                    **{k: v for k, v in params.items()}, seq=seq, prev_hash=prev, hash=digest
-                )
-            )
-
-
-# :data:`_PG_APPEND_LAST` as a statement prepared once on each connection (``PREPARE``, its
-# parameters typed), so that the append and the COMMIT can go as ONE simple query ("EXECUTE
-# ...; COMMIT", the parameters bound on this side as literals by psycopg's client-side cursor):
-# one message and one reply, where psycopg's pipeline mode (the same round trip in the extended
-# protocol) costs a third of an audited read's auditing in its own machinery.
-_PG_APPEND_ARGS = (("subjects", "json"), ("chain", "text"), ("genesis", "text"), ("id", "uuid"),
-                   ("occurred_at", "timestamptz"), ("client_id", "text"), ("agency", "text"), ("action", "text"),
-                   ("resource_type", "text"), ("resource_id", "text"), ("outcome", "text"),
-                   ("request_id", "text"), ("body", "text"))
-_PG_APPEND_NAME = "sinergi_audit_append_v1"  # a new name whenever the statement changes
-
-
-def _prepare_text() -> str:
-    sql = _PG_APPEND_LAST
-    for n, (name, _type) in enumerate(_PG_APPEND_ARGS, 1):
-        sql = sql.replace(f"%({name})s", f"${n}")
-    assert "%" not in sql, "every parameter of the append is in _PG_APPEND_ARGS"
-    types = ", ".join(t for _n, t in _PG_APPEND_ARGS)
-    return f"PREPARE {_PG_APPEND_NAME} ({types}) AS {sql}"
-
-
-_PG_PREPARE = _prepare_text()
-_PG_EXECUTE = f"EXECUTE {_PG_APPEND_NAME} (" + ", ".join("%s" for _ in _PG_APPEND_ARGS) + ")"
+    heads = table_of(AuditHead)
+    for row in staged.rows:
+        found = (await session.execute(sa.select(heads.c.seq, heads.c.hash).where(heads.c.chain == chain))).first()
+        if found is None:
+            await _ensure_head(session, chain)
+        seq, prev = (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
+        seq += 1
+        digest = chain_hash(prev, seq, row.body)
+        await session.execute(sa.update(heads).where(heads.c.chain == chain).values(seq=seq, prev_hash=prev, hash=digest))
+        await session.execute(sa.insert(table_of(AuditEvent)).values(
+            **_append_params(chain, row), seq=seq, prev_hash=prev, hash=digest))
 
 
 async def append_and_commit(session: AsyncSession, staged: Staged) -> None:
-    """:func:`append_staged`, then COMMIT. On PostgreSQL the appends go to the server in one
-    round trip with the COMMIT: one statement per entry (it writes the subjects left to write
-    (``defer_subjects``), advances or makes the head and inserts the entry), prepared on the
-    connection, all of them executed with the COMMIT in one simple query, so the chain head's
-    row lock is held for PostgreSQL's own time only, not for a round trip through a busy event
-    loop: audited requests of one chain queue behind each other for less. What is committed is
-    exactly what the two steps commit; if an append fails, the statements after it in the same
-    query, the COMMIT among them, are not run (the transaction is aborted, and rolled back)."""
+    """:func:`append_staged`, then COMMIT. On PostgreSQL the append (every entry, and the
+    subjects left to write (``defer_subjects``): one call of the database's function) goes to
+    the server with the COMMIT in one round trip, so the chain head's row lock is held for
+    PostgreSQL's own time only, not for a round trip through a busy event loop: audited requests
+    of one chain queue behind each other for less. What is committed is exactly what the two
+    steps commit; if the append fails, the COMMIT sent with it is not run (the transaction is
+    aborted, and rolled back)."""
     if dialect_of(session) != "postgresql" or not staged.rows:
         await append_staged(session, staged)
         await session.commit()
         return
-    subjects, staged.subjects = staged.subjects, []
-    params: list[Any] = []
-    for n, row in enumerate(staged.rows):
-        entry = {**_append_params(staged.chain, row), "genesis": GENESIS_HASH,
-                 "subjects": orjson.dumps(subjects if n == 0 else []).decode()}
-        params.extend(entry[name] for name, _type in _PG_APPEND_ARGS)
-    conn = await session.connection()
-    raw: Any = (await conn.get_raw_connection()).driver_connection
-    try:
-        if not raw.append_prepared:  # once a session (PREPARE is not transactional)
-            await raw.execute(_PG_PREPARE)
-            raw.append_prepared = True
-        append = psycopg.AsyncClientCursor(raw)
-        await append.execute("; ".join([_PG_EXECUTE] * len(staged.rows)) + "; COMMIT", params)
-        appended = 0
-        while True:  # a result per EXECUTE (the entry's seq), then the COMMIT's
-            appended += append.pgresult is not None and append.pgresult.ntuples == 1
-            if not append.nextset():
-                break
-    except psycopg.Error as exc:  # as SQLAlchemy's handlers would have it: redacted, wrapped
-        if isinstance(exc, psycopg.errors.InvalidSqlStatementName):  # deallocated behind psycopg's back:
-            raw.append_prepared = False  # the transaction failed (nothing committed); the next one prepares
-        raise driver_error(exc) from None
-    if appended != len(staged.rows):  # pragma: no cover - the statement fails rather than insert nothing
-        raise RuntimeError("audit head missing")
+    await _pg_append(session, staged, commit=True)
     await session.commit()  # the session's own bookkeeping; the connection has committed
 
 

@@ -117,16 +117,6 @@ class _BoundedConnection(psycopg.AsyncConnection):
     network that silently drops everything sends no error to notice."""
 
     reply_timeout: float | None = None
-    # Whether the audit chain's append is prepared on this session (api.core.audit,
-    # append_and_commit). psycopg deallocates every prepared statement of the session (DEALLOCATE
-    # ALL) after a rollback or a DROP/ALTER/DISCARD, its own and ours: then this is False again.
-    append_prepared: bool = False
-
-    def _deallocate(self, name: bytes | None) -> Any:
-        if name is None:
-            self.append_prepared = False
-        return super()._deallocate(name)
-
     async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         bound = self.reply_timeout if timeout is None else timeout
         try:
@@ -245,7 +235,7 @@ def failure_kind(exc: BaseException) -> FailureKind | None:
         return "busy"
     orig: object
     if isinstance(exc, sa_exc.ProgrammingError) and isinstance(exc.orig, pg_errors.InvalidSqlStatementName):
-        return "busy"  # the chain's prepared append gone behind psycopg's back: rolled back, prepared next time
+        return "busy"  # a prepared statement (api.core.db.rows) gone behind psycopg's back: rolled back, prepared again
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         orig = exc  # the driver's own, where the service uses its connection directly (the chain walk)
     elif isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
