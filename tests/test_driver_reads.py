@@ -176,3 +176,21 @@ async def test_a_notice_copy_holds_what_the_orm_loads(db: Database, make_party, 
         with pytest.raises(Exception) as caught:
             await notices.shown(session, _caller("DP3A-SAMBAS", AgencyKind.women_child_protection, "61.01"), nid)
         assert getattr(caught.value, "status", None) == 404
+
+
+async def test_the_driver_connection_is_the_connections_own_and_an_invalidated_one_is_connected_again(
+        db: Database) -> None:
+    """``driver_connection`` reads the driver's connection under a live SQLAlchemy connection
+    without SQLAlchemy's greenlet; one that was invalidated (its link lost) is connected again
+    by SQLAlchemy once its transaction is rolled back, as ``get_raw_connection`` does, and works."""
+    async with db.engine.connect() as conn:
+        await conn.execute(sa.text("SELECT 1"))
+        direct = await dbmod.driver_connection(conn)
+        assert direct is (await conn.get_raw_connection()).driver_connection
+        await conn.invalidate()
+        with pytest.raises(sa_exc.PendingRollbackError):  # SQLAlchemy's own answer, not a dead connection
+            await dbmod.driver_connection(conn)
+        await conn.rollback()
+        again = await dbmod.driver_connection(conn)
+        assert again is not direct and again is (await conn.get_raw_connection()).driver_connection
+        assert (await conn.execute(sa.text("SELECT 2"))).scalar_one() == 2

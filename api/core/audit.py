@@ -39,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import bulk, clock, spool, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
-from api.core.db import Database, driver_error
+from api.core.db import Database, driver_connection, driver_error
 from api.core.errors import Problem
 from api.core.keys import KeyStore
 from api.core.sql import dialect_of, table_of
@@ -79,7 +79,10 @@ def chain_hash(prev_hash: str, seq: int, body: str) -> str:
 
 
 def _iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``ts`` as an entry's body says it: ``2026-12-03T14:05:00.123456Z`` (its fields as they are;
+    the service's times are UTC). What ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` gives, without its
+    cost (it looks up the ``time`` module at each call)."""
+    return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(slots=True)
@@ -224,14 +227,13 @@ def _pg_append_params(staged: Staged, subjects: Sequence[dict[str, Any]]) -> tup
     return staged.chain, GENESIS_HASH, orjson.dumps(subjects).decode(), orjson.dumps(entries).decode()
 
 
-async def _pg_append(session: AsyncSession, staged: Staged, *, commit: bool) -> None:
+async def _pg_append(session: AsyncSession, staged: Staged, *, commit: bool, conn: AsyncConnection | None = None) -> None:
     """The staged entries (and their subjects left to write) appended on PostgreSQL by the
     database's function, on the session's connection, in its transaction; with ``commit``, the
     COMMIT goes in the same query (a simple query: one message, one reply; if the append fails,
     the COMMIT is not run and the transaction is rolled back)."""
     subjects, staged.subjects = staged.subjects, []
-    conn = await session.connection()
-    raw: Any = (await conn.get_raw_connection()).driver_connection
+    raw = await driver_connection(conn or await session.connection())
     try:
         append = psycopg.AsyncClientCursor(raw)
         await append.execute(_PG_APPEND_CALL + ("; COMMIT" if commit else ""), _pg_append_params(staged, subjects))
@@ -327,19 +329,19 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
             **_append_params(chain, row), seq=seq, prev_hash=prev, hash=digest))
 
 
-async def append_and_commit(session: AsyncSession, staged: Staged) -> None:
+async def append_and_commit(session: AsyncSession, staged: Staged, conn: AsyncConnection | None = None) -> None:
     """:func:`append_staged`, then COMMIT. On PostgreSQL the append (every entry, and the
     subjects left to write (``defer_subjects``): one call of the database's function) goes to
     the server with the COMMIT in one round trip, so the chain head's row lock is held for
     PostgreSQL's own time only, not for a round trip through a busy event loop: audited requests
     of one chain queue behind each other for less. What is committed is exactly what the two
     steps commit; if the append fails, the COMMIT sent with it is not run (the transaction is
-    aborted, and rolled back)."""
+    aborted, and rolled back). ``conn``: the session's connection, when the caller has it."""
     if dialect_of(session) != "postgresql" or not staged.rows:
         await append_staged(session, staged)
         await session.commit()
         return
-    await _pg_append(session, staged, commit=True)
+    await _pg_append(session, staged, commit=True, conn=conn)
     await session.commit()  # the session's own bookkeeping; the connection has committed
 
 
@@ -366,7 +368,7 @@ _GROUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, st
     weakref.WeakKeyDictionary()
 
 
-async def commit_read(session: AsyncSession, staged: Staged) -> None:
+async def commit_read(session: AsyncSession, staged: Staged, conn: AsyncConnection | None = None) -> None:
     """Commit a PostgreSQL unit that wrote nothing (a read: its transaction sent only
     ``SELECT`` statements) with its audit entries, appended together with those of the other reads of
     the same chain that are committing in this process at the same time: a group commit.
@@ -381,8 +383,9 @@ async def commit_read(session: AsyncSession, staged: Staged) -> None:
     for the disk once, not each. If that transaction fails, it fails for each of them (each
     raises the same error, whose outcome the unit judges as for its own COMMIT). Every wait is
     a database wait of one of them, bounded as each is (api.core.db): a read waits at most for
-    the append in progress and for the one holding its entries."""
-    conn = await session.connection()
+    the append in progress and for the one holding its entries. ``conn``: the session's
+    connection, when the caller has it."""
+    conn = conn or await session.connection()
     key = (id(conn.engine.sync_engine), staged.chain)
     groups = _GROUPS.setdefault(asyncio.get_running_loop(), {})
     group = groups.get(key)
@@ -390,7 +393,7 @@ async def commit_read(session: AsyncSession, staged: Staged) -> None:
         group = groups[key] = _Group()
     if not group.lock.locked() and not group.waiting:
         async with group.lock:  # nobody else committing a read of the chain: as any unit
-            await _append_group(session, group, staged)
+            await _append_group(session, group, staged, conn)
         return
     me = _Waiting(staged, asyncio.get_running_loop().create_future())
     group.waiting.append(me)
@@ -398,7 +401,7 @@ async def commit_read(session: AsyncSession, staged: Staged) -> None:
         async with group.lock:
             if not me.done.done():  # not appended by the read before: append what is waiting now
                 group.waiting.remove(me)
-                await _append_group(session, group, staged)
+                await _append_group(session, group, staged, conn)
                 return
     except asyncio.CancelledError:  # the request is gone before its entries were taken: no reply, no entry
         if me in group.waiting:
@@ -416,7 +419,7 @@ def waiting_reads() -> int:
     return sum(len(g.waiting) for g in groups.values())
 
 
-async def _append_group(session: AsyncSession, group: _Group, own: Staged) -> None:
+async def _append_group(session: AsyncSession, group: _Group, own: Staged, conn: AsyncConnection) -> None:
     """Append ``own`` and the entries of every read waiting in ``group``, then commit; settle
     the waiting reads' futures with the outcome (the lock held)."""
     waiting, group.waiting = group.waiting, []
@@ -424,7 +427,7 @@ async def _append_group(session: AsyncSession, group: _Group, own: Staged) -> No
     staged = Staged(parts[0].chain, [row for p in parts for row in p.rows],
                     [subject for p in parts for subject in p.subjects])
     try:
-        await append_and_commit(session, staged)
+        await append_and_commit(session, staged, conn)
     except BaseException as exc:
         # a cancelled append (its request gone) may have committed or not: unknown to the others
         shared = exc if isinstance(exc, Exception) else RuntimeError("the append of these entries was interrupted")

@@ -142,9 +142,9 @@ class Unit:
         reads_only = not self.changes and not ctx.events
         staged = await audit.stage(session, ctx, ctx.audit, default_chain, defer_subjects=reads_only)
         if reads_only and staged.rows and dialect_of(session) == "postgresql" \
-                and not wrote(await session.connection()):
+                and not wrote(conn := await session.connection()):
             # nothing written but the entries: appended with other reads' (audit.commit_read)
-            await self._commit_with(audit.commit_read(session, staged))
+            await self._commit_with(audit.commit_read(session, staged, conn))
             return
         if self.changes:
             await changes.flush(session, self.changes)
