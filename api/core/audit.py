@@ -79,10 +79,7 @@ def chain_hash(prev_hash: str, seq: int, body: str) -> str:
 
 
 def _iso(ts: datetime) -> str:
-    """``ts`` as an entry's body says it: ``2026-12-03T14:05:00.123456Z`` (its fields as they are;
-    the service's times are UTC). What ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")`` gives, without its
-    cost (it looks up the ``time`` module at each call)."""
-    return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(slots=True)
