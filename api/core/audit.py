@@ -218,9 +218,8 @@ _PG_APPEND_CALL = "SELECT sinergi_audit_append(%s, %s, %s, %s)"
 
 
 def _pg_append_params(staged: Staged, subjects: Sequence[dict[str, Any]]) -> tuple[str, str, str, str]:
-    entries = [{"id": row.id, "occurred_at": row.occurred_at, "client_id": row.client_id, "agency": row.agency,
-                "action": row.action, "resource_type": row.resource_type, "resource_id": row.resource_id,
-                "outcome": row.outcome, "request_id": row.request_id, "body": row.body} for row in staged.rows]
+    # the columns every append writes (its "chain" key is ignored by the function: it takes p_chain)
+    entries = [_append_params(staged.chain, row) for row in staged.rows]
     return staged.chain, GENESIS_HASH, orjson.dumps(subjects).decode(), orjson.dumps(entries).decode()
 
 
