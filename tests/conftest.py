@@ -249,15 +249,11 @@ def _empty_pg(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def demo_templates(migrated: Migrated) -> Iterator[dict[str, DemoTemplate]]:
-    """This test process's demo templates by backend, kept (and closed) with the session: the
-    ``backend`` fixture is set up again each time the tests switch backends, a template not."""
-    made: dict[str, DemoTemplate] = {}
-    try:
-        yield made
-    finally:
-        for template in made.values():
-            template.close()
+def demo_templates() -> dict[str, DemoTemplate]:
+    """This test process's demo templates by backend, kept with the session: the ``backend``
+    fixture is set up again each time the tests switch backends, a template not. (The run's
+    controller drops them: see :func:`pytest_sessionfinish`.)"""
+    return {}
 
 
 @pytest.fixture(scope="session")
@@ -266,10 +262,14 @@ def demo_template(backend: Backend, demo_templates: dict[str, DemoTemplate], mig
     """The demo data loaded once for this backend and test process (tests/demo_world.py):
     ``with demo_template.copy(folder) as world:`` gives a database of it (``world.url``) and
     what the loader returned (``world.demo``)."""
-    from tests.demo_world import DemoTemplate  # deferred: tests.demo_world builds on this module (a cycle)
+    from tests.demo_world import (  # deferred: tests.demo_world builds on this module (a cycle)
+        DemoTemplate,
+        shared_folder,
+    )
 
     if backend.name not in demo_templates:
-        demo_templates[backend.name] = DemoTemplate(backend.name, tmp_path_factory.mktemp("demo"), migrated)
+        demo_templates[backend.name] = DemoTemplate(
+            backend.name, tmp_path_factory.mktemp("demo"), migrated, shared=shared_folder(tmp_path_factory))
     return demo_templates[backend.name]
 
 
@@ -434,6 +434,24 @@ async def assert_not_stored(db: Database, backend: Backend, secrets: list[str], 
     assert visible in text
     for secret in secrets:
         assert secret not in text, secret
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """At the end of the run, in its controller (the process without ``workerinput``: the only
+    one, or pytest-xdist's once its workers are done): drop the demo templates its processes
+    shared on PostgreSQL (tests/demo_world.py)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests.demo_world import drop_shared_templates, shared_folder
+
+    factory = getattr(session.config, "_tmp_path_factory", None)  # pytest's own, as its tmp_path fixtures use
+    if factory is None or not any(shared_folder(factory).glob("demo-*.database")):
+        return
+    admin = Migrated(shared_folder(factory))
+    try:
+        drop_shared_templates(shared_folder(factory), admin)
+    finally:
+        admin.close()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -2,12 +2,18 @@
 
 The authorisation matrix, the schema fuzzing, the console, the client and the examples send
 hundreds of requests against demo-like data. Loading it (:func:`api.cli.demo_data.load`) takes
-seconds, so each test process loads it once per backend, into a template database
-(:class:`DemoTemplate`, the session's ``demo_template`` fixture), and every user gets a copy of
-that: on SQLite a copy of the file, on PostgreSQL a database made with ``CREATE DATABASE ...
-TEMPLATE`` and dropped again when the user is done. With it comes what the loader returned
-(the clients' secrets and the officers' passwords: the database holds only their hashes, so
-they open every copy), a copy of its own each time.
+seconds (tens of them on a slow machine), so a test run loads it once per backend, into a
+template database (:class:`DemoTemplate`, the session's ``demo_template`` fixture), and every
+user gets a copy of that: on SQLite a copy of the file, on PostgreSQL a database made with
+``CREATE DATABASE ... TEMPLATE`` and dropped again when the user is done. With it comes what the
+loader returned (the clients' secrets and the officers' passwords: the database holds only their
+hashes, so they open every copy), a copy of its own each time.
+
+The test processes of one run (``make test`` runs four, pytest-xdist's workers) share the
+template: the first to need it loads it while the others wait on a file lock, in the folder
+the run's processes share (:func:`shared_folder`), where it leaves the template's URL and the
+loader's answer for the others. The run's controller drops the shared PostgreSQL templates at
+its end (:func:`drop_shared_templates`, from ``pytest_sessionfinish``).
 
 The demo is relative to the day it is loaded on (this week's arrivals, notices due): when the
 day has changed since (in Kalimantan Barat or in UTC) the template is loaded again, and while
@@ -20,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import os
+import pickle
 import shutil
 import sqlite3
 import threading
@@ -32,6 +40,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
+from filelock import FileLock
 from sqlalchemy.engine import make_url
 
 from api.cli import demo_data
@@ -97,15 +106,41 @@ class DemoCopy:
         return module_settings(self.url)
 
 
-class DemoTemplate:
-    """The demo data loaded once for a backend (in this test process); :meth:`copy` makes a
-    database of it for each user. It starts from the ``migrated`` databases, not from those of
-    the ``backend`` fixture (set up again each time the tests switch backends): on SQLite its
-    files are in ``folder``, on PostgreSQL its databases are on the test server."""
+def shared_folder(tmp_path_factory: Any) -> Path:
+    """The folder the test processes of this run share: under pytest-xdist each worker's base
+    temporary folder is one in the controller's (``popen-gw0``, ...), which is the shared one;
+    a run of one process shares its own."""
+    base: Path = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    def __init__(self, backend: str, folder: Path, migrated: Migrated) -> None:
+
+def _shared_name(shared: Path, key: str) -> str:
+    """The PostgreSQL name of the run's shared template ``key``: the same in every process of
+    the run (made of the shared folder's path), another in every other run."""
+    run = hashlib.sha256(str(shared.resolve()).encode()).hexdigest()[:12]
+    return f"sinergi_test_shared_{run}_{key.replace('-', '_')}"
+
+
+def drop_shared_templates(shared: Path, migrated: Migrated) -> None:
+    """Drop the run's shared PostgreSQL templates (each named in a ``demo-*.database`` file
+    before it was made); the controller calls this once every process of the run is done."""
+    for mark in sorted(shared.glob("demo-*.database")):
+        migrated.pg_drop(mark.read_text().strip())
+        mark.unlink()
+
+
+class DemoTemplate:
+    """The demo data loaded once for a backend (in this test run: the first process to need it
+    loads it, the others of the run take it); :meth:`copy` makes a database of it for each user.
+    It starts from the ``migrated`` databases, not from those of the ``backend`` fixture (set up
+    again each time the tests switch backends): on SQLite the template is a file in ``shared``
+    and the copies are in the users' folders (``folder`` by default), on PostgreSQL they are
+    databases on the test server."""
+
+    def __init__(self, backend: str, folder: Path, migrated: Migrated, shared: Path | None = None) -> None:
         self.backend = backend
         self.folder = folder
+        self.shared = shared or folder
         self._migrated = migrated
         self._sqlite = backend == "sqlite"
         self._made = 0
@@ -137,14 +172,35 @@ class DemoTemplate:
         self._migrated.pg_drop(make_url(url).database or "")
 
     def _build(self) -> None:
-        """Load the demo into a new template (the loader's handle is closed again, so that
-        nothing holds the template open when it is copied), and drop the one before."""
+        """Take the run's template of today's demo, loading it first if no process of the run
+        has (under the run's lock for it: one process loads, the others wait and take it)."""
         days = _days()
-        url = self._new_database("demotpl")
+        key = f"{self.backend}-{days[0]:%Y%m%d}-{days[1]:%Y%m%d}"
+        made = self.shared / f"demo-{key}.pickle"
+        with FileLock(self.shared / f"demo-{key}.lock"):
+            if not made.exists():
+                part = made.with_suffix(".part")
+                part.write_bytes(pickle.dumps(self._load_template(key)))
+                part.replace(made)  # whole or not there, for a process that looks
+            url, demo = pickle.loads(made.read_bytes())
+        self._url, self._demo, self._days = url, demo, days
+
+    def _load_template(self, key: str) -> tuple[str, dict[str, Any]]:
+        """Make the run's template ``key`` and load the demo into it (the loader's handle is
+        closed again, so that nothing holds the template open when it is copied): its URL and
+        the loader's answer."""
+        if self._sqlite:
+            path = self.shared / f"demo-{key}.db"
+            shutil.copyfile(self._migrated.sqlite_file(), path)
+            url = f"sqlite+aiosqlite:///{path}"
+        else:
+            name = _shared_name(self.shared, key)
+            (self.shared / f"demo-{key}.database").write_text(name)  # named before it exists: dropped at the end whatever happens
+            self._migrated.pg_drop(name)  # a failed load's, left by a process of this run
+            url = self._migrated.pg_create(name)
         demo = _run(lambda: load_demo(module_settings(url)))
         if self._sqlite:
             # Everything into the file itself, so that the file alone is the whole database.
-            path = make_url(url).database
             con = sqlite3.connect(path)
             try:
                 con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -152,9 +208,7 @@ class DemoTemplate:
                 con.close()
             wal = Path(f"{path}-wal")
             assert not wal.exists() or wal.stat().st_size == 0, "the template's write-ahead log is not empty"
-        old, self._url, self._demo, self._days = self._url, url, demo, days
-        if old:
-            self._drop(old)
+        return url, demo
 
     # --- what the users get ---------------------------------------------------------------
 
@@ -177,7 +231,3 @@ class DemoTemplate:
             if not self._sqlite:
                 self._drop(url)
 
-    def close(self) -> None:
-        if self._url:
-            self._drop(self._url)
-            self._url = ""
