@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -26,7 +27,7 @@ from models import Returnee
 from tests import test_referrals
 from tests.conftest import assert_problem
 from tests.test_referrals import create, move
-from tests.test_returnees import bp3mi, push, rec
+from tests.test_returnees import WRITE, bp3mi, push, rec
 
 world = test_referrals.world  # the referral tests' parties, as a fixture here too
 
@@ -191,6 +192,85 @@ async def test_a_batch_creating_and_one_updating_records_of_one_person_do_not_de
     assert created.status_code == 200, created.text
     assert [r["status"] for r in updated.json()["results"]] == ["updated"]
     assert [r["status"] for r in created.json()["results"]] == ["created"]
+
+
+async def test_a_batch_of_new_people_takes_the_head_only_with_its_commit(backend, database_url, client, make_party,
+                                                                         db):
+    """A batch of new records of new people sends its records with its COMMIT (api.core.unit,
+    "the last message"): it holds the returnee list's head only for the database's own time. Here
+    the test holds the head; two such batches, each creating the same new ``source_ref``, both
+    wait for it (neither holds anything the other needs). Once the head is free, one commits; the
+    other's record meets the first's unique key at its COMMIT: a 409 problem, nothing of it
+    written, and its retry is answered."""
+    if backend.name != "postgresql":
+        pytest.skip("on SQLite writing transactions do not overlap (one write lock)")
+    party = await bp3mi(make_party)
+    assert (await push(client, party, [rec("FIRST-1", nik=None)])).status_code == 200  # the head exists
+
+    async def waiting(probe: Any) -> int:  # the first waits for the holder, the next for the row (a tuple lock)
+        return (await probe.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar()
+
+    other = create_async_engine(normalise_url(database_url))
+    try:
+        async with other.connect() as locker, other.connect() as probe:
+            await locker.execute(sa.text("SELECT 1 FROM change_head WHERE key = 'returnee' FOR UPDATE"))
+            first = asyncio.create_task(push(client, party, [rec("SAME-1", nik=None)]))
+            second = asyncio.create_task(push(client, party, [rec("SAME-1", nik=None, full_name="Dewi Lestari",
+                                                                  birth_date="1991-01-01")]))
+            while await waiting(probe) < 2:  # both at their last message, waiting for the head
+                assert not first.done() and not second.done()
+                await asyncio.sleep(0.01)
+            await locker.rollback()
+            answers = [await first, await second]
+    finally:
+        await other.dispose()
+    assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+    lost = next(r for r in answers if r.status_code == 409)
+    assert_problem(lost, 409, "conflict")
+    won = next(r for r in answers if r.status_code == 200)
+    assert [x["status"] for x in won.json()["results"]] == ["created"]
+    async with db.read() as conn:
+        stored = (await conn.execute(sa.select(Returnee.full_name).where(Returnee.source_ref == "SAME-1"))).all()
+    assert len(stored) == 1  # the other batch wrote nothing
+    retried = await push(client, party, [rec("SAME-1", nik=None, full_name="Dewi Lestari", birth_date="1991-01-01")])
+    assert retried.status_code == 200, retried.text
+
+
+async def test_what_a_batch_of_new_people_writes_after_the_head_goes_in_its_last_message(
+        backend, client, make_party, monkeypatch):
+    """Every statement a push of new people sends, seen on the way to PostgreSQL: the list's head
+    is named only in the last message (one pipeline, one round trip), which holds the records,
+    the register's rows, the events and the chain's append and ends with the COMMIT, their
+    values as parameters (not in the SQL text, which PostgreSQL's log of a failed statement
+    shows). A push with ``notify=true`` (its notices read the records) sends its records before
+    the notices."""
+    if backend.name != "postgresql":
+        pytest.skip("the last message is PostgreSQL's")
+    party = await bp3mi(make_party, WRITE + ["notices:write", "notices:read"])
+    sent: list[tuple[str, bool]] = []  # (SQL, sent in a pipeline)
+    real = psycopg.AsyncCursor.execute
+
+    async def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:  # a spy: sends as it was
+        sent.append((str(query), self.connection.info.pipeline_status != psycopg.pq.PipelineStatus.OFF))
+        return await real(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
+    answered = await push(client, party, [rec("LAST-1", nik=None), rec("LAST-2", nik=None)])
+    assert answered.status_code == 200 and [r["status"] for r in answered.json()["results"]] == ["created"] * 2
+    begins = max(i for i, (_, piped) in enumerate(sent) if not piped) + 1  # the last message: the last pipeline
+    last = [sql for sql, _ in sent[begins:]]
+    assert not any("change_head" in sql for sql, _ in sent[:begins])
+    wanted = ["INSERT INTO change_head", "INSERT INTO register_person", "INSERT INTO event ", "sinergi_audit_append",
+              "COMMIT"]
+    assert [next(w for w in wanted if w in sql) for sql in last] == wanted
+    assert not any("LAST-1" in sql for sql, _ in sent)  # values go as parameters
+
+    sent.clear()
+    notified = await push(client, party, [rec("LAST-3", nik=None)], notify="true")
+    assert notified.status_code == 200, notified.text
+    assert notified.json()["notices"], "the notice was raised for the record"
+    heads = [i for i, (sql, _) in enumerate(sent) if "change_head" in sql]
+    assert heads and heads[0] < next(i for i, (sql, _) in enumerate(sent) if "INSERT INTO notice" in sql)
 
 
 # --- SQLite: reads take no write lock; contention is "busy", not an outage ---------------------

@@ -39,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.core import bulk, clock, spool, tokens
 from api.core import text as text_rules
 from api.core.context import AuditRecord, RequestContext
-from api.core.db import Database, driver_connection, driver_error
+from api.core.db import Database, driver_connection, driver_error, driver_sql
 from api.core.errors import Problem
 from api.core.keys import KeyStore
 from api.core.sql import dialect_of, table_of
@@ -223,17 +223,27 @@ def _pg_append_params(staged: Staged, subjects: Sequence[dict[str, Any]]) -> tup
     return staged.chain, GENESIS_HASH, orjson.dumps(subjects).decode(), orjson.dumps(entries).decode()
 
 
-async def _pg_append(session: AsyncSession, staged: Staged, *, commit: bool, conn: AsyncConnection | None = None) -> None:
+async def _pg_append(session: AsyncSession, staged: Staged, *, commit: bool, conn: AsyncConnection | None = None,
+                     before: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
     """The staged entries (and their subjects left to write) appended on PostgreSQL by the
-    database's function, on the session's connection, in its transaction; with ``commit``, the
-    COMMIT goes in the same query (a simple query: one message, one reply; if the append fails,
-    the COMMIT is not run and the transaction is rolled back)."""
+    database's function, on the session's connection, in its transaction, after the writes
+    ``before`` (``text()`` SQL and its values); with ``commit``, the COMMIT goes with them. All of
+    it in one pipeline (psycopg's pipeline mode: the statements sent one after the other, their
+    values as parameters, one round trip; if one fails, the server skips those after it, the
+    COMMIT among them, and the transaction is rolled back). Values stay parameters, never SQL
+    text: PostgreSQL's log of a failed statement shows its text only."""
     subjects, staged.subjects = staged.subjects, []
     raw = await driver_connection(conn or await session.connection())
     try:
-        append = psycopg.AsyncClientCursor(raw)
-        await append.execute(_PG_APPEND_CALL + ("; COMMIT" if commit else ""), _pg_append_params(staged, subjects))
-        done = await append.fetchone()  # the first result's: the append's
+        async with raw.pipeline():
+            writes, append = raw.cursor(), raw.cursor()
+            for sql, params in before:
+                await writes.execute(driver_sql(sql), params)
+            if staged.rows:
+                await append.execute(_PG_APPEND_CALL, _pg_append_params(staged, subjects))
+            if commit:
+                await writes.execute("COMMIT")
+        done = await append.fetchone() if staged.rows else (0,)
     except psycopg.Error as exc:  # as SQLAlchemy's handlers would have it: redacted, wrapped
         raise driver_error(exc) from None
     if done is None or done[0] != len(staged.rows):  # pragma: no cover - the function raises rather than skip
@@ -325,20 +335,26 @@ async def append_staged(session: AsyncSession, staged: Staged) -> None:
             **_append_params(chain, row), seq=seq, prev_hash=prev, hash=digest))
 
 
-async def append_and_commit(session: AsyncSession, staged: Staged, conn: AsyncConnection | None = None) -> None:
+async def append_and_commit(session: AsyncSession, staged: Staged, conn: AsyncConnection | None = None, *,
+                            before: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
     """:func:`append_staged`, then COMMIT. On PostgreSQL the append (every entry, and the
     subjects left to write (``defer_subjects``): one call of the database's function) goes to
-    the server with the COMMIT in one round trip, so the chain head's row lock is held for
-    PostgreSQL's own time only, not for a round trip through a busy event loop: audited requests
-    of one chain queue behind each other for less. What is committed is exactly what the two
-    steps commit; if the append fails, the COMMIT sent with it is not run (the transaction is
-    aborted, and rolled back). ``conn``: the session's connection, when the caller has it."""
-    if dialect_of(session) != "postgresql" or not staged.rows:
+    the server with the COMMIT in one round trip, after the unit's last writes ``before``
+    (``text()`` SQL and its values: the change positions, the events, what a service sent with
+    the COMMIT), so the heads' row locks are held for PostgreSQL's own time only, not for a
+    round trip through a busy event loop: writers of one list, feed or chain queue behind each
+    other for less. What is committed is exactly what the steps commit; if one fails, the COMMIT
+    sent with it is not run (the transaction is aborted, and rolled back). ``conn``: the
+    session's connection, when the caller has it. Elsewhere ``before`` must be empty."""
+    if dialect_of(session) != "postgresql":
+        if before:
+            raise ValueError("writes sent with the COMMIT are PostgreSQL's")
         await append_staged(session, staged)
         await session.commit()
         return
-    await _pg_append(session, staged, commit=True, conn=conn)
-    await session.commit()  # the session's own bookkeeping; the connection has committed
+    if staged.rows or before:
+        await _pg_append(session, staged, commit=True, conn=conn, before=before)
+    await session.commit()  # the session's own bookkeeping (or its COMMIT); the connection has committed
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.db import execute_text
 from api.core.sql import dialect_of
+from api.core.unit import unit_of
 
 _PG = postgresql.dialect()
 
@@ -56,11 +57,14 @@ async def insert_rows(
     *,
     on_conflict_do_nothing: Sequence[str] | None = None,
     on_conflict_update: Sequence[str] | None = None,
+    at_commit: bool = False,
 ) -> None:
     """Insert ``rows`` (dicts with the same keys) into ``table``; with
     ``on_conflict_do_nothing=[columns]``, rows that would violate that unique key are skipped;
     with ``on_conflict_update=[columns]``, they replace the stored row's other given columns (an
-    upsert). Rows of one call must not repeat a key (PostgreSQL refuses to update a row twice)."""
+    upsert). Rows of one call must not repeat a key (PostgreSQL refuses to update a row twice).
+    With ``at_commit``, on PostgreSQL the statement is sent with the unit's COMMIT
+    (:meth:`api.core.unit.Unit.write_at_commit`), elsewhere now."""
     if not rows:
         return
     if on_conflict_do_nothing is not None and on_conflict_update is not None:
@@ -71,7 +75,10 @@ async def insert_rows(
     conflict = None if keys is None else tuple(keys)
     if dialect_of(session) == "postgresql":
         doc = orjson.dumps(rows if isinstance(rows, list) else list(rows)).decode()
-        await execute_text(session, _pg_sql(table, columns, conflict, update), {"rows": doc})
+        if at_commit:
+            unit_of(session).write_at_commit(_pg_sql(table, columns, conflict, update), {"rows": doc})
+        else:
+            await execute_text(session, _pg_sql(table, columns, conflict, update), {"rows": doc})
         return
     if conflict is not None:
         from sqlalchemy.dialects.sqlite import insert

@@ -15,8 +15,12 @@ spans every province it may see, and one counter orders all of it.
 New rows may be numbered as they are inserted instead (:func:`insert_numbered`, PostgreSQL: the
 head advanced and the rows inserted with their positions in one statement), which spares
 writing every new row twice; the head's lock is then taken at the insert and held to the
-commit. A unit that writes rows of such a list takes its head before the other rows it writes
-that another unit holding the head may need (the register's; at its numbered insert, or with
+commit. With ``at_commit`` that statement is not sent at once but with the unit's COMMIT
+(:meth:`api.core.unit.Unit.write_at_commit`), in one message with what follows it: the head is
+then held for the database's own time only, not across the round trips and the busy event loop
+of the rest of the request (batches of every partner queue behind it). A unit that writes rows
+of such a list takes its head before the other rows it writes that another unit holding the
+head may need (the register's; at its numbered insert, or with
 :func:`take_early` for a unit that only updates), so that no unit holds such a row while it
 waits for the head itself. The one thing written before the head is the persons of a
 returnee batch (a person is found or made by NIK, every unit doing it before any head, in
@@ -36,13 +40,13 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import bulk
 from api.core.db import execute_text
 from api.core.sql import dialect_of, table_of
+from api.core.unit import unit_of
 from models import ChangeHead
 
 # The heads a writer may take at its insert (insert_numbered), before any other: every unit
@@ -53,34 +57,39 @@ EARLY = ("returnee",)
 def head_order(key: str) -> tuple[int, str]:
     return (EARLY.index(key) if key in EARLY else len(EARLY), key)
 
-# PostgreSQL: the head advanced and the rows numbered in one statement (one round trip; the
-# head's row lock taken as late as possible). The ids are sorted: their order is the order
-# of positions within the unit.
-_PG_NUMBER = """
-    WITH h AS (UPDATE change_head SET pos = pos + :n WHERE key = :key RETURNING pos)
-    UPDATE {table} AS t SET change_pos = h.pos - :n + x.ord
+# PostgreSQL: the head advanced (made, for the list's first change or a fresh schema: no head
+# can be missing) and the rows numbered in one statement (the head's row lock taken as late as
+# possible). The ids are sorted: their order is the order of positions within the unit.
+_PG_HEAD = "INSERT INTO change_head (key, pos) VALUES (:key, :n) ON CONFLICT (key) DO UPDATE " \
+           "SET pos = change_head.pos + EXCLUDED.pos RETURNING pos"
+
+_PG_NUMBER = f"""
+    WITH h AS ({_PG_HEAD})
+    UPDATE {{table}} AS t SET change_pos = h.pos - :n + x.ord
       FROM h, unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS x(id, ord)
      WHERE t.id = x.id
-    RETURNING h.pos
 """
 
 
-_PG_INSERT_NUMBERED = """
-    WITH h AS (UPDATE change_head SET pos = pos + :n WHERE key = :key RETURNING pos)
-    INSERT INTO {table} ({cols}, change_pos)
-    SELECT {cols}, h.pos - :n + x.ordinality
-      FROM h, json_populate_recordset(NULL::{table}, :rows) WITH ORDINALITY AS x
+_PG_INSERT_NUMBERED = f"""
+    WITH h AS ({_PG_HEAD})
+    INSERT INTO {{table}} ({{cols}}, change_pos)
+    SELECT {{cols}}, h.pos - :n + x.ordinality
+      FROM h, json_populate_recordset(NULL::{{table}}, :rows) WITH ORDINALITY AS x
 """
 
 
 async def insert_numbered(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]],
-                          changed: Callable[[sa.Table, Iterable[uuid.UUID]], None]) -> None:
+                          changed: Callable[[sa.Table, Iterable[uuid.UUID]], None], *,
+                          at_commit: bool = False) -> None:
     """Insert new rows of a synced list (dicts with the same keys, as :mod:`api.core.bulk` takes
     them; an ``id`` each) with their change positions. On PostgreSQL one statement advances the
-    head and inserts the rows numbered from it; elsewhere the rows are inserted and named to
-    ``changed`` (the unit's :meth:`~api.core.unit.Unit.changed`), numbered at the commit. The
-    list's key must be in :data:`EARLY`. Raises :class:`sqlalchemy.exc.IntegrityError` as an
-    INSERT does."""
+    head and inserts the rows numbered from it, sent now or, with ``at_commit``, with the
+    unit's COMMIT (:meth:`api.core.unit.Unit.write_at_commit`: nothing later in the unit may
+    read the rows, or it sends the waiting writes first); elsewhere the rows are inserted now
+    and named to ``changed`` (the unit's :meth:`~api.core.unit.Unit.changed`), numbered at the
+    commit. The list's key must be in :data:`EARLY`. Raises
+    :class:`sqlalchemy.exc.IntegrityError` as an INSERT does (with ``at_commit``: the commit)."""
     if not rows:
         return
     key = table.name
@@ -92,8 +101,9 @@ async def insert_numbered(session: AsyncSession, table: sa.Table, rows: list[dic
         return
     sql = _insert_sql(table, tuple(rows[0]))
     params = {"n": len(rows), "key": key, "rows": orjson.dumps(rows).decode()}
-    if (await execute_text(session, sql, params)).rowcount == 0:
-        await _ensure_head(session, key)  # the list's first change (or a fresh schema)
+    if at_commit:
+        unit_of(session).write_at_commit(sql, params)
+    else:
         await execute_text(session, sql, params)
 
 
@@ -109,12 +119,12 @@ async def take_early(session: AsyncSession, table: sa.Table) -> None:
         raise ValueError(f"the head of {key!r} is taken at the commit (changes.EARLY)")
     if dialect_of(session) != "postgresql":
         return
-    if (await execute_text(session, _PG_TAKE, {"key": key})).first() is None:
-        await _ensure_head(session, key)  # the list's first change (or a fresh schema)
-        await execute_text(session, _PG_TAKE, {"key": key})
+    await execute_text(session, _PG_TAKE, {"key": key})
 
 
-_PG_TAKE = "SELECT pos FROM change_head WHERE key = :key FOR UPDATE"
+# The head taken as a write of it, which makes it when missing (the list's first change or a
+# fresh schema): a locking read of no row would take nothing.
+_PG_TAKE = "INSERT INTO change_head (key, pos) VALUES (:key, 0) ON CONFLICT (key) DO UPDATE SET pos = change_head.pos"
 
 
 @lru_cache(maxsize=16)
@@ -124,27 +134,35 @@ def _insert_sql(table: sa.Table, columns: tuple[str, ...]) -> str:
 
 
 async def _ensure_head(session: AsyncSession, key: str) -> None:
-    head = table_of(ChangeHead)
-    stmt = pg_insert(head) if dialect_of(session) == "postgresql" else sqlite_insert(head)
-    await session.execute(stmt.values(key=key, pos=0).on_conflict_do_nothing())
+    """Create the head of list ``key`` (its first change) unless another unit just did (SQLite)."""
+    await session.execute(sqlite_insert(table_of(ChangeHead)).values(key=key, pos=0).on_conflict_do_nothing())
+
+
+def statements(changed: Mapping[str, tuple[sa.Table, set[uuid.UUID]]]) -> list[tuple[str, dict[str, Any]]]:
+    """PostgreSQL: the statements that give the rows in ``changed`` (table name -> (table,
+    ids)) their change positions, heads in :func:`head_order` (every unit takes them in the same
+    order, before the event and audit heads: no deadlock); the unit sends them with its COMMIT.
+    The head of a table is keyed by the table's name."""
+    out = []
+    for key in sorted(changed, key=head_order):
+        table, wanted = changed[key]
+        if wanted:
+            out.append((_number_sql(table.name), {"key": key, "n": len(wanted), "ids": sorted(wanted)}))
+    return out
+
+
+@lru_cache(maxsize=16)
+def _number_sql(table: str) -> str:
+    return _PG_NUMBER.format(table=postgresql.dialect().identifier_preparer.quote(table))
 
 
 async def flush(session: AsyncSession, changed: Mapping[str, tuple[sa.Table, set[uuid.UUID]]]) -> None:
-    """Give the rows in ``changed`` (table name -> (table, ids)) their change positions, heads
-    in :func:`head_order` (every unit takes them in the same order, before the event and audit
-    heads: no deadlock). The head of a table is keyed by the table's name."""
-    postgres = dialect_of(session) == "postgresql"
+    """Elsewhere than on PostgreSQL (:func:`statements` there): give the rows in ``changed``
+    their change positions now, heads in :func:`head_order`."""
     for key in sorted(changed, key=head_order):
         table, wanted = changed[key]
         ids = sorted(wanted)
         if not ids:
-            continue
-        if postgres:
-            sql = _PG_NUMBER.format(table=table.name)
-            params = {"key": key, "n": len(ids), "ids": ids}
-            if not (await execute_text(session, sql, params)).first():
-                await _ensure_head(session, key)  # the list's first change (or a fresh schema)
-                await execute_text(session, sql, params)
             continue
         head = table_of(ChangeHead)
         advance = sa.update(head).where(head.c.key == key).values(pos=head.c.pos + len(ids)).returning(head.c.pos)

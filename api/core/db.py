@@ -364,7 +364,7 @@ _PSYCOPG = PGDialect_psycopg()
 
 
 @lru_cache(maxsize=256)
-def _driver_sql(sql: str) -> str:
+def driver_sql(sql: str) -> str:
     """A ``text()`` statement as psycopg takes it (``:name`` -> ``%(name)s``, ``%`` escaped)."""
     return str(sa.text(sql).compile(dialect=_PSYCOPG))
 
@@ -376,7 +376,7 @@ async def execute_text(session: AsyncSession, stmt: sa.TextClause | str, params:
     ``text()`` it does no autoflush and no type processing of parameters or results."""
     sql = stmt if isinstance(stmt, str) else stmt.text
     conn = await session.connection()
-    return await conn.exec_driver_sql(_driver_sql(sql), params)
+    return await conn.exec_driver_sql(driver_sql(sql), params)
 
 
 def driver_error(exc: psycopg.Error) -> sa_exc.StatementError:

@@ -8,19 +8,17 @@ would not give that on PostgreSQL, where a later value can commit first).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core import bulk, clock, ids
 from api.core.context import PendingEvent, RequestContext
-from api.core.db import execute_text
-from api.core.sql import dialect_of, table_of
+from api.core.sql import table_of
 from api.core.unit import unit_of
 from models import Event, EventHead
 from models.regions import province_of
@@ -78,37 +76,32 @@ async def _advance(session: AsyncSession, key: str, n: int) -> int:
     return int(row[0])
 
 
-# PostgreSQL: the head advanced and the events inserted in one statement, so the head's row
-# lock (held to the commit) is taken as late as possible and costs one round trip. ``pos`` in
-# the rows is the event's offset in the unit (0, 1, ...).
-_PG_FLUSH = sa.text(
-    """
-    WITH h AS (UPDATE event_head SET pos = pos + :n WHERE key = :key RETURNING pos)
+# PostgreSQL: the head advanced (made for the feed's first event: no head can be missing) and
+# the events inserted in one statement, sent with the unit's COMMIT, so the head's row lock (held
+# to the commit) is taken as late as possible and costs no round trip of its own. ``pos`` in the
+# rows is the event's offset in the unit (0, 1, ...).
+_PG_FLUSH = """
+    WITH h AS (INSERT INTO event_head (key, pos) VALUES (:key, :n) ON CONFLICT (key) DO UPDATE
+               SET pos = event_head.pos + EXCLUDED.pos RETURNING pos)
     INSERT INTO event (key, pos, id, type, occurred_at, region, audience, data)
     SELECT :key, h.pos - :n + 1 + r.pos, r.id, r.type, r.occurred_at, r.region, r.audience, r.data
       FROM h, json_populate_recordset(NULL::event, :rows) AS r
-    """
-)
+"""
 
 
 async def _ensure_head(session: AsyncSession, key: str) -> None:
-    """Create the head of feed ``key`` (its first event) unless another unit just did."""
-    head = table_of(EventHead)
-    stmt = (pg_insert(head) if dialect_of(session) == "postgresql" else sqlite_insert(head))
-    await session.execute(stmt.values(key=key, pos=0).on_conflict_do_nothing())
+    """Create the head of feed ``key`` (its first event) unless another unit just did (SQLite)."""
+    await session.execute(sqlite_insert(table_of(EventHead)).values(key=key, pos=0).on_conflict_do_nothing())
 
 
-async def flush(session: AsyncSession, ctx: RequestContext, default_key: str) -> None:
-    if not ctx.events:
-        return
+def _rows(ctx: RequestContext, default_key: str) -> dict[str, list[dict[str, Any]]]:
+    """The unit's events as rows by feed, each ``pos`` its offset in the feed's part (0, 1, ...)."""
     by_key: dict[str, list[PendingEvent]] = {}
     for ev in ctx.events:
         by_key.setdefault(feed_key(ev.region, default_key), []).append(ev)
     now = clock.now()
-    postgres = dialect_of(session) == "postgresql"
-    for key in sorted(by_key):
-        events: Sequence[PendingEvent] = by_key[key]
-        rows: list[dict[str, Any]] = [
+    return {
+        key: [
             {
                 "key": key,
                 "pos": i,
@@ -121,17 +114,29 @@ async def flush(session: AsyncSession, ctx: RequestContext, default_key: str) ->
             }
             for i, (ev, eid) in enumerate(zip(events, ids.new_ids(len(events)), strict=True))
         ]
-        if postgres:
-            params = {"key": key, "n": len(rows), "rows": orjson.dumps(rows).decode()}
-            for _attempt in range(2):
-                if (await execute_text(session, _PG_FLUSH, params)).rowcount:
-                    break
-                await _ensure_head(session, key)  # the feed's first event
-            else:  # pragma: no cover - the head was just created
-                raise RuntimeError("event head missing")
-            continue
-        last = await _advance(session, key, len(events))
-        first = last - len(events) + 1
+        for key, events in sorted(by_key.items())
+    }
+
+
+def statements(ctx: RequestContext, default_key: str) -> list[tuple[str, dict[str, Any]]]:
+    """PostgreSQL: the statements that write the unit's events (one a feed, feeds in name order,
+    heads advanced in them), which the unit sends with its COMMIT; the events are taken."""
+    if not ctx.events:
+        return []
+    out = [(_PG_FLUSH, {"key": key, "n": len(rows), "rows": orjson.dumps(rows).decode()})
+           for key, rows in _rows(ctx, default_key).items()]
+    ctx.events.clear()
+    return out
+
+
+async def flush(session: AsyncSession, ctx: RequestContext, default_key: str) -> None:
+    """Elsewhere than on PostgreSQL (:func:`statements` there): write the unit's events now,
+    feeds in name order."""
+    if not ctx.events:
+        return
+    for key, rows in _rows(ctx, default_key).items():
+        last = await _advance(session, key, len(rows))
+        first = last - len(rows) + 1
         for row in rows:
             row["pos"] += first
         await bulk.insert_rows(session, table_of(Event), rows)

@@ -3,11 +3,20 @@
 Every write of the service, and every audited read, happens inside a unit. A unit owns one
 session; services reach it through :func:`unit_of` (``unit_of(session).audit(...)``, or the
 shorthands :func:`api.core.audit.record` and :func:`api.core.outbox.emit`), and :meth:`Unit.commit`
-writes what it recorded in the same transaction just before committing: the audit subjects
-first (no lock needed), then the change positions of the rows it changed (the lists' heads,
-:mod:`api.core.changes`, in its one order; new returnee records are numbered as they are
-inserted, their head taken then), then the events (the feed's head), then the audit chain (its
-head), so two units never deadlock and the heads' row locks are held as briefly as possible.
+writes what it recorded in the same transaction just before committing: the change positions
+of the rows it changed (the lists' heads, :mod:`api.core.changes`, in its one order; new
+returnee records are numbered as they are inserted, their head taken then), then the events
+(the feed's head), then the audit chain (its head, the entries' subjects written first), so two
+units never deadlock and the heads' row locks are held as briefly as possible.
+
+The last message. On PostgreSQL all of that goes to the server in one message with the COMMIT
+(:func:`api.core.audit.append_and_commit`), after the writes a service asked to send with it
+(:meth:`Unit.write_at_commit`: the batch push's numbered insert of new records and the rows that
+follow it, which take the returnee list's head): a head taken in that message is held for the
+database's own time, not across round trips through a busy event loop, where the batches of
+every partner would queue behind it. A write sent with the COMMIT that fails (a concurrent
+request wrote the same key first) fails the COMMIT with it: nothing is written, and a unique
+key's refusal is answered 409, to be retried (:meth:`Unit._commit_with`).
 
 Reading on SQLite. SQLite has one write lock for the whole database; a transaction that takes it
 up front (``BEGIN IMMEDIATE``, :mod:`api.core.db`) makes every reader queue behind every writer.
@@ -51,6 +60,7 @@ request (its session dependency); the command line and the demo loader open thei
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -61,12 +71,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.context import AuditRecord, PendingEvent, RequestContext
 from api.core.db import Database, wrote
-from api.core.errors import OutcomeUnknown
+from api.core.errors import Conflict, OutcomeUnknown
 from api.core.settings import Settings
 from api.core.sql import dialect_of
 from models import Outcome
 
 _KEY = "sinergi.unit"
+log = logging.getLogger("sinergi.unit")
 
 
 class NoUnit(RuntimeError):
@@ -76,7 +87,7 @@ class NoUnit(RuntimeError):
 class Unit:
     """One transaction with its audit entries and events."""
 
-    __slots__ = ("session", "ctx", "settings", "changes", "outcome_unknown", "_read_changes")
+    __slots__ = ("session", "ctx", "settings", "changes", "outcome_unknown", "_read_changes", "_at_commit")
 
     def __init__(self, session: AsyncSession, ctx: RequestContext, settings: Settings) -> None:
         self.session = session
@@ -85,6 +96,7 @@ class Unit:
         self.changes: dict[str, tuple[sa.Table, set[uuid.UUID]]] = {}  # rows changed (api.core.changes)
         self._read_changes: int | None = None  # SQLite's change count when a read transaction began
         self.outcome_unknown = False  # COMMIT was sent and its answer lost (see the module's docstring)
+        self._at_commit: list[tuple[str, dict[str, Any]]] = []  # writes sent with the COMMIT (PostgreSQL)
         session.info[_KEY] = self
 
     async def reading(self) -> None:
@@ -100,6 +112,24 @@ class Unit:
         column) that this unit created or changed: they get their change positions when it
         commits (:mod:`api.core.changes`)."""
         self.changes.setdefault(table.name, (table, set()))[1].update(ids)
+
+    def write_at_commit(self, sql: str, params: dict[str, Any]) -> None:
+        """Send a write (PostgreSQL: the SQL of a ``text()`` statement and its values) with the
+        unit's COMMIT instead of now: in the last message, before the unit's own (see the
+        module's docstring), in the order given. For a write that takes a head and those that
+        must follow it. Nothing later in the unit may read or name the rows it writes (a
+        foreign key): a step that does sends the waiting writes first (:meth:`write_pending`).
+        An error it raises is the COMMIT's."""
+        self._at_commit.append((sql, params))
+
+    async def write_pending(self) -> None:
+        """Send the writes waiting for the COMMIT now, in their order (before a step that reads
+        what they write)."""
+        from api.core.db import execute_text
+
+        pending, self._at_commit = self._at_commit, []
+        for sql, params in pending:
+            await execute_text(self.session, sql, params)
 
     def audit(
         self,
@@ -137,22 +167,29 @@ class Unit:
             if read_only:  # end the read transaction; what follows begins a short write one
                 await session.commit()
         default_chain = self.settings.audit_chain
-        # Audit subjects need no lock: written first, or (a unit that takes no other head: a
-        # read) in the same round trip as the chain append and the COMMIT.
-        reads_only = not self.changes and not ctx.events
-        staged = await audit.stage(session, ctx, ctx.audit, default_chain, defer_subjects=reads_only)
-        if reads_only and staged.rows and dialect_of(session) == "postgresql" \
-                and not wrote(conn := await session.connection()):
+        postgres = dialect_of(session) == "postgresql"
+        # Audit subjects need no lock: on PostgreSQL written with the chain's append (its function
+        # writes them first), elsewhere first.
+        reads_only = not self.changes and not ctx.events and not self._at_commit
+        staged = await audit.stage(session, ctx, ctx.audit, default_chain, defer_subjects=reads_only or postgres)
+        if reads_only and staged.rows and postgres and not wrote(conn := await session.connection()):
             # nothing written but the entries: appended with other reads' (audit.commit_read)
             await self._commit_with(audit.commit_read(session, staged, conn))
+            return
+        if postgres:
+            # The last message: the writes waiting for the COMMIT, the change positions, the
+            # events, the chain's append, the COMMIT (see the module's docstring).
+            last = self._at_commit + changes.statements(self.changes) + outbox.statements(ctx, default_chain)
+            self._at_commit = []
+            self.changes.clear()
+            # From here until the database has answered, the COMMIT may have been made.
+            await self._commit_with(audit.append_and_commit(session, staged, before=last))
             return
         if self.changes:
             await changes.flush(session, self.changes)
             self.changes.clear()
         await outbox.flush(session, ctx, default_chain)
         await session.flush()  # nothing left to send but the chain append and the COMMIT
-        # From here until the database has answered, the COMMIT may have been made: on PostgreSQL
-        # the last append and the COMMIT go in one round trip (audit.append_and_commit).
         await self._commit_with(audit.append_and_commit(session, staged))
 
     async def _commit_with(self, committing: Awaitable[None]) -> None:
@@ -164,6 +201,14 @@ class Unit:
         except Exception as exc:
             if _not_committed(self.session, exc):
                 self.outcome_unknown = False
+                if getattr(getattr(exc, "orig", None), "sqlstate", None) == "23505":
+                    # a unique key written with the COMMIT (write_at_commit) that a concurrent
+                    # request wrote first: every check before it passed, so a retry can pass
+                    diag = getattr(getattr(exc, "orig", None), "diag", None)
+                    log.warning("a write sent with the COMMIT met a unique key written at the same moment (%s)",
+                                getattr(diag, "constraint_name", None))
+                    raise Conflict("Another request wrote the same records at the same moment; nothing was "
+                                   "changed, retry the request") from None
                 raise
             raise OutcomeUnknown() from exc
         self.outcome_unknown = False

@@ -140,14 +140,17 @@ async def flags_of(session: AsyncSession, person_ids: Sequence[uuid.UUID]) -> di
     return out
 
 
-async def replace_persons(session: AsyncSession, person_ids: Sequence[uuid.UUID], rows: list[dict[str, Any]]) -> None:
+async def replace_persons(session: AsyncSession, person_ids: Sequence[uuid.UUID], rows: list[dict[str, Any]], *,
+                          at_commit: bool = False) -> None:
     """The register rows of these persons, replaced by ``rows`` (one per person that still has
     records; the others' rows go). An upsert: two writers refreshing the same person one after
-    the other (the second waits for the first's row) both succeed, the later sum standing."""
+    the other (the second waits for the first's row) both succeed, the later sum standing.
+    ``at_commit``: the upsert sent with the unit's COMMIT (:mod:`api.core.bulk`), when every
+    person has a row."""
     table = table_of(RegisterPerson)
     kept = {r["person_id"] for r in rows}
     gone = sorted(set(person_ids) - kept)
     for i in range(0, len(gone), 1000):
         await session.execute(sa.delete(table).where(table.c.person_id.in_(gone[i : i + 1000])),
                               execution_options={"synchronize_session": False})
-    await bulk.insert_rows(session, table, rows, on_conflict_update=["person_id"])
+    await bulk.insert_rows(session, table, rows, on_conflict_update=["person_id"], at_commit=at_commit and not gone)

@@ -119,11 +119,13 @@ def return_record(r: Any) -> _Record:
 
 
 async def refresh(session: AsyncSession, person_ids: Iterable[uuid.UUID],
-                  created: Mapping[uuid.UUID, list[_Record]] | None = None) -> None:
+                  created: Mapping[uuid.UUID, list[_Record]] | None = None, *, at_commit: bool = False) -> None:
     """Sum again the register rows of these persons (just after their records were written);
     emit ``register.repeat_return`` for each person flagged for the first time. ``created``:
     persons this unit created, with their records (all of them: nobody else can have written
-    records of a person before it exists), which need no reading back."""
+    records of a person before it exists), which need no reading back. ``at_commit``: the rows
+    written with the unit's COMMIT (:meth:`api.core.unit.Unit.write_at_commit`), after the
+    records they sum when those are sent with it too."""
     ids = sorted(set(person_ids))
     if not ids:
         return
@@ -138,7 +140,7 @@ async def refresh(session: AsyncSession, person_ids: Iterable[uuid.UUID],
     flagged = await repository.flags_of(session, stored) if stored else {}
     now = clock.now()
     rows = [summarise(pid, recs, now) for pid, recs in sorted(records.items())]
-    await repository.replace_persons(session, ids, rows)
+    await repository.replace_persons(session, ids, rows, at_commit=at_commit)
     for row in rows:
         if row["repeat_return"] and not flagged.get(row["person_id"], False):
             outbox.emit(session, "register.repeat_return",

@@ -348,12 +348,13 @@ async def ensure_persons(
     return by_nik, fresh, {pid for pid in by_nik.values() if pid in made} | set(fresh)
 
 
-async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]], *, at_commit: bool = False) -> None:
     """One INSERT of new records (column values as :mod:`api.core.bulk` takes them), numbered
-    in the list's commit order as they go in (:func:`api.core.changes.insert_numbered`). Raises
-    :class:`sqlalchemy.exc.IntegrityError` when a concurrent batch created a same
-    ``source_ref`` first."""
-    await changes.insert_numbered(session, _TABLE, rows, unit_of(session).changed)
+    in the list's commit order as they go in (:func:`api.core.changes.insert_numbered`;
+    ``at_commit``: sent with the unit's COMMIT). Raises :class:`sqlalchemy.exc.IntegrityError`
+    when a concurrent batch created a same ``source_ref`` first (with ``at_commit`` the commit
+    raises it, answered 409 as well: :mod:`api.core.unit`)."""
+    await changes.insert_numbered(session, _TABLE, rows, unit_of(session).changed, at_commit=at_commit)
 
 
 async def take_list(session: AsyncSession) -> None:

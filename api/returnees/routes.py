@@ -53,7 +53,7 @@ async def push_batch(
     idem = await idempotency.begin(session, caller, request)
     if idem.replay is not None:
         return idem.replay
-    outcome = await service.upsert_batch(session, caller, body.records)
+    outcome = await service.upsert_batch(session, caller, body.records, at_commit=True)
     notices = await service.notify_districts(session, caller, outcome.touched) if notify else []
     encoded = orjson.dumps({"results": outcome.results, "notices": notices}, option=orjson.OPT_UTC_Z)
     idem.remember_encoded(session, 200, encoded)  # the reply exactly as sent

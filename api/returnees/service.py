@@ -171,7 +171,8 @@ class _Plan:
     updates: list[tuple[dict[str, Any], dict[str, Any], Any]] = field(default_factory=list)
 
 
-async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[Any]) -> BatchOutcome:
+async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[Any], *,
+                       at_commit: bool = False) -> BatchOutcome:
     """Create or update the ``writer``'s agency's records keyed by their ``source_ref``.
 
     Each record is validated on its own; a bad one is ``rejected`` with its field errors and
@@ -179,6 +180,10 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     batch, nor one whose origin lies outside where the writer may write
     (:func:`api.core.access.may_write`). Emits ``returnee.created`` / ``returnee.updated`` (no
     personal data) and records one audit entry naming every record written. Never commits.
+
+    ``at_commit``: the caller's unit reads and names nothing the batch writes before it commits
+    (or sends the waiting writes first: :func:`notify_districts` does), so that a batch of new
+    people's records may write them with the COMMIT (see below).
     """
     agency = writer.agency
     now = clock.now()  # one clock reading for the whole batch (its date checks, its timestamps)
@@ -191,9 +196,16 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     # that only updates takes it first. The head is held to the commit, so every round trip
     # before it is one the batches of every partner do not queue behind.
     by_nik, fresh, created = await _persons(session, plan, now)
+    # A batch of new records of people it created itself writes nothing after the head that
+    # anything before its commit reads (the register sums those people from the batch): the
+    # records and the register's rows go with the COMMIT, the head held for the database's time
+    # only (api.core.unit, "the last message"). Any other batch takes the head now (at its
+    # insert, or first if it only updates), before the register reads what it sums.
+    late = at_commit and not plan.updates and all(by_nik[row["nik_index"]] in created
+                                                  for _, row in plan.creates if row["nik_index"])
     if plan.updates and not plan.creates:
         await repository.take_list(session)
-    written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now)
+    written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now, at_commit=late)
     written += await _update_changed(session, plan.updates, by_nik, now)
     touched = _emit(session, agency, written, intake=province_of(writer.jurisdiction))
     # the register's person view of everyone written (and of those a changed NIK moved away);
@@ -203,7 +215,7 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
         if row["person_id"] in mine:
             mine[row["person_id"]].append(register.return_record(row))
     await register.refresh(session, {row["person_id"] for _, row in written}
-                           | {old.person_id for _, _, old in plan.updates}, created=mine)
+                           | {old.person_id for _, _, old in plan.updates}, created=mine, at_commit=late)
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("created", "updated", "unchanged", "rejected")}
     audit.record(session, "returnee.batch", resource_type=RESOURCE, subjects=[(RESOURCE, row["id"]) for _, row in written],
                  source_agency=agency, records=len(results), created=counts["created"], updated=counts["updated"],
@@ -315,8 +327,11 @@ async def _insert_created(
     by_nik: dict[str, uuid.UUID],
     fresh: list[uuid.UUID],
     now: datetime,
+    *,
+    at_commit: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Insert the new records in one statement; ``[("returnee.created", row)]``."""
+    """Insert the new records in one statement (``at_commit``: sent with the unit's COMMIT);
+    ``[("returnee.created", row)]``."""
     if not creates:
         return []
     fresh_iter = iter(fresh)
@@ -328,7 +343,7 @@ async def _insert_created(
         res["status"], res["id"] = "created", row["id"]
         written.append(("returnee.created", row))
     try:
-        await repository.insert_rows(session, [row for _, row in creates])
+        await repository.insert_rows(session, [row for _, row in creates], at_commit=at_commit)
     except sa.exc.IntegrityError:
         # Only a concurrent batch creating the same source_ref gets here (all else was
         # checked): the whole batch rolls back and the sender retries.
@@ -386,7 +401,9 @@ async def notify_districts(
     session: AsyncSession, caller: Caller, touched: dict[str, list[uuid.UUID]]
 ) -> list[dict[str, Any]]:
     """``POST /v1/returnees/batch?notify=true``: one deportation notice per district touched
-    (``district -> returnee ids created or updated``), returned as the reply's ``notices``."""
+    (``district -> returnee ids created or updated``), returned as the reply's ``notices``. The
+    notices read and name the records: those waiting for the COMMIT are written first."""
+    await unit_of(session).write_pending()
     raised = await notices.raise_for_batch(session, caller, touched)
     return [NoticeSummary.model_validate(n).model_dump(mode="json") for n in raised]
 
