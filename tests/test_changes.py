@@ -239,8 +239,8 @@ async def test_a_batch_of_new_people_takes_the_head_only_with_its_commit(backend
 async def test_what_a_batch_of_new_people_writes_after_the_head_goes_in_its_last_message(
         backend, client, make_party, monkeypatch):
     """Every statement a push of new people sends, seen on the way to PostgreSQL: the list's head
-    is named only in the last message (one pipeline, one round trip), which holds the records,
-    the register's rows, the events and the chain's append and ends with the COMMIT, their
+    is named only in the last message (one pipeline, one round trip), which holds the register's
+    rows, the records, the events and the chain's append and ends with the COMMIT, their
     values as parameters (not in the SQL text, which PostgreSQL's log of a failed statement
     shows). A push with ``notify=true`` (its notices read the records) sends its records before
     the notices."""
@@ -260,7 +260,8 @@ async def test_what_a_batch_of_new_people_writes_after_the_head_goes_in_its_last
     begins = max(i for i, (_, piped) in enumerate(sent) if not piped) + 1  # the last message: the last pipeline
     last = [sql for sql, _ in sent[begins:]]
     assert not any("change_head" in sql for sql, _ in sent[:begins])
-    wanted = ["INSERT INTO change_head", "INSERT INTO register_person", "INSERT INTO event ", "sinergi_audit_append",
+    # the register's rows first: only this batch knows its new people, so nobody else can hold them
+    wanted = ["INSERT INTO register_person", "INSERT INTO change_head", "INSERT INTO event ", "sinergi_audit_append",
               "COMMIT"]
     assert [next(w for w in wanted if w in sql) for sql in last] == wanted
     assert not any("LAST-1" in sql for sql, _ in sent)  # values go as parameters

@@ -227,23 +227,34 @@ async def _pg_append(session: AsyncSession, staged: Staged, *, commit: bool, con
                      before: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
     """The staged entries (and their subjects left to write) appended on PostgreSQL by the
     database's function, on the session's connection, in its transaction, after the writes
-    ``before`` (``text()`` SQL and its values); with ``commit``, the COMMIT goes with them. All of
-    it in one pipeline (psycopg's pipeline mode: the statements sent one after the other, their
-    values as parameters, one round trip; if one fails, the server skips those after it, the
-    COMMIT among them, and the transaction is rolled back). Values stay parameters, never SQL
-    text: PostgreSQL's log of a failed statement shows its text only."""
+    ``before`` (``text()`` SQL and its values); with ``commit``, the COMMIT goes with them, in
+    one round trip; if a statement fails, those after it, the COMMIT among them, are not run
+    and the transaction is rolled back.
+
+    With writes ``before``, all of it goes in one pipeline (psycopg's pipeline mode): their
+    values stay parameters, never SQL text, so PostgreSQL's log of a failed statement holds
+    none of what they write (a batch's records). The append alone goes as one simple query, its
+    values merged on this side (entries hold no personal data, and a pipeline costs this side
+    more than the one message: the reads' group commit takes this way)."""
     subjects, staged.subjects = staged.subjects, []
     raw = await driver_connection(conn or await session.connection())
     try:
-        async with raw.pipeline():
-            writes, append = raw.cursor(), raw.cursor()
-            for sql, params in before:
-                await writes.execute(driver_sql(sql), params)
-            if staged.rows:
-                await append.execute(_PG_APPEND_CALL, _pg_append_params(staged, subjects))
-            if commit:
-                await writes.execute("COMMIT")
-        done = await append.fetchone() if staged.rows else (0,)
+        if not before:
+            if not staged.rows:  # nothing to send (append_and_commit commits through the session then)
+                return
+            single = psycopg.AsyncClientCursor(raw)
+            await single.execute(_PG_APPEND_CALL + ("; COMMIT" if commit else ""), _pg_append_params(staged, subjects))
+            done = await single.fetchone()  # the first result's: the append's
+        else:
+            async with raw.pipeline():
+                writes, append = raw.cursor(), raw.cursor()
+                for sql, params in before:
+                    await writes.execute(driver_sql(sql), params)
+                if staged.rows:
+                    await append.execute(_PG_APPEND_CALL, _pg_append_params(staged, subjects))
+                if commit:
+                    await writes.execute("COMMIT")
+            done = await append.fetchone() if staged.rows else (0,)
     except psycopg.Error as exc:  # as SQLAlchemy's handlers would have it: redacted, wrapped
         raise driver_error(exc) from None
     if done is None or done[0] != len(staged.rows):  # pragma: no cover - the function raises rather than skip

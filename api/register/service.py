@@ -124,8 +124,7 @@ async def refresh(session: AsyncSession, person_ids: Iterable[uuid.UUID],
     emit ``register.repeat_return`` for each person flagged for the first time. ``created``:
     persons this unit created, with their records (all of them: nobody else can have written
     records of a person before it exists), which need no reading back. ``at_commit``: the rows
-    written with the unit's COMMIT (:meth:`api.core.unit.Unit.write_at_commit`), after the
-    records they sum when those are sent with it too."""
+    written with the unit's COMMIT (:meth:`api.core.unit.Unit.write_at_commit`)."""
     ids = sorted(set(person_ids))
     if not ids:
         return

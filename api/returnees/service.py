@@ -196,26 +196,27 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     # that only updates takes it first. The head is held to the commit, so every round trip
     # before it is one the batches of every partner do not queue behind.
     by_nik, fresh, created = await _persons(session, plan, now)
-    # A batch of new records of people it created itself writes nothing after the head that
-    # anything before its commit reads (the register sums those people from the batch): the
-    # records and the register's rows go with the COMMIT, the head held for the database's time
-    # only (api.core.unit, "the last message"). Any other batch takes the head now (at its
-    # insert, or first if it only updates), before the register reads what it sums.
+    # A batch of new records of people it created itself writes nothing that anything before
+    # its commit reads (the register sums those people from the batch): the register's rows and
+    # the records go with the COMMIT, the head held for the database's time only (api.core.unit,
+    # "the last message"). Any other batch takes the head now (at its insert, or first if it
+    # only updates), before the register reads what it sums.
     late = at_commit and not plan.updates and all(by_nik[row["nik_index"]] in created
                                                   for _, row in plan.creates if row["nik_index"])
-    if plan.updates and not plan.creates:
-        await repository.take_list(session)
-    written = await _insert_created(session, agency, plan.creates, by_nik, fresh, now, at_commit=late)
-    written += await _update_changed(session, plan.updates, by_nik, now)
-    touched = _emit(session, agency, written, intake=province_of(writer.jurisdiction))
-    # the register's person view of everyone written (and of those a changed NIK moved away);
-    # the records of a person this batch created are all in the batch
-    mine: dict[uuid.UUID, list[Any]] = {pid: [] for pid in created}
-    for _, row in written:
-        if row["person_id"] in mine:
-            mine[row["person_id"]].append(register.return_record(row))
-    await register.refresh(session, {row["person_id"] for _, row in written}
-                           | {old.person_id for _, _, old in plan.updates}, created=mine, at_commit=late)
+    written = _created(agency, plan.creates, by_nik, fresh, now)
+    if late:
+        # Only this batch knows its new people: their register rows go first (nobody else can
+        # hold them), then the records, which take the head, held from there to the COMMIT.
+        touched = _emit(session, agency, written, intake=province_of(writer.jurisdiction))
+        await _refresh_register(session, written, plan, created, at_commit=True)
+        await _insert_created(session, written, at_commit=True)
+    else:
+        if plan.updates and not plan.creates:
+            await repository.take_list(session)
+        await _insert_created(session, written)
+        written += await _update_changed(session, plan.updates, by_nik, now)
+        touched = _emit(session, agency, written, intake=province_of(writer.jurisdiction))
+        await _refresh_register(session, written, plan, created)
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("created", "updated", "unchanged", "rejected")}
     audit.record(session, "returnee.batch", resource_type=RESOURCE, subjects=[(RESOURCE, row["id"]) for _, row in written],
                  source_agency=agency, records=len(results), created=counts["created"], updated=counts["updated"],
@@ -320,20 +321,14 @@ async def _persons(
     return await repository.ensure_persons(session, nik_indexes, anonymous, now)
 
 
-async def _insert_created(
-    session: AsyncSession,
+def _created(
     agency: str,
     creates: list[tuple[dict[str, Any], dict[str, Any]]],
     by_nik: dict[str, uuid.UUID],
     fresh: list[uuid.UUID],
     now: datetime,
-    *,
-    at_commit: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Insert the new records in one statement (``at_commit``: sent with the unit's COMMIT);
-    ``[("returnee.created", row)]``."""
-    if not creates:
-        return []
+    """The new records' rows, each with its id and person: ``[("returnee.created", row)]``."""
     fresh_iter = iter(fresh)
     written = []
     for (res, row), rid in zip(creates, ids.new_ids(len(creates)), strict=True):
@@ -342,13 +337,33 @@ async def _insert_created(
         row.update(source_agency=agency, version=1, created_at=now, updated_at=now)
         res["status"], res["id"] = "created", row["id"]
         written.append(("returnee.created", row))
+    return written
+
+
+async def _insert_created(session: AsyncSession, written: list[tuple[str, dict[str, Any]]], *,
+                          at_commit: bool = False) -> None:
+    """Insert the new records (:func:`_created`) in one statement (``at_commit``: sent with the
+    unit's COMMIT)."""
+    if not written:
+        return
     try:
-        await repository.insert_rows(session, [row for _, row in creates], at_commit=at_commit)
+        await repository.insert_rows(session, [row for _, row in written], at_commit=at_commit)
     except sa.exc.IntegrityError:
         # Only a concurrent batch creating the same source_ref gets here (all else was
         # checked): the whole batch rolls back and the sender retries.
         raise Conflict("Another request is writing the same records; retry the batch") from None
-    return written
+
+
+async def _refresh_register(session: AsyncSession, written: list[tuple[str, dict[str, Any]]], plan: _Plan,
+                            created: set[uuid.UUID], *, at_commit: bool = False) -> None:
+    """The register's person view of everyone written (and of those a changed NIK moved away);
+    the records of a person this batch created are all in the batch."""
+    mine: dict[uuid.UUID, list[Any]] = {pid: [] for pid in created}
+    for _, row in written:
+        if row["person_id"] in mine:
+            mine[row["person_id"]].append(register.return_record(row))
+    await register.refresh(session, {row["person_id"] for _, row in written}
+                           | {old.person_id for _, _, old in plan.updates}, created=mine, at_commit=at_commit)
 
 
 async def _update_changed(
