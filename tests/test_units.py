@@ -93,3 +93,30 @@ async def test_a_units_events_of_two_feeds_are_committed_with_it_in_order(db: Da
     assert feeds == [("61", 1, 0), ("61", 2, 1), ("61", 3, 2), ("61", 4, 4), ("64", 1, 3)]
     assert [s[0] for s in subjects] == ["n-1"]
     assert (await audit.verify(db, "61")).ok
+
+
+async def test_a_unit_without_audit_entries_sends_no_append(db: Database, backend, monkeypatch) -> None:
+    """A unit that recorded no audit entry (an operator's unit that only emits an event, or one
+    that wrote nothing) commits without calling the chain's append: before, each made a round
+    trip to the append function with nothing to append."""
+    if backend.name != "postgresql":
+        pytest.skip("the append function is PostgreSQL's")
+    import psycopg
+
+    sent: list[str] = []
+    real = psycopg.AsyncCursor.execute
+
+    async def execute(self: object, query: object, *args: object, **kwargs: object) -> object:  # a spy
+        sent.append(str(query))
+        return await real(self, query, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
+    async with operator_unit(db, "test") as session:
+        outbox.emit(session, "notice.created", {"n": 1}, region="61.07")
+    async with operator_unit(db, "test"):
+        pass
+    assert not [q for q in sent if "sinergi_audit_append" in q]
+    assert [q for q in sent if "INSERT INTO event " in q], "the event was written"
+    async with operator_unit(db, "test") as session:
+        audit.record(session, "test.entry")
+    assert [q for q in sent if "sinergi_audit_append" in q], "a unit with an entry appends it"
