@@ -191,10 +191,10 @@ async def upsert_batch(session: AsyncSession, writer: Caller, records: Sequence[
     existing = await repository.existing_for_batch(session, agency, sorted({it.source_ref for _, it in accepted}))
     plan = _plan(accepted, existing, _Keys.of(unit_of(session).settings))
     # The persons before the list's head (as every unit writes them: in NIK order, holding no
-    # head), then the head before the register's rows (no two batches deadlock, see
-    # api.core.changes): a batch that creates records takes it at their numbered insert, one
-    # that only updates takes it first. The head is held to the commit, so every round trip
-    # before it is one the batches of every partner do not queue behind.
+    # head), then the head before the register's rows another batch may hold too (no two
+    # batches deadlock, see api.core.changes): a batch that creates records takes it at their
+    # numbered insert, one that only updates takes it first. The head is held to the commit, so
+    # every round trip before it is one the batches of every partner do not queue behind.
     by_nik, fresh, created = await _persons(session, plan, now)
     # A batch of new records of people it created itself writes nothing that anything before
     # its commit reads (the register sums those people from the batch): the register's rows and
