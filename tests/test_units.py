@@ -120,3 +120,13 @@ async def test_a_unit_without_audit_entries_sends_no_append(db: Database, backen
     async with operator_unit(db, "test") as session:
         audit.record(session, "test.entry")
     assert [q for q in sent if "sinergi_audit_append" in q], "a unit with an entry appends it"
+
+
+async def test_a_write_for_the_commit_is_refused_where_there_is_no_last_message(db: Database, backend) -> None:
+    """On SQLite a unit has no last message: a write a service would send with the COMMIT is
+    refused at once instead of being dropped at the commit."""
+    if backend.name != "sqlite":
+        pytest.skip("PostgreSQL sends such writes with the COMMIT (tests/test_changes.py)")
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        async with operator_unit(db, "test") as session:
+            unit_of(session).write_at_commit("INSERT INTO change_head (key, pos) VALUES (:key, 0)", {"key": "x"})

@@ -119,7 +119,10 @@ class Unit:
         module's docstring), in the order given. For a write that takes a head and those that
         must follow it. Nothing later in the unit may read or name the rows it writes (a
         foreign key): a step that does sends the waiting writes first (:meth:`write_pending`).
-        An error it raises is the COMMIT's."""
+        An error it raises is the COMMIT's. Elsewhere than on PostgreSQL there is no last
+        message: a write is sent when it is made (this raises)."""
+        if dialect_of(self.session) != "postgresql":
+            raise ValueError("writes sent with the COMMIT are PostgreSQL's; write it now")
         self._at_commit.append((sql, params))
 
     async def write_pending(self) -> None:
