@@ -259,7 +259,7 @@ def demo_templates() -> dict[str, DemoTemplate]:
 @pytest.fixture(scope="session")
 def demo_template(backend: Backend, demo_templates: dict[str, DemoTemplate], migrated: Migrated,
                   tmp_path_factory: pytest.TempPathFactory) -> DemoTemplate:
-    """The demo data loaded once for this backend and test process (tests/demo_world.py):
+    """The demo data loaded once for this backend in the test run (tests/demo_world.py):
     ``with demo_template.copy(folder) as world:`` gives a database of it (``world.url``) and
     what the loader returned (``world.demo``)."""
     from tests.demo_world import (  # deferred: tests.demo_world builds on this module (a cycle)
@@ -445,11 +445,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from tests.demo_world import drop_shared_templates, shared_folder
 
     factory = getattr(session.config, "_tmp_path_factory", None)  # pytest's own, as its tmp_path fixtures use
-    if factory is None or not any(shared_folder(factory).glob("demo-*.database")):
+    shared = shared_folder(factory) if factory is not None else None
+    if shared is None or not any(shared.glob("demo-*.database")):
         return
-    admin = Migrated(shared_folder(factory))
+    admin = Migrated(shared)
     try:
-        drop_shared_templates(shared_folder(factory), admin)
+        drop_shared_templates(shared, admin)
     finally:
         admin.close()
 

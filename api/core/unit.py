@@ -70,7 +70,7 @@ import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.core.context import AuditRecord, PendingEvent, RequestContext
-from api.core.db import Database, wrote
+from api.core.db import Database, execute_text, wrote
 from api.core.errors import Conflict, OutcomeUnknown
 from api.core.settings import Settings
 from api.core.sql import dialect_of
@@ -128,8 +128,6 @@ class Unit:
     async def write_pending(self) -> None:
         """Send the writes waiting for the COMMIT now, in their order (before a step that reads
         what they write)."""
-        from api.core.db import execute_text
-
         pending, self._at_commit = self._at_commit, []
         for sql, params in pending:
             await execute_text(self.session, sql, params)
